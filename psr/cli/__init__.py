@@ -1,0 +1,49 @@
+"""The ``psr`` command: one Typer subcommand per stage, each in its own module under psr/cli/."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from psr.core.errors import InputError, PsrError
+from psr.core.log import console
+
+app = typer.Typer(
+    name="psr",
+    help=(
+        "Process-based Self-Rewarding LMs. The loop: segment (IFT) + train-prm -> mine-pairs -> annotate-eft (EFT) "
+        "-> sft (M1) -> [search (PPD) -> step-dpo (Mi+1)] repeated -> eval. Every stage reads and writes JSONL."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Each module registers its command on `app` when imported. Order = order in --help.
+from psr.cli import grade  # noqa: E402,F401
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except InputError as e:
+        console.print(f"[red]error:[/red] {e}", markup=True, soft_wrap=True)
+        sys.exit(2)
+    except PsrError as e:
+        console.print(f"[red]error:[/red] {e}", markup=True, soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        console.print("[red]interrupted[/red]; rerun the same command to resume", markup=True)
+        sys.exit(130)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        sys.exit(1)
+    except Exception as e:  # click usage errors arrive here with standalone_mode=False
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        raise

@@ -1,0 +1,331 @@
+"""JSONL records: validated reading, crash-safe resumable writing, sharding.
+
+Every stage reads and writes through this module so that bad input always fails the same way
+(``FILE:LINE: what is wrong``, exit code 2) and every output file can be resumed after a kill -9.
+
+Written by hand rather than with ``jsonlines``: we need line numbers on raw bytes (to report
+non-UTF-8 input), one ``os.write`` per record on an O_APPEND descriptor (so a kill leaves at most
+one torn line, which the next run cuts), and resume bookkeeping, none of which it offers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from psr.core.errors import InputError
+from psr.core.log import warn
+
+# ---------------------------------------------------------------------------------------------
+# Record contracts (design.md). A field spec is (kind, required). Extra fields are kept as-is.
+
+STR, STR_LIST, BOOL, NUMBER, NUMBER_LIST, BOOL_LIST, INT = (
+    "string", "list of strings", "boolean", "number", "list of numbers", "list of booleans", "integer",
+)
+
+SCHEMAS: dict[str, dict[str, tuple[str, bool]]] = {
+    "problem": {"id": (STR, True), "question": (STR, True), "answer": (STR, False), "solution": (STR, False)},
+    "solution": {"id": (STR, True), "question": (STR, True), "solution": (STR, True), "answer": (STR, False)},
+    "ift": {"id": (STR, True), "question": (STR, True), "steps": (STR_LIST, True), "answer": (STR, False),
+            "solution": (STR, False)},
+    "prm": {"prompt": (STR, True), "completions": (STR_LIST, True), "labels": (BOOL_LIST, True)},
+    "pair": {"id": (STR, True), "question": (STR, True), "previous_steps": (STR_LIST, True), "chosen": (STR, True),
+             "rejected": (STR, True), "chosen_score": (NUMBER, True), "rejected_score": (NUMBER, True)},
+    "eft": {"id": (STR, True), "question": (STR, True), "previous_steps": (STR_LIST, True), "step_a": (STR, True),
+            "step_b": (STR, True), "judgment": (STR, True), "label": (STR, True)},
+    "ppd": {"id": (STR, True), "question": (STR, True), "previous_steps": (STR_LIST, True), "chosen": (STR, True),
+            "rejected": (STR, True), "scores": (NUMBER_LIST, False), "step_index": (INT, False),
+            "is_final": (BOOL, True)},
+    "prediction": {"id": (STR, True), "question": (STR, True), "output": (STR, True), "answer": (STR, False)},
+}
+# Fields that must not be empty strings: an empty question or id is never usable.
+NON_EMPTY = {"id", "question", "prompt", "chosen", "step_a", "step_b"}
+
+
+def _kind_ok(kind: str, v: Any) -> bool:
+    is_num = lambda x: isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)  # noqa: E731
+    return {
+        STR: lambda: isinstance(v, str),
+        BOOL: lambda: isinstance(v, bool),
+        INT: lambda: isinstance(v, int) and not isinstance(v, bool),
+        NUMBER: lambda: is_num(v),
+        STR_LIST: lambda: isinstance(v, list) and all(isinstance(x, str) for x in v),
+        BOOL_LIST: lambda: isinstance(v, list) and all(isinstance(x, bool) for x in v),
+        NUMBER_LIST: lambda: isinstance(v, list) and all(is_num(x) for x in v),
+    }[kind]()
+
+
+def validate(rec: Any, kind: str | None) -> str | None:
+    """Return what is wrong with ``rec`` for record type ``kind``, or None if it is fine."""
+    if not isinstance(rec, dict):
+        return f"expected a JSON object, got {type(rec).__name__}"
+    if kind is None:
+        return None
+    for name, (fkind, required) in SCHEMAS[kind].items():
+        if name not in rec or rec[name] is None:
+            if required:
+                return f"missing field '{name}' ({kind} record)"
+            continue
+        if not _kind_ok(fkind, rec[name]):
+            return f"field '{name}' must be a {fkind}, got {type(rec[name]).__name__} ({kind} record)"
+        if name in NON_EMPTY and isinstance(rec[name], str) and not rec[name].strip():
+            return f"field '{name}' is empty ({kind} record)"
+    if kind == "prm" and len(rec["completions"]) != len(rec["labels"]):
+        return "'completions' and 'labels' differ in length (prm record)"
+    if kind == "eft" and rec["label"] not in ("A", "B"):
+        return f"field 'label' must be \"A\" or \"B\", got {rec['label']!r} (eft record)"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+def iter_lines(path: str) -> Iterator[tuple[int, dict]]:
+    """Yield (line number, parsed JSON value) for every non-blank line; raise InputError on bad lines."""
+    name = "<stdin>" if path == "-" else path
+    try:
+        fh = sys.stdin.buffer if path == "-" else open(path, "rb")
+    except OSError as e:
+        raise InputError(f"cannot open input: {e.strerror}", name) from None
+    seen_any = False
+    try:
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise InputError(f"not valid UTF-8 (byte {e.start})", name, lineno) from None
+            if not text.strip():
+                continue
+            seen_any = True
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as e:
+                torn = "" if raw.endswith(b"\n") else " (the last line is torn: no newline at its end)"
+                raise InputError(f"invalid JSON: {e.msg} at column {e.colno}{torn}", name, lineno) from None
+            yield lineno, value
+    finally:
+        if path != "-":
+            fh.close()
+    if not seen_any:
+        raise InputError("input is empty (no records)", name, 1)
+
+
+def read_records(paths: str | Iterable[str], kind: str | None = None, *, unique_ids: bool = True,
+                 convert=None) -> list[dict]:
+    """Read and validate every record of every path (``-`` is stdin).
+
+    ``convert(rec) -> rec | list[rec]`` may turn a foreign format (e.g. PRM800K) into the contract
+    before validation; it raises ValueError for a record it cannot convert.
+    """
+    if isinstance(paths, str):
+        paths = [paths]
+    out: list[dict] = []
+    first_seen: dict[str, tuple[str, int]] = {}
+    for path in paths:
+        name = "<stdin>" if path == "-" else path
+        for lineno, value in iter_lines(path):
+            recs = [value]
+            if convert is not None:
+                try:
+                    got = convert(value)
+                except (ValueError, KeyError, TypeError) as e:
+                    raise InputError(f"cannot convert record: {e}", name, lineno) from None
+                recs = got if isinstance(got, list) else [got]
+            for rec in recs:
+                problem = validate(rec, kind)
+                if problem:
+                    raise InputError(problem, name, lineno)
+                if unique_ids and "id" in rec:
+                    rid = rec["id"]
+                    if rid in first_seen:
+                        p, ln = first_seen[rid]
+                        raise InputError(f"duplicate id {rid!r} (first at {p}:{ln})", name, lineno)
+                    first_seen[rid] = (name, lineno)
+                out.append(rec)
+    return out
+
+
+def parse_shard(spec: str | None) -> tuple[int, int] | None:
+    """``"K/N"`` -> (K, N) with 0 <= K < N; None passes through."""
+    if spec is None:
+        return None
+    try:
+        k, n = (int(x) for x in spec.split("/"))
+    except ValueError:
+        raise InputError(f"--shard must look like K/N (e.g. 0/4), got {spec!r}") from None
+    if n < 1 or not 0 <= k < n:
+        raise InputError(f"--shard K/N needs 0 <= K < N, got {spec!r}")
+    return k, n
+
+
+def select(records: list[dict], shard: tuple[int, int] | None = None, limit: int | None = None) -> list[dict]:
+    """The K-th of N contiguous slices (so the N outputs concatenate, in order, to the full job), then --limit."""
+    if shard is not None:
+        k, n = shard
+        records = records[k * len(records) // n:(k + 1) * len(records) // n]
+    if limit is not None:
+        if limit < 0:
+            raise InputError(f"--limit must be >= 0, got {limit}")
+        records = records[:limit]
+    return records
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+
+
+def _dumps(rec: dict) -> bytes:
+    return (json.dumps(rec, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+class RecordWriter:
+    """Append-only JSONL output that survives kill -9 and resumes.
+
+    Every record (or group of records) goes out in one ``os.write`` on an O_APPEND descriptor, so
+    a kill leaves whole lines plus at most one torn tail, which the next open cuts with a warning.
+
+    ``done`` holds the keys already finished. Without ``group_field`` the key is each record's
+    ``id``. With it (stages that write several records per input, or none), a sidecar file
+    ``<path>.done`` lists the finished groups, and records of an unfinished group are dropped on
+    open, so a group is never half-written nor written twice.
+    """
+
+    def __init__(self, path: str, *, overwrite: bool = False, group_field: str | None = None):
+        self.path = path
+        self.group_field = group_field
+        self.done: set[str] = set()
+        self.count = 0
+        self._done_fd: int | None = None
+        if path == "-":
+            self._fd = sys.stdout.fileno()
+            sys.stdout.flush()
+            return
+        parent = os.path.dirname(os.path.abspath(path))
+        os.makedirs(parent, exist_ok=True)
+        sidecar = path + ".done"
+        if overwrite:
+            for p in (path, sidecar):
+                if os.path.exists(p):
+                    os.remove(p)
+        elif os.path.exists(path):
+            self._recover(sidecar)
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        if group_field is not None:
+            self._done_fd = os.open(sidecar, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def _recover(self, sidecar: str) -> None:
+        with open(self.path, "rb") as fh:
+            data = fh.read()
+        if data and not data.endswith(b"\n"):
+            cut = data.rfind(b"\n") + 1
+            warn(f"{self.path}: cut a torn last line ({len(data) - cut} bytes) left by an interrupted run")
+            data = data[:cut]
+            with open(self.path, "r+b") as fh:
+                fh.truncate(cut)
+        lines = [ln for ln in data.split(b"\n") if ln.strip()]
+        if self.group_field is None:
+            for i, ln in enumerate(lines, 1):
+                try:
+                    self.done.add(json.loads(ln)["id"])
+                except (ValueError, KeyError, TypeError):
+                    raise InputError("existing output has a line that is not a psr record; "
+                                     "use --overwrite to start afresh", self.path, i) from None
+            return
+        if os.path.exists(sidecar):
+            with open(sidecar, "rb") as fh:
+                raw = fh.read()
+            if raw and not raw.endswith(b"\n"):
+                raw = raw[:raw.rfind(b"\n") + 1]
+                with open(sidecar, "r+b") as fh:
+                    fh.truncate(len(raw))
+            self.done = {json.loads(x) for x in raw.split(b"\n") if x.strip()}
+        keep = [ln for ln in lines if json.loads(ln).get(self.group_field) in self.done]
+        if len(keep) != len(lines):
+            warn(f"{self.path}: dropped {len(lines) - len(keep)} record(s) of unfinished work; it will be redone")
+            tmp = self.path + ".tmp"
+            with open(tmp, "wb") as fh:
+                fh.write(b"".join(ln + b"\n" for ln in keep))
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+
+    def write(self, rec: dict) -> None:
+        """Write one record (its ``id`` becomes done). Not for grouped writers."""
+        assert self.group_field is None, "grouped writers take write_group()"
+        os.write(self._fd, _dumps(rec))
+        self.done.add(rec["id"])
+        self.count += 1
+
+    def write_group(self, key: str, recs: list[dict]) -> None:
+        """Write all records of one unit of work, then mark it done (even when ``recs`` is empty)."""
+        assert self.group_field is not None, "write_group() needs group_field"
+        for r in recs:
+            if r.get(self.group_field) != key:
+                raise ValueError(f"record {r.get('id')!r} has {self.group_field}={r.get(self.group_field)!r}, not {key!r}")
+        if recs:
+            os.write(self._fd, b"".join(_dumps(r) for r in recs))
+        if self._done_fd is not None:
+            os.write(self._done_fd, (json.dumps(key) + "\n").encode())
+        self.done.add(key)
+        self.count += len(recs)
+
+    def close(self) -> None:
+        if self.path != "-":
+            os.close(self._fd)
+            if self._done_fd is not None:
+                os.close(self._done_fd)
+
+    def __enter__(self) -> RecordWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def write_records(path: str, recs: Iterable[dict]) -> int:
+    """Write a whole file at once, atomically (tmp file + rename). For summaries and splits."""
+    if path == "-":
+        n = 0
+        for r in recs:
+            sys.stdout.write(_dumps(r).decode())
+            n += 1
+        sys.stdout.flush()
+        return n
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    n = 0
+    with open(tmp, "wb") as fh:
+        for r in recs:
+            fh.write(_dumps(r))
+            n += 1
+    os.replace(tmp, path)
+    return n
+
+
+@dataclass
+class IOConfig:
+    """The shared I/O options of every stage (design.md)."""
+
+    inputs: list[str] = field(default_factory=lambda: ["-"])
+    output: str = "-"
+    overwrite: bool = False
+    limit: int | None = None
+    shard: str | None = None
+
+    def todo(self, kind: str | None, writer: RecordWriter | None = None, key: str = "id", **kw) -> list[dict]:
+        """Read, validate, shard and limit the inputs, then drop what ``writer`` already finished."""
+        recs = select(read_records(self.inputs, kind, **kw), parse_shard(self.shard), self.limit)
+        if writer is not None and writer.done:
+            before = len(recs)
+            recs = [r for r in recs if r[key] not in writer.done]
+            if before != len(recs):
+                from psr.core.log import info
+
+                info(f"resuming: {before - len(recs)} of {before} already in {writer.path}")
+        return recs

@@ -1,0 +1,26 @@
+import os
+
+import pytest
+
+os.environ.setdefault("PSR_QUIET", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+BENCH = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "benchmarks")
+
+
+@pytest.fixture(scope="session")
+def bench_dir():
+    path = os.path.abspath(BENCH)
+    if not os.path.isdir(path):
+        pytest.skip("../shared/benchmarks is not beside this checkout")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A tiny Qwen2-architecture causal LM with a locally trained tokenizer, built once per session."""
+    from psr.core.tiny import build_tiny_model
+
+    return build_tiny_model(str(tmp_path_factory.mktemp("tiny") / "model"), seed=0)
