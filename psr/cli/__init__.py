@@ -22,6 +22,15 @@ app = typer.Typer(
 
 # Each module registers its command on `app` when imported. Order = order in --help.
 from psr.cli import grade  # noqa: E402,F401
+from psr.cli import eval  # noqa: E402,F401
+from psr.cli import world  # noqa: E402,F401
+from psr.cli import segment  # noqa: E402,F401
+from psr.cli import annotate_eft  # noqa: E402,F401
+from psr.cli import search  # noqa: E402,F401
+from psr.cli import sft  # noqa: E402,F401
+from psr.cli import step_dpo  # noqa: E402,F401
+from psr.cli import train_prm  # noqa: E402,F401
+from psr.cli import mine_pairs  # noqa: E402,F401
 
 
 def main() -> None:

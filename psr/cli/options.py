@@ -25,6 +25,10 @@ TensorParallel = Annotated[int, typer.Option("--tensor-parallel-size", help="vll
 Concurrency = Annotated[int, typer.Option("--concurrency", help="openai: requests in flight.")]
 BatchSize = Annotated[int, typer.Option("--batch-size", help="hf: sequences per generation batch.")]
 Dtype = Annotated[str, typer.Option("--dtype", help="auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16.")]
+ContinueMode = Annotated[str | None, typer.Option(
+    "--continue-mode", help="openai: how a partial answer is continued: vllm (an assistant turn with "
+    "continue_final_message; vLLM/SGLang servers) | inline (quoted in the user turn; any API). "
+    "Default: vllm with --base-url, inline without.")]
 
 
 def io_config(inputs: list[str] | None, output: str, overwrite: bool, limit: int | None, shard: str | None) -> IOConfig:
@@ -33,7 +37,7 @@ def io_config(inputs: list[str] | None, output: str, overwrite: bool, limit: int
 
 def engine_config(engine: str, model: str | None, base_url: str | None, api_key_env: str, seed: int,
                   trust_remote_code: bool = False, tensor_parallel_size: int = 1, concurrency: int = 32,
-                  batch_size: int = 64, dtype: str = "auto") -> EngineConfig:
+                  batch_size: int = 64, dtype: str = "auto", continue_mode: str | None = None) -> EngineConfig:
     return EngineConfig(engine=engine, model=model, base_url=base_url, api_key_env=api_key_env, seed=seed,
                         trust_remote_code=trust_remote_code, tensor_parallel_size=tensor_parallel_size,
-                        concurrency=concurrency, batch_size=batch_size, dtype=dtype)
+                        concurrency=concurrency, batch_size=batch_size, dtype=dtype, continue_mode=continue_mode)

@@ -42,6 +42,7 @@ SCHEMAS: dict[str, dict[str, tuple[str, bool]]] = {
             "rejected": (STR, True), "scores": (NUMBER_LIST, False), "step_index": (INT, False),
             "is_final": (BOOL, True)},
     "prediction": {"id": (STR, True), "question": (STR, True), "output": (STR, True), "answer": (STR, False)},
+    "gradable": {"id": (STR, True), "output": (STR, True), "answer": (STR, True)},  # psr grade
 }
 # Fields that must not be empty strings: an empty question or id is never usable.
 NON_EMPTY = {"id", "question", "prompt", "chosen", "step_a", "step_b"}

@@ -61,6 +61,7 @@ class EngineConfig:
     concurrency: int = 32  # openai: requests in flight
     timeout: float = 600.0  # openai: seconds per request
     max_retries: int = 6
+    continue_mode: str | None = None  # openai: "vllm" (continue_final_message) | "inline"; None: by --base-url
 
 
 @dataclass

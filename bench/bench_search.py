@@ -1,0 +1,142 @@
+"""Benchmark `psr search`: the batched scheduler vs one problem at a time, on a tiny model on CPU.
+
+Both runs search the same world problems with the same settings through the hf engine; the only
+difference is the working set (all problems advance together vs one at a time). Prints pairs per
+minute, generated tokens per second (candidate steps + judgments) and the batched/sequential ratios
+measured in this one run. Target: >= 5x.
+
+A random-init tiny model never writes a verdict, so no pair would ever be made; by default the
+script first teaches a tiny model the two formats search needs ("Step n:" solutions and "[[A]]"/"[[B]]"
+verdicts after the Figure 5 prompt) for a few dozen optimizer steps, cached under --cache. Pass
+--model to benchmark any other model directory instead.
+
+    .venv/bin/python bench/bench_search.py [--problems 32] [--width 4] [--model DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def teach_format(out_dir: str, *, seed: int = 0, steps: int = 60, n_problems: int = 32, lr: float = 1e-2) -> str:
+    """Build a tiny model and train it briefly on world solutions and Figure 5 verdicts; returns ``out_dir``.
+
+    The verdicts are the right ones (the correct step against a corrupted copy, A/B balanced), but a
+    few dozen steps teach only the format: enough for search to make pairs, not to judge well.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from psr.core.prompts import judge_prompt, step_prompt
+    from psr.core.steps import format_steps
+    from psr.core.tiny import build_tiny_model
+    from psr.world.generator import generate_problems
+
+    build_tiny_model(out_dir, seed=seed)
+    tok = AutoTokenizer.from_pretrained(out_dir)
+    model = AutoModelForCausalLM.from_pretrained(out_dir)
+    rng = random.Random(seed)
+    pairs = []
+    for p in generate_problems(n_problems, seed):
+        st = p["steps"]
+        pairs.append((step_prompt(p["question"]), format_steps(st)))
+        k = rng.randrange(len(st))
+        good, bad = st[k], st[k].replace("=", "= 1", 1)
+        a_good = rng.random() < 0.5
+        v = "A" if a_good else "B"
+        pairs.append((judge_prompt(p["question"], st[:k], *((good, bad) if a_good else (bad, good))), f"[[{v}]]"))
+    data = []
+    for user, answer in pairs:
+        prompt = tok.apply_chat_template([{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True)
+        data.append((tok(prompt, add_special_tokens=False)["input_ids"],
+                     tok(answer + tok.eos_token, add_special_tokens=False)["input_ids"]))
+    torch.manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    model.train()
+    for _ in range(steps):
+        batch = [data[i] for i in torch.randperm(len(data))[:8].tolist()]
+        width = max(len(p) + len(a) for p, a in batch)
+        ids = torch.full((len(batch), width), tok.pad_token_id)
+        labels = torch.full((len(batch), width), -100)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for r, (p, a) in enumerate(batch):
+            ids[r, :len(p) + len(a)] = torch.tensor(p + a)
+            mask[r, :len(p) + len(a)] = 1
+            labels[r, len(p):len(p) + len(a)] = torch.tensor(a)  # loss on the answer only
+        model(input_ids=ids, attention_mask=mask, labels=labels).loss.backward()
+        opt.step()
+        opt.zero_grad()
+    model.eval()
+    model.save_pretrained(out_dir)
+    return out_dir
+
+
+def measure(engine, problems: list[dict], cfg) -> dict:
+    from psr.stages.search import iter_search
+
+    start = time.perf_counter()
+    trajs = [t for batch in iter_search(engine, problems, cfg) for t in batch]
+    secs = time.perf_counter() - start
+    pairs = sum(len(t["pairs"]) for t in trajs)
+    tokens = sum(t["generated_tokens"] for t in trajs)
+    return {"problems": len(trajs), "pairs": pairs, "rounds": sum(t["iterations"] for t in trajs),
+            "judge_calls": sum(t["judge_calls"] for t in trajs), "tokens": tokens, "seconds": secs,
+            "pairs_per_min": 60 * pairs / secs, "tokens_per_s": tokens / secs}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", help="model directory (default: a format-taught tiny model, built once)")
+    ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "psr-bench-search-model"))
+    ap.add_argument("--problems", type=int, default=32)
+    ap.add_argument("--width", type=int, default=4)
+    ap.add_argument("--max-iterations", type=int, default=4)
+    ap.add_argument("--max-step-tokens", type=int, default=32)
+    ap.add_argument("--judge-max-tokens", type=int, default=8)
+    ap.add_argument("--batch-size", type=int, default=256, help="hf engine sequences per forward batch")
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args(argv)
+    os.environ.setdefault("PSR_QUIET", "1")
+
+    from psr.engines import EngineConfig
+    from psr.engines.hf import HFEngine
+    from psr.stages.search import SearchConfig
+    from psr.world.generator import generate_problems
+
+    model = a.model
+    if model is None:
+        model = a.cache
+        if not os.path.exists(os.path.join(model, "config.json")):
+            print(f"teaching a tiny model the step and verdict formats -> {model}", file=sys.stderr)
+            teach_format(model, seed=a.seed)
+    engine = HFEngine(EngineConfig(model=model, seed=a.seed, batch_size=a.batch_size))
+    problems = generate_problems(a.problems, seed=a.seed + 1, split="test")
+    base = dict(width=a.width, max_iterations=a.max_iterations, max_step_tokens=a.max_step_tokens,
+                judge_max_tokens=a.judge_max_tokens, seed=a.seed)
+    measure(engine, problems[:1], SearchConfig(**base, working_set=1))  # warm-up
+    seq = measure(engine, problems, SearchConfig(**base, working_set=1))
+    bat = measure(engine, problems, SearchConfig(**base, working_set=len(problems)))
+
+    print(f"psr search on {os.path.basename(model.rstrip('/'))}: {len(problems)} problems, width {a.width}, "
+          f"max {a.max_iterations} rounds, steps <= {a.max_step_tokens} tokens, judgments <= {a.judge_max_tokens}")
+    cols = ["problems", "pairs", "rounds", "judge_calls", "tokens", "seconds", "pairs_per_min", "tokens_per_s"]
+    print(f"| {'scheduler':<22} | " + " | ".join(f"{c:>13}" for c in cols) + " |")
+    print("|" + "-" * 24 + "|" + "|".join("-" * 15 for _ in cols) + "|")
+    for name, r in (("one problem at a time", seq), (f"batched (working set {len(problems)})", bat)):
+        cells = [f"{r[c]:>13.1f}" if isinstance(r[c], float) else f"{r[c]:>13}" for c in cols]
+        print(f"| {name:<22} | " + " | ".join(cells) + " |")
+    pr = bat["pairs_per_min"] / seq["pairs_per_min"] if seq["pairs_per_min"] else float("nan")
+    tr = bat["tokens_per_s"] / seq["tokens_per_s"]
+    print(f"\nbatched / one-at-a-time: pairs per minute x{pr:.1f}, generated tokens per second x{tr:.1f} "
+          f"(target >= 5x)")
+
+
+if __name__ == "__main__":
+    main()

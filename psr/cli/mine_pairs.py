@@ -1,0 +1,71 @@
+"""`psr mine-pairs`: problems + policy + PRM -> candidate step pairs (MCTS, paper §3.2)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from psr.cli import app
+from psr.cli import options as O
+from psr.stages import mine_pairs as stage
+
+_D = stage.MCTSConfig()
+
+
+@app.command(
+    "mine-pairs",
+    help=(
+        "MCTS on a policy model (--engine/--model) with a PRM (--prm DIR from `psr train-prm`, run with "
+        "transformers) as value. Reads problem records (id, question); writes candidate pair records (id, "
+        "problem_id, question, previous_steps, chosen, rejected, chosen_score, rejected_score): at every expanded "
+        "node the PRM's best and worst candidate next steps, kept when P(+) differs by more than --margin. "
+        "Expansion samples --width steps for the whole working set in one engine call; the PRM scores them in one "
+        "batched call; selection by UCT. Paper defaults: --simulation-depth 3, --num-iterations 100, "
+        "--temperature 0.7, --top-p 0.95. Resumes by problem (an unfinished problem is redone); --shard/--limit "
+        "as every stage. Stats (nodes, pairs, pairs per problem, generation vs scoring time) go to stderr and "
+        "--stats."
+    ),
+)
+def mine_pairs(
+    inputs: O.Inputs = None,
+    output: O.Output = "-",
+    prm: Annotated[str, typer.Option("--prm", help="PRM directory (written by `psr train-prm`).")] = "",
+    engine: O.EngineName = "hf",
+    model: O.Model = None,
+    base_url: O.BaseUrl = None,
+    api_key_env: O.ApiKeyEnv = "OPENAI_API_KEY",
+    num_iterations: Annotated[int, typer.Option("--num-iterations", help="MCTS iterations per problem.")] = _D.num_iterations,
+    simulation_depth: Annotated[int, typer.Option("--simulation-depth", help="Rollout steps after an expansion "
+                                                  "(0: value = the new step's P(+)).")] = _D.simulation_depth,
+    width: Annotated[int, typer.Option("--width", help="Candidate next steps sampled per expansion.")] = _D.width,
+    exploration: Annotated[float, typer.Option("--exploration", "--c-puct", help="UCT exploration constant.")] = _D.exploration,
+    margin: Annotated[float, typer.Option("--margin", help="Keep a pair only if chosen P(+) > rejected P(+) + "
+                                          "margin.")] = _D.margin,
+    temperature: Annotated[float, typer.Option("--temperature", help="Sampling temperature.")] = _D.temperature,
+    top_p: Annotated[float, typer.Option("--top-p", help="Nucleus sampling.")] = _D.top_p,
+    max_depth: Annotated[int, typer.Option("--max-depth", help="Steps in a solution before a node is "
+                                           "terminal.")] = _D.max_depth,
+    max_step_tokens: Annotated[int, typer.Option("--max-step-tokens", help="Token limit of one step.")] = _D.max_step_tokens,
+    working_set: Annotated[int, typer.Option("--working-set", help="Problems searched together (model calls "
+                                             "batch across them).")] = _D.working_set,
+    prm_batch_size: Annotated[int, typer.Option("--prm-batch-size", help="Sequences per PRM forward pass.")] = _D.prm_batch_size,
+    stats: Annotated[str | None, typer.Option("--stats", help="Also write the stats to this JSON file.")] = None,
+    overwrite: O.Overwrite = False,
+    limit: O.Limit = None,
+    shard: O.Shard = None,
+    seed: O.Seed = 0,
+    batch_size: O.BatchSize = 64,
+    concurrency: O.Concurrency = 32,
+    tensor_parallel_size: O.TensorParallel = 1,
+    dtype: O.Dtype = "auto",
+    trust_remote_code: O.TrustRemoteCode = False,
+) -> None:
+    cfg = stage.MCTSConfig(num_iterations=num_iterations, simulation_depth=simulation_depth, temperature=temperature,
+                           top_p=top_p, width=width, exploration=exploration, margin=margin, max_depth=max_depth,
+                           max_step_tokens=max_step_tokens, working_set=working_set, prm_batch_size=prm_batch_size,
+                           seed=seed)
+    stage.run(O.io_config(inputs, output, overwrite, limit, shard),
+              O.engine_config(engine, model, base_url, api_key_env, seed, trust_remote_code, tensor_parallel_size,
+                              concurrency, batch_size, dtype),
+              prm, cfg, stats_path=stats, prm_dtype=dtype)

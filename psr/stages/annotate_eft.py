@@ -1,0 +1,199 @@
+"""``psr annotate-eft``: PRM-ranked step pairs -> EFT records (paper §3.2, Figure 5).
+
+Each pair is judged twice, once with the PRM-chosen step as A and once as B. As in the paper, a
+pair is kept only when both verdicts agree with each other and with the PRM; every other pair is
+counted under its drop reason:
+
+- ``prm_tie``: equal PRM scores, so there is no preference to confirm (not sent to the judge);
+- ``no_verdict``: a judgment holds no ``[[A]]``/``[[B]]``;
+- ``inconsistent``: the two orders name the same position (a position bias, not a preference);
+- ``disagrees_with_prm``: both orders prefer the PRM-rejected step.
+
+A kept pair becomes one EFT record in one of its two orders, with that order's judgment. The
+order is a hash of (seed, pair id), so about half the records have the better step as A, the
+choice never depends on the judge, and a resumed or sharded run makes the same choice.
+
+``--test-size N`` holds out whole questions: questions are ranked by a hash of (seed, question)
+and taken in that order until the held-out records reach N, so a question is never in both files
+and rerunning gives the same split. The split is made when judging ends: test records move from
+``--output`` to ``--test-output``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+
+from psr.core.errors import InputError
+from psr.core.log import info, progress, warn
+from psr.core.prompts import judge_prompt, parse_verdict
+from psr.core.records import IOConfig, RecordWriter, read_records, write_records
+from psr.engines.base import Chat, EngineConfig, Sampling
+
+DROPS = ("prm_tie", "no_verdict", "inconsistent", "disagrees_with_prm")
+
+
+@dataclass
+class AnnotateConfig:
+    test_size: int = 0
+    test_output: str | None = None
+    max_tokens: int = 4096  # reasoning judges (o1-style) spend hidden tokens inside this bound
+    temperature: float = 0.0
+    chunk_size: int = 128  # pairs per engine call (2 judge prompts each)
+    seed: int = 0
+
+
+def _hash(*parts) -> int:
+    return int(hashlib.sha256(":".join(map(str, parts)).encode()).hexdigest()[:12], 16)
+
+
+def better_first(seed: int, pair_id: str) -> bool:
+    """Whether the record of this pair shows the better step as A."""
+    return _hash("position", seed, pair_id) % 2 == 0
+
+
+def classify(verdict_chosen_a: str | None, verdict_chosen_b: str | None) -> str:
+    """'keep' or the drop reason, from the verdicts with the chosen step as A, then as B."""
+    if verdict_chosen_a is None or verdict_chosen_b is None:
+        return "no_verdict"
+    if verdict_chosen_a == verdict_chosen_b:
+        return "inconsistent"
+    return "keep" if verdict_chosen_a == "A" else "disagrees_with_prm"
+
+
+def eft_record(pair: dict, judgment_chosen_a: str, judgment_chosen_b: str, seed: int) -> dict:
+    a_first = better_first(seed, pair["id"])
+    rec = {"id": pair["id"], "question": pair["question"], "previous_steps": pair["previous_steps"],
+           "step_a": pair["chosen"] if a_first else pair["rejected"],
+           "step_b": pair["rejected"] if a_first else pair["chosen"],
+           "judgment": judgment_chosen_a if a_first else judgment_chosen_b,
+           "label": "A" if a_first else "B"}
+    for k in ("chosen_score", "rejected_score"):
+        rec[k] = pair[k]
+    return rec
+
+
+def run(io: IOConfig, cfg: AnnotateConfig, engine_cfg: EngineConfig | None = None, engine=None) -> dict:
+    """Judge every pair; returns counts: ``kept``, each of DROPS, ``label_a``, ``label_b``, ``train``, ``test``."""
+    if cfg.test_size < 0:
+        raise InputError(f"--test-size must be >= 0, got {cfg.test_size}")
+    if cfg.test_size and not cfg.test_output:
+        raise InputError("--test-size needs --test-output PATH")
+    if cfg.test_size and io.output == "-":
+        raise InputError("--test-size needs --output PATH (the split rewrites it when judging ends)")
+    if cfg.test_output and os.path.abspath(cfg.test_output) == os.path.abspath(io.output):
+        raise InputError("--test-output must differ from --output")
+    counts = dict.fromkeys(("kept", *DROPS), 0)
+    # One group per pair (zero or one record), so dropped pairs are remembered too and not re-judged.
+    writer = RecordWriter(io.output, overwrite=io.overwrite, group_field="id")
+    test_done = set()
+    if cfg.test_output and os.path.exists(cfg.test_output):
+        if io.overwrite:
+            os.remove(cfg.test_output)
+        else:
+            test_done = {r["id"] for r in _read(cfg.test_output)}
+    try:
+        all_pairs = io.todo("pair")
+        todo = [p for p in all_pairs if p["id"] not in writer.done and p["id"] not in test_done]
+        if len(todo) < len(all_pairs):
+            info(f"resuming: {len(all_pairs) - len(todo)} of {len(all_pairs)} pairs already judged")
+        if todo:
+            _judge_all(todo, cfg, engine_cfg, engine, writer, counts)
+    finally:
+        writer.close()
+    if cfg.test_size:
+        counts.update(_split(io.output, cfg, all_pairs))
+    _report(counts, io.output, cfg)
+    return counts
+
+
+def _judge_all(todo, cfg, engine_cfg, engine, writer, counts) -> None:
+    own = engine is None
+    if own:
+        from psr.engines import load_engine
+
+        engine = load_engine(engine_cfg or EngineConfig(engine="openai"))
+    sampling = Sampling(n=1, temperature=cfg.temperature, max_tokens=cfg.max_tokens, seed=cfg.seed)
+    try:
+        with progress("annotate-eft", len(todo)) as advance:
+            for start in range(0, len(todo), cfg.chunk_size):
+                chunk = todo[start:start + cfg.chunk_size]
+                ties = [p for p in chunk if p["chosen_score"] == p["rejected_score"]]
+                judged = [p for p in chunk if p["chosen_score"] != p["rejected_score"]]
+                for p in ties:
+                    counts["prm_tie"] += 1
+                    writer.write_group(p["id"], [])
+                # The PRM's preference: the higher score is the better step whatever the field names say.
+                judged = [p if p["chosen_score"] > p["rejected_score"] else
+                          {**p, "chosen": p["rejected"], "rejected": p["chosen"],
+                           "chosen_score": p["rejected_score"], "rejected_score": p["chosen_score"]}
+                          for p in judged]
+                chats = []
+                for p in judged:
+                    chats.append(Chat(judge_prompt(p["question"], p["previous_steps"], p["chosen"], p["rejected"])))
+                    chats.append(Chat(judge_prompt(p["question"], p["previous_steps"], p["rejected"], p["chosen"])))
+                outs = engine.generate(chats, sampling) if chats else []
+                for i, p in enumerate(judged):
+                    ja, jb = (outs[2 * i][0].text if outs[2 * i] else ""), (outs[2 * i + 1][0].text
+                                                                          if outs[2 * i + 1] else "")
+                    kind = classify(parse_verdict(ja), parse_verdict(jb))
+                    if kind == "keep":
+                        counts["kept"] += 1
+                        writer.write_group(p["id"], [eft_record(p, ja, jb, cfg.seed)])
+                    else:
+                        counts[kind] += 1
+                        writer.write_group(p["id"], [])
+                advance(len(chunk))
+    finally:
+        if own:
+            engine.close()
+
+
+def _read(path: str) -> list[dict]:
+    """EFT records of a file this stage wrote; none when it is missing or empty."""
+    if path == "-" or not os.path.exists(path) or not open(path, "rb").read().strip():
+        return []
+    return read_records(path, "eft")
+
+
+def _split(output: str, cfg: AnnotateConfig, pairs: list[dict]) -> dict:
+    """Move whole questions' records from ``output`` to ``cfg.test_output`` until the test split holds
+    ``cfg.test_size`` records (or all questions are taken)."""
+    in_output = _read(output)
+    # The test file is written first, so after a kill between the two writes a record may be in both.
+    recs = {r["id"]: r for r in _read(cfg.test_output) + in_output}
+    by_question: dict[str, list[dict]] = {}
+    for r in sorted(recs.values(), key=lambda r: r["id"]):
+        by_question.setdefault(r["question"], []).append(r)
+    order = sorted({p["question"] for p in pairs} | set(by_question), key=lambda q: _hash("split", cfg.seed, q))
+    test, taken = [], set()
+    for q in order:
+        if len(test) >= cfg.test_size:
+            break
+        test += by_question.get(q, [])
+        taken.add(q)
+    # Train keeps the output's order; records that were held out before and no longer are go last.
+    order_ids = list(dict.fromkeys([r["id"] for r in in_output] + sorted(recs)))
+    train = [recs[i] for i in order_ids if recs[i]["question"] not in taken]
+    test.sort(key=lambda r: r["id"])
+    write_records(cfg.test_output, test)
+    write_records(output, train)
+    if len(test) < cfg.test_size:
+        warn(f"--test-size {cfg.test_size}: only {len(test)} EFT records exist; all went to the test split")
+    return {"train": len(train), "test": len(test)}
+
+
+def _report(counts: dict, output: str, cfg: AnnotateConfig) -> None:
+    judged = counts["kept"] + sum(counts[d] for d in DROPS)
+    if judged:
+        drops = ", ".join(f"{d.replace('_', ' ')}: {counts[d]}" for d in DROPS)
+        info(f"annotate-eft: kept {counts['kept']} of {judged} pairs; dropped {drops}")
+    files = [output] + ([cfg.test_output] if cfg.test_size else [])
+    recs = [r for f in files for r in _read(f)]
+    counts["label_a"] = sum(r["label"] == "A" for r in recs)
+    counts["label_b"] = len(recs) - counts["label_a"]
+    if recs:
+        info(f"better step as A in {counts['label_a']} of {len(recs)} records"
+             + (f"; split: {counts['train']} train -> {output}, {counts['test']} test -> {cfg.test_output}"
+                if cfg.test_size else ""))

@@ -1,0 +1,53 @@
+"""``psr step-dpo``: Mi + PPD(Mi) -> Mi+1 (paper §3.4). Reads PPD JSONL, writes a model directory.
+
+Whole-solution pairs (empty ``previous_steps``, ``is_final`` true) train the SRLM baseline the same
+way. See psr.training.step_dpo for the tokenization and psr.training.common for the output layout.
+"""
+
+from __future__ import annotations
+
+from psr.core.errors import InputError
+from psr.core.records import read_records, select
+from psr.training import common
+from psr.training import step_dpo as dpo_training
+from psr.training.common import TrainConfig
+from psr.training.step_dpo import DPOOptions
+
+STEP_DPO_DEFAULTS = dict(epochs=1.0, learning_rate=5e-7, batch_size=32)  # paper §4
+
+
+def run(inputs: list[str], cfg: TrainConfig, opts: DPOOptions | None = None, *, limit: int | None = None,
+        callbacks=()) -> dict:
+    """Train and write ``cfg.output``; returns the resolved config (also saved as psr_config.json).
+
+    ``callbacks``: extra transformers TrainerCallbacks (progress displays, tests).
+    """
+    opts = opts or DPOOptions()
+    done = common.skip_if_done(cfg, "step-dpo")
+    if done is not None:
+        return done
+    common.check_inputs(inputs)
+    records = select(read_records(inputs, "ppd"), None, limit)
+    if not records:
+        raise InputError("no records to train on (--limit 0?)")
+    tokenizer = common.load_tokenizer(cfg)
+    examples, too_long, truncated = dpo_training.build_examples(tokenizer, records, cfg.max_length)
+    if too_long:
+        common.main_warn(f"step-dpo: {len(too_long)} of {len(records)} pairs have a step longer than "
+                         f"--max-length {cfg.max_length} tokens and are left out (first: {', '.join(too_long[:5])})")
+    if truncated:
+        common.main_info(f"step-dpo: {truncated} prompts were cut on the left to fit --max-length "
+                         f"{cfg.max_length}")
+    if not examples:
+        raise InputError(f"all {len(records)} pairs are longer than --max-length {cfg.max_length} tokens")
+    resume_from = common.prepare_output(cfg)
+    n_final = sum(r["is_final"] for r in records)
+    common.main_info(f"step-dpo: {len(examples)} pairs ({n_final} final steps), beta {opts.beta:g}, "
+                     f"{cfg.epochs:g} epochs, lr {cfg.learning_rate:g}, effective batch {cfg.batch_size}")
+    trainer = dpo_training.make_trainer(cfg, opts, examples, tokenizer, callbacks)
+    common.train(trainer, resume_from)
+    return common.finish(trainer, tokenizer, cfg, "step-dpo", {
+        "pairs": len(examples), "final_step_pairs": n_final, "beta": opts.beta,
+        "precompute_ref_log_probs": opts.precompute_ref_log_probs, "too_long": len(too_long),
+        "too_long_ids": too_long[:100], "truncated_prompts": truncated, "resumed_from": resume_from,
+    })

@@ -1,0 +1,115 @@
+"""Step-wise DPO Mi -> Mi+1 (paper §3.4, Eq. 6-8) with TRL's DPOTrainer.
+
+One PPD record is one preference pair for step l = len(previous_steps) + 1:
+
+- prompt: the Figure 4 chat prompt rendered by the chat template with the generation prompt, then
+  the previous steps as the start of the assistant answer (exactly what search continued from);
+- chosen / rejected: ``"Step l: <content>"`` followed by ``"\\n"`` for an inner step (the next
+  step follows) or the end-of-turn token when the step ends the solution (``is_final``).
+
+TRL 1.16's DPOTrainer appends EOS to every non-conversational completion in ``_prepare_dataset``,
+which would teach the model to stop after any step. We tokenize here and ``StepDPOTrainer``
+takes the tokenized dataset as it is. Whole-solution pairs (SRLM baseline) are the special case
+of an empty ``previous_steps`` with ``is_final`` true.
+
+The loss is TRL's sigmoid DPO loss on the step tokens only: -log σ(β·[log πθ/πref](chosen)
+- β·[log πθ/πref](rejected)), the reference being the starting model (or the LoRA base, or
+log-probs precomputed once with ``precompute_ref_log_probs``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from psr.core.prompts import step_prompt
+from psr.core.steps import assistant_prefix, step_prefix
+from psr.training import common
+from psr.training.common import TrainConfig
+
+DEFAULT_BETA = 0.1  # TRL's default; the paper leaves β unspecified
+
+
+@dataclass
+class DPOOptions:
+    beta: float = DEFAULT_BETA
+    precompute_ref_log_probs: bool = False
+
+
+def prompt_text(tokenizer, rec: dict) -> str:
+    chat = tokenizer.apply_chat_template([{"role": "user", "content": step_prompt(rec["question"])}],
+                                         tokenize=False, add_generation_prompt=True)
+    return chat + assistant_prefix(rec["previous_steps"])
+
+
+def step_text(rec: dict, content: str) -> str:
+    """``Step l: content`` plus the newline that leads into the next step (inner steps only)."""
+    text = step_prefix(len(rec["previous_steps"]) + 1) + content
+    return text if rec["is_final"] else text + "\n"
+
+
+def end_of_turn_id(tokenizer) -> int:
+    """The token the chat template closes an assistant turn with (``<|im_end|>`` for ChatML).
+
+    Not always ``eos_token``: Qwen2.5 base models, for one, have ``<|endoftext|>`` as EOS but
+    close chat turns with ``<|im_end|>``, which is what a finished answer must end with.
+    """
+    probe = "PSR-END-OF-TURN-PROBE"
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "q"}, {"role": "assistant", "content": probe}],
+                                         tokenize=False)
+    after = tokenizer(text[text.rindex(probe) + len(probe):], add_special_tokens=False)["input_ids"]
+    added = tokenizer.added_tokens_decoder
+    if after and (after[0] in tokenizer.all_special_ids or (after[0] in added and added[after[0]].special)):
+        return after[0]
+    return tokenizer.eos_token_id
+
+
+def tokenize_pair(tokenizer, rec: dict, max_length: int | None = None) -> tuple[dict | None, bool]:
+    """``({prompt_ids, chosen_ids, rejected_ids}, prompt_was_truncated)``; None when even the
+    steps alone do not fit in ``max_length``. Long prompts lose tokens on the left (the question's
+    start), keeping the steps right before the pair intact."""
+    enc = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    end = [end_of_turn_id(tokenizer)] if rec["is_final"] else []
+    prompt = enc(prompt_text(tokenizer, rec))
+    chosen = enc(step_text(rec, rec["chosen"])) + end
+    rejected = enc(step_text(rec, rec["rejected"])) + end
+    truncated = False
+    if max_length is not None:
+        room = max_length - max(len(chosen), len(rejected))
+        if room < 1:
+            return None, False
+        if len(prompt) > room:
+            prompt, truncated = prompt[-room:], True
+    return {"prompt_ids": prompt, "chosen_ids": chosen, "rejected_ids": rejected}, truncated
+
+
+def build_examples(tokenizer, records: list[dict], max_length: int) -> tuple[list[dict], list[str], int]:
+    """Tokenized pairs, ids of records whose steps alone exceed ``max_length``, count of truncated prompts."""
+    examples, too_long, truncated = [], [], 0
+    for rec in records:
+        ex, cut = tokenize_pair(tokenizer, rec, max_length)
+        if ex is None:
+            too_long.append(rec["id"])
+            continue
+        examples.append(ex)
+        truncated += cut
+    return examples, too_long, truncated
+
+
+def make_trainer(cfg: TrainConfig, opts: DPOOptions, examples: list[dict], tokenizer, callbacks=()):
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    class StepDPOTrainer(DPOTrainer):
+        """DPOTrainer on a dataset tokenized by psr (no EOS after inner steps, left-truncated prompts)."""
+
+        def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+            return dataset
+
+    args = DPOConfig(**common.trainer_kwargs(cfg), beta=opts.beta, loss_type=["sigmoid"],
+                     precompute_ref_log_probs=opts.precompute_ref_log_probs,
+                     trust_remote_code=cfg.trust_remote_code)
+    trainer = StepDPOTrainer(model=common.load_model(cfg), args=args, train_dataset=Dataset.from_list(examples),
+                             processing_class=tokenizer, peft_config=common.lora_config(cfg),
+                             callbacks=[common.metrics_writer(cfg.output), *callbacks])
+    common.logs_to_stderr(trainer)
+    return trainer

@@ -1,0 +1,278 @@
+"""The offline oracle: plays the paper's external roles for world problems through the Engine interface.
+
+- Judge (o1's role in annotate-eft): answers a Figure 5 prompt with a short, regular explanation
+  that checks each step, then ``[[A]]`` or ``[[B]]``.
+- Segmenter (o1's role in segment): answers a Figure 3 prompt with the solution split into
+  ``Step n:`` lines, content unchanged.
+- Step labels (PRM800K's role in train-prm): :func:`label_step` and :func:`prm_examples`.
+- Also a perfect policy (Figure 4 prompt: the reference steps) and a perfect PRM (``score_steps``),
+  so that stages can be tested offline end to end.
+
+A step is judged locally, like a human grader reading a partial solution: it must carry out the
+question's next event on the quantity the previous step ended with (or the question's start),
+with right arithmetic, without repeating an earlier step, and box an answer only at the end.
+The oracle only ever parses text; it never evaluates it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from dataclasses import dataclass
+
+from psr.core.errors import PsrError
+from psr.core.prompts import JUDGE_PROMPT, SEGMENT_PROMPT, STEP_PROMPT
+from psr.core.steps import format_steps, parse_steps, strip_step_prefix
+from psr.engines.base import Completion, Engine, EngineConfig, Sampling
+from psr.world.generator import apply, parse_equation, parse_question, render_step
+
+_BOX = re.compile(r"\\boxed\s*\{\s*(-?\d+)\s*\}")
+
+
+# ------------------------------------------------------------------------------------------------
+# Checking one step
+
+
+@dataclass
+class Check:
+    ok: bool
+    score: int  # how far the step got before its first error: 0 (nothing usable) .. 4 (right)
+    text: str  # "computes 8 - 3 = 5, which is correct" (no subject, no final period)
+
+
+def _norm(step: str) -> str:
+    return " ".join(strip_step_prefix(step).split())
+
+
+def check_step(meta: dict, previous_steps: list[str], step: str) -> Check:
+    """Check the next step of a world problem (``meta``: start, ops, values, as parse_question gives)."""
+    i = len(previous_steps)
+    ops = meta["ops"]
+    step = _norm(step)
+    for k, prev in enumerate(previous_steps, 1):
+        if _norm(prev) == step:
+            return Check(False, 0, f"repeats Step {k}, which is wrong")
+    eq = parse_equation(step)
+    if eq is None:
+        return Check(False, 0, "computes nothing, which is wrong")
+    a, sym, b, c = eq
+    shown = f"computes {a} {sym} {b} = {c}"
+    for k, prev in enumerate(previous_steps, 1):
+        if parse_equation(prev) == eq:
+            return Check(False, 0, f"{shown} again, which is wrong: it repeats Step {k}")
+    if i >= len(ops):
+        return Check(False, 0, f"{shown}, which is wrong: the question has no event left")
+    if i == 0:
+        want_a, source = meta["start"], "the start in the question"
+    else:
+        got = parse_equation(previous_steps[-1])
+        want_a = got[3] if got else meta["values"][i]
+        source = f"the result of Step {i}"
+    if a != want_a:
+        return Check(False, 1, f"{shown}, which is wrong: it should start from {want_a}, {source}")
+    want_sym, want_b = ops[i]
+    if (sym, b) != (want_sym, want_b):
+        return Check(False, 2, f"{shown}, which is wrong: the next event is {want_sym} {want_b}")
+    right = apply(a, sym, b)
+    if c != right:
+        return Check(False, 3, f"{shown}, which is wrong: {a} {sym} {b} is {right}")
+    boxed = _BOX.findall(step)
+    if boxed and i < len(ops) - 1:
+        return Check(False, 3, f"{shown}, which is right, but it gives a final answer too early")
+    if boxed and int(boxed[-1]) != c:
+        return Check(False, 3, f"{shown}, which is right, but it boxes {boxed[-1]}")
+    return Check(True, 4, f"{shown}, which is correct")
+
+
+def _meta(problem: dict) -> dict:
+    meta = problem.get("world") or parse_question(problem["question"])
+    if meta is None:
+        raise PsrError(f"not a world problem: {problem['question'][:80]!r}")
+    return meta
+
+
+def label_step(problem: dict, previous_steps: list[str], step: str) -> bool:
+    """PRM800K's role: is ``step`` a right next step after ``previous_steps``?"""
+    return check_step(_meta(problem), previous_steps, step).ok
+
+
+def _tiebreak(text: str) -> str:
+    # Position-independent, so a tie gets the same verdict whichever side each step is shown on.
+    return hashlib.sha256(_norm(text).encode()).hexdigest()
+
+
+def judge(meta: dict, previous_steps: list[str], step_a: str, step_b: str) -> str:
+    """The Figure 5 answer: one sentence per assistant, a comparison when needed, the verdict."""
+    ca, cb = check_step(meta, previous_steps, step_a), check_step(meta, previous_steps, step_b)
+    lines = [f"Assistant A {ca.text}.", f"Assistant B {cb.text}."]
+    if ca.score != cb.score:
+        better = "A" if ca.score > cb.score else "B"
+        if not (ca.ok or cb.ok):
+            lines.append(f"Both are wrong, but Assistant {better} gets further.")
+    else:
+        better = "A" if _tiebreak(step_a) <= _tiebreak(step_b) else "B"
+        lines.append(f"Both are {'correct' if ca.ok else 'wrong'}; I pick Assistant {better}.")
+    return " ".join(lines) + f" [[{better}]]"
+
+
+# ------------------------------------------------------------------------------------------------
+# PRM data (TRL stepwise supervision)
+
+CORRUPTIONS = ("wrong_sum", "wrong_quantity", "wrong_operand", "copied_step")
+
+
+def corrupt_step(problem: dict, k: int, kind: str, rng: random.Random) -> str | None:
+    """A wrong version of reference step ``k``: ``kind`` in CORRUPTIONS; None if it has no such error."""
+    meta = problem["world"]
+    values, (sym, x) = meta["values"], meta["ops"][k]
+    a, c = values[k], values[k + 1]
+    if kind == "copied_step":
+        return problem["steps"][k - 1] if k > 0 else None
+    if kind == "wrong_sum":
+        wrong = [c + d for d in (-3, -2, -1, 1, 2, 3) if c + d >= 0]
+        return render_step(meta, k, a, sym, x, rng.choice(wrong))
+    if kind == "wrong_quantity":
+        # The tiny models' typical error: starting from another number of the problem.
+        pool = {meta["start"], *values[:k], *(v for _, v in meta["ops"]), a + 1, a - 1} - {a}
+        pool = [p for p in sorted(pool) if p > 0 and apply(p, sym, x) is not None and apply(p, sym, x) >= 0]
+        if not pool:
+            return None
+        a2 = rng.choice(pool)
+        return render_step(meta, k, a2, sym, x, apply(a2, sym, x))
+    if kind == "wrong_operand":
+        pool = ({v for s, v in meta["ops"] if s in "+-"} | {meta["start"], x + 1}) - {x}
+        pool = [p for p in sorted(pool) if p > 0 and apply(a, sym, p) is not None and apply(a, sym, p) >= 0]
+        if not pool:
+            return None
+        x2 = rng.choice(pool)
+        return render_step(meta, k, a, sym, x2, apply(a, sym, x2))
+    raise ValueError(f"unknown corruption {kind!r}")
+
+
+def prm_examples(problems: list[dict], seed: int = 0, correct_fraction: float = 0.4) -> list[dict]:
+    """Stepwise-supervision records (``id``, ``prompt``, ``completions``, ``labels``).
+
+    Like PRM800K, a solution is labelled up to its first error: a right prefix, then (usually)
+    one corrupted step labelled False. Every label is checked by :func:`label_step`.
+    """
+    rng = random.Random(seed)
+    out = []
+    for p in problems:
+        steps = p["steps"]
+        if rng.random() < correct_fraction:
+            comps = list(steps)
+        else:
+            while True:
+                k = rng.randrange(len(steps))
+                bad = corrupt_step(p, k, rng.choice(CORRUPTIONS), rng)
+                if bad is not None and not label_step(p, steps[:k], bad):
+                    break
+            comps = steps[:k] + [bad]
+        labels = [label_step(p, comps[:j], s) for j, s in enumerate(comps)]
+        out.append({"id": p["id"], "prompt": p["question"], "completions": comps, "labels": labels})
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Reading prompts back
+
+
+def _between(text: str, start: str, end: str) -> str | None:
+    i = text.find(start)
+    j = text.find(end, i + len(start)) if i >= 0 else -1
+    return text[i + len(start):j].strip("\n") if i >= 0 and j >= 0 else None
+
+
+def _head(template: str, placeholder: str) -> str:
+    return template[:template.index(placeholder)]
+
+
+_JUDGE_HEAD = _head(JUDGE_PROMPT, "{Question and Partial Reasoning Steps}")
+_SEGMENT_HEAD = _head(SEGMENT_PROMPT, "{question}")
+_STEP_HEAD = _head(STEP_PROMPT, "{problem}")
+_STEP1 = re.compile(r"(?m)^Step 1:")
+
+
+def parse_judge_prompt(prompt: str) -> tuple[str, list[str], str, str] | None:
+    """(question, previous steps, step A, step B) of a Figure 5 prompt, or None."""
+    if not prompt.startswith(_JUDGE_HEAD):
+        return None
+    body = prompt[len(_JUDGE_HEAD):]
+    context, _, rest = body.partition("\n[The Start of Assistant A’s Next Reasoning Step]\n")
+    step_a = _between("\n" + rest, "\n", "\n[The End of Assistant A’s Next Reasoning Step]")
+    step_b = _between(rest, "[The Start of Assistant B’s Next Reasoning Step]\n",
+                      "\n[The End of Assistant B’s Next Reasoning Step]")
+    if step_a is None or step_b is None:
+        return None
+    m = _STEP1.search(context)
+    question = context[:m.start()].strip() if m else context.strip()
+    previous = parse_steps(context[m.start():]) if m else []
+    return question, previous, strip_step_prefix(step_a), strip_step_prefix(step_b)
+
+
+_LINE_SENTENCES = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
+
+
+def split_sentences(solution: str) -> list[str]:
+    """World solutions: one sentence per step (lines first, then sentences)."""
+    return [s.strip() for line in solution.splitlines() for s in _LINE_SENTENCES.split(line) if s.strip()]
+
+
+# ------------------------------------------------------------------------------------------------
+# The engine
+
+
+class OracleEngine(Engine):
+    """Engine ``oracle``: answers Figure 3, 4 and 5 prompts about world problems; scores steps."""
+
+    name = "oracle"
+
+    def __init__(self, cfg: EngineConfig | None = None):
+        self.cfg = cfg or EngineConfig(engine="oracle")
+
+    def respond(self, user: str, assistant_prefix: str = "") -> str:
+        parsed = parse_judge_prompt(user)
+        if parsed is not None:
+            question, previous, a, b = parsed
+            meta = parse_question(question)
+            if meta is None:
+                return "I can only check the arithmetic of world problems, and this question is not one."
+            return judge(meta, previous, a, b)
+        if user.startswith(_SEGMENT_HEAD):
+            solution = _between(user, "[The Start of Solution Provided]\n", "\n[The End of Solution Provided]")
+            return format_steps(split_sentences(solution or ""))
+        if user.startswith(_STEP_HEAD):
+            meta = parse_question(user[len(_STEP_HEAD):].strip())
+            if meta is None:
+                return "I can only solve world problems."
+            done = len(parse_steps(assistant_prefix))
+            steps = [render_step(meta, i, meta["values"][i], s, x, meta["values"][i + 1])
+                     for i, (s, x) in enumerate(meta["ops"])]
+            return format_steps(steps[done:], start=done + 1)
+        raise PsrError("the oracle engine answers only the Figure 3, 4 and 5 prompts about world problems")
+
+    def generate(self, chats, sampling: Sampling) -> list[list[Completion]]:
+        out = []
+        for chat in chats:
+            text, reason = self.respond(chat.user, chat.assistant_prefix), "eos"
+            for stop in sampling.stop:
+                j = text.find(stop)
+                if j >= 0:
+                    text, reason = text[:j], "stop"
+            out.append([Completion(text, reason, len(chat.user) // 4, len(text) // 4) for _ in range(sampling.n)])
+        return out
+
+    def score_steps(self, question: str, solutions: list[list[str]]) -> list[list[float]]:
+        """A perfect PRM: 1.0 for a right step after a right prefix, else 0.0."""
+        meta = parse_question(question)
+        if meta is None:
+            raise PsrError(f"the oracle scores only world problems: {question[:80]!r}")
+        out = []
+        for steps in solutions:
+            scores, ok = [], True
+            for j, s in enumerate(steps):
+                ok = ok and check_step(meta, steps[:j], s).ok
+                scores.append(1.0 if ok else 0.0)
+            out.append(scores)
+        return out

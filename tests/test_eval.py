@@ -1,0 +1,430 @@
+"""psr eval: math accuracy, step statistics, resume, shards, the judge task and --compare.
+
+A scripted Engine subclass (an injected dependency: it returns known outputs and verdicts) checks the
+numbers exactly; the tiny local model (hf engine) checks that real generation through the CLI gives
+well-formed records on the real benchmark files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from psr.cli import app
+from psr.core.errors import InputError
+from psr.core.records import IOConfig
+from psr.engines.base import Completion, Engine, EngineConfig
+from psr.stages import eval as ev
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+PSR = [os.path.join(os.path.dirname(sys.executable), "psr")]  # the console script of this venv
+
+
+def read_jsonl(path):
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(x) for x in fh if x.strip()]
+
+
+def write_jsonl(path, recs):
+    with open(path, "w", encoding="utf-8") as fh:
+        for r in recs:
+            fh.write(json.dumps(r) + "\n")
+    return str(path)
+
+
+class ScriptedEngine(Engine):
+    """Answers each chat with ``respond(chat)``; counts tokens as whitespace-separated words."""
+
+    name = "scripted"
+
+    def __init__(self, respond):
+        self.respond = respond
+        self.calls: list[int] = []
+
+    def generate(self, chats, sampling):
+        self.calls.append(len(chats))
+        return [[Completion(self.respond(c), "eos", 0, 5)] for c in chats]
+
+    def count_tokens(self, texts):
+        return [len(t.split()) for t in texts]
+
+
+def problems(prefix, n):
+    return [{"id": f"{prefix}{i}", "question": f"What is {i} + {i}? ({prefix})", "answer": str(2 * i)}
+            for i in range(n)]
+
+
+def math_engine():
+    """Right on even i, wrong on odd i; even answers take 2 steps, odd ones 3."""
+
+    def respond(chat):
+        i = int(chat.user.split("What is ")[1].split(" ")[0])
+        if i % 2 == 0:
+            return f"Step 1: Add {i} and {i}.\nStep 2: The answer is \\boxed{{{2 * i}}}."
+        return f"Step 1: Add.\nStep 2: Think.\nStep 3: So \\boxed{{{2 * i + 1}}}."
+
+    return ScriptedEngine(respond)
+
+
+def run_math(tmp_path, inputs, out="preds.jsonl", engine=None, **kw):
+    io_kw = {k: kw.pop(k) for k in ("limit", "shard", "overwrite") if k in kw}
+    io = IOConfig(inputs=inputs, output=str(tmp_path / out), **io_kw)
+    # generous: on a busy 2-core machine a slow grade must not turn into a timeout
+    cfg = ev.EvalConfig(**{"grade_timeout": 60.0, **kw})
+    return ev.run(io, EngineConfig(model="scripted"), cfg, engine=engine or math_engine())
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs
+
+
+def test_benchmark_name_from_file_or_name_equals_path(tmp_path):
+    assert ev.benchmark_name("/x/gsm8k_test.jsonl") == ("gsm8k", "/x/gsm8k_test.jsonl")
+    assert ev.benchmark_name("/x/math500_test.jsonl")[0] == "math500"
+    assert ev.benchmark_name("mine=/x/a_test.jsonl") == ("mine", "/x/a_test.jsonl")
+    assert ev.benchmark_name("/x/gsm8k_train.jsonl")[0] == "gsm8k_train"
+    p = write_jsonl(tmp_path / "a=b.jsonl", problems("p", 1))  # an existing path with "=" is a path
+    assert ev.benchmark_name(p) == ("a=b", p)
+
+
+def test_two_inputs_with_one_name_are_refused(tmp_path):
+    a = write_jsonl(tmp_path / "x_test.jsonl", problems("a", 2))
+    (tmp_path / "d").mkdir()
+    b = write_jsonl(tmp_path / "d" / "x_test.jsonl", problems("b", 2))
+    with pytest.raises(InputError, match="NAME=PATH"):
+        run_math(tmp_path, [a, b])
+    s = run_math(tmp_path, [a, f"y={b}"])
+    assert set(s["benchmarks"]) == {"x", "y"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Math accuracy with known answers
+
+
+def test_math_accuracy_counts_and_step_statistics(tmp_path):
+    a = write_jsonl(tmp_path / "alpha_test.jsonl", problems("q", 4))  # 2 right of 4
+    b = write_jsonl(tmp_path / "beta_test.jsonl", problems("q", 3))  # same source ids: 2 right of 3
+    eng = math_engine()
+    s = run_math(tmp_path, [a, b], engine=eng, summary=str(tmp_path / "s.json"), chunk_size=4)
+    preds = read_jsonl(tmp_path / "preds.jsonl")
+    assert [p["id"] for p in preds] == [f"alpha/q{i}" for i in range(4)] + [f"beta/q{i}" for i in range(3)]
+    assert eng.calls == [4, 3]  # the benchmarks share the engine and its batches
+    for p in preds:
+        i = int(p["source_id"][1:])
+        assert p["benchmark"] in ("alpha", "beta") and p["answer"] == str(2 * i)
+        assert p["correct"] is (i % 2 == 0)
+        assert p["pred"] == (str(2 * i) if i % 2 == 0 else str(2 * i + 1))
+        assert len(p["steps"]) == (2 if i % 2 == 0 else 3) and not p["steps"][0].startswith("Step")
+        assert p["step_tokens"] == [len(x.split()) for x in p["steps"]]
+    al, be = s["benchmarks"]["alpha"], s["benchmarks"]["beta"]
+    assert (al["n"], al["correct"], al["accuracy"]) == (4, 2, 50.0)
+    assert (be["n"], be["correct"], be["accuracy"]) == (3, 2, 66.67)
+    assert s["average"] == round((50.0 + 200 / 3) / 2, 2) and s["overall"] == round(400 / 7, 2)
+    assert s["n"] == 7 == al["n"] + be["n"]
+    assert al["mean_steps"] == 2.5 and be["mean_steps"] == round(7 / 3, 2)
+    steps = [x for p in preds if p["benchmark"] == "alpha" for x in p["steps"]]
+    assert al["mean_step_chars"] == round(sum(map(len, steps)) / len(steps), 2)
+    assert al["mean_step_tokens"] == round(sum(len(x.split()) for x in steps) / len(steps), 2)
+    assert "tokenizer" in s["tokens_unit"]
+    saved = json.loads((tmp_path / "s.json").read_text())
+    assert saved["benchmarks"] == s["benchmarks"]
+    md = (tmp_path / "s.md").read_text()
+    assert "| alpha | 4 | 2 | 50.0 |" in md and "chr/step: mean characters per step" in md
+
+
+def test_qwen_cot_prompt_uses_the_system_turn(tmp_path):
+    seen = []
+
+    def respond(chat):
+        seen.append(chat)
+        return "\\boxed{0}"
+
+    a = write_jsonl(tmp_path / "z_test.jsonl", problems("q", 2))
+    s = run_math(tmp_path, [a], engine=ScriptedEngine(respond), prompt="qwen-cot")
+    assert all(c.system and "boxed" in c.system and c.user.startswith("What is") for c in seen)
+    assert s["benchmarks"]["z"]["correct"] == 1  # 0 + 0 = 0
+    with pytest.raises(InputError, match="--prompt"):
+        run_math(tmp_path, [a], out="other.jsonl", prompt="nope")
+
+
+def test_problem_without_gold_is_counted_not_graded(tmp_path):
+    recs = problems("q", 3)
+    del recs[1]["answer"]
+    a = write_jsonl(tmp_path / "g_test.jsonl", recs)
+    s = run_math(tmp_path, [a])
+    b = s["benchmarks"]["g"]
+    assert (b["n"], b["graded"], b["no_gold"], b["correct"], b["accuracy"]) == (3, 2, 1, 2, 100.0)
+    assert read_jsonl(tmp_path / "preds.jsonl")[1]["correct"] is None
+
+
+def test_resume_from_a_partial_output_with_a_torn_line(tmp_path):
+    a = write_jsonl(tmp_path / "r_test.jsonl", problems("q", 6))
+    full = run_math(tmp_path, [a], out="full.jsonl", chunk_size=2)
+    lines = (tmp_path / "full.jsonl").read_text().splitlines(keepends=True)
+    (tmp_path / "part.jsonl").write_text("".join(lines[:2]) + lines[2][:15])  # a kill mid-write
+    eng = math_engine()
+    resumed = run_math(tmp_path, [a], out="part.jsonl", engine=eng, chunk_size=2)
+    assert sum(eng.calls) == 4  # only the 4 unfinished problems were answered again
+    assert (tmp_path / "part.jsonl").read_text() == "".join(lines)
+    assert resumed["benchmarks"] == full["benchmarks"]  # the summary covers the resumed records too
+
+
+def test_shards_concatenate_to_the_full_run(tmp_path):
+    a = write_jsonl(tmp_path / "a_test.jsonl", problems("q", 5))
+    b = write_jsonl(tmp_path / "b_test.jsonl", problems("q", 4))
+    run_math(tmp_path, [a, b], out="full.jsonl", limit=4)
+    parts = [run_math(tmp_path, [a, b], out=f"s{k}.jsonl", shard=f"{k}/3", limit=4) for k in range(3)]
+    cat = "".join((tmp_path / f"s{k}.jsonl").read_text() for k in range(3))
+    assert cat == (tmp_path / "full.jsonl").read_text()
+    assert sum(p["n"] for p in parts) == 8  # --limit 4 of each benchmark
+    (tmp_path / "cat.jsonl").write_text(cat)
+    merged = ev.summarize_file([str(tmp_path / "cat.jsonl")], ev.EvalConfig())
+    full = ev.summarize_file([str(tmp_path / "full.jsonl")], ev.EvalConfig())
+    assert merged["benchmarks"] == full["benchmarks"] and merged["average"] == full["average"]
+
+
+class SearchingEngine(ScriptedEngine):
+    """Candidate k of a step is right only for k == 3; the judge prefers the right one. Greedy (n=1)
+    therefore answers wrong, and the self-judged step search answers right."""
+
+    def __init__(self):
+        super().__init__(None)
+
+    def generate(self, chats, sampling):
+        self.calls.append(len(chats))
+        out = []
+        for c in chats:
+            if c.user.startswith("Please act as an impartial judge"):
+                out.append([Completion("[[A]]" if "\\boxed{10" in shown_a(c) else "[[B]]", "eos", 0, 2)])
+            else:
+                i = int(c.user.split("What is ")[1].split(" ")[0])
+                out.append([Completion(f"Step 1: So \\boxed{{{100 + i if k == 3 else 200 + 10 * i + k}}}", "eos", 0, 3)
+                            for k in range(sampling.n)])
+        return out
+
+
+def test_tts_answers_with_the_step_search(tmp_path):
+    recs = [{"id": f"q{i}", "question": f"What is {i} + {i}?", "answer": str(100 + i)} for i in range(3)]
+    a = write_jsonl(tmp_path / "t_test.jsonl", recs)
+    greedy = run_math(tmp_path, [a], out="greedy.jsonl", engine=SearchingEngine())
+    assert greedy["benchmarks"]["t"]["correct"] == 0
+    s = run_math(tmp_path, [a], out="tts.jsonl", engine=SearchingEngine(), tts=True)
+    assert s["tts"] and s["tts_config"]["width"] == 6
+    assert s["benchmarks"]["t"]["correct"] == 3 and s["benchmarks"]["t"]["truncated"] == 0
+    preds = read_jsonl(tmp_path / "tts.jsonl")
+    assert sorted(p["id"] for p in preds) == ["t/q0", "t/q1", "t/q2"]
+    for p in preds:
+        assert p["steps"] == [f"So \\boxed{{{p['answer']}}}"] and p["finish_reason"] == "final"
+        assert p["tts"]["iterations"] == 1 and p["tts"]["judge_calls"] == 15  # 6 candidates: 15 pairs
+
+
+# ---------------------------------------------------------------------------------------------
+# Judge accuracy
+
+
+def eft_records(n):
+    out = []
+    for i in range(n):
+        good, bad = f"good step {i}", f"bad step {i}"
+        label = "A" if i % 2 == 0 else "B"
+        a, b = (good, bad) if label == "A" else (bad, good)
+        out.append({"id": f"e{i}", "question": f"Q{i}", "previous_steps": ["x = 1"] * (i % 3), "step_a": a,
+                    "step_b": b, "judgment": "ref [[" + label + "]]", "label": label})
+    return out
+
+
+def shown_a(chat):
+    return chat.user.split("Next Reasoning Step]\n")[1].split("\n")[0]
+
+
+def run_judge(tmp_path, respond, n=6, out="judge.jsonl"):
+    path = write_jsonl(tmp_path / "eft_test.jsonl", eft_records(n))
+    io = IOConfig(inputs=[path], output=str(tmp_path / out))
+    return ev.run(io, EngineConfig(model="scripted"), ev.EvalConfig(task="judge"), engine=ScriptedEngine(respond))
+
+
+def test_judge_perfect_judge(tmp_path):
+    s = run_judge(tmp_path, lambda c: "A is right. [[A]]" if "good" in shown_a(c) else "B wins [[B]]")
+    assert s["n"] == 6 and s["judgments"] == 12
+    for k in ("accuracy", "accuracy_stored_order", "accuracy_both_orders", "accuracy_better_as_A",
+              "accuracy_better_as_B", "agreement"):
+        assert s[k] == 100.0, k
+    assert s["no_verdict_rate"] == 0.0
+    preds = read_jsonl(tmp_path / "judge.jsonl")
+    assert [p["id"] for p in preds] == [f"e{i}" for i in range(6)]
+    for p in preds:
+        assert p["verdict"] == p["label"] and p["pick_swapped"] == p["label"] and p["agree"] is True
+        assert p["verdict_swapped"] != p["label"]  # the swapped order shows the letters the other way round
+    (tmp_path / "M1.json").write_text(json.dumps(s))
+    (tmp_path / "M2.json").write_text(json.dumps({**s, "name": None, "accuracy_stored_order": 90.0}))
+    md = ev.compare([str(tmp_path / "M1.json"), str(tmp_path / "M2.json")])["markdown"]
+    assert "| M1 | 100.0 |" in md and "| M2 | 90.0 (-10.0) |" in md  # Table 3: judge accuracy by iteration
+
+
+def test_judge_position_bias_and_missing_verdicts(tmp_path):
+    # Always "[[A]]" except that records e4, e5 get no verdict in the swapped order.
+    def respond(c):
+        return "I cannot decide." if shown_a(c).endswith(("bad step 4", "good step 5")) else "[[A]]"
+
+    s = run_judge(tmp_path, respond)
+    preds = {p["id"]: p for p in read_jsonl(tmp_path / "judge.jsonl")}
+    # e4: label A, swapped shows "bad step 4" as A -> no verdict; e5: label B, swapped shows "good step 5" as A.
+    assert preds["e4"]["verdict_swapped"] is None and preds["e5"]["verdict_swapped"] is None
+    assert s["no_verdict_rate"] == round(100 * 2 / 12, 2)
+    # Always-A is right exactly when the better step is shown as A (but e5's swapped order has no verdict).
+    assert s["accuracy_better_as_A"] == round(100 * 5 / 6, 2) and s["accuracy_better_as_B"] == 0.0
+    assert s["accuracy_stored_order"] == 50.0  # labels alternate A, B
+    assert s["accuracy"] == round(100 * 5 / 12, 2)  # the 6 stored-order A-shown ones minus e5's swapped
+    assert s["agreement"] == 0.0 and s["accuracy_both_orders"] == 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Comparing iterations
+
+
+def test_compare_renders_matrix_markdown_and_png(tmp_path):
+    def summ(name, accs):
+        b = {k: {"n": 10, "correct": int(v / 10), "accuracy": v} for k, v in accs.items()}
+        s = {"task": "math", "benchmarks": b, "average": round(sum(accs.values()) / len(accs), 2), "name": name}
+        p = tmp_path / f"{name}.json"
+        p.write_text(json.dumps(s))
+        return str(p)
+
+    m1 = summ("M1", {"gsm8k": 80.0, "math": 40.0})
+    m2 = summ("M2", {"gsm8k": 82.5, "math": 39.0})
+    res = CliRunner().invoke(app, ["eval", "--compare", m1, m2, "--plot", str(tmp_path / "acc.png"),
+                                   "--summary-md", str(tmp_path / "cmp.md"), "--summary", str(tmp_path / "c.json")])
+    assert res.exit_code == 0, res.output
+    md = (tmp_path / "cmp.md").read_text()
+    assert "| model | gsm8k | math | average |" in md
+    assert "| M1 | 80.0 | 40.0 | 60.0 |" in md
+    assert "| M2 | 82.5 (+2.5) | 39.0 (-1.0) | 60.8 (+0.8) |" in md
+    with open(tmp_path / "acc.png", "rb") as fh:
+        assert fh.read(8) == PNG_MAGIC
+    c = json.loads((tmp_path / "c.json").read_text())
+    assert c["rows"][1]["delta"] == {"gsm8k": 2.5, "math": -1.0, "average": 0.75}
+
+
+def test_compare_refuses_a_file_that_is_not_a_summary(tmp_path):
+    p = write_jsonl(tmp_path / "preds.jsonl", problems("q", 2))
+    with pytest.raises(InputError, match="preds.jsonl"):
+        ev.compare([p])
+
+
+# ---------------------------------------------------------------------------------------------
+# The tiny model through the CLI, on the real benchmark files
+
+
+def cli(*args):
+    res = CliRunner().invoke(app, ["eval", "--grade-timeout", "60", *args])
+    assert res.exit_code == 0, (res.output, res.exception)
+    return res
+
+
+def test_tiny_model_on_real_benchmarks(tmp_path, bench_dir, tiny_model_dir):
+    gsm, m500 = os.path.join(bench_dir, "gsm8k_test.jsonl"), os.path.join(bench_dir, "math500_test.jsonl")
+    out, summ = tmp_path / "preds.jsonl", tmp_path / "sum.json"
+    cli("-i", gsm, "-i", m500, "--model", tiny_model_dir, "--limit", "3", "--max-tokens", "12",
+        "-o", str(out), "--summary", str(summ), "--name", "M0")
+    preds = read_jsonl(out)
+    golds = {}
+    for path, name in ((gsm, "gsm8k"), (m500, "math500")):
+        for r in read_jsonl(path)[:3]:
+            golds[f"{name}/{r['id']}"] = r["answer"]
+    assert [p["id"] for p in preds] == list(golds)
+    for p in preds:
+        assert p["answer"] == golds[p["id"]] and isinstance(p["output"], str)
+        assert isinstance(p["correct"], bool) and isinstance(p["steps"], list)
+        assert p["pred"] is None or isinstance(p["pred"], str)
+        assert len(p["step_tokens"]) == len(p["steps"]) and p["output_tokens"] <= 12
+    s = json.loads(summ.read_text())
+    assert s["name"] == "M0" and s["tokens_unit"] == "tokens of the model's tokenizer"
+    assert [b["n"] for b in s["benchmarks"].values()] == [3, 3] and s["n"] == 6
+    for b in s["benchmarks"].values():
+        assert b["correct"] + (b["graded"] - b["correct"]) + b["no_gold"] == b["n"]
+    assert (tmp_path / "sum.md").exists()
+
+    # grading agrees with `psr grade` on the same outputs
+    graded = tmp_path / "graded.jsonl"
+    res = CliRunner().invoke(app, ["grade", "-i", str(out), "-o", str(graded), "--timeout", "60"])
+    assert res.exit_code == 0, res.output
+    assert {r["id"]: r["correct"] for r in read_jsonl(graded)} == {p["id"]: p["correct"] for p in preds}
+
+    # resume: a second run over more problems answers only the new ones and keeps the old ones
+    cli("-i", gsm, "-i", m500, "--model", tiny_model_dir, "--limit", "4", "--max-tokens", "12", "-o", str(out))
+    again = read_jsonl(out)
+    assert again[:6] == preds and len(again) == 8 and len({p["id"] for p in again}) == 8
+
+
+def test_tiny_model_judge_task(tmp_path, tiny_model_dir):
+    path = write_jsonl(tmp_path / "eft.jsonl", eft_records(3))
+    out = tmp_path / "judge.jsonl"
+    cli("--task", "judge", "-i", path, "--model", tiny_model_dir, "--max-tokens", "8", "-o", str(out),
+        "--summary", str(tmp_path / "j.json"))
+    preds = read_jsonl(out)
+    assert [p["id"] for p in preds] == ["e0", "e1", "e2"]
+    for p in preds:
+        assert p["verdict"] in ("A", "B", None) and p["verdict_swapped"] in ("A", "B", None)
+        assert p["correct"] is (p["verdict"] == p["label"])
+    s = json.loads((tmp_path / "j.json").read_text())
+    assert s["task"] == "judge" and s["n"] == 3 and s["judgments"] == 6
+    assert "accuracy_better_as_A" in (tmp_path / "j.md").read_text()
+
+
+@pytest.mark.slow
+def test_tiny_model_tts(tmp_path, bench_dir, tiny_model_dir):
+    gsm = os.path.join(bench_dir, "gsm8k_test.jsonl")
+    out = tmp_path / "tts.jsonl"
+    cli("-i", gsm, "--model", tiny_model_dir, "--limit", "2", "--max-tokens", "8", "--tts", "--width", "2",
+        "--max-iterations", "2", "-o", str(out), "--summary", str(tmp_path / "t.json"))
+    preds = read_jsonl(out)
+    assert sorted(p["id"] for p in preds) == sorted(f"gsm8k/{r['id']}" for r in read_jsonl(gsm)[:2])
+    for p in preds:
+        assert 1 <= p["tts"]["iterations"] <= 2 and p["finish_reason"] in ("final", "max_iterations")
+        assert isinstance(p["correct"], bool) and len(p["steps"]) <= 2
+    s = json.loads((tmp_path / "t.json").read_text())
+    assert s["tts"] is True and s["tts_config"]["width"] == 2 and s["n"] == 2
+
+
+def test_bad_benchmark_record_is_file_line_error(tmp_path, monkeypatch, capsys):
+    from psr.cli import main
+
+    bad = tmp_path / "b_test.jsonl"
+    bad.write_text(json.dumps({"id": "1", "question": "q"}) + "\n" + json.dumps({"id": "2"}) + "\n")
+    # the input is checked before the model loads: this directory holds no model
+    monkeypatch.setattr(sys, "argv", ["psr", "eval", "-i", str(bad), "--model", str(tmp_path / "none"),
+                                      "-o", str(tmp_path / "o.jsonl")])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 2
+    assert f"{bad}:2: missing field 'question'" in capsys.readouterr().err
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+@pytest.mark.slow
+def test_kill9_mid_run_resumes_without_loss_or_duplicates(tmp_path, bench_dir, tiny_model_dir):
+    gsm = os.path.join(bench_dir, "gsm8k_test.jsonl")
+    out = tmp_path / "preds.jsonl"
+    args = [*PSR, "eval", "-i", gsm, "--model", tiny_model_dir, "--limit", "12", "--max-tokens", "16", "--grade-timeout", "60",
+            "--chunk-size", "1", "-o", str(out)]
+    with open(tmp_path / "err.txt", "wb") as err:
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=err)
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None:
+            if out.exists() and out.read_bytes().count(b"\n") >= 3:
+                break
+            time.sleep(0.02)
+        proc.kill()  # SIGKILL
+        proc.wait()
+    assert proc.returncode == -9, (tmp_path / "err.txt").read_text()  # killed mid-run, not finished
+    assert 3 <= out.read_bytes().count(b"\n") < 12
+    again = subprocess.run(args, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    ids = [p["id"] for p in read_jsonl(out)]
+    assert len(ids) == 12 and len(set(ids)) == 12

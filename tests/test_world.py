@@ -1,0 +1,237 @@
+"""The offline world: problem generator, the oracle's labels and verdicts, and ``psr world``."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+
+import pytest
+
+from psr.core.errors import PsrError
+from psr.core.prompts import judge_prompt, parse_verdict, segment_prompt, step_prompt
+from psr.core.records import read_records, validate
+from psr.core.steps import parse_steps
+from psr.engines import EngineConfig, Sampling, load_engine
+from psr.engines.base import Chat
+from psr.world.generator import generate_problems, parse_equation, parse_question, split_of
+from psr.world.oracle import CORRUPTIONS, OracleEngine, corrupt_step, judge, label_step, prm_examples
+
+PSR = [os.path.join(os.path.dirname(sys.executable), "psr")]
+
+# A hand-written world problem: 8 - 3 = 5, then 5 + 4 = 9.
+Q = "Tom has 8 apples. Then he gives away 3 apples. Then he finds 4 more apples. How many apples does Tom have now?"
+PROBLEM = {"id": "hand", "question": Q}
+RIGHT_1 = "Tom starts with 8 apples and gives away 3 of his 8 apples, so 8 - 3 = 5."
+WRONG_SUM_1 = "Tom starts with 8 apples and gives away 3 of his 8 apples, so 8 - 3 = 6."
+WRONG_QUANTITY_1 = "Tom starts with 9 apples and gives away 3 of his 9 apples, so 9 - 3 = 6."
+WRONG_OPERAND_1 = "Tom starts with 8 apples and gives away 4 of his 8 apples, so 8 - 4 = 4."
+RIGHT_2 = "Tom then finds 4 more apples to add to his 5, so 5 + 4 = \\boxed{9}."
+WRONG_QUANTITY_2 = "Tom then finds 4 more apples to add to his 8, so 8 + 4 = \\boxed{12}."
+UNBOXED_RIGHT_2 = "Tom then finds 4 more apples to add to his 5, so 5 + 4 = 9."
+WRONG_BOX_2 = "Tom then finds 4 more apples to add to his 5, so 5 + 4 = 9, and the answer is \\boxed{10}."
+EARLY_BOX_1 = "Tom starts with 8 apples and gives away 3 of his 8 apples, so 8 - 3 = \\boxed{5}."
+
+
+# -- generator --------------------------------------------------------------------------------
+
+
+def test_generator_is_deterministic_and_prefix_stable():
+    a = generate_problems(40, seed=3)
+    assert a == generate_problems(40, seed=3)
+    assert generate_problems(10, seed=3) == a[:10]
+    assert a != generate_problems(40, seed=4)
+    assert len({p["id"] for p in a}) == 40 and len({p["question"] for p in a}) == 40
+
+
+def test_train_and_test_never_share_a_question():
+    train = generate_problems(600, seed=0, split="train")
+    test = generate_problems(300, seed=0, split="test")
+    other_seed = generate_problems(300, seed=1, split="test")
+    train_q = {p["question"] for p in train}
+    assert not train_q & {p["question"] for p in test + other_seed}
+    assert all(split_of(p["question"]) == "train" for p in train)
+    assert all(split_of(p["question"]) == "test" for p in test)
+    with pytest.raises(ValueError):
+        generate_problems(1, split="dev")
+
+
+def test_problems_have_the_promised_shape():
+    probs = generate_problems(500, seed=0)
+    assert {len(p["steps"]) for p in probs} == {2, 3, 4}
+    assert len({p["world"]["template"] for p in probs}) == 4
+    assert {sym for p in probs for sym, _ in p["world"]["ops"]} == {"+", "-", "*", "/"}
+    small = [x for p in probs for sym, x in p["world"]["ops"] if sym in "+-"]
+    assert sum(x <= 9 for x in small) / len(small) > 0.75
+    for p in probs:
+        assert validate(p, "problem") is None
+        w = p["world"]
+        assert all(1 <= v <= 99 for v in w["values"])
+        assert p["answer"] == str(w["values"][-1])
+        assert p["solution"] == " ".join(p["steps"])
+        for i, step in enumerate(p["steps"]):
+            a, sym, x, c = parse_equation(step)
+            assert (a, [sym, x], c) == (w["values"][i], w["ops"][i], w["values"][i + 1])
+            # The step restates the quantity it starts from before its equation.
+            assert str(a) in step[:step.index(", so ")]
+            assert ("\\boxed{" + p["answer"] + "}" in step) == (i == len(p["steps"]) - 1)
+        # The oracle can read every question back.
+        assert parse_question(p["question"]) == w
+
+
+# -- the oracle's step labels and verdicts on hand-written cases ---------------------------------
+
+
+@pytest.mark.parametrize("previous,step,ok", [
+    ([], RIGHT_1, True),
+    ([], WRONG_SUM_1, False),
+    ([], WRONG_QUANTITY_1, False),
+    ([], WRONG_OPERAND_1, False),
+    ([], EARLY_BOX_1, False),
+    ([RIGHT_1], RIGHT_2, True),
+    ([RIGHT_1], UNBOXED_RIGHT_2, True),
+    ([RIGHT_1], WRONG_QUANTITY_2, False),
+    ([RIGHT_1], WRONG_BOX_2, False),
+    ([RIGHT_1], RIGHT_1, False),  # a copied step
+    ([RIGHT_1], "Step 1: " + RIGHT_1, False),  # copied with its prefix
+    ([RIGHT_1], "Now I add things up.", False),  # no equation
+    ([RIGHT_1, RIGHT_2], "Tom then has 9 + 0 = 9 apples.", False),  # past the last event
+])
+def test_label_step_hand_written(previous, step, ok):
+    assert label_step(PROBLEM, previous, step) is ok
+
+
+@pytest.mark.parametrize("previous,good,bad,reason", [
+    ([], RIGHT_1, WRONG_SUM_1, "8 - 3 is 5"),
+    ([], RIGHT_1, WRONG_QUANTITY_1, "it should start from 8, the start in the question"),
+    ([RIGHT_1], RIGHT_2, WRONG_QUANTITY_2, "it should start from 5, the result of Step 1"),
+    ([RIGHT_1], RIGHT_2, RIGHT_1, "repeats Step 1"),
+])
+def test_judge_verdicts_hand_written_both_orders(previous, good, bad, reason):
+    oracle = load_engine(EngineConfig(engine="oracle"))
+    assert isinstance(oracle, OracleEngine)
+    chats = [Chat(judge_prompt(Q, previous, good, bad)), Chat(judge_prompt(Q, previous, bad, good))]
+    first, second = (c[0].text for c in oracle.generate(chats, Sampling()))
+    assert parse_verdict(first) == "A" and parse_verdict(second) == "B"
+    for text, good_side, bad_side in ((first, "A", "B"), (second, "B", "A")):
+        # The explanation checks both steps, then names the better one.
+        assert f"Assistant {good_side} computes" in text and "which is correct" in text
+        assert f"Assistant {bad_side} " in text and reason in text
+        assert text.endswith(f"[[{good_side}]]")
+
+
+def test_judge_explanation_is_short_and_regular():
+    text = judge(parse_question(Q), [], RIGHT_1, WRONG_SUM_1)
+    assert text == ("Assistant A computes 8 - 3 = 5, which is correct. "
+                    "Assistant B computes 8 - 3 = 6, which is wrong: 8 - 3 is 5. [[A]]")
+
+
+def test_judge_ties_do_not_depend_on_position():
+    meta = parse_question(Q)
+    # Both wrong in the same way: the verdict follows the step, not its position.
+    v1 = parse_verdict(judge(meta, [], WRONG_SUM_1, WRONG_QUANTITY_1.replace("9", "10").replace("= 6", "= 7")))
+    v2 = parse_verdict(judge(meta, [], WRONG_QUANTITY_1.replace("9", "10").replace("= 6", "= 7"), WRONG_SUM_1))
+    assert {v1, v2} == {"A", "B"}
+    # A wrong sum (right setup) beats a wrong quantity.
+    assert parse_verdict(judge(meta, [], WRONG_QUANTITY_1, WRONG_SUM_1)) == "B"
+
+
+def test_judge_on_a_question_outside_the_world_gives_no_verdict():
+    text = OracleEngine().respond(judge_prompt("What is 2 + 2?", [], "2 + 2 = 4", "2 + 2 = 5"))
+    assert parse_verdict(text) is None
+
+
+def test_judge_prompt_round_trip_on_generated_problems():
+    from psr.world.oracle import parse_judge_prompt
+
+    rng = random.Random(0)
+    for p in generate_problems(30, seed=5):
+        k = rng.randrange(len(p["steps"]))
+        bad = corrupt_step(p, k, "wrong_sum", rng)
+        assert parse_judge_prompt(judge_prompt(p["question"], p["steps"][:k], bad, p["steps"][k])) == (
+            p["question"], p["steps"][:k], bad, p["steps"][k])
+
+
+# -- the oracle's other roles -----------------------------------------------------------------
+
+
+def test_oracle_segments_and_solves_world_problems():
+    oracle = OracleEngine()
+    for p in generate_problems(20, seed=1):
+        seg = oracle.generate([Chat(segment_prompt(p["question"], p["solution"]))], Sampling())[0][0].text
+        assert seg.startswith("Step 1: ") and parse_steps(seg) == p["steps"]
+        # Figure 4: continue from a partial answer, one step at a time with the step stop string.
+        steps = [s.content for s in oracle.next_steps([(p["question"], p["steps"][:1])], Sampling(n=2))[0]]
+        assert steps == [p["steps"][1]] * 2
+        full = oracle.generate([Chat(step_prompt(p["question"]))], Sampling())[0][0]
+        assert parse_steps(full.text) == p["steps"] and full.finish_reason == "eos"
+    with pytest.raises(PsrError):
+        oracle.generate([Chat("Tell me a joke.")], Sampling())
+
+
+def test_oracle_scores_steps_as_a_perfect_prm():
+    oracle = OracleEngine()
+    assert oracle.score_steps(Q, [[RIGHT_1, RIGHT_2], [WRONG_SUM_1, RIGHT_2], [RIGHT_1, RIGHT_1]]) == [
+        [1.0, 1.0], [0.0, 0.0], [1.0, 0.0]]
+
+
+def test_corruptions_are_wrong_and_prm_examples_are_labelled_right():
+    probs = generate_problems(200, seed=2)
+    rng = random.Random(0)
+    made = dict.fromkeys(CORRUPTIONS, 0)
+    for p in probs:
+        for k in range(len(p["steps"])):
+            for kind in CORRUPTIONS:
+                bad = corrupt_step(p, k, kind, rng)
+                if bad is None:
+                    continue
+                made[kind] += 1
+                assert bad != p["steps"][k] or kind == "copied_step"
+                assert not label_step(p, p["steps"][:k], bad), (kind, bad)
+            assert label_step(p, p["steps"][:k], p["steps"][k])
+    assert all(n > 100 for n in made.values())
+    recs = prm_examples(probs, seed=0)
+    assert recs == prm_examples(probs, seed=0)
+    assert 0.25 < sum(all(r["labels"]) for r in recs) / len(recs) < 0.55
+    for r, p in zip(recs, probs, strict=True):
+        assert validate(r, "prm") is None and r["prompt"] == p["question"]
+        # A right prefix, then at most one wrong step, which is last (PRM800K labels up to the first error).
+        assert all(r["labels"][:-1]) and r["completions"][:-1] == p["steps"][:len(r["completions"]) - 1]
+        if all(r["labels"]):
+            assert r["completions"] == p["steps"]
+
+
+# -- psr world ----------------------------------------------------------------------------------
+
+
+def test_psr_world_writes_the_data_set(tmp_path):
+    out = tmp_path / "w"
+    res = subprocess.run([*PSR, "world", "-o", str(out), "--train", "30", "--test", "10", "--prm", "25",
+                          "--seed", "7"], capture_output=True, text=True, env={**os.environ, "PSR_QUIET": "0"})
+    assert res.returncode == 0, res.stderr
+    train = read_records(str(out / "train.jsonl"), "ift")
+    test = read_records(str(out / "test.jsonl"), "ift")
+    sols = read_records(str(out / "train_solutions.jsonl"), "solution")
+    prm = read_records(str(out / "prm.jsonl"), "prm")
+    assert (len(train), len(test), len(sols), len(prm)) == (30, 10, 30, 25)
+    assert train == generate_problems(30, seed=7)
+    assert all("steps" not in s and s["solution"] == t["solution"] for s, t in zip(sols, train, strict=True))
+    assert not {p["question"] for p in train} & {r["prompt"] for r in prm}
+    assert not {p["question"] for p in train} & {p["question"] for p in test}
+    assert "train.jsonl" in res.stderr
+
+
+def test_psr_world_rejects_negative_counts(tmp_path):
+    res = subprocess.run([*PSR, "world", "-o", str(tmp_path), "--train", "-1"], capture_output=True, text=True)
+    assert res.returncode == 2 and "--train must be >= 0" in res.stderr
+
+
+def test_shipped_samples_match_the_generator():
+    here = os.path.join(os.path.dirname(__file__), "..", "data", "world")
+    with open(os.path.join(here, "train.jsonl"), encoding="utf-8") as fh:
+        shipped = [json.loads(x) for x in fh]
+    assert shipped == generate_problems(20, seed=0)
+    assert prm_examples(generate_problems(40, seed=0)[20:], seed=0) == read_records(
+        os.path.join(here, "prm.jsonl"), "prm")
