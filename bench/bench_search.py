@@ -25,7 +25,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def teach_format(out_dir: str, *, seed: int = 0, steps: int = 60, n_problems: int = 32, lr: float = 1e-2) -> str:
+def teach_format(out_dir: str, *, seed: int = 0, steps: int = 30, batch_size: int = 4, n_problems: int = 32,
+                 lr: float = 1e-2) -> str:
     """Build a tiny model and train it briefly on world solutions and Figure 5 verdicts; returns ``out_dir``.
 
     The verdicts are the right ones (the correct step against a corrupted copy, A/B balanced), but a
@@ -61,7 +62,7 @@ def teach_format(out_dir: str, *, seed: int = 0, steps: int = 60, n_problems: in
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     model.train()
     for _ in range(steps):
-        batch = [data[i] for i in torch.randperm(len(data))[:8].tolist()]
+        batch = [data[i] for i in torch.randperm(len(data))[:batch_size].tolist()]
         width = max(len(p) + len(a) for p, a in batch)
         ids = torch.full((len(batch), width), tok.pad_token_id)
         labels = torch.full((len(batch), width), -100)

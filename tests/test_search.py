@@ -412,7 +412,11 @@ def test_tiny_model_search_is_well_formed_and_seeded_runs_are_identical(tiny_mod
 
 @pytest.fixture(scope="session")
 def taught_model_dir(tmp_path_factory):
-    """A tiny model taught the "Step n:" and "[[A]]"/"[[B]]" formats (bench/bench_search.py), so search makes pairs."""
+    """A tiny model taught the "Step n:" and "[[A]]"/"[[B]]" formats (bench/bench_search.py), so search makes pairs.
+
+    It learns the format, not the judging: its verdict hardly depends on the steps. With an odd width the
+    balanced A/B positions cancel such a bias exactly (every step ties), so the runs below use width 4.
+    """
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("bench_search", os.path.join(ROOT, "bench", "bench_search.py"))
@@ -427,11 +431,11 @@ def _cli(*args):
 
 @pytest.mark.slow
 def test_taught_tiny_model_makes_pairs_and_a_kill_resumes_with_nothing_lost_or_doubled(taught_model_dir, tmp_path):
-    n = 8
+    n = 6
     probs = _world(tmp_path, n)
     ppd, traj = str(tmp_path / "ppd.jsonl"), str(tmp_path / "traj.jsonl")
-    args = _cli("-i", probs, "-o", ppd, "--trajectories", traj, "--model", taught_model_dir, "--width", "3",
-                "--max-iterations", "2", "--max-step-tokens", "24", "--judge-max-tokens", "8", "--working-set", "2")
+    args = _cli("-i", probs, "-o", ppd, "--trajectories", traj, "--model", taught_model_dir, "--width", "4",
+                "--max-iterations", "2", "--max-step-tokens", "16", "--judge-max-tokens", "8", "--working-set", "2")
     env = {**os.environ, "PSR_QUIET": "1"}
     proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 600

@@ -210,3 +210,17 @@ def test_help_says_what_it_reads_writes_and_its_defaults():
     for words in ("Reads PPD records", "1 epoch", "lr 5e-7", "effective batch 32", "beta 0.1",
                   "--precompute-ref-log-probs", "--lora", "accelerate launch", "metrics.jsonl"):
         assert words in flat, words
+
+
+def test_shipped_accelerate_configs_load():
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    root = os.path.join(os.path.dirname(__file__), "..", "configs", "accelerate")
+    want = {"ddp": ("MULTI_GPU", "bf16"), "cpu_ddp": ("MULTI_GPU", "no"), "deepspeed_zero2": ("DEEPSPEED", "bf16"),
+            "deepspeed_zero3": ("DEEPSPEED", "bf16"), "fsdp": ("FSDP", "bf16")}
+    for name, (kind, precision) in want.items():
+        cfg = load_config_from_file(os.path.join(root, name + ".yaml"))
+        assert (cfg.distributed_type.value, cfg.mixed_precision) == (kind, precision), name
+        # psr computes gradient accumulation; a value pinned in a config would silently override it.
+        assert "gradient_accumulation_steps" not in (cfg.deepspeed_config or {}), name
+    assert load_config_from_file(os.path.join(root, "deepspeed_zero3.yaml")).deepspeed_config["zero_stage"] == 3

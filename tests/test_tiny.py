@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-from psr.core.tiny import EOS_TOKEN, PAD_TOKEN, build_tiny_model, train_tokenizer
+from psr.core.tiny import EOS_TOKEN, PAD_TOKEN, build_tiny_model, main, train_tokenizer
 
 TEXTS = [
     "Step 1: $x = \\frac{3}{4}$\nStep 2: The answer is \\boxed{42}.",
@@ -43,6 +43,9 @@ def test_config_and_files(tiny_model_dir):
     assert cfg.tie_word_embeddings and cfg.eos_token_id == 2 and cfg.pad_token_id == 0
     gen = json.load(open(os.path.join(tiny_model_dir, "generation_config.json")))
     assert gen["eos_token_id"] == [2, 0]
+    tok_cfg = json.load(open(os.path.join(tiny_model_dir, "tokenizer_config.json")))
+    assert tok_cfg["tokenizer_class"] == "Qwen2Tokenizer"  # what transformers loads for qwen2 anyway
+    assert type(AutoTokenizer.from_pretrained(tiny_model_dir)).__name__ == "Qwen2Tokenizer"
 
 
 def test_chat_template(tok):
@@ -90,13 +93,14 @@ def test_custom_sizes_and_corpus(tmp_path):
         build_tiny_model(str(tmp_path / "bad"), hidden_size=64, num_heads=4)
 
 
-def test_script_entry(tmp_path):
+def test_script_entry(tmp_path, capsys):
+    # the module runs as a script (argument parsing needs no torch, so this subprocess is quick)
+    r = subprocess.run([sys.executable, "-m", "psr.core.tiny", "--help"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "OUT_DIR" in r.stdout.upper() and "--seed" in r.stdout
     out = tmp_path / "cli"
-    r = subprocess.run([sys.executable, "-m", "psr.core.tiny", str(out), "--seed", "3"], capture_output=True,
-                       text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == str(out)
+    main([str(out), "--seed", "3"])
+    assert capsys.readouterr().out.strip() == str(out)
     assert (out / "model.safetensors").exists() and (out / "tokenizer.json").exists()
-    r = subprocess.run([sys.executable, "-m", "psr.core.tiny", str(tmp_path / "x"), "--num-heads", "4"],
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 2 and "head_dim" in r.stderr
+    with pytest.raises(SystemExit) as exc:
+        main([str(tmp_path / "x"), "--num-heads", "4"])
+    assert exc.value.code == 2 and "head_dim" in capsys.readouterr().err

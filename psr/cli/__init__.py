@@ -12,8 +12,11 @@ from psr.core.log import console
 app = typer.Typer(
     name="psr",
     help=(
-        "Process-based Self-Rewarding LMs. The loop: segment (IFT) + train-prm -> mine-pairs -> annotate-eft (EFT) "
-        "-> sft (M1) -> [search (PPD) -> step-dpo (Mi+1)] repeated -> eval. Every stage reads and writes JSONL."
+        "Process-based Self-Rewarding language models (Zhang et al., 2025). The loop: segment (IFT data) + "
+        "train-prm -> mine-pairs -> annotate-eft (EFT data) -> sft (M0 -> M1) -> then repeat search (the model "
+        "judges its own candidate steps: PPD pairs) -> step-dpo (Mi -> Mi+1); eval measures each Mi. Every stage "
+        "reads and writes JSONL, so stages pipe, resume (rerun the same command) and split across machines "
+        "(--shard K/N)."
     ),
     no_args_is_help=True,
     add_completion=False,

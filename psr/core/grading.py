@@ -92,7 +92,7 @@ _INT = r"[+-]?\d+"
 _DEC = r"[+-]?(?:\d+\.\d*|\.\d+|\d+)"
 
 
-def to_number(s: str) -> tuple[Fraction, bool, bool] | None:
+def to_number(s: str) -> tuple[Fraction, int | None, bool] | None:
     """A normalized answer as an exact number: (value, decimals written or None for a fraction,
     had a percent sign), or None. Handles ``-3``, ``2.5``, ``\\frac{1}{2}``, ``-\\frac12``, ``1/2``,
     ``2\\frac{1}{4}`` (mixed), ``50\\%``.
@@ -458,6 +458,9 @@ def _serve() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (WORKER_MEMORY, WORKER_MEMORY))
     except (ImportError, ValueError, OSError):
         pass
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it kills us
     out_fd = os.dup(1)
     os.dup2(2, 1)  # stray prints from libraries must not corrupt the message stream
     inbox, outbox = Connection(0, writable=False), Connection(out_fd, readable=False)
@@ -539,11 +542,16 @@ def grade_many(outputs: Sequence[str], golds: Sequence[str], grader: str = "defa
         raise ValueError(f"unknown grader {grader!r}; choose one of {', '.join(GRADERS)}")
     if len(outputs) != len(golds):
         raise ValueError(f"{len(outputs)} outputs but {len(golds)} golds")
+    if not timeout > 0:
+        raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
     n = len(outputs)
     results: list[Grade | None] = [None] * n
     if n == 0:
         return []
     k = max(1, min(workers or os.cpu_count() or 1, n))
+    for dead in [w for w in _IDLE if w.proc.poll() is not None]:  # idle workers that died meanwhile
+        _IDLE.remove(dead)
+        dead.close()
     pool = [_IDLE.pop() if _IDLE else _Worker() for _ in range(k)]
     todo = iter(range(n))
     left = n  # items not yet handed to a worker

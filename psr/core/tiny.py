@@ -14,6 +14,7 @@ Script: ``python -m psr.core.tiny OUT_DIR [--seed N] [--hidden-size 64] ...``
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 
@@ -146,15 +147,18 @@ def build_tiny_model(out_dir: str, *, seed: int = 0, corpus: list[str] | None = 
     policies and PRMs built with different seeds can exchange token ids.
     """
     import torch
-    from transformers import GenerationConfig, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM, Qwen2Tokenizer
 
     if hidden_size % num_heads or hidden_size // num_heads < 32:
         raise ValueError(f"head_dim = hidden_size / num_heads must be a whole number >= 32 (vLLM needs it), "
                          f"got {hidden_size} / {num_heads}")
     raw = train_tokenizer(corpus, vocab_size)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, eos_token=EOS_TOKEN, pad_token=PAD_TOKEN,
-                                        unk_token=PAD_TOKEN, chat_template=CHAT_TEMPLATE,
-                                        model_max_length=max_position_embeddings)
+    # Saved as the class that loads it (tokenizer_class "Qwen2Tokenizer", as Qwen's own models), from
+    # the trained vocab and merges; tests check the ids match the trained tokenizer's.
+    bpe = json.loads(raw.to_str())["model"]
+    tokenizer = Qwen2Tokenizer(vocab=bpe["vocab"], merges=[tuple(m) for m in bpe["merges"]], unk_token=None,
+                               eos_token=EOS_TOKEN, pad_token=PAD_TOKEN, extra_special_tokens=[BOS_CHAT],
+                               chat_template=CHAT_TEMPLATE, model_max_length=max_position_embeddings)
     pad_id, eos_id = raw.token_to_id(PAD_TOKEN), raw.token_to_id(EOS_TOKEN)
     config = Qwen2Config(
         vocab_size=raw.get_vocab_size(), hidden_size=hidden_size, num_hidden_layers=num_layers,

@@ -109,6 +109,37 @@ class VLLMEngine(Engine):
             result.append([replace(comps[k % len(comps)]) for k in range(sampling.n)])
         return result
 
+    def score_steps(self, question: str, solutions: list[list[str]]) -> list[list[float]]:
+        """PRM P("+") after every step, in one batched call (psr.engines.prm's format, from config.json).
+
+        vLLM gives log-probabilities of prompt tokens, not of chosen tokens at a position, so each read
+        position is sent twice, followed once by the good and once by the bad label; P(+) is the two-way
+        softmax of those two log-probabilities, as in the hf scorer.
+        """
+        import math
+
+        from psr.engines.prm import PRMFormat, PRMTokens, encode
+
+        if getattr(self, "_prm_tokens", None) is None:
+            self._prm_tokens = PRMTokens(self.tokenizer, PRMFormat.from_model_dir(self.cfg.model))
+        t = self._prm_tokens
+        prompts, counts = [], []
+        for steps in solutions:
+            ids, pos = encode(t, question, steps)
+            prompts += [{"prompt_token_ids": ids[:p + 1] + [label]} for p in pos for label in (t.good_id, t.bad_id)]
+            counts.append(len(pos))
+        if not prompts:
+            return [[] for _ in solutions]
+        params = self._vllm.SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
+        outs = self.llm.generate(prompts, params, use_tqdm=False)
+        lps = [o.prompt_logprobs[-1][o.prompt_token_ids[-1]].logprob for o in outs]
+        probs = [1.0 / (1.0 + math.exp(bad - good)) for good, bad in zip(lps[::2], lps[1::2], strict=True)]
+        result, k = [], 0
+        for n in counts:
+            result.append(probs[k:k + n])
+            k += n
+        return result
+
     def close(self) -> None:
         llm = getattr(self, "llm", None)
         if llm is not None:

@@ -63,12 +63,13 @@ def end_of_turn_id(tokenizer) -> int:
     return tokenizer.eos_token_id
 
 
-def tokenize_pair(tokenizer, rec: dict, max_length: int | None = None) -> tuple[dict | None, bool]:
+def tokenize_pair(tokenizer, rec: dict, max_length: int | None = None,
+                  eot: int | None = None) -> tuple[dict | None, bool]:
     """``({prompt_ids, chosen_ids, rejected_ids}, prompt_was_truncated)``; None when even the
     steps alone do not fit in ``max_length``. Long prompts lose tokens on the left (the question's
     start), keeping the steps right before the pair intact."""
     enc = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
-    end = [end_of_turn_id(tokenizer)] if rec["is_final"] else []
+    end = [end_of_turn_id(tokenizer) if eot is None else eot] if rec["is_final"] else []
     prompt = enc(prompt_text(tokenizer, rec))
     chosen = enc(step_text(rec, rec["chosen"])) + end
     rejected = enc(step_text(rec, rec["rejected"])) + end
@@ -85,8 +86,9 @@ def tokenize_pair(tokenizer, rec: dict, max_length: int | None = None) -> tuple[
 def build_examples(tokenizer, records: list[dict], max_length: int) -> tuple[list[dict], list[str], int]:
     """Tokenized pairs, ids of records whose steps alone exceed ``max_length``, count of truncated prompts."""
     examples, too_long, truncated = [], [], 0
+    eot = end_of_turn_id(tokenizer)
     for rec in records:
-        ex, cut = tokenize_pair(tokenizer, rec, max_length)
+        ex, cut = tokenize_pair(tokenizer, rec, max_length, eot)
         if ex is None:
             too_long.append(rec["id"])
             continue
