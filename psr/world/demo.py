@@ -1,0 +1,220 @@
+"""`just demo`: the whole method, offline, on 2 CPU cores, through the real `psr` commands.
+
+    world -> segment (IFT) -> train-prm -> mine-pairs -> annotate-eft (EFT) -> sft (M1)
+          -> search (PPD(M1)) -> step-dpo (M2) -> search (PPD(M2)) -> step-dpo (M3)
+          -> eval M0..M3 (held-out world problems + a GSM8K sample) + judge accuracy -> table + plot
+
+Each stage runs as the command a user would type (printed before it runs), so the demo is also a
+worked example of the CLI. The oracle engine plays the paper's external roles: o1 for segmentation
+and EFT judgments, PRM800K's labels for the PRM. Rerunning the same command resumes.
+
+The paper's learning rates (1e-6 SFT, 5e-7 DPO) are for 7B-72B models; a 0.9M model trained
+from scratch needs far larger ones, so the demo's are its own (see SIZES) and printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console(stderr=True, highlight=False)
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+DEFAULT_M0 = os.path.join(REPO, "data", "m0")
+GSM8K_SAMPLE = os.path.join(REPO, "data", "gsm8k_test_sample.jsonl")
+
+# full: `just demo` (target < 15 min on 2 cores); ci: the reduced pipeline the slow test tier runs.
+SIZES = {
+    "full": dict(train=2000, test=300, prm=1500, gsm8k=50, mine_problems=300, mine_iterations=6, eft_test=150,
+                 sft_epochs=3, sft_lr=1e-3, search_problems=[300, 300], width=4, dpo_lr=5e-5, dpo_beta=0.1,
+                 prm_epochs=2, prm_lr=1e-3, max_tokens=200),
+    "ci": dict(train=120, test=40, prm=150, gsm8k=5, mine_problems=20, mine_iterations=3, eft_test=10,
+               sft_epochs=1, sft_lr=1e-3, search_problems=[12, 12], width=3, dpo_lr=5e-5, dpo_beta=0.1,
+               prm_epochs=1, prm_lr=1e-3, max_tokens=120),
+}
+
+
+class Demo:
+    def __init__(self, out: str, size: str, seed: int, m0: str):
+        self.out, self.cfg, self.seed, self.m0 = out, SIZES[size], seed, m0
+        self.timings: list[tuple[str, float]] = []
+        os.makedirs(out, exist_ok=True)
+
+    def p(self, *parts: str) -> str:
+        return os.path.join(self.out, *parts)
+
+    def psr(self, title: str, *args, done: str | None = None) -> None:
+        """Run one `psr` command (skipped when `done` exists: a finished model directory)."""
+        if done and os.path.exists(done):
+            console.print(f"[dim]skip[/dim] {title}: {done} exists")
+            return
+        cmd = ["psr", *[str(a) for a in args]]
+        console.rule(f"[bold]{title}")
+        console.print("$ " + shlex.join(cmd), style="cyan", soft_wrap=True)
+        t0 = time.time()
+        rc = subprocess.call([sys.executable, "-m", "psr.cli", *cmd[1:]])
+        self.timings.append((title, time.time() - t0))
+        if rc != 0:
+            raise SystemExit(f"demo: `{shlex.join(cmd)}` failed with exit code {rc}")
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def data(self) -> None:
+        c = self.cfg
+        self.psr("world: problems, unsegmented solutions, PRM step labels", "world", "-o", self.p("world"),
+                 "--train", c["train"], "--test", c["test"], "--prm", c["prm"], "--seed", self.seed,
+                 done=self.p("world", "prm.jsonl"))
+        self.psr("segment: IFT data (Figure 3 prompt; the oracle plays o1)", "segment", "--method", "llm",
+                 "--engine", "oracle", "-i", self.p("world", "train_solutions.jsonl"), "-o", self.p("ift.jsonl"),
+                 "--rejects", self.p("ift_rejects.jsonl"))
+        self.psr("train-prm: a process reward model on step labels (PRM800K's role)", "train-prm",
+                 "-i", self.p("world", "prm.jsonl"), "--model", self.m0, "-o", self.p("prm"),
+                 "--epochs", c["prm_epochs"], "--lr", c["prm_lr"], "--batch-size", 16, "--seed", self.seed,
+                 done=self.p("prm", "config.json"))
+        self.psr("mine-pairs: MCTS on the policy, PRM as value -> candidate step pairs", "mine-pairs",
+                 "-i", self.p("world", "train.jsonl"), "--limit", c["mine_problems"], "--engine", "hf",
+                 "--model", self.m0, "--prm", self.p("prm"), "--num-iterations", c["mine_iterations"],
+                 "-o", self.p("pairs.jsonl"), "--seed", self.seed, "--max-tokens", 60)
+        self.psr("annotate-eft: judge each pair twice (A/B swapped), keep the consistent ones", "annotate-eft",
+                 "-i", self.p("pairs.jsonl"), "--engine", "oracle", "-o", self.p("eft.jsonl"),
+                 "--test-size", c["eft_test"], "--test-output", self.p("eft_test.jsonl"), "--seed", self.seed)
+
+    def sft(self) -> None:
+        c = self.cfg
+        self.psr("sft: M0 + IFT + EFT -> M1", "sft", "-i", self.p("ift.jsonl"), "-i", self.p("eft.jsonl"),
+                 "--model", self.m0, "-o", self.p("m1"), "--epochs", c["sft_epochs"], "--lr", c["sft_lr"],
+                 "--batch-size", 16, "--per-device-batch-size", 16, "--warmup", 0.05, "--lr-scheduler", "cosine",
+                 "--seed", self.seed, done=self.p("m1", "config.json"))
+
+    def iteration(self, i: int, n_problems: int) -> None:
+        """Search with M_i (it judges its own steps) -> PPD(M_i) -> step-dpo -> M_{i+1}."""
+        c = self.cfg
+        # Each iteration searches fresh train problems, as the paper samples new questions per round.
+        start = sum(self.cfg["search_problems"][: i - 1]) if i - 1 < len(self.cfg["search_problems"]) else 0
+        problems = self.p(f"search_problems_m{i}.jsonl")
+        if not os.path.exists(problems):
+            with open(self.p("world", "train.jsonl")) as fh:
+                lines = fh.readlines()
+            chosen = [lines[(start + k) % len(lines)] for k in range(n_problems)]
+            with open(problems, "w") as fh:
+                fh.writelines(chosen)
+        self.psr(f"search: M{i} samples {c['width']} candidates a step and judges them pairwise -> PPD(M{i})",
+                 "search", "-i", problems, "--model", self.p(f"m{i}"), "-o", self.p(f"ppd_m{i}.jsonl"),
+                 "--trajectories", self.p(f"trajectories_m{i}.jsonl"), "--width", c["width"],
+                 "--max-step-tokens", 60, "--judge-max-tokens", c["max_tokens"], "--seed", self.seed + i)
+        self.psr(f"step-dpo: M{i} + PPD(M{i}) -> M{i + 1}", "step-dpo", "-i", self.p(f"ppd_m{i}.jsonl"),
+                 "--model", self.p(f"m{i}"), "-o", self.p(f"m{i + 1}"), "--lr", c["dpo_lr"], "--beta", c["dpo_beta"],
+                 "--batch-size", 16, "--per-device-batch-size", 16, "--seed", self.seed,
+                 done=self.p(f"m{i + 1}", "config.json"))
+
+    def evaluate(self, models: list[str]) -> None:
+        c = self.cfg
+        os.makedirs(self.p("evals"), exist_ok=True)
+        gsm = self.p("gsm8k_sample.jsonl")
+        with open(GSM8K_SAMPLE) as src, open(gsm, "w") as dst:
+            dst.writelines(src.readlines()[: c["gsm8k"]])
+        for name in models:
+            model = self.m0 if name == "m0" else self.p(name)
+            self.psr(f"eval: {name.upper()} on held-out world problems and a GSM8K sample", "eval",
+                     "-i", f"world={self.p('world', 'test.jsonl')}", "-i", f"gsm8k={gsm}", "--model", model,
+                     "-o", self.p("evals", f"{name}.jsonl"), "--summary", self.p("evals", f"{name}.json"),
+                     "--name", name.upper(), "--max-tokens", c["max_tokens"], "--seed", self.seed)
+        for name in [m for m in models if m != "m0"]:
+            self.psr(f"eval: {name.upper()} as a step-wise judge on the held-out EFT split", "eval",
+                     "--task", "judge", "-i", self.p("eft_test.jsonl"), "--model", self.p(name),
+                     "-o", self.p("evals", f"judge_{name}.jsonl"), "--summary", self.p("evals", f"judge_{name}.json"),
+                     "--name", name.upper(), "--max-tokens", c["max_tokens"], "--seed", self.seed)
+        self.psr("compare: accuracy by iteration", "eval", "--compare",
+                 *[self.p("evals", f"{m}.json") for m in models], "--plot", self.p("accuracy.png"),
+                 "--summary-md", self.p("accuracy.md"))
+
+    def report(self, models: list[str]) -> dict:
+        def load(path):
+            return json.load(open(path)) if os.path.exists(path) else None
+
+        def count(path):
+            return sum(1 for _ in open(path)) if os.path.exists(path) else 0
+
+        rows = []
+        for name in models:
+            s = load(self.p("evals", f"{name}.json")) or {}
+            j = load(self.p("evals", f"judge_{name}.json")) or {}
+            i = int(name[1:])
+            traj = [json.loads(x) for x in open(self.p(f"trajectories_m{i}.jsonl"))] \
+                if os.path.exists(self.p(f"trajectories_m{i}.jsonl")) else []
+            rows.append({
+                "model": name.upper(),
+                "benchmarks": {b: v.get("accuracy") for b, v in (s.get("benchmarks") or {}).items()},
+                "average": s.get("average"),
+                "steps": {b: v.get("mean_steps") for b, v in (s.get("benchmarks") or {}).items()},
+                "judge_accuracy": j.get("accuracy"),
+                "ppd_pairs": count(self.p(f"ppd_m{i}.jsonl")) or None,
+                "rollbacks": sum(t.get("rollbacks", 0) for t in traj) if traj else None,
+            })
+        summary = {"seed": self.seed, "sizes": self.cfg, "models": rows,
+                   "eft_pairs": count(self.p("eft.jsonl")), "candidate_pairs": count(self.p("pairs.jsonl")),
+                   "ift_records": count(self.p("ift.jsonl")),
+                   "timings_s": {t: round(s, 1) for t, s in self.timings}}
+        json.dump(summary, open(self.p("demo_summary.json"), "w"), indent=2)
+        table = Table(title=f"psr demo (seed {self.seed}): accuracy %, steps, judge accuracy %, pairs")
+        benches = sorted({b for r in rows for b in r["benchmarks"]})
+        for col in ["model", *benches, "avg", "steps (world)", "judge acc", "PPD pairs", "rollbacks"]:
+            table.add_column(col, justify="right")
+
+        def fmt(x, pct=True):
+            if x is None:
+                return "-"
+            return f"{x:.1f}" if isinstance(x, float) else str(x)
+
+        for r in rows:
+            table.add_row(r["model"], *[fmt(r["benchmarks"].get(b)) for b in benches], fmt(r["average"]),
+                          fmt(r["steps"].get("world")), fmt(r["judge_accuracy"]), fmt(r["ppd_pairs"]),
+                          fmt(r["rollbacks"]))
+        console.print(table)
+        console.print(f"IFT records {summary['ift_records']}, candidate pairs {summary['candidate_pairs']}, "
+                      f"EFT records {summary['eft_pairs']}; plot: {self.p('accuracy.png')}; "
+                      f"summary: {self.p('demo_summary.json')}")
+        return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m psr.world.demo", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default="runs/demo", help="run directory (default runs/demo); rerun to resume")
+    ap.add_argument("--size", choices=sorted(SIZES), default="full", help="full (default) or ci (minutes)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--m0", default=DEFAULT_M0, help="base model directory (default data/m0)")
+    ap.add_argument("--iterations", type=int, default=2, help="search -> step-dpo rounds after M1 (default 2)")
+    ap.add_argument("--iterate", type=int, default=0, help="n more rounds on top of an existing run")
+    a = ap.parse_args(argv)
+    if not os.path.exists(os.path.join(a.m0, "config.json")):
+        raise SystemExit(f"demo: no base model at {a.m0}; build it with `python -m psr.world.pretrain --out {a.m0}`")
+    d = Demo(a.out, a.size, a.seed, a.m0)
+    t0 = time.time()
+    d.data()
+    d.sft()
+    rounds = a.iterations
+    if a.iterate:
+        done = 1
+        while os.path.exists(d.p(f"m{done + 1}", "config.json")):
+            done += 1
+        rounds = done - 1 + a.iterate
+    while len(d.cfg["search_problems"]) < rounds:
+        d.cfg["search_problems"].append(d.cfg["search_problems"][-1])
+    for i in range(1, rounds + 1):
+        d.iteration(i, d.cfg["search_problems"][i - 1])
+    models = ["m0", *[f"m{i}" for i in range(1, rounds + 2)]]
+    d.evaluate(models)
+    d.report(models)
+    console.print(f"demo finished in {time.time() - t0:.0f}s")
+
+
+if __name__ == "__main__":
+    main()
