@@ -60,7 +60,7 @@ def tokenizer_corpus(seed: int) -> list[str]:
     return documents(3000, seed) + [SEGMENT_PROMPT, STEP_PROMPT, JUDGE_PROMPT] * 20
 
 
-def greedy_accuracy(model, tokenizer, problems: list[dict], max_new_tokens: int = 160) -> float:
+def greedy_accuracy(model, tokenizer, problems: list[dict], max_new_tokens: int = 120) -> float:
     """Base-model accuracy: continue "Problem: q" with greedy decoding, compare the boxed answer."""
     import torch
 
@@ -99,8 +99,8 @@ def pretrain(out_dir: str, *, minutes: float = 20.0, seed: int = 0, seq_len: int
 
     docs = documents(n_docs, seed)
     ids: list[int] = []
-    for d in docs:
-        ids += tok(d)["input_ids"] + [tok.eos_token_id]
+    for enc in tok(docs)["input_ids"]:
+        ids += enc + [tok.eos_token_id]
     data = torch.tensor(ids[: len(ids) // seq_len * seq_len]).view(-1, seq_len)
     n_params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.95))
