@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_grade.py [--benchmarks ../shared/benchmarks] [--graders default,qwen,math-verify]
 
 Each gold is wrapped in a model-like output ("... So the answer is $\\boxed{GOLD}$."); the perturbed
-copy adds 1 to the last integer in the gold (or appends "+1"). Prints one row per grader and copy:
+copy adds 1 to the first integer in the gold (or appends "+1"). Prints one row per grader and copy:
 wall seconds of the whole command (start-up included), items per second, accuracy, timeouts.
 Target (issue 2): <= 60 s per command on 2 cores.
 """
@@ -23,10 +23,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def perturb(answer: str) -> str:
-    nums = list(re.finditer(r"\d+", answer))
-    if not nums:
+    m = re.search(r"\d+", answer)
+    if m is None:
         return answer + "+1"
-    m = nums[-1]
     return answer[:m.start()] + str(int(m.group()) + 1) + answer[m.end():]
 
 

@@ -284,3 +284,26 @@ def test_psr_grade_help_says_what_it_reads_and_writes():
     assert res.returncode == 0
     for word in ("output", "answer", "pred", "correct", "--grader", "--summary", "--timeout", "default"):
         assert word in res.stdout
+
+
+@pytest.mark.slow
+def test_psr_grade_resumes_after_kill_9(tmp_path, bench_dir):
+    import signal
+    import time
+
+    recs = _bench(bench_dir, "math500_test.jsonl")
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    _write(inp, [{"id": r["id"], "output": boxed(r["answer"]), "answer": r["answer"]} for r in recs])
+    env = dict(os.environ, PSR_QUIET="1", PYTHONPATH=ROOT)
+    cmd = [sys.executable, "-m", "psr.cli", "grade", "-i", str(inp), "-o", str(out), "--workers", "1"]
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not out.exists() or out.read_text().count("\n") < 20):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = out.read_text().count("\n")
+    assert 20 <= partial < len(recs)
+    assert subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, timeout=300).returncode == 0
+    ids = [json.loads(line)["id"] for line in out.read_text().splitlines()]
+    assert sorted(ids) == sorted(r["id"] for r in recs)  # nothing lost, nothing twice

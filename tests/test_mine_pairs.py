@@ -51,9 +51,9 @@ def tiny_prm(tiny_model_dir, tmp_path_factory):
     return out
 
 
-def problems_file(path, n=len(QUESTIONS)):
+def problems_file(path, n=None):
     with open(path, "w") as fh:
-        for i, q in enumerate(QUESTIONS[:n]):
+        for i, q in enumerate(QUESTIONS[:n or len(QUESTIONS)]):
             fh.write(json.dumps({"id": f"p{i}", "question": q}) + "\n")
     return str(path)
 

@@ -147,13 +147,13 @@ def doubling_examples(n: int, seed: int) -> list[dict]:
 def test_prm_learns_step_correctness_and_ranks_held_out_steps(tiny_model_dir, tmp_path):
     out = str(tmp_path / "prm")
     data = write_jsonl(tmp_path / "train.jsonl", doubling_examples(400, seed=1))
-    cfg = TrainConfig(model=tiny_model_dir, output=out, max_steps=150, learning_rate=3e-3, batch_size=16,
+    cfg = TrainConfig(model=tiny_model_dir, output=out, max_steps=100, learning_rate=3e-3, batch_size=16,
                       per_device_batch_size=16, logging_steps=25, save_steps=1000)
     summary = train_prm.run([data], cfg, eval_fraction=0.2)
     metrics = [json.loads(x) for x in open(tmp_path / "prm" / "metrics.jsonl")]
     before = next(m for m in metrics if "eval_auc" in m)
     after = [m for m in metrics if "eval_auc" in m][-1]
-    assert before["step"] == 0 and after["step"] == 150
+    assert before["step"] == 0 and after["step"] == 100
     assert any("loss" in m for m in metrics)
     assert summary["eval_auc"] == after["eval_auc"] > 0.85
     assert after["eval_accuracy"] > 0.75
@@ -263,3 +263,42 @@ def test_label_tokens_must_be_single_tokens(tiny_model_dir):
     _, tok = load(tiny_model_dir)
     with pytest.raises(InputError, match="one token"):
         PRMTokens(tok, PRMFormat(good="correct and fine"))
+
+
+VLLM_SCORE = """
+import json, sys
+if __name__ == "__main__":
+    from psr.engines import EngineConfig
+    from psr.engines.vllm import VLLMEngine
+    eng = VLLMEngine(EngineConfig(engine="vllm", model=sys.argv[1], dtype="float32"), enforce_eager=True)
+    q = json.loads(sys.argv[2])
+    print("RESULT " + json.dumps(eng.score_steps(q["question"], q["solutions"])))
+    eng.close()
+"""
+
+
+@pytest.mark.slow
+def test_vllm_scores_the_same_as_hf(tiny_model_dir, tmp_path):
+    import os
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    vllm_py = os.path.join(root, ".venv-vllm", "bin", "python")
+    if not os.path.exists(vllm_py):
+        pytest.skip(".venv-vllm is missing (scripts/vllm-cpu-env.sh makes it)")
+    out = str(tmp_path / "prm")
+    data = write_jsonl(tmp_path / "train.jsonl", doubling_examples(64, seed=3))
+    train_prm.run([data], TrainConfig(model=tiny_model_dir, output=out, max_steps=40, learning_rate=3e-3,
+                                      batch_size=16, per_device_batch_size=16, save_steps=1000), eval_fraction=0.0)
+    q = {"question": "Double the numbers (3).", "solutions": [["4 + 4 = 8", "5 + 5 = 11"], ["7 + 7 = 14"], []]}
+    script = tmp_path / "score.py"
+    script.write_text(VLLM_SCORE)
+    r = subprocess.run([vllm_py, str(script), out, json.dumps(q)], cwd=root, capture_output=True, text=True,
+                       timeout=900, env={**os.environ, "PYTHONPATH": root})
+    line = next((x for x in r.stdout.splitlines() if x.startswith("RESULT ")), None)
+    assert line is not None, r.stderr[-3000:]
+    got = json.loads(line[len("RESULT "):])
+    want = PRMScorer.load(out).score_steps(q["question"], q["solutions"])
+    assert [len(x) for x in got] == [2, 1, 0]
+    for g, w in zip(got, want, strict=True):
+        assert g == pytest.approx(w, abs=1e-4)

@@ -27,7 +27,7 @@ from psr.core.errors import PsrError  # noqa: E402
 from psr.engines import EngineConfig, load_engine  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-VLLM_PY = REPO / ".venv-vllm" / "bin" / "python"
+VLLM_PY = Path(os.environ.get("PSR_VLLM_PYTHON", REPO / ".venv-vllm" / "bin" / "python"))  # the vLLM env
 START_TIMEOUT = 900  # seconds; vLLM takes one to two minutes to start on two busy cores
 
 

@@ -10,20 +10,20 @@ from psr.cli import app
 from psr.cli import options as O
 from psr.core.grading import DEFAULT_TIMEOUT
 
-HELP = """\
-Re-grade model answers. Reads JSONL records with id, output (the model's text) and answer (the gold
-final answer), e.g. psr eval predictions; writes each record back with pred (the extracted final
-answer), correct (true/false) and, for an item that could not be graded, grade_failure ("no answer",
-"timeout", "error: ..."; graded incorrect).
-
---grader default (math-verify plus normalization: fractions vs decimals, units, degrees, percent,
-intervals, sets, tuples, matrices, text answers, thousands separators) | qwen (the Qwen2.5-Math
-evaluator's extraction and math_equal, as in the paper's tables) | math-verify (plain math-verify).
-Each item is graded in a worker process (--workers, default one per CPU) and given at most --timeout
-seconds (default 3). A summary (accuracy, count, no answer, timeouts, errors; per benchmark when records
-have a benchmark field) is printed on stderr and saved with --summary PATH.json. Resumes by id;
---shard K/N, --limit N, --overwrite.
-"""
+# one line per paragraph: the help renderer re-wraps paragraphs to the terminal but keeps newlines
+HELP = "\n\n".join([
+    "Re-grade model answers. Reads JSONL records with id, output (the model's text) and answer (the gold final "
+    "answer), e.g. psr eval predictions; writes each record back with pred (the extracted final answer), correct "
+    "(true/false) and, for an item that could not be graded, grade_failure (\"no answer\", \"timeout\", "
+    "\"error: ...\"; graded incorrect).",
+    "--grader default (math-verify plus normalization: fractions vs decimals, units, degrees, percent, intervals, "
+    "sets, tuples, matrices, text answers, thousands separators) | qwen (the Qwen2.5-Math evaluator's extraction "
+    "and math_equal, as in the paper's tables) | math-verify (plain math-verify).",
+    "Each item is graded in a worker process (--workers, default one per CPU) and given at most --timeout seconds "
+    "(default 3). A summary (accuracy, count, no answer, timeouts, errors; per benchmark when records have a "
+    "benchmark field) is printed on stderr and saved with --summary PATH.json. Resumes by id; --shard K/N, "
+    "--limit N, --overwrite.",
+])
 
 
 @app.command("grade", help=HELP)

@@ -116,7 +116,8 @@ UNIT_WORDS = {
     "week", "weeks", "month", "months", "year", "years", "mph", "kph", "dollar", "dollars", "cent", "cents",
     "degree", "degrees", "radian", "radians", "percent", "people", "students", "times", "ways", "points",
 }
-_TRAILING_WORDS = re.compile(r"^(.*?\d[^a-zA-Z]*?)\s*((?:[a-zA-Z]+\.?\s*(?:\^\{?[23]\}?|²|³)?\s*)+)$")
+# a number, then words (and ^2/^3) up to the end; one flat character class, so no backtracking blow-up
+_TRAILING_WORDS = re.compile(r"^(.*?\d[^a-zA-Z]*?)\s*([a-zA-Z][a-zA-Z.\s^{}²³23]*)$")
 
 
 def strip_text_commands(s: str) -> str:

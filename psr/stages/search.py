@@ -9,11 +9,13 @@ its chosen step holds the final answer, or after ``max_iterations`` generation r
 
 Choices the paper leaves open, made here:
 
-* **Judge orders.** ``judge_orders=1`` (default, the paper's Eq. 2 as written and its cost: w(w-1)/2
-  judgments a step) shows each pair once, the A/B positions alternating so that every candidate sits in
-  position A about half the time; a position-biased judge then adds noise but favours no candidate.
-  ``judge_orders=2`` judges both orders and counts a win only when they agree: twice the judge cost,
-  but a judge that always answers "A" produces ties (rollbacks) instead of pairs.
+* **Judge orders.** ``judge_orders=1`` (default: the paper's Eq. 2 at its cost, w(w-1)/2 judgments a
+  step) shows each pair once, with A/B positions alternating so that every candidate sits in position
+  A in half of its comparisons (2 or 3 of 5 at w=6). A position-biased judge then favours no candidate
+  systematically; with an odd width a judge that always answers "A" even scores a tie, with an even
+  width it still makes pairs out of bias alone. ``judge_orders=2`` judges both orders and counts a win
+  only when they agree: twice the judge cost, and pure position bias yields ties (rollbacks), never
+  pairs. Choose 2 when the model's judging is known to be position-biased (small models often are).
 * **Ties.** best = the lowest-index candidate with the highest score, worst = the lowest-index candidate
   with the lowest score among those whose text differs from the best (so chosen != rejected). If no
   such candidate scores below the best, the step counts as a tie.
@@ -23,6 +25,10 @@ Choices the paper leaves open, made here:
   and is counted in ``judge_failures``.
 * **Unfinished problems** (iteration limit) keep their pairs: each was a strict self-judged preference
   at its step. The trajectory says ``finished: false``.
+* **SRLM baseline** (``mode="srlm"``): ``width`` whole solutions are sampled and scored 0-5 with the
+  solution-scoring prompt; best = highest score (lowest index on ties), worst = lowest score among
+  different texts; equal scores make no pair. An empty solution scores 0 without asking; a judgment
+  without ``Score: n`` leaves that solution out and is counted (its entry in ``scores`` is -1).
 * **Test-time scaling** (``tts``) runs the same search to answer; a tie there just takes the first
   candidate (the rollback exists to make better preference data, which tts does not need).
 
@@ -71,7 +77,6 @@ class SearchConfig:
     judge_temperature: float = 0.0  # greedy judging: a verdict should not be a coin flip
     working_set: int = 128  # problems searched at once
     seed: int = 0
-    rollback: bool | None = None  # None: roll back on ties when making pairs, not in tts
 
     def check(self) -> None:
         if self.mode not in MODES:
@@ -89,10 +94,6 @@ class SearchConfig:
             raise InputError(f"--top-p must be in (0, 1], got {self.top_p}")
         if self.temperature < 0 or self.judge_temperature < 0:
             raise InputError("temperatures must be >= 0")
-
-    @property
-    def rolls_back(self) -> bool:
-        return (not self.tts) if self.rollback is None else self.rollback
 
 
 # ---------------------------------------------------------------------------------------------
@@ -203,7 +204,7 @@ def _advance(engine: Engine, states: list[_State], cfg: SearchConfig, call: int)
         chosen = pick(scores, t)
         if chosen is None:
             s.ties += 1
-            if cfg.rolls_back:
+            if not cfg.tts:
                 if s.steps:  # discard s_{l-1} and its pair; step l-1 is generated again next round
                     s.steps.pop()
                     s.pairs.pop()
@@ -385,7 +386,8 @@ def run(io: IOConfig, engine_cfg: EngineConfig | None = None, cfg: SearchConfig 
         problems = io.todo("problem")
         done = set(main.done)
         if traj is not None:
-            orphans = (traj.done - main.done) & {p["id"] for p in problems}
+            # (records already sent to stdout cannot be checked, so nothing is rebuilt there)
+            orphans = (traj.done - main.done) & {p["id"] for p in problems} if io.output != "-" else set()
             if orphans:  # killed between a trajectory and its PPD group: rebuild the group from the trajectory
                 for pid, t in _read_trajectories(trajectories, orphans).items():
                     main.write_group(pid, ppd_records(t))
