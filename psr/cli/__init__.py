@@ -23,17 +23,23 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-# Each module registers its command on `app` when imported. Order = order in --help.
-from psr.cli import grade  # noqa: E402,F401
-from psr.cli import eval  # noqa: E402,F401
-from psr.cli import world  # noqa: E402,F401
-from psr.cli import segment  # noqa: E402,F401
-from psr.cli import annotate_eft  # noqa: E402,F401
-from psr.cli import search  # noqa: E402,F401
-from psr.cli import sft  # noqa: E402,F401
-from psr.cli import step_dpo  # noqa: E402,F401
-from psr.cli import train_prm  # noqa: E402,F401
-from psr.cli import mine_pairs  # noqa: E402,F401
+# Each module registers its command on `app` when imported.
+from psr.cli import (  # noqa: E402,F401
+    annotate_eft,
+    eval,
+    grade,
+    mine_pairs,
+    search,
+    segment,
+    sft,
+    step_dpo,
+    train_prm,
+    world,
+)
+
+# --help lists the stages in the order of the loop, then the tools.
+ORDER = ["segment", "train-prm", "mine-pairs", "annotate-eft", "sft", "search", "step-dpo", "eval", "grade", "world"]
+app.registered_commands.sort(key=lambda c: ORDER.index(c.name) if c.name in ORDER else len(ORDER))
 
 
 def main() -> None:

@@ -92,7 +92,7 @@ class Engine(ABC):
         """Tokens of each text under this engine's tokenizer (characters/4 where there is none)."""
         return [max(1, len(t) // 4) for t in texts]
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - engines without resources need no cleanup
         pass
 
     def __enter__(self):
