@@ -165,6 +165,23 @@ def test_prm_learns_step_correctness_and_ranks_held_out_steps(tiny_model_dir, tm
     assert prm_training.auc(flat, gold) > 0.85
 
 
+def test_lora_training_writes_a_plain_merged_prm(tiny_model_dir, tmp_path):
+    import os
+
+    out = str(tmp_path / "lora")
+    data = write_jsonl(tmp_path / "train.jsonl", doubling_examples(40, seed=2))
+    cfg = TrainConfig(model=tiny_model_dir, output=out, max_steps=5, learning_rate=1e-2, batch_size=8,
+                      per_device_batch_size=8, save_steps=1000, lora=True, lora_r=4, lora_alpha=8)
+    summary = train_prm.run([data], cfg, PRMFormat(step_tag=" <step>", good="+", bad="-"), eval_fraction=0.25)
+    assert summary["complete"] and summary["prm_format"]["step_tag"] == " <step>"
+    assert not any(n.startswith("adapter_") for n in os.listdir(out))  # merged: any engine loads it
+    scorer = PRMScorer.load(out)
+    assert scorer.tokens.fmt.step_tag == " <step>"
+    base = PRMScorer(*load(tiny_model_dir), PRMFormat(step_tag=" <step>"))
+    item = [("Double the numbers (1).", ["3 + 3 = 6", "4 + 4 = 9"])]
+    assert scorer.score(item) != base.score(item)  # the adapter was merged into the weights
+
+
 def test_auc_matches_a_hand_count():
     assert prm_training.auc([0.9, 0.8, 0.3, 0.1], [True, True, False, False]) == 1.0
     assert prm_training.auc([0.1, 0.2, 0.8, 0.9], [True, True, False, False]) == 0.0

@@ -39,7 +39,8 @@ _FMT = PRMFormat()
     "train-prm",
     help=(
         "Train a process reward model (paper §3.2, OpenR / Math-Shepherd style) on transformers' Trainer. Reads "
-        "TRL stepwise-supervision records (prompt, completions [str], labels [bool]) and raw PRM800K phase1/phase2 "
+        "TRL stepwise-supervision records (prompt; completions: a list of steps; labels: a list of booleans) and raw "
+        "PRM800K phase1/phase2 "
         "lines (label.steps[*].completions[*].rating: the chosen path plus each alternative, neutral ratings per "
         "--neutral), mixed in any -i files. The model reads 'question \\n step TAG \\n step TAG ...' and is "
         "trained to put '+' (good) or '-' (bad) after each tag; scoring reads P(+) at the same position. The tag "

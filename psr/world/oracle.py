@@ -39,10 +39,17 @@ class Check:
     ok: bool
     score: int  # how far the step got before its first error: 0 (nothing usable) .. 4 (right)
     text: str  # "computes 8 - 3 = 5, which is correct" (no subject, no final period)
+    # The same check written recompute-first, with the subject as "{X}":
+    # "{X} writes 8 - 3 = 6. Start: should be 8, it uses 8: same. ... So {X} is wrong."
+    walk: str = ""
 
 
 def _norm(step: str) -> str:
     return " ".join(strip_step_prefix(step).split())
+
+
+def _same(want, got) -> str:
+    return "same" if want == got else "different"
 
 
 def check_step(meta: dict, previous_steps: list[str], step: str) -> Check:
@@ -50,39 +57,53 @@ def check_step(meta: dict, previous_steps: list[str], step: str) -> Check:
     i = len(previous_steps)
     ops = meta["ops"]
     step = _norm(step)
+
+    def fail(score: int, text: str, walk: list[str]) -> Check:
+        return Check(False, score, text, " ".join(walk + ["So {X} is wrong."]))
+
     for k, prev in enumerate(previous_steps, 1):
         if _norm(prev) == step:
-            return Check(False, 0, f"repeats Step {k}, which is wrong")
+            return fail(0, f"repeats Step {k}, which is wrong", [f"{{X}} repeats Step {k} word for word."])
     eq = parse_equation(step)
     if eq is None:
-        return Check(False, 0, "computes nothing, which is wrong")
+        return fail(0, "computes nothing, which is wrong", ["{X} writes no equation."])
     a, sym, b, c = eq
     shown = f"computes {a} {sym} {b} = {c}"
+    walk = [f"{{X}} writes {a} {sym} {b} = {c}."]
     for k, prev in enumerate(previous_steps, 1):
         if parse_equation(prev) == eq:
-            return Check(False, 0, f"{shown} again, which is wrong: it repeats Step {k}")
+            return fail(0, f"{shown} again, which is wrong: it repeats Step {k}",
+                        walk + [f"Step {k} wrote {a} {sym} {b} = {c}: same."])
     if i >= len(ops):
-        return Check(False, 0, f"{shown}, which is wrong: the question has no event left")
+        return fail(0, f"{shown}, which is wrong: the question has no event left",
+                    walk + [f"Events: the question has {len(ops)}, this would be {i + 1}: too many."])
     if i == 0:
         want_a, source = meta["start"], "the start in the question"
     else:
         got = parse_equation(previous_steps[-1])
         want_a = got[3] if got else meta["values"][i]
         source = f"the result of Step {i}"
+    # Recompute-first: each check writes the wanted value, then the step's value, then a verdict on
+    # two adjacent numbers, so that every decision is a local copy or compare (see judge()).
+    walk.append(f"Start: should be {want_a}, it uses {a}: {_same(want_a, a)}.")
     if a != want_a:
-        return Check(False, 1, f"{shown}, which is wrong: it should start from {want_a}, {source}")
+        return fail(1, f"{shown}, which is wrong: it should start from {want_a}, {source}", walk)
     want_sym, want_b = ops[i]
+    walk.append(f"Event: should be {want_sym} {want_b}, it does {sym} {b}: {_same((want_sym, want_b), (sym, b))}.")
     if (sym, b) != (want_sym, want_b):
-        return Check(False, 2, f"{shown}, which is wrong: the next event is {want_sym} {want_b}")
+        return fail(2, f"{shown}, which is wrong: the next event is {want_sym} {want_b}", walk)
     right = apply(a, sym, b)
+    walk.append(f"Result: {a} {sym} {b} = {right}, it wrote {c}: {_same(right, c)}.")
     if c != right:
-        return Check(False, 3, f"{shown}, which is wrong: {a} {sym} {b} is {right}")
+        return fail(3, f"{shown}, which is wrong: {a} {sym} {b} is {right}", walk)
     boxed = _BOX.findall(step)
     if boxed and i < len(ops) - 1:
-        return Check(False, 3, f"{shown}, which is right, but it gives a final answer too early")
+        return fail(3, f"{shown}, which is right, but it gives a final answer too early",
+                    walk + [f"Box: should be none before the last event, it boxes {boxed[-1]}: different."])
     if boxed and int(boxed[-1]) != c:
-        return Check(False, 3, f"{shown}, which is right, but it boxes {boxed[-1]}")
-    return Check(True, 4, f"{shown}, which is correct")
+        return fail(3, f"{shown}, which is right, but it boxes {boxed[-1]}",
+                    walk + [f"Box: should be {c}, it boxes {boxed[-1]}: different."])
+    return Check(True, 4, f"{shown}, which is correct", " ".join(walk + ["So {X} is correct."]))
 
 
 def _meta(problem: dict) -> dict:
@@ -102,10 +123,29 @@ def _tiebreak(text: str) -> str:
     return hashlib.sha256(_norm(text).encode()).hexdigest()
 
 
-def judge(meta: dict, previous_steps: list[str], step_a: str, step_b: str) -> str:
-    """The Figure 5 answer: one sentence per assistant, a comparison when needed, the verdict."""
+JUDGE_STYLES = ("verdict-first", "recompute-first")
+JUDGE_STYLE = "verdict-first"
+
+
+def judge(meta: dict, previous_steps: list[str], step_a: str, step_b: str, style: str = JUDGE_STYLE) -> str:
+    """The Figure 5 answer: each assistant's step checked, a comparison when needed, the verdict.
+
+    ``style`` changes the explanation only, never the verdict:
+
+    - ``verdict-first``: "Assistant B computes 8 - 3 = 6, which is wrong: 8 - 3 is 5." The decisive
+      word comes before the recomputation, so a model trained on it must compare in its head.
+    - ``recompute-first``: "Assistant B writes 8 - 3 = 6. Start: should be 8, it uses 8: same.
+      Event: should be - 3, it does - 3: same. Result: 8 - 3 = 5, it wrote 6: different. So
+      Assistant B is wrong." Stops at the first failing check; every decision compares two
+      adjacent values.
+    """
+    if style not in JUDGE_STYLES:
+        raise ValueError(f"unknown judge style {style!r} (one of {', '.join(JUDGE_STYLES)})")
     ca, cb = check_step(meta, previous_steps, step_a), check_step(meta, previous_steps, step_b)
-    lines = [f"Assistant A {ca.text}.", f"Assistant B {cb.text}."]
+    if style == "verdict-first":
+        lines = [f"Assistant A {ca.text}.", f"Assistant B {cb.text}."]
+    else:
+        lines = [ca.walk.replace("{X}", "Assistant A"), cb.walk.replace("{X}", "Assistant B")]
     if ca.score != cb.score:
         better = "A" if ca.score > cb.score else "B"
         if not (ca.ok or cb.ok):

@@ -1,0 +1,208 @@
+"""Is the oracle's judge explanation learnable by the embedded world's tiny model? (issue 9)
+
+For each explanation style of psr.world.oracle.judge, SFT the same base model (M0) on the same
+IFT steps and the same EFT pairs, which differ only in the judgment's wording, then judge held-out
+pairs in both orders (greedy) and print accuracy with a Wilson 95% interval, per style.
+
+Pairs: a world problem's reference step k against a corrupted step k (oracle.corrupt_step, every
+kind in turn), after the reference prefix; the right step is shown as A for half the pairs. Train
+pairs come from the train split, test pairs from the test split.
+
+The SFT loop is plain PyTorch on the examples ``psr sft`` builds (psr.training.sft.build_examples:
+the same chat template and assistant-only loss mask); the Trainer's overhead per step is a large
+share of a step this small on 2 CPU cores. Every style runs with the same seed, steps and batches.
+
+    .venv/bin/python bench/judge_learnability.py --model data/m0 [--styles verdict-first,recompute-first]
+        [--ift 2000 --eft 2000 --steps 400 --test 200 --threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    if n == 0:
+        return 0.0, 0.0
+    p = k / n
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return 100 * (c - h), 100 * (c + h)
+
+
+def make_pairs(n: int, seed: int, split: str) -> list[dict]:
+    """``n`` (right step, corrupted step) pairs with their context; every kind in turn; A/B alternating."""
+    from psr.world.generator import generate_problems
+    from psr.world.oracle import CORRUPTIONS, corrupt_step, label_step
+
+    rng = random.Random(seed)
+    out = []
+    for p in generate_problems(3 * n, seed=seed, split=split):
+        if len(out) == n:
+            break
+        k = rng.randrange(len(p["steps"]))
+        kinds = CORRUPTIONS[len(out) % len(CORRUPTIONS):] + CORRUPTIONS[:len(out) % len(CORRUPTIONS)]
+        for kind in kinds:
+            bad = corrupt_step(p, k, kind, rng)
+            if bad is not None and not label_step(p, p["steps"][:k], bad):
+                break
+        else:
+            continue
+        good_is_a = len(out) % 2 == 0
+        a, b = (p["steps"][k], bad) if good_is_a else (bad, p["steps"][k])
+        out.append({"id": f"{p['id']}/eft", "question": p["question"], "previous_steps": p["steps"][:k],
+                    "step_a": a, "step_b": b, "label": "A" if good_is_a else "B", "kind": kind,
+                    "world": p["world"]})
+    return out
+
+
+def train(model_dir: str, records: list[dict], *, steps: int, batch_size: int, lr: float, seed: int,
+          max_length: int = 1024):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from psr.training.sft import build_examples
+
+    torch.manual_seed(seed)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    examples, too_long = build_examples(tok, records, max_length)
+    if too_long:
+        print(f"  {len(too_long)} records longer than {max_length} tokens left out", file=sys.stderr)
+    rng = random.Random(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    order: list[int] = []
+    model.train()
+    t0, losses = time.time(), []
+    for step in range(steps):
+        # Linear warmup over 5% of steps, then linear decay to 10%.
+        frac = step / steps
+        scale = min(1.0, frac / 0.05) if frac < 0.05 else 1.0 - 0.9 * (frac - 0.05) / 0.95
+        for g in opt.param_groups:
+            g["lr"] = lr * scale
+        if len(order) < batch_size:
+            order += rng.sample(range(len(examples)), len(examples))
+        batch = [examples[i] for i in order[:batch_size]]
+        del order[:batch_size]
+        width = max(len(e["input_ids"]) for e in batch)
+        ids = torch.full((len(batch), width), tok.pad_token_id)
+        labels = torch.full((len(batch), width), -100)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for j, e in enumerate(batch):
+            n = len(e["input_ids"])
+            ids[j, :n] = torch.tensor(e["input_ids"])
+            mask[j, :n] = 1
+            keep = torch.tensor(e["completion_mask"]) == 1
+            labels[j, :n] = torch.where(keep, torch.tensor(e["input_ids"]), torch.tensor(-100))
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        losses.append(loss.item())
+        if (step + 1) % 25 == 0:
+            print(f"  step {step + 1}/{steps} loss {sum(losses[-25:]) / 25:.3f} {time.time() - t0:.0f}s",
+                  file=sys.stderr, flush=True)
+    model.eval()
+    return model, tok, len(examples), time.time() - t0
+
+
+def judge_accuracy(model, tok, pairs: list[dict], max_new_tokens: int, batch_size: int = 32) -> dict:
+    """Each pair judged greedily in both orders; counts per order and per corruption kind."""
+    import torch
+
+    from psr.core.prompts import judge_prompt, parse_verdict
+
+    jobs = []
+    for p in pairs:
+        jobs.append((p, judge_prompt(p["question"], p["previous_steps"], p["step_a"], p["step_b"]), p["label"]))
+        swapped = "B" if p["label"] == "A" else "A"
+        jobs.append((p, judge_prompt(p["question"], p["previous_steps"], p["step_b"], p["step_a"]), swapped))
+    tok.padding_side = "left"
+    right, parsed, by_kind, samples = 0, 0, {}, []
+    for i in range(0, len(jobs), batch_size):
+        chunk = jobs[i:i + batch_size]
+        texts = [tok.apply_chat_template([{"role": "user", "content": u}], tokenize=False, add_generation_prompt=True)
+                 for _, u, _ in chunk]
+        enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        with torch.no_grad():
+            out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                                 eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+        for (p, _, truth), seq in zip(chunk, out[:, enc["input_ids"].shape[1]:], strict=True):
+            text = tok.decode(seq, skip_special_tokens=True)
+            v = parse_verdict(text)
+            parsed += v is not None
+            right += v == truth
+            k = by_kind.setdefault(p["kind"], [0, 0])
+            k[0] += v == truth
+            k[1] += 1
+            if len(samples) < 4:
+                samples.append(text)
+    return {"right": right, "n": len(jobs), "parsed": parsed, "by_kind": by_kind, "samples": samples}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="data/m0", help="base model directory (default data/m0)")
+    ap.add_argument("--styles", default="verdict-first,recompute-first")
+    ap.add_argument("--ift", type=int, default=2000, help="IFT records (reference solutions)")
+    ap.add_argument("--eft", type=int, default=2000, help="EFT train pairs")
+    ap.add_argument("--test", type=int, default=200, help="held-out pairs (each judged in both orders)")
+    ap.add_argument("--steps", type=int, default=400, help="optimizer steps per style")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--json", help="also write the results here")
+    a = ap.parse_args()
+
+    import torch
+
+    from psr.world.generator import generate_problems
+    from psr.world.oracle import judge
+
+    torch.set_num_threads(a.threads)
+    ift = [{"id": p["id"], "question": p["question"], "steps": p["steps"]}
+           for p in generate_problems(a.ift, seed=a.seed + 7, split="train")]
+    train_pairs = make_pairs(a.eft, a.seed, "train")
+    test_pairs = make_pairs(a.test, a.seed, "test")
+    rows = []
+    for style in a.styles.split(","):
+        eft = [{k: p[k] for k in ("id", "question", "previous_steps", "step_a", "step_b")}
+               | {"judgment": judge(p["world"], p["previous_steps"], p["step_a"], p["step_b"], style=style)}
+               for p in train_pairs]
+        mean_chars = sum(len(r["judgment"]) for r in eft) / len(eft)
+        print(f"[{style}] training on {len(ift)} IFT + {len(eft)} EFT, {a.steps} steps", file=sys.stderr)
+        model, tok, n_ex, secs = train(a.model, ift + eft, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
+                                       seed=a.seed)
+        max_new = max(len(tok(r["judgment"])["input_ids"]) for r in eft[:200]) + 20
+        res = judge_accuracy(model, tok, test_pairs, max_new)
+        lo, hi = wilson(res["right"], res["n"])
+        rows.append({"style": style, "right": res["right"], "n": res["n"], "acc": 100 * res["right"] / res["n"],
+                     "lo": lo, "hi": hi, "parsed": 100 * res["parsed"] / res["n"], "train_s": secs,
+                     "judgment_chars": mean_chars, "by_kind": res["by_kind"], "samples": res["samples"]})
+        print(json.dumps(rows[-1], indent=1), file=sys.stderr, flush=True)
+    print(f"\nmodel {a.model}; {a.ift} IFT + {a.eft} EFT, {a.steps} steps x {a.batch_size}, lr {a.lr:g}, "
+          f"seed {a.seed}; {a.test} held-out pairs judged in both orders (greedy)")
+    print(f"{'style':<16} {'right/n':>9} {'accuracy':>9} {'95% CI':>14} {'parsable':>9} {'chars':>6} "
+          f"{'train s':>8}  per corruption kind")
+    for r in rows:
+        kinds = " ".join(f"{k} {v[0]}/{v[1]}" for k, v in sorted(r["by_kind"].items()))
+        print(f"{r['style']:<16} {r['right']:>4}/{r['n']:<4} {r['acc']:>8.1f}% {r['lo']:>6.1f}-{r['hi']:<5.1f}% "
+              f"{r['parsed']:>8.1f}% {r['judgment_chars']:>6.0f} {r['train_s']:>8.0f}  {kinds}")
+    if a.json:
+        with open(a.json, "w") as fh:
+            json.dump(rows, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()
