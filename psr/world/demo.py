@@ -82,7 +82,8 @@ class Demo:
         self.psr("mine-pairs: MCTS on the policy, PRM as value -> candidate step pairs", "mine-pairs",
                  "-i", self.p("world", "train.jsonl"), "--limit", c["mine_problems"], "--engine", "hf",
                  "--model", self.m0, "--prm", self.p("prm"), "--num-iterations", c["mine_iterations"],
-                 "-o", self.p("pairs.jsonl"), "--seed", self.seed, "--max-tokens", 60)
+                 "--width", c["width"], "--margin", 0.1, "--max-step-tokens", 60, "-o", self.p("pairs.jsonl"),
+                 "--stats", self.p("mine_stats.json"), "--seed", self.seed)
         self.psr("annotate-eft: judge each pair twice (A/B swapped), keep the consistent ones", "annotate-eft",
                  "-i", self.p("pairs.jsonl"), "--engine", "oracle", "-o", self.p("eft.jsonl"),
                  "--test-size", c["eft_test"], "--test-output", self.p("eft_test.jsonl"), "--seed", self.seed)
