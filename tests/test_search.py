@@ -489,3 +489,19 @@ def test_cli_help_and_bad_input_exit_code(tmp_path):
     r = subprocess.run(_cli("-i", str(bad), "--judge-orders", "3"), env=env, cwd=ROOT, capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 2 and "--judge-orders" in r.stderr
+
+
+@pytest.mark.slow
+def test_vllm_cpu_search_makes_well_formed_pairs(taught_model_dir, tmp_path):
+    vllm_py = os.environ.get("PSR_VLLM_PYTHON", os.path.join(ROOT, ".venv-vllm", "bin", "python"))
+    if not os.path.exists(vllm_py):
+        pytest.skip(f"{vllm_py} is absent: run `bash scripts/vllm-cpu-env.sh` to create it (CI does)")
+    probs = _world(tmp_path, 3)
+    ppd, traj = str(tmp_path / "ppd.jsonl"), str(tmp_path / "traj.jsonl")
+    r = subprocess.run([vllm_py, "-m", "psr.cli", "search", "--engine", "vllm", "-i", probs, "-o", ppd,
+                        "--trajectories", traj, "--model", taught_model_dir, "--width", "4", "--max-iterations", "2",
+                        "--max-step-tokens", "16", "--judge-max-tokens", "8"],
+                       env={**os.environ, "PSR_QUIET": "1"}, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    trajs, recs = _check_outputs(ppd, traj, 3)
+    assert recs and all(t["judge_failures"] < t["judge_calls"] for t in trajs.values())

@@ -35,10 +35,10 @@ GSM8K_SAMPLE = os.path.join(REPO, "data", "gsm8k_test_sample.jsonl")
 SIZES = {
     "full": dict(train=2000, test=300, prm=1500, gsm8k=50, mine_problems=300, mine_iterations=6, eft_test=150,
                  sft_epochs=3, sft_lr=1e-3, search_problems=[300, 300], width=4, dpo_lr=5e-5, dpo_beta=0.1,
-                 prm_epochs=2, prm_lr=1e-3, max_tokens=200),
+                 prm_epochs=2, prm_lr=1e-3, max_tokens=200, margin=0.1),
     "ci": dict(train=120, test=40, prm=150, gsm8k=5, mine_problems=20, mine_iterations=3, eft_test=10,
                sft_epochs=1, sft_lr=1e-3, search_problems=[12, 12], width=3, dpo_lr=5e-5, dpo_beta=0.1,
-               prm_epochs=1, prm_lr=1e-3, max_tokens=120),
+               prm_epochs=3, prm_lr=1e-3, max_tokens=120, margin=0.0),
 }
 
 
@@ -82,7 +82,7 @@ class Demo:
         self.psr("mine-pairs: MCTS on the policy, PRM as value -> candidate step pairs", "mine-pairs",
                  "-i", self.p("world", "train.jsonl"), "--limit", c["mine_problems"], "--engine", "hf",
                  "--model", self.m0, "--prm", self.p("prm"), "--num-iterations", c["mine_iterations"],
-                 "--width", c["width"], "--margin", 0.1, "--max-step-tokens", 60, "-o", self.p("pairs.jsonl"),
+                 "--width", c["width"], "--margin", c["margin"], "--max-step-tokens", 60, "-o", self.p("pairs.jsonl"),
                  "--stats", self.p("mine_stats.json"), "--seed", self.seed)
         self.psr("annotate-eft: judge each pair twice (A/B swapped), keep the consistent ones", "annotate-eft",
                  "-i", self.p("pairs.jsonl"), "--engine", "oracle", "-o", self.p("eft.jsonl"),

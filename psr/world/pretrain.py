@@ -1,9 +1,12 @@
 """Pretrain M0, the world's base model, from scratch on the world's text (the recipe behind data/m0).
 
 A real user starts from a pretrained base model (Qwen2.5-Math); the embedded world needs one too,
-small enough to train and run on 2 CPU cores. M0 sees plain documents only — problems solved in
-"Step n:" lines, and arithmetic checks such as a base model picks up from the web — never the chat
-template or the judge prompt: those are what SFT on IFT + EFT data teaches (M1).
+small enough to train and run on 2 CPU cores. M0 sees problems solved in "Step n:" lines, half as
+plain text and half inside the chat template under the Figure 4 prompt (Qwen2.5-Math's base models
+have seen chat-formatted reasoning too: the paper's M0 answers its prompt at 70% on GSM8K), plus
+arithmetic checks such as a base model picks up from the web. It never sees the judge prompt: judging
+is what the EFT half of the SFT data teaches (M1). A first M0 trained on plain text only answered the
+chat prompt with degenerate text ("dollars dollars dollars ..."), so no stage could start from it.
 
 Plain PyTorch rather than a Trainer: a packed-sequence loop on a 0.9M-parameter model is a few lines,
 and the Trainer's per-step overhead is a large share of a step this small.
@@ -20,7 +23,7 @@ import os
 import random
 import time
 
-from psr.core.prompts import JUDGE_PROMPT, SEGMENT_PROMPT, STEP_PROMPT
+from psr.core.prompts import JUDGE_PROMPT, SEGMENT_PROMPT, STEP_PROMPT, step_prompt
 from psr.core.steps import format_steps
 from psr.world.generator import generate_problems, parse_equation
 
@@ -47,7 +50,11 @@ def documents(n: int, seed: int) -> list[str]:
     rng = random.Random(seed)
     docs = []
     for p in generate_problems(n, seed=seed + PRETRAIN_SEED_OFFSET, split="train"):
-        docs.append(f"Problem: {p['question']}\n{format_steps(p['steps'])}")
+        if rng.random() < 0.5:
+            docs.append(f"Problem: {p['question']}\n{format_steps(p['steps'])}")
+        else:  # the ChatML rendering of psr.core.tiny.CHAT_TEMPLATE
+            docs.append(f"<|im_start|>user\n{step_prompt(p['question'])}<|im_end|>\n"
+                        f"<|im_start|>assistant\n{format_steps(p['steps'])}<|im_end|>\n")
         if rng.random() < 0.3:
             checks = [c for c in (check_sentence(s, rng) for s in p["steps"]) if c]
             if checks:
@@ -60,8 +67,8 @@ def tokenizer_corpus(seed: int) -> list[str]:
     return documents(3000, seed) + [SEGMENT_PROMPT, STEP_PROMPT, JUDGE_PROMPT] * 20
 
 
-def greedy_accuracy(model, tokenizer, problems: list[dict], max_new_tokens: int = 120) -> float:
-    """Base-model accuracy: continue "Problem: q" with greedy decoding, compare the boxed answer."""
+def greedy_accuracy(model, tokenizer, problems: list[dict], max_new_tokens: int = 120, chat: bool = False) -> float:
+    """Greedy accuracy: continue "Problem: q" (or the Figure 4 chat prompt), compare the boxed answer."""
     import torch
 
     from psr.core.answers import extract_answer
@@ -70,7 +77,12 @@ def greedy_accuracy(model, tokenizer, problems: list[dict], max_new_tokens: int 
     right = 0
     for i in range(0, len(problems), 32):
         batch = problems[i:i + 32]
-        enc = tokenizer([f"Problem: {p['question']}\n" for p in batch], return_tensors="pt", padding=True)
+        if chat:
+            texts = [tokenizer.apply_chat_template([{"role": "user", "content": step_prompt(p["question"])}],
+                                                   tokenize=False, add_generation_prompt=True) for p in batch]
+        else:
+            texts = [f"Problem: {p['question']}\n" for p in batch]
+        enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         with torch.no_grad():
             out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False)
         for p, ids in zip(batch, out[:, enc["input_ids"].shape[1]:], strict=True):
@@ -131,6 +143,7 @@ def pretrain(out_dir: str, *, minutes: float = 20.0, seed: int = 0, seq_len: int
     model.save_pretrained(out_dir)
     test = generate_problems(eval_problems, seed=seed, split="test")
     acc = greedy_accuracy(model, tok, test)
+    acc_chat = greedy_accuracy(model, tok, test, chat=True)
     recipe = {
         "what": "M0 of the psr embedded world: a Qwen2-architecture base model pretrained from scratch",
         "command": f"python -m psr.world.pretrain --out {out_dir} --minutes {minutes} --seed {seed}",
@@ -138,8 +151,9 @@ def pretrain(out_dir: str, *, minutes: float = 20.0, seed: int = 0, seq_len: int
         "lr": lr, "steps": step, "tokens": tokens, "seconds": round(time.time() - t0, 1),
         "final_loss": round(sum(losses[-50:]) / max(1, len(losses[-50:])), 4),
         "documents": len(docs), "corpus_tokens": int(data.numel()),
-        "greedy_accuracy_world_test": {"problems": len(test), "accuracy": round(acc, 4),
-                                       "prompt": "plain text 'Problem: <question>\\n', greedy"},
+        "greedy_accuracy_world_test": {"problems": len(test), "plain_text": round(acc, 4),
+                                       "figure4_chat": round(acc_chat, 4),
+                                       "prompts": "plain 'Problem: <question>\\n' | Figure 4 in the chat template"},
     }
     with open(os.path.join(out_dir, "psr_pretrain.json"), "w") as fh:
         json.dump(recipe, fh, indent=2)
