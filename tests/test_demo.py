@@ -1,0 +1,67 @@
+"""The demo pipeline at CI size: every stage's output exists, is non-empty and well-formed."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from psr.core.records import read_records
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "run"
+    proc = subprocess.run([sys.executable, "-m", "psr.world.demo", "--size", "ci", "--out", str(out)],
+                          capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return str(out), proc
+
+
+def test_every_stage_wrote_well_formed_output(run):
+    out, _ = run
+    p = lambda *a: os.path.join(out, *a)  # noqa: E731
+    assert read_records(p("world", "train.jsonl"), "problem")
+    assert read_records(p("world", "prm.jsonl"), "prm", unique_ids=False)
+    ift = read_records(p("ift.jsonl"), "ift")
+    assert all(r["steps"] for r in ift)
+    assert json.load(open(p("prm", "config.json")))["psr_prm"]
+    pairs = read_records(p("pairs.jsonl"), "pair")
+    assert all(r["chosen_score"] >= r["rejected_score"] for r in pairs)
+    eft = read_records(p("eft.jsonl"), "eft") + read_records(p("eft_test.jsonl"), "eft")
+    train_q = {r["question"] for r in read_records(p("eft.jsonl"), "eft")}
+    assert not train_q & {r["question"] for r in read_records(p("eft_test.jsonl"), "eft")}
+    assert all(r["judgment"].rstrip().endswith(f"[[{r['label']}]]") for r in eft)
+    for i in (1, 2):
+        assert read_records(p(f"ppd_m{i}.jsonl"), "ppd")
+        trajectories = read_records(p(f"trajectories_m{i}.jsonl"), None)
+        assert len(trajectories) == sum(1 for _ in open(p(f"search_problems_m{i}.jsonl")))
+    for m in ("m1", "m2", "m3"):
+        assert os.path.exists(p(m, "config.json")) and os.path.exists(p(m, "psr_config.json"))
+    with open(p("accuracy.png"), "rb") as fh:
+        assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_summary_covers_every_model(run):
+    out, proc = run
+    summary = json.load(open(os.path.join(out, "demo_summary.json")))
+    assert [r["model"] for r in summary["models"]] == ["M0", "M1", "M2", "M3"]
+    for r in summary["models"]:
+        assert set(r["benchmarks"]) == {"world", "gsm8k"}
+        assert all(0 <= v <= 100 for v in r["benchmarks"].values())
+    assert all(r["judge_accuracy"] is not None for r in summary["models"][1:])
+    assert summary["eft_pairs"] > 0 and summary["ift_records"] > 0
+    assert "psr demo" in proc.stderr
+
+
+def test_rerun_resumes_without_redoing_work(run):
+    out, _ = run
+    before = {f: os.path.getsize(os.path.join(out, f)) for f in ("ift.jsonl", "pairs.jsonl", "ppd_m1.jsonl")}
+    proc = subprocess.run([sys.executable, "-m", "psr.world.demo", "--size", "ci", "--out", out],
+                          capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "skip" in proc.stderr
+    assert before == {f: os.path.getsize(os.path.join(out, f)) for f in before}
