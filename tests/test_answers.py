@@ -123,3 +123,10 @@ def test_qwen_gold_rules_for_gaokao(bench_dir):
 def test_qwen_extraction_reproduces_all_math_test_golds(bench_dir):
     for r in _bench(bench_dir, "math_test.jsonl")[1000:]:
         assert qwen_strip_string(qwen_extract_answer(r["solution"])) == r["answer"], r["id"]
+
+
+def test_step_markers_are_not_answers():
+    from psr.core.answers import extract_answer
+
+    assert extract_answer("Step 1: Tom starts with some apples") is None
+    assert extract_answer("Step 1: 8 - 3 = 5.\nStep 2: then") == "5"

