@@ -117,7 +117,8 @@ def train(model_dir: str, records: list[dict], *, steps: int, batch_size: int, l
 
 
 def judge_accuracy(model, tok, pairs: list[dict], max_new_tokens: int, batch_size: int = 32) -> dict:
-    """Each pair judged greedily in both orders; counts per order and per corruption kind."""
+    """Each pair judged greedily in both orders: right, parsable and [[A]] counts, and right per corruption kind
+    (the truth is A in exactly half the judgments, so "picks A" far from 50% is position bias)."""
     import torch
 
     from psr.core.prompts import judge_prompt, parse_verdict
@@ -128,7 +129,7 @@ def judge_accuracy(model, tok, pairs: list[dict], max_new_tokens: int, batch_siz
         swapped = "B" if p["label"] == "A" else "A"
         jobs.append((p, judge_prompt(p["question"], p["previous_steps"], p["step_b"], p["step_a"]), swapped))
     tok.padding_side = "left"
-    right, parsed, by_kind, samples = 0, 0, {}, []
+    right, parsed, picks_a, by_kind, samples = 0, 0, 0, {}, []
     for i in range(0, len(jobs), batch_size):
         chunk = jobs[i:i + batch_size]
         texts = [tok.apply_chat_template([{"role": "user", "content": u}], tokenize=False, add_generation_prompt=True)
@@ -141,13 +142,14 @@ def judge_accuracy(model, tok, pairs: list[dict], max_new_tokens: int, batch_siz
             text = tok.decode(seq, skip_special_tokens=True)
             v = parse_verdict(text)
             parsed += v is not None
+            picks_a += v == "A"
             right += v == truth
             k = by_kind.setdefault(p["kind"], [0, 0])
             k[0] += v == truth
             k[1] += 1
             if len(samples) < 4:
                 samples.append(text)
-    return {"right": right, "n": len(jobs), "parsed": parsed, "by_kind": by_kind, "samples": samples}
+    return {"right": right, "n": len(jobs), "parsed": parsed, "picks_a": picks_a, "by_kind": by_kind, "samples": samples}
 
 
 def main() -> None:
@@ -188,17 +190,18 @@ def main() -> None:
         res = judge_accuracy(model, tok, test_pairs, max_new)
         lo, hi = wilson(res["right"], res["n"])
         rows.append({"style": style, "right": res["right"], "n": res["n"], "acc": 100 * res["right"] / res["n"],
-                     "lo": lo, "hi": hi, "parsed": 100 * res["parsed"] / res["n"], "train_s": secs,
+                     "lo": lo, "hi": hi, "parsed": 100 * res["parsed"] / res["n"],
+                     "picks_a": 100 * res["picks_a"] / res["n"], "train_s": secs,
                      "judgment_chars": mean_chars, "by_kind": res["by_kind"], "samples": res["samples"]})
         print(json.dumps(rows[-1], indent=1), file=sys.stderr, flush=True)
     print(f"\nmodel {a.model}; {a.ift} IFT + {a.eft} EFT, {a.steps} steps x {a.batch_size}, lr {a.lr:g}, "
           f"seed {a.seed}; {a.test} held-out pairs judged in both orders (greedy)")
-    print(f"{'style':<16} {'right/n':>9} {'accuracy':>9} {'95% CI':>14} {'parsable':>9} {'chars':>6} "
+    print(f"{'style':<16} {'right/n':>9} {'accuracy':>9} {'95% CI':>14} {'parsable':>9} {'picks A':>8} {'chars':>6} "
           f"{'train s':>8}  per corruption kind")
     for r in rows:
         kinds = " ".join(f"{k} {v[0]}/{v[1]}" for k, v in sorted(r["by_kind"].items()))
         print(f"{r['style']:<16} {r['right']:>4}/{r['n']:<4} {r['acc']:>8.1f}% {r['lo']:>6.1f}-{r['hi']:<5.1f}% "
-              f"{r['parsed']:>8.1f}% {r['judgment_chars']:>6.0f} {r['train_s']:>8.0f}  {kinds}")
+              f"{r['parsed']:>8.1f}% {r['picks_a']:>7.1f}% {r['judgment_chars']:>6.0f} {r['train_s']:>8.0f}  {kinds}")
     if a.json:
         with open(a.json, "w") as fh:
             json.dump(rows, fh, indent=1)

@@ -17,7 +17,15 @@ from psr.core.steps import parse_steps
 from psr.engines import EngineConfig, Sampling, load_engine
 from psr.engines.base import Chat
 from psr.world.generator import generate_problems, parse_equation, parse_question, split_of
-from psr.world.oracle import CORRUPTIONS, OracleEngine, corrupt_step, judge, label_step, prm_examples
+from psr.world.oracle import (
+    CORRUPTIONS,
+    JUDGE_STYLES,
+    OracleEngine,
+    corrupt_step,
+    judge,
+    label_step,
+    prm_examples,
+)
 
 PSR = [os.path.join(os.path.dirname(sys.executable), "psr")]
 
@@ -126,6 +134,48 @@ def test_judge_explanation_is_short_and_regular():
     text = judge(parse_question(Q), [], RIGHT_1, WRONG_SUM_1)
     assert text == ("Assistant A computes 8 - 3 = 5, which is correct. "
                     "Assistant B computes 8 - 3 = 6, which is wrong: 8 - 3 is 5. [[A]]")
+
+
+@pytest.mark.parametrize("previous,good,bad,reason", [
+    ([], RIGHT_1, WRONG_SUM_1, "Result: 8 - 3 = 5, it wrote 6: different."),
+    ([], RIGHT_1, WRONG_QUANTITY_1, "Start: should be 8, it uses 9: different."),
+    ([], RIGHT_1, WRONG_OPERAND_1, "Event: should be - 3, it does - 4: different."),
+    ([RIGHT_1], RIGHT_2, WRONG_QUANTITY_2, "Start: should be 5, it uses 8: different."),
+    ([RIGHT_1], RIGHT_2, WRONG_BOX_2, "Box: should be 9, it boxes 10: different."),
+    ([RIGHT_1], RIGHT_2, RIGHT_1, "repeats Step 1"),
+])
+def test_recompute_first_judge_hand_written_both_orders(previous, good, bad, reason):
+    meta = parse_question(Q)
+    for text, good_side, bad_side in ((judge(meta, previous, good, bad, style="recompute-first"), "A", "B"),
+                                      (judge(meta, previous, bad, good, style="recompute-first"), "B", "A")):
+        assert f"Assistant {good_side} writes" in text and f"So Assistant {good_side} is correct." in text
+        assert f"So Assistant {bad_side} is wrong." in text and reason in text
+        assert text.endswith(f"[[{good_side}]]")
+
+
+def test_recompute_first_explanation_stops_at_the_first_failing_check():
+    assert judge(parse_question(Q), [], RIGHT_1, WRONG_QUANTITY_1, style="recompute-first") == (
+        "Assistant A writes 8 - 3 = 5. Start: should be 8, it uses 8: same. Event: should be - 3, it does - 3: "
+        "same. Result: 8 - 3 = 5, it wrote 5: same. So Assistant A is correct. "
+        "Assistant B writes 9 - 3 = 6. Start: should be 8, it uses 9: different. So Assistant B is wrong. [[A]]")
+    with pytest.raises(ValueError):
+        judge(parse_question(Q), [], RIGHT_1, WRONG_SUM_1, style="terse")
+
+
+def test_judge_styles_give_the_same_verdicts():
+    rng = random.Random(0)
+    n = 0
+    for p in generate_problems(60, seed=5):
+        k = rng.randrange(len(p["steps"]))
+        for kind in CORRUPTIONS:
+            bad = corrupt_step(p, k, kind, rng)
+            if bad is None:
+                continue
+            for a, b in ((p["steps"][k], bad), (bad, p["steps"][k]), (bad, bad)):
+                verdicts = {parse_verdict(judge(p["world"], p["steps"][:k], a, b, style=s)) for s in JUDGE_STYLES}
+                assert len(verdicts) == 1 and None not in verdicts
+                n += 1
+    assert n > 300
 
 
 def test_judge_ties_do_not_depend_on_position():
