@@ -142,7 +142,9 @@ def judge(meta: dict, previous_steps: list[str], step_a: str, step_b: str, style
     Measured (bench/judge_learnability.py; M0 = 0.9M params pretrained 12 min, seed 0; SFT on 1000
     IFT + 2000 EFT, 400 steps x 16, lr 1e-3; 150 held-out pairs judged in both orders): verdict-first
     151/300 = 50.3% (95% CI 44.7-56.0), recompute-first 153/300 = 51.0% (45.4-56.6), both 100%
-    parsable. Neither beats chance, so the shorter verdict-first stays the default. In the
+    parsable. With 6000 EFT pairs (each seen about once; 100 test pairs): verdict-first 104/200 = 52.0%
+    (45.1-58.8, picks A 92%), recompute-first 109/200 = 54.5% (47.6-61.3, picks A 78%). Neither
+    beats chance, so the shorter verdict-first stays the default. In the
     recompute-first outputs inspected, the "should be" values are copied from the judged step or
     the other assistant, not from the question or previous step: the walk rationalises a
     position-based guess instead of producing the verdict.
