@@ -33,11 +33,13 @@ GSM8K_SAMPLE = os.path.join(REPO, "data", "gsm8k_test_sample.jsonl")
 
 # full: `just demo` (target < 15 min on 2 cores); ci: the reduced pipeline the slow test tier runs.
 SIZES = {
-    "full": dict(train=2000, test=300, prm=1500, gsm8k=50, mine_problems=150, mine_iterations=6, eft_test=150,
-                 sft_epochs=3, sft_lr=1e-3, search_problems=[300, 300], width=4, dpo_lr=5e-5, dpo_beta=0.1,
+    "full": dict(train=1200, test=300, prm=1500, gsm8k=50, mine_problems=150, mine_iterations=6, eft_test=150,
+                 sft_epochs=2, sft_lr=1e-3, search_problems=[150, 150], width=4, search_temperature=0.8,
+                 max_iterations=12, dpo_lr=5e-5, dpo_beta=0.1,
                  prm_epochs=2, prm_lr=1e-3, max_tokens=200, margin=0.0),
     "ci": dict(train=120, test=40, prm=150, gsm8k=5, mine_problems=20, mine_iterations=3, eft_test=10,
-               sft_epochs=1, sft_lr=1e-3, search_problems=[12, 12], width=3, dpo_lr=5e-5, dpo_beta=0.1,
+               sft_epochs=1, sft_lr=1e-3, search_problems=[12, 12], width=3, search_temperature=0.8,
+               max_iterations=8, dpo_lr=5e-5, dpo_beta=0.1,
                prm_epochs=3, prm_lr=1e-3, max_tokens=120, margin=0.0),
 }
 
@@ -118,6 +120,7 @@ class Demo:
         self.psr(f"search: M{i} samples {c['width']} candidates a step and judges them pairwise -> PPD(M{i})",
                  "search", "-i", problems, "--model", self.p(f"m{i}"), "-o", self.p(f"ppd_m{i}.jsonl"),
                  "--trajectories", self.p(f"trajectories_m{i}.jsonl"), "--width", c["width"],
+                 "--temperature", c["search_temperature"], "--max-iterations", c["max_iterations"],
                  "--max-step-tokens", 60, "--judge-max-tokens", c["max_tokens"], "--seed", self.seed + i)
         self.psr(f"step-dpo: M{i} + PPD(M{i}) -> M{i + 1}", "step-dpo", "-i", self.p(f"ppd_m{i}.jsonl"),
                  "--model", self.p(f"m{i}"), "-o", self.p(f"m{i + 1}"), "--lr", c["dpo_lr"], "--beta", c["dpo_beta"],
