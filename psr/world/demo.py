@@ -37,7 +37,7 @@ GSM8K_SAMPLE = os.path.join(REPO, "data", "gsm8k_test_sample.jsonl")
 # full: `just demo` (target < 15 min on 2 cores); ci: the reduced pipeline the slow test tier runs.
 SIZES = {
     "full": dict(train=1200, test=200, prm=1500, gsm8k=50, mine_problems=150, mine_iterations=6, eft_test=150,
-                 sft_epochs=2, sft_batch=16, sft_lr=1e-3, search_problems=[100, 100], width=4, search_temperature=0.8,
+                 sft_epochs=3, sft_batch=16, sft_lr=1e-3, search_problems=[100, 100], width=4, search_temperature=0.8,
                  max_iterations=10, dpo_lr=1e-5, dpo_beta=0.1,
                  prm_epochs=2, prm_lr=1e-3, max_tokens=200, margin=0.0),
     "ci": dict(train=120, test=40, prm=150, gsm8k=5, mine_problems=80, mine_iterations=3, eft_test=10,
