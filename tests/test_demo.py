@@ -54,6 +54,11 @@ def test_summary_covers_every_model(run):
         assert all(0 <= v <= 100 for v in r["benchmarks"].values())
     assert all(r["judge_accuracy"] is not None for r in summary["models"][1:])
     assert summary["eft_pairs"] > 0 and summary["ift_records"] > 0
+    gate = summary["judge_gate"]  # M1's judge accuracy, measured before the self-rewarding rounds
+    assert gate["model"] == "M1" and gate["accuracy"] == summary["models"][1]["judge_accuracy"]
+    assert gate["ci95"][0] <= gate["accuracy"] <= gate["ci95"][1]
+    assert gate["passed"] == (gate["ci95"][0] > 50.0)
+    assert "judge gate: M1" in proc.stderr
     assert "psr demo" in proc.stderr
 
 

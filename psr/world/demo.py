@@ -28,6 +28,8 @@ import time
 from rich.console import Console
 from rich.table import Table
 
+from psr.core.stats import wilson
+
 console = Console(stderr=True, highlight=False)
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -36,8 +38,8 @@ GSM8K_SAMPLE = os.path.join(REPO, "data", "gsm8k_test_sample.jsonl")
 
 # full: `just demo` (target < 15 min on 2 cores); ci: the reduced pipeline the slow test tier runs.
 SIZES = {
-    "full": dict(train=1200, test=200, prm=1500, gsm8k=50, mine_problems=150, mine_iterations=6, eft_test=150,
-                 sft_epochs=3, sft_batch=16, sft_lr=1e-3, search_problems=[100, 100], width=4, search_temperature=0.8,
+    "full": dict(train=1200, test=200, prm=1000, gsm8k=30, mine_problems=150, mine_iterations=6, eft_test=150,
+                 sft_epochs=3, sft_batch=16, sft_lr=1e-3, search_problems=[80, 80], width=4, search_temperature=0.8,
                  max_iterations=10, dpo_lr=1e-5, dpo_beta=0.1,
                  prm_epochs=2, prm_lr=1e-3, max_tokens=200, margin=0.0),
     "ci": dict(train=120, test=40, prm=150, gsm8k=5, mine_problems=80, mine_iterations=3, eft_test=10,
@@ -152,6 +154,29 @@ class Demo:
                  "--batch-size", 16, "--per-device-batch-size", 16, "--seed", self.seed,
                  done=self.p(dst, "config.json"))
 
+    def judge_gate(self, name: str = "m1") -> dict:
+        """The measurement that gates self-rewarding: is M1 a better-than-chance judge of its steps?
+
+        M1 judges the held-out EFT split in both orders. The 95% interval (Wilson, counted over records,
+        not judgments, since a record's two orders are not independent) must lie above 50%; otherwise the
+        pairs its search makes rank steps no better than a coin, and step-DPO trains on noise."""
+        c = self.cfg
+        os.makedirs(self.p("evals"), exist_ok=True)
+        self.psr(f"eval: {name.upper()} as a step-wise judge on the held-out EFT split (the gate)", "eval",
+                 "--task", "judge", "-i", self.p("eft_test.jsonl"), "--model", self.p(name),
+                 "-o", self.p("evals", f"judge_{name}.jsonl"), "--summary", self.p("evals", f"judge_{name}.json"),
+                 "--name", name.upper(), "--max-tokens", c["max_tokens"], "--seed", self.seed)
+        j = json.load(open(self.p("evals", f"judge_{name}.json")))
+        n, acc = j.get("n") or 0, j.get("accuracy") or 0.0
+        lo, hi = wilson(acc / 100 * n, n)
+        gate = {"model": name.upper(), "accuracy": acc, "ci95": [round(lo, 1), round(hi, 1)], "records": n,
+                "no_verdict_rate": j.get("no_verdict_rate"), "passed": lo > 50.0}
+        style = "green" if gate["passed"] else "yellow"
+        console.print(f"[{style}]judge gate: {name.upper()} judges {acc:.1f}% right (95% CI {lo:.1f}-{hi:.1f}, "
+                      f"{n} records, both orders); {'passed' if gate['passed'] else 'NOT above chance: the pairs its search makes are noise'}[/{style}]")
+        json.dump(gate, open(self.p("judge_gate.json"), "w"), indent=2)
+        return gate
+
     def evaluate(self, models: list[str]) -> None:
         c = self.cfg
         os.makedirs(self.p("evals"), exist_ok=True)
@@ -200,7 +225,7 @@ class Demo:
         summary = {"seed": self.seed, "sizes": self.cfg, "models": rows,
                    "prm_eval": prm_eval[-1] if prm_eval else None, "mining": load(self.p("mine_stats.json")),
                    "eft_pairs": count(self.p("eft.jsonl")), "candidate_pairs": count(self.p("pairs.jsonl")),
-                   "ift_records": count(self.p("ift.jsonl")),
+                   "ift_records": count(self.p("ift.jsonl")), "judge_gate": load(self.p("judge_gate.json")),
                    "timings_s": {t: round(s, 1) for t, s in self.timings}}
         json.dump(summary, open(self.p("demo_summary.json"), "w"), indent=2)
         table = Table(title=f"psr demo (seed {self.seed}): accuracy %, steps, judge accuracy %, pairs")
@@ -235,6 +260,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--m0", default=DEFAULT_M0, help="base model directory (default data/m0)")
     ap.add_argument("--iterations", type=int, default=2, help="search -> step-dpo rounds after M1 (default 2)")
     ap.add_argument("--iterate", type=int, default=0, help="n more rounds on top of an existing run")
+    ap.add_argument("--gate", choices=["warn", "stop"], default="warn",
+                    help="when M1 does not judge above chance on the EFT test split: warn and go on (default), "
+                    "or stop before the self-rewarding rounds")
     ap.add_argument("--srlm", action="store_true", help="also run the SRLM baseline branch (S2, S3, ...) from M1 "
                     "on the same problems and width, and evaluate it")
     a = ap.parse_args(argv)
@@ -244,6 +272,9 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.time()
     d.data()
     d.sft()
+    gate = d.judge_gate()
+    if not gate["passed"] and a.gate == "stop":
+        raise SystemExit(1)
     rounds = a.iterations
     if a.iterate:
         done = 1
