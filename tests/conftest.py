@@ -27,3 +27,15 @@ def tiny_model_dir(tmp_path_factory):
     from psr.core.tiny import build_tiny_model
 
     return build_tiny_model(str(tmp_path_factory.mktemp("tiny") / "model"), seed=0)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models train faster on one thread; on a busy box two threads spin-wait on each other.
+    Training test modules use it for every test: pytestmark = pytest.mark.usefixtures("one_torch_thread")."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -4,13 +4,12 @@ through psr's openai engine) that answers crafted judge texts."""
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import subprocess
-import sys
 
 import pytest
+from helpers import PSR, read_jsonl, write_jsonl
 from servers import ChatServer
 
 from psr.core.errors import InputError
@@ -20,20 +19,6 @@ from psr.engines import EngineConfig
 from psr.stages import annotate_eft as ann
 from psr.world.generator import generate_problems
 from psr.world.oracle import OracleEngine, corrupt_step, label_step
-
-PSR = [os.path.join(os.path.dirname(sys.executable), "psr")]
-
-
-def write_jsonl(path, recs):
-    with open(path, "w", encoding="utf-8") as fh:
-        for r in recs:
-            fh.write(json.dumps(r) + "\n")
-    return str(path)
-
-
-def read_jsonl(path):
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(x) for x in fh if x.strip()]
 
 
 def world_pairs(n_problems, seed=0):

@@ -14,6 +14,7 @@ import sys
 import time
 
 import pytest
+from helpers import PSR, read_jsonl, write_jsonl
 from typer.testing import CliRunner
 
 from psr.cli import app
@@ -23,19 +24,6 @@ from psr.engines.base import Completion, Engine, EngineConfig
 from psr.stages import eval as ev
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-PSR = [os.path.join(os.path.dirname(sys.executable), "psr")]  # the console script of this venv
-
-
-def read_jsonl(path):
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(x) for x in fh if x.strip()]
-
-
-def write_jsonl(path, recs):
-    with open(path, "w", encoding="utf-8") as fh:
-        for r in recs:
-            fh.write(json.dumps(r) + "\n")
-    return str(path)
 
 
 class ScriptedEngine(Engine):

@@ -180,3 +180,36 @@ def test_bad_model_and_options(tmp_path, tiny_model_dir):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="cannot load"):
         HFEngine(EngineConfig(model=str(tmp_path / "empty")))
+
+
+# -- shared prompt prefixes ----------------------------------------------------------------
+
+def test_prefix_groups_join_prompts_that_share_most_of_their_tokens():
+    from psr.engines.base import prefix_groups
+
+    head = list(range(100, 140))  # 40 shared tokens, like one problem's judge prompts
+    prompts = [head + [1, 2], list(range(500, 540)), head + [3], head + [1, 2], head[:20] + [9] * 30]
+    groups = prefix_groups(prompts)
+    assert sorted(r for _, rows in groups for r in rows) == list(range(len(prompts)))
+    by_row = {r: (n, rows) for n, rows in groups for r in rows}
+    assert sorted(by_row[0][1]) == [0, 2, 3] and by_row[0][0] == 40
+    assert by_row[1][1] == [1] and by_row[4][1] == [4]  # 20 of 50 tokens shared: not worth a group
+    assert prefix_groups([[5] * 30, [5] * 30])[0] == (30, [0, 1])  # copies of one prompt
+
+
+def test_shared_prefixes_give_the_same_text_as_plain_batches(tiny_model_dir):
+    # Judge-like prompts: one long question, several different partial answers; plus copies (n > 1).
+    question = "A farmer has 17 cows and buys 5 more, then sells 8. " * 4 + "How many cows now?"
+    chats = [Chat(question, assistant_prefix=p) for p in ("Step 1: ", "Step 1: 17 + 5", "Step 1: He", "")]
+    chats += CHATS
+    shared = HFEngine(EngineConfig(model=tiny_model_dir, batch_size=64))
+    plain = HFEngine(EngineConfig(model=tiny_model_dir, batch_size=64, prefix_sharing=False))
+    assert [c.text for c in free_run(shared, chats)] == [c.text for c in free_run(plain, chats)]
+    # the shared run really started from a prefilled cache (the question was computed once)
+    prompts = shared.tokenizer([shared.render(c) for c in chats[:4]], add_special_tokens=False)["input_ids"]
+    width = max(len(p) for p in prompts)
+    assert shared._prefilled_cache(prompts, width, 8).get_seq_length() > 0.5 * width
+    # sampled copies of one prompt: seeded, reproducible, and as many distinct draws as without sharing
+    s = Sampling(n=6, temperature=1.0, max_tokens=12, seed=1)
+    a, b = shared.generate(chats[:1], s)[0], shared.generate(chats[:1], s)[0]
+    assert [x.text for x in a] == [x.text for x in b] and len({x.text for x in a}) > 1

@@ -22,14 +22,7 @@ QUESTIONS = ["What is 2 + 3?", "Solve for $x$: $2x + 1 = 7$.", "What is the area
              "Ann has 5 apples and gets 7 more. How many now?", "What is 9 - 4?", "What is 6 * 7?"]
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ import random
 import sys
 
 import pytest
+from helpers import write_jsonl
 
 from psr.core.errors import InputError
 from psr.engines.prm import PRMFormat, PRMScorer, PRMTokens, encode, label_logits, pad_batch
@@ -14,23 +15,7 @@ from psr.stages import train_prm
 from psr.training import prm as prm_training
 from psr.training.common import TrainConfig
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models train faster on one thread; on a busy box two threads spin-wait on each other."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def write_jsonl(path, recs):
-    with open(path, "w") as fh:
-        for r in recs:
-            fh.write(json.dumps(r) + "\n")
-    return str(path)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def load(path):

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 
 import pytest
+from helpers import PSR, read_jsonl, write_jsonl
 from servers import ChatServer
 
 from psr.core.prompts import segment_prompt
@@ -17,20 +17,6 @@ from psr.core.steps import format_steps
 from psr.engines import EngineConfig
 from psr.stages import segment as seg
 from psr.world.generator import generate_problems
-
-PSR = [os.path.join(os.path.dirname(sys.executable), "psr")]
-
-
-def write_jsonl(path, recs):
-    with open(path, "w", encoding="utf-8") as fh:
-        for r in recs:
-            fh.write(json.dumps(r) + "\n")
-    return str(path)
-
-
-def read_jsonl(path):
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(x) for x in fh if x.strip()]
 
 
 class ScriptServer(ChatServer):

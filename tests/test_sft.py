@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from helpers import write_jsonl
 
 from psr.core.errors import InputError
 from psr.core.prompts import judge_prompt, step_prompt
@@ -19,15 +20,7 @@ from psr.training.common import TrainConfig
 QUESTIONS = [f"What is {a} + {b}?" for a, b in [(2, 3), (7, 5), (11, 4), (6, 9), (13, 8), (3, 3), (9, 12), (4, 15)]]
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models train faster on one thread; on a busy box two threads spin-wait on each other."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def ift_records():
@@ -41,13 +34,6 @@ def ift_records():
 
 EFT = {"id": "eft-0", "question": "What is 2 + 3?", "previous_steps": [], "step_a": "2 + 3 = 5.",
        "step_b": "2 + 3 = 6.", "judgment": "Assistant A adds correctly. [[A]]", "label": "A"}
-
-
-def write_jsonl(path, recs):
-    with open(path, "w") as fh:
-        for r in recs:
-            fh.write(json.dumps(r) + "\n")
-    return str(path)
 
 
 def test_labels_cover_only_the_assistant_turn(tiny_model_dir, tmp_path):

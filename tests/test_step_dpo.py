@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+from helpers import write_jsonl
 
 from psr.core.errors import InputError
 from psr.core.prompts import step_prompt
@@ -18,16 +19,7 @@ from psr.training import step_dpo as dpo_training
 from psr.training.common import TrainConfig
 from psr.training.step_dpo import DPOOptions
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models train faster on one thread; on a busy box two threads spin-wait on each other."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def ppd_records():
@@ -43,13 +35,6 @@ def ppd_records():
     recs.append({"id": "whole-0", "question": "What is 3 + 4?", "previous_steps": [], "is_final": True,
                  "chosen": "3 + 4 = 7, so the answer is $\\boxed{7}$.", "rejected": "The answer is $\\boxed{8}$."})
     return recs
-
-
-def write_jsonl(path, recs):
-    with open(path, "w") as fh:
-        for r in recs:
-            fh.write(json.dumps(r) + "\n")
-    return str(path)
 
 
 @pytest.fixture(scope="module")

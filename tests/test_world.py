@@ -6,9 +6,9 @@ import json
 import os
 import random
 import subprocess
-import sys
 
 import pytest
+from helpers import PSR
 
 from psr.core.errors import PsrError
 from psr.core.prompts import judge_prompt, parse_verdict, segment_prompt, step_prompt
@@ -26,8 +26,6 @@ from psr.world.oracle import (
     label_step,
     prm_examples,
 )
-
-PSR = [os.path.join(os.path.dirname(sys.executable), "psr")]
 
 # A hand-written world problem: 8 - 3 = 5, then 5 + 4 = 9.
 Q = "Tom has 8 apples. Then he gives away 3 apples. Then he finds 4 more apples. How many apples does Tom have now?"

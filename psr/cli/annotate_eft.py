@@ -8,6 +8,7 @@ import typer
 
 from psr.cli import app
 from psr.cli import options as O
+from psr.engines.base import EngineConfig
 
 HELP = """\
 Annotate step pairs with a strong judge (EFT data, paper §3.2). Reads candidate pair records from
@@ -27,6 +28,7 @@ remembered in OUTPUT.done); --shard K/N (each shard holds out its own --test-siz
 
 
 @app.command("annotate-eft", help=HELP)
+@O.with_options(O.engine_config, "engine_cfg", engine="openai", omit=("tensor_parallel_size",))
 def annotate_eft(
     inputs: O.Inputs = None,
     output: O.Output = "-",
@@ -40,20 +42,11 @@ def annotate_eft(
     temperature: Annotated[float, typer.Option("--temperature", help="Judge sampling temperature (0: greedy).")]
     = 0.0,
     chunk_size: Annotated[int, typer.Option("--chunk-size", help="Pairs per engine call (two prompts each).")] = 128,
-    engine: O.EngineName = "openai",
-    model: O.Model = None,
-    base_url: O.BaseUrl = None,
-    api_key_env: O.ApiKeyEnv = "OPENAI_API_KEY",
-    seed: O.Seed = 0,
-    concurrency: O.Concurrency = 32,
-    batch_size: O.BatchSize = 64,
-    dtype: O.Dtype = "auto",
-    trust_remote_code: O.TrustRemoteCode = False,
+    *,
+    engine_cfg: EngineConfig,
 ) -> None:
     from psr.stages import annotate_eft as stage
 
     cfg = stage.AnnotateConfig(test_size=test_size, test_output=test_output, max_tokens=max_tokens,
-                               temperature=temperature, chunk_size=chunk_size, seed=seed)
-    engine_cfg = O.engine_config(engine, model, base_url, api_key_env, seed, trust_remote_code=trust_remote_code,
-                                 concurrency=concurrency, batch_size=batch_size, dtype=dtype)
+                               temperature=temperature, chunk_size=chunk_size, seed=engine_cfg.seed)
     stage.run(O.io_config(inputs, output, overwrite, limit, shard), cfg, engine_cfg)

@@ -9,6 +9,7 @@ import typer
 from psr.cli import app
 from psr.cli import options as O
 from psr.core.errors import InputError
+from psr.engines.base import EngineConfig
 
 HELP = """\
 Benchmark accuracy and step statistics, judge accuracy, or a comparison of iterations (paper §5).
@@ -69,6 +70,7 @@ Summaries = Annotated[list[str] | None, typer.Argument(help="--compare: summary 
 
 
 @app.command("eval", help=HELP)
+@O.with_options(O.engine_config, "engine_cfg")
 def eval_cmd(
     summaries: Summaries = None,
     inputs: O.Inputs = None,
@@ -93,16 +95,8 @@ def eval_cmd(
     compare: Compare = False,
     summarize: Summarize = False,
     plot: Plot = None,
-    engine: O.EngineName = "hf",
-    model: O.Model = None,
-    base_url: O.BaseUrl = None,
-    api_key_env: O.ApiKeyEnv = "OPENAI_API_KEY",
-    seed: O.Seed = 0,
-    trust_remote_code: O.TrustRemoteCode = False,
-    tensor_parallel_size: O.TensorParallel = 1,
-    concurrency: O.Concurrency = 32,
-    batch_size: O.BatchSize = 64,
-    dtype: O.Dtype = "auto",
+    *,
+    engine_cfg: EngineConfig,
 ) -> None:
     from psr.stages import eval as stage
 
@@ -121,6 +115,4 @@ def eval_cmd(
     if summarize:
         stage.summarize_file(inputs or ["-"], cfg)
         return
-    stage.run(O.io_config(inputs, output, overwrite, limit, shard),
-              O.engine_config(engine, model, base_url, api_key_env, seed, trust_remote_code, tensor_parallel_size,
-                              concurrency, batch_size, dtype), cfg)
+    stage.run(O.io_config(inputs, output, overwrite, limit, shard), engine_cfg, cfg)

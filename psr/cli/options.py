@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 
@@ -25,6 +28,10 @@ TensorParallel = Annotated[int, typer.Option("--tensor-parallel-size", help="vll
 Concurrency = Annotated[int, typer.Option("--concurrency", help="openai: requests in flight.")]
 BatchSize = Annotated[int, typer.Option("--batch-size", help="hf: sequences per generation batch.")]
 Dtype = Annotated[str, typer.Option("--dtype", help="auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16.")]
+PrefixSharing = Annotated[bool, typer.Option(
+    "--prefix-sharing/--no-prefix-sharing",
+    help="hf: prefill a prompt prefix that several prompts of a batch share once (search's judge prompts, "
+    "sampled copies). vllm has its own prefix caching.")]
 ContinueMode = Annotated[str | None, typer.Option(
     "--continue-mode", help="openai: how a partial answer is continued: vllm (an assistant turn with "
     "continue_final_message; vLLM/SGLang servers) | inline (quoted in the user turn; any API). "
@@ -35,9 +42,45 @@ def io_config(inputs: list[str] | None, output: str, overwrite: bool, limit: int
     return IOConfig(inputs=inputs or ["-"], output=output, overwrite=overwrite, limit=limit, shard=shard)
 
 
-def engine_config(engine: str, model: str | None, base_url: str | None, api_key_env: str, seed: int,
-                  trust_remote_code: bool = False, tensor_parallel_size: int = 1, concurrency: int = 32,
-                  batch_size: int = 64, dtype: str = "auto", continue_mode: str | None = None) -> EngineConfig:
+def engine_config(engine: EngineName = "hf", model: Model = None, base_url: BaseUrl = None,
+                  api_key_env: ApiKeyEnv = "OPENAI_API_KEY", seed: Seed = 0,
+                  trust_remote_code: TrustRemoteCode = False, tensor_parallel_size: TensorParallel = 1,
+                  concurrency: Concurrency = 32, batch_size: BatchSize = 64, dtype: Dtype = "auto",
+                  prefix_sharing: PrefixSharing = True) -> EngineConfig:
+    """The engine options of a command (with_options(engine_config, ...)), or called directly."""
     return EngineConfig(engine=engine, model=model, base_url=base_url, api_key_env=api_key_env, seed=seed,
                         trust_remote_code=trust_remote_code, tensor_parallel_size=tensor_parallel_size,
-                        concurrency=concurrency, batch_size=batch_size, dtype=dtype, continue_mode=continue_mode)
+                        concurrency=concurrency, batch_size=batch_size, dtype=dtype, prefix_sharing=prefix_sharing)
+
+
+def with_options(group: Callable[..., Any], into: str, *, after: str | None = None, omit: tuple[str, ...] = (),
+                 **defaults: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator: give a command the options declared once as the parameters of `group`; the command gets
+    ``group(**those options)`` as its (keyword-only) parameter `into` instead.
+
+    Typer reads a command's options, their help and defaults from its signature, so the signature is rewritten:
+    the group's options come after the command's own ones, or with `after`, the command's own options come right
+    after that group option (so each --help lists its options in the order the command had). `defaults` are the
+    command's own defaults for group options; `omit` leaves group options out (they keep the group's default).
+    """
+    shared = [p.replace(default=defaults.pop(p.name, p.default))
+              for p in inspect.signature(group, eval_str=True).parameters.values() if p.name not in omit]
+    if defaults:
+        raise TypeError(f"{group.__name__} has no options {sorted(defaults)}")
+    names = [p.name for p in shared]
+    cut = names.index(after) + 1 if after else 0
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != into]
+
+        @functools.wraps(command)
+        def run(**kwargs: Any) -> Any:
+            options = {name: kwargs.pop(name) for name in names}
+            return command(**kwargs, **{into: group(**options)})
+
+        params = shared[:cut] + own + shared[cut:]
+        run.__signature__ = inspect.Signature(params)
+        run.__annotations__ = {p.name: p.annotation for p in params}
+        return run
+
+    return decorate

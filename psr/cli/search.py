@@ -8,6 +8,7 @@ import typer
 
 from psr.cli import app
 from psr.cli import options as O
+from psr.engines.base import EngineConfig
 from psr.stages import search as stage
 
 
@@ -25,6 +26,7 @@ from psr.stages import search as stage
         "solutions scored 0-5 by the model, best vs worst as one PPD record. Resumes an existing output."
     ),
 )
+@O.with_options(O.engine_config, "engine_cfg")
 def search(
     inputs: O.Inputs = None,
     output: O.Output = "-",
@@ -52,22 +54,11 @@ def search(
     overwrite: O.Overwrite = False,
     limit: O.Limit = None,
     shard: O.Shard = None,
-    engine: O.EngineName = "hf",
-    model: O.Model = None,
-    base_url: O.BaseUrl = None,
-    api_key_env: O.ApiKeyEnv = "OPENAI_API_KEY",
-    seed: O.Seed = 0,
-    trust_remote_code: O.TrustRemoteCode = False,
-    tensor_parallel_size: O.TensorParallel = 1,
-    concurrency: O.Concurrency = 32,
-    batch_size: O.BatchSize = 64,
-    dtype: O.Dtype = "auto",
+    *,
+    engine_cfg: EngineConfig,
 ) -> None:
     cfg = stage.SearchConfig(mode=mode, tts=tts, width=width, temperature=temperature, top_p=top_p,
                              max_iterations=max_iterations, judge_orders=judge_orders, max_step_tokens=max_step_tokens,
                              max_solution_tokens=max_solution_tokens, judge_max_tokens=judge_max_tokens,
-                             judge_temperature=judge_temperature, working_set=working_set, seed=seed)
-    stage.run(O.io_config(inputs, output, overwrite, limit, shard),
-              O.engine_config(engine, model, base_url, api_key_env, seed, trust_remote_code, tensor_parallel_size,
-                              concurrency, batch_size, dtype),
-              cfg, trajectories=trajectories)
+                             judge_temperature=judge_temperature, working_set=working_set, seed=engine_cfg.seed)
+    stage.run(O.io_config(inputs, output, overwrite, limit, shard), engine_cfg, cfg, trajectories=trajectories)

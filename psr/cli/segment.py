@@ -8,6 +8,7 @@ import typer
 
 from psr.cli import app
 from psr.cli import options as O
+from psr.engines.base import EngineConfig
 
 HELP = """\
 Split reference solutions into steps (IFT data, paper §3.2). Reads problem records with a reference
@@ -29,6 +30,7 @@ answer (--no-box-answer: off). Resumes by id (rejected ids count as done); --sha
 
 
 @app.command("segment", help=HELP)
+@O.with_options(O.engine_config, "engine_cfg", engine="openai", omit=("tensor_parallel_size",))
 def segment(
     inputs: O.Inputs = None,
     output: O.Output = "-",
@@ -48,20 +50,11 @@ def segment(
     max_tokens: Annotated[int, typer.Option("--max-tokens", help="llm: most new tokens per answer.")] = 4096,
     chunk_size: Annotated[int, typer.Option("--chunk-size", help="llm: records per engine call (the openai "
                                             "engine sends a call's requests concurrently).")] = 256,
-    engine: O.EngineName = "openai",
-    model: O.Model = None,
-    base_url: O.BaseUrl = None,
-    api_key_env: O.ApiKeyEnv = "OPENAI_API_KEY",
-    seed: O.Seed = 0,
-    concurrency: O.Concurrency = 32,
-    batch_size: O.BatchSize = 64,
-    dtype: O.Dtype = "auto",
-    trust_remote_code: O.TrustRemoteCode = False,
+    *,
+    engine_cfg: EngineConfig,
 ) -> None:
     from psr.stages import segment as stage
 
     cfg = stage.SegmentConfig(method=method, max_retries=max_retries, rejects=rejects, box_answer=box_answer,
                               temperature=temperature, max_tokens=max_tokens, chunk_size=chunk_size)
-    engine_cfg = O.engine_config(engine, model, base_url, api_key_env, seed, trust_remote_code=trust_remote_code,
-                                 concurrency=concurrency, batch_size=batch_size, dtype=dtype)
     stage.run(O.io_config(inputs, output, overwrite, limit, shard), cfg, engine_cfg)

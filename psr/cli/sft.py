@@ -1,51 +1,10 @@
-"""`psr sft`: M0 + IFT + EFT -> M1. Also declares the training options `psr step-dpo` shares."""
+"""`psr sft`: M0 + IFT + EFT -> M1."""
 
 from __future__ import annotations
 
-from typing import Annotated
-
-import typer
-
 from psr.cli import app
-from psr.cli import options as O
+from psr.cli.training_options import LAUNCH_HELP, TrainJob, training_options
 from psr.stages import sft as stage
-from psr.training.common import TrainConfig
-
-LAUNCH_HELP = (
-    "Several GPUs or CPU processes: `accelerate launch --config_file configs/accelerate/ddp.yaml -m psr.cli "
-    "{cmd} -i FILE ...` (or `accelerate launch $(which psr) {cmd} ...`); configs for cpu_ddp, deepspeed_zero2, "
-    "deepspeed_zero3 and fsdp ship in configs/accelerate/ (on CPU use cpu_ddp.yaml: `accelerate launch --cpu` "
-    "starts a single process). GPU: bf16 and gradient checkpointing; CPU: fp32. "
-    "Writes to -o DIR: the model (weights, tokenizer, chat template), psr_config.json (the resolved config, "
-    "written last), metrics.jsonl (one line per optimizer step), and DIR/checkpoints/ while training: rerunning "
-    "the same command resumes from the last checkpoint; a finished DIR is left as it is unless --overwrite."
-)
-
-OutputDir = Annotated[str, typer.Option("-o", "--output", help="Output model directory.")]
-Epochs = Annotated[float, typer.Option("--epochs", help="Training epochs.")]
-LearningRate = Annotated[float, typer.Option("--lr", "--learning-rate", help="Peak learning rate.")]
-EffectiveBatch = Annotated[int, typer.Option("--batch-size", help="Effective batch: per-device x gradient "
-                                             "accumulation x processes; psr computes the accumulation.")]
-PerDevice = Annotated[int, typer.Option("--per-device-batch-size", help="Sequences per forward pass per process.")]
-MaxLength = Annotated[int, typer.Option("--max-length", help="Token limit of one example; longer records are "
-                                        "counted and left out.")]
-SaveSteps = Annotated[int, typer.Option("--save-steps", help="Checkpoint every N optimizer steps.")]
-KeepCheckpoints = Annotated[bool, typer.Option("--keep-checkpoints", help="Keep DIR/checkpoints/ after success.")]
-Resume = Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from the last checkpoint in "
-                                      "DIR/checkpoints/ when there is one.")]
-Overwrite = Annotated[bool, typer.Option("--overwrite", help="Delete a previous run in DIR (finished or not) "
-                                         "and start afresh.")]
-MaxSteps = Annotated[int, typer.Option("--max-steps", help="Stop after N optimizer steps (-1: all epochs).")]
-Warmup = Annotated[float, typer.Option("--warmup", help="Linear warmup: steps (>= 1) or a fraction of all steps.")]
-Scheduler = Annotated[str, typer.Option("--lr-scheduler", help="transformers scheduler name: linear | cosine | "
-                                        "constant | ...")]
-GradCkpt = Annotated[bool | None, typer.Option("--gradient-checkpointing/--no-gradient-checkpointing",
-                                               help="Default: on for GPU; always off on CPU.")]
-Lora = Annotated[bool, typer.Option("--lora", help="Train a LoRA adapter (peft, all linear layers) and merge it "
-                                    "into the saved model.")]
-LoraR = Annotated[int, typer.Option("--lora-r", help="LoRA rank.")]
-LoraAlpha = Annotated[int, typer.Option("--lora-alpha", help="LoRA alpha.")]
-
 
 
 @app.command(
@@ -58,35 +17,6 @@ LoraAlpha = Annotated[int, typer.Option("--lora-alpha", help="LoRA alpha.")]
         "lr 1e-6, effective batch 32. " + LAUNCH_HELP.format(cmd="sft")
     ),
 )
-def sft(
-    inputs: O.Inputs = None,
-    output: OutputDir = "",
-    model: O.Model = None,
-    epochs: Epochs = 3.0,
-    learning_rate: LearningRate = 1e-6,
-    batch_size: EffectiveBatch = 32,
-    per_device_batch_size: PerDevice = 1,
-    max_length: MaxLength = 4096,
-    warmup: Warmup = 0.0,
-    lr_scheduler: Scheduler = "linear",
-    save_steps: SaveSteps = 200,
-    keep_checkpoints: KeepCheckpoints = False,
-    resume: Resume = True,
-    overwrite: Overwrite = False,
-    max_steps: MaxSteps = -1,
-    limit: O.Limit = None,
-    seed: O.Seed = 0,
-    dtype: O.Dtype = "auto",
-    gradient_checkpointing: GradCkpt = None,
-    lora: Lora = False,
-    lora_r: LoraR = 16,
-    lora_alpha: LoraAlpha = 32,
-    trust_remote_code: O.TrustRemoteCode = False,
-) -> None:
-    cfg = TrainConfig(model=model or "", output=output, epochs=epochs, learning_rate=learning_rate,
-                      batch_size=batch_size, per_device_batch_size=per_device_batch_size, max_length=max_length,
-                      seed=seed, lr_scheduler=lr_scheduler, warmup=warmup, save_steps=save_steps,
-                      keep_checkpoints=keep_checkpoints, resume=resume, overwrite=overwrite, max_steps=max_steps,
-                      gradient_checkpointing=gradient_checkpointing, dtype=dtype, trust_remote_code=trust_remote_code,
-                      lora=lora, lora_r=lora_r, lora_alpha=lora_alpha)
-    stage.run(inputs or ["-"], cfg, limit=limit)
+@training_options(epochs=3.0, learning_rate=1e-6, batch_size=32)
+def sft(*, job: TrainJob) -> None:
+    stage.run(job.inputs, job.cfg, limit=job.limit)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
+from psr.core import log
 from psr.core.errors import PsrError
 from psr.core.prompts import step_prompt
 from psr.core.steps import STEP_STOP, assistant_prefix, has_final_answer, strip_step_prefix
@@ -58,10 +59,37 @@ class EngineConfig:
     gpu_memory_utilization: float = 0.9
     max_model_len: int | None = None
     batch_size: int = 64  # hf: sequences per forward batch
+    prefix_sharing: bool = True  # hf: a prompt prefix shared by rows of a batch is prefilled once
     concurrency: int = 32  # openai: requests in flight
     timeout: float = 600.0  # openai: seconds per request
     max_retries: int = 6
     continue_mode: str | None = None  # openai: "vllm" (continue_final_message) | "inline"; None: by --base-url
+
+
+def prefix_groups(prompts: list[list[int]], min_share: float = 0.5, min_tokens: int = 16) -> list[tuple[int, list[int]]]:
+    """Group token prompts by a common prefix: ``(prefix length, row indices)`` for every group.
+
+    Sorting puts prompts with a common prefix next to each other; a row joins the group before it
+    while the group's common prefix stays at least ``min_share`` of the row and ``min_tokens`` long.
+    The Figure 5 prompts of one problem (equal up to the two candidate steps) form one group, the
+    prompts of different problems (equal only in the instructions) do not: sharing the instructions
+    alone would leave every row's whole question to be prefilled anyway.
+    """
+    order = sorted(range(len(prompts)), key=lambda r: prompts[r])
+    groups: list[tuple[int, list[int]]] = []
+    for r in order:
+        if groups:
+            share, rows = groups[-1]
+            first, p = prompts[rows[0]], prompts[r]
+            n = 0
+            limit = min(share, len(p))
+            while n < limit and first[n] == p[n]:
+                n += 1
+            if n >= min_tokens and n >= min_share * len(p):
+                groups[-1] = (n, rows + [r])
+                continue
+        groups.append((len(prompts[r]), [r]))
+    return groups
 
 
 @dataclass
@@ -113,3 +141,18 @@ class Engine(ABC):
         stop = list(dict.fromkeys([*sampling.stop, STEP_STOP]))
         s = Sampling(sampling.n, sampling.temperature, sampling.top_p, sampling.max_tokens, stop, sampling.seed)
         return [[Step(strip_step_prefix(c.text), c) for c in outs] for outs in self.generate(chats, s)]
+
+
+def render_chat(engine: Engine, chat: Chat) -> str:
+    """The prompt text of an engine with a local tokenizer (hf, vllm): the chat template with the generation
+    prompt, then the partial answer verbatim. A model without a template gets plain text (warned once per engine)."""
+    messages = ([{"role": "system", "content": chat.system}] if chat.system else []) + \
+        [{"role": "user", "content": chat.user}]
+    if getattr(engine.tokenizer, "chat_template", None):
+        prompt = engine.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    else:
+        if not getattr(engine, "_warned_template", False):
+            log.warn(f"{engine.cfg.model} has no chat template; prompting with plain text")
+            engine._warned_template = True
+        prompt = "".join(m["content"] + "\n\n" for m in messages)
+    return prompt + chat.assistant_prefix

@@ -23,7 +23,7 @@ import torch
 
 from psr.core import log
 from psr.core.errors import InputError
-from psr.engines.base import Chat, Completion, Engine, EngineConfig, Sampling
+from psr.engines.base import Chat, Completion, Engine, EngineConfig, Sampling, prefix_groups, render_chat
 
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
            "float16": torch.float16, "fp16": torch.float16}
@@ -87,7 +87,7 @@ class HFEngine(Engine):
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else eos[0]
         self.max_len = cfg.max_model_len or getattr(self.model.config, "max_position_embeddings", None)
-        self._warned_template = False
+        self._prefix_sharing = cfg.prefix_sharing
         log.info(f"hf engine: {cfg.model} on {self.device} ({str(dtype).removeprefix('torch.')})")
 
     def score_steps(self, question: str, solutions: list[list[str]]) -> list[list[float]]:
@@ -102,17 +102,7 @@ class HFEngine(Engine):
     # -- prompts ----------------------------------------------------------------------------
 
     def render(self, chat: Chat) -> str:
-        """The prompt text: chat template with the generation prompt, then the partial answer verbatim."""
-        messages = ([{"role": "system", "content": chat.system}] if chat.system else []) + \
-            [{"role": "user", "content": chat.user}]
-        if self.tokenizer.chat_template:
-            prompt = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        else:
-            if not self._warned_template:
-                log.warn(f"{self.cfg.model} has no chat template; prompting with plain text")
-                self._warned_template = True
-            prompt = "".join(m["content"] + "\n\n" for m in messages)
-        return prompt + chat.assistant_prefix
+        return render_chat(self, chat)
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         if not texts:
@@ -135,7 +125,10 @@ class HFEngine(Engine):
                     raise InputError(f"prompt {i} has {len(p)} tokens; the model takes at most {self.max_len}")
         copies = 1 if greedy else sampling.n
         rows = [(i, k) for i in range(len(chats)) for k in range(copies)]
-        rows.sort(key=lambda r: -len(prompts[r[0]]))  # stable: equal lengths keep input order
+        if self._prefix_sharing:
+            rows.sort(key=lambda r: prompts[r[0]])  # rows sharing a prefix land in the same batch
+        else:
+            rows.sort(key=lambda r: -len(prompts[r[0]]))  # stable: equal lengths keep input order
         stops = [s for s in dict.fromkeys(sampling.stop) if s]
         seed = sampling.seed if sampling.seed is not None else self.cfg.seed
         out: dict[tuple[int, int], Completion] = {}
@@ -162,11 +155,67 @@ class HFEngine(Engine):
             max_new_tokens=sampling.max_tokens, do_sample=not greedy, num_beams=1,
             temperature=1.0 if greedy else sampling.temperature, top_p=1.0 if greedy else sampling.top_p,
             top_k=None if greedy else 0, min_p=None, repetition_penalty=1.0, eos_token_id=self.eos_ids, pad_token_id=self.pad_id,
+            disable_compile=True,  # a static cache would compile the forward on GPU for every new batch shape
         )
         criteria = StoppingCriteriaList([_CompletionStop(self.tokenizer, stops, width)] if stops else [])
+        cache = self._prefilled_cache(prompts, width, sampling.max_tokens) if self._prefix_sharing else None
         seqs = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=gen,
-                                   stopping_criteria=criteria)
+                                   stopping_criteria=criteria, past_key_values=cache)
         return [self._completion(p, seqs[r, width:].tolist(), stops) for r, p in enumerate(prompts)]
+
+    def _prefilled_cache(self, prompts: list[list[int]], width: int, max_new: int):
+        """A static KV cache for the batch, holding every row's shared prompt prefix, computed once.
+
+        Search sends prompts that repeat themselves: the n copies of a sampled prompt, and the judge
+        prompts of one problem, equal up to the two candidate steps. Rows are grouped by their common
+        token prefix (psr.engines.base.prefix_groups); one left-padded forward computes each group's
+        prefix once, and the cache of the left-padded batch is gathered from it, so ``generate`` only
+        prefills the columns after the shortest cached prefix. Positions are the same either way
+        (generate derives them from the attention mask; every prefix starts at position 0).
+        Static rather than dynamic: a dynamic cache grows by concatenation, copying the whole cache at
+        every decoding step, which on CPU cost more than the attention itself at a few hundred rows.
+        Returns None (plain generate) where the model's cache layers are not plain full attention
+        (sliding-window or recurrent layers cannot be spliced like this).
+        """
+        from transformers import StaticCache
+        from transformers.cache_utils import DynamicLayer, StaticLayer
+
+        cache = StaticCache(config=self.model.config, max_cache_len=width + max_new)
+        if any(type(layer) is not StaticLayer for layer in cache.layers):
+            return self._no_sharing("its KV cache has sliding-window or non-attention layers")
+        groups = prefix_groups(prompts)
+        keep = [min(p, min(len(prompts[r]) for r in rows) - 1) for p, rows in groups]  # >= 1 token left to run
+        group_of = {r: g for g, (_, rows) in enumerate(groups) for r in rows}
+        # The cache covers columns [0, start) of the left-padded batch: up to the earliest suffix.
+        start = min(width - len(prompts[r]) + keep[group_of[r]] for r in range(len(prompts)))
+        if start < 16 or sum(keep) >= 0.8 * sum(len(p) for p in prompts):
+            return cache  # too little shared: an empty static cache, generate prefills everything
+        heads = [prompts[rows[0]][:k] for k, (_, rows) in zip(keep, groups, strict=True)]
+        plen = max(len(h) for h in heads)
+        ids = torch.tensor([[self.pad_id] * (plen - len(h)) + h for h in heads], device=self.device)
+        hmask = torch.tensor([[0] * (plen - len(h)) + [1] * len(h) for h in heads], device=self.device)
+        pos = (hmask.cumsum(-1) - 1).clamp(min=0)
+        prefix = self.model(input_ids=ids, attention_mask=hmask, position_ids=pos, use_cache=True,
+                            logits_to_keep=1).past_key_values
+        if any(type(layer) is not DynamicLayer for layer in prefix.layers):
+            return self._no_sharing("its KV cache has non-standard layers")
+        # Row r, column t < start holds its group's prefix token t - pad_r (pad columns: any value, masked).
+        g = torch.tensor([group_of[r] for r in range(len(prompts))], device=self.device)
+        col = torch.arange(start, device=self.device)
+        pad = torch.tensor([width - len(p) for p in prompts], device=self.device)
+        src = ((plen - torch.tensor(keep, device=self.device)[g])[:, None] + (col[None, :] - pad[:, None])).clamp(min=0)
+        for have, layer in zip(prefix.layers, cache.layers, strict=True):
+            keys, values = (t.transpose(1, 2)[g[:, None], src].transpose(1, 2) for t in (have.keys, have.values))
+            layer.lazy_initialization(keys, values)
+            layer.keys[:, :, :start] = keys
+            layer.values[:, :, :start] = values
+            layer.cumulative_length.fill_(start)
+        return cache
+
+    def _no_sharing(self, why: str) -> None:
+        self._prefix_sharing = False
+        log.info(f"hf engine: {why}; prompt prefixes are not shared")
+        return None
 
     def _decode(self, context: list[int], tokens: list[int]) -> str:
         # Decoding the completion after a few prompt tokens keeps a leading space that sentencepiece

