@@ -9,6 +9,8 @@ import pytest
 
 from psr.core.records import read_records
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 pytestmark = pytest.mark.slow
 
 
@@ -70,3 +72,16 @@ def test_rerun_resumes_without_redoing_work(run):
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "skip" in proc.stderr
     assert before == {f: os.path.getsize(os.path.join(out, f)) for f in before}
+
+
+def test_seed_report_reads_the_run(run):
+    # bench/demo_seeds.py pairs every model's answers per problem; with one seed its M3 - M1 gain must be
+    # exactly the difference of the two accuracies in the demo's own summary.
+    out, _ = run
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "bench", "demo_seeds.py"), out],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.load(open(os.path.join(out, "demo_summary.json")))
+    acc = {m["model"]: m["benchmarks"]["world"] for m in summary["models"]}
+    row = next(line for line in proc.stdout.splitlines() if line.startswith("| M3 - M1"))
+    assert f"| {acc['M3'] - acc['M1']:+.1f} |" in row

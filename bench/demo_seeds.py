@@ -1,0 +1,111 @@
+"""The embedded world's research result over several seeds: does self-rewarding improve the policy? (issue 9)
+
+Reads finished demo runs (``python -m psr.world.demo --srlm --seed N --out runs/seedN``) and prints, as
+Markdown: held-out world accuracy of every model per seed, M1's judge gate, pairs trained on; then the
+gains that matter (M3 - M1 for PSRLM, S3 - M1 for the SRLM baseline, M3 - S3) with two 95% intervals:
+
+- over seeds: mean of the per-seed differences +- t(0.975, seeds-1) * sd / sqrt(seeds) — what varies when
+  the whole pipeline is rerun (data, M1, pairs), the interval the issue asks for;
+- over problems: all models of a seed answer the same held-out problems, so the difference is paired per
+  problem (d in {-1, 0, 1}), pooled over seeds: mean +- 1.96 * sd / sqrt(n) — narrower, and blind to the
+  seed-to-seed variance of training.
+
+    .venv/bin/python bench/demo_seeds.py runs/seed0 runs/seed1 runs/seed2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from psr.core.stats import wilson  # noqa: E402
+
+# t quantiles (0.975) for small numbers of seeds; degrees of freedom -> t
+T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+
+def correct_by_id(run: str, model: str, benchmark: str = "world") -> dict[str, bool]:
+    path = os.path.join(run, "evals", f"{model.lower()}.jsonl")
+    out = {}
+    with open(path) as fh:
+        for line in fh:
+            r = json.loads(line)
+            if r.get("benchmark") == benchmark:
+                out[r["id"]] = bool(r["correct"])
+    return out
+
+
+def compare(runs: list[str], a: str, b: str) -> dict | None:
+    """a - b in world accuracy points, per seed and pooled per problem."""
+    per_seed, diffs = [], []
+    for run in runs:
+        try:
+            ca, cb = correct_by_id(run, a), correct_by_id(run, b)
+        except FileNotFoundError:
+            return None
+        ids = sorted(set(ca) & set(cb))
+        d = [int(ca[i]) - int(cb[i]) for i in ids]
+        per_seed.append(100 * sum(d) / len(d))
+        diffs += d
+    mean = statistics.mean(per_seed)
+    if len(per_seed) > 1:
+        h = T975.get(len(per_seed) - 1, 1.96) * statistics.stdev(per_seed) / math.sqrt(len(per_seed))
+    else:
+        h = float("nan")
+    pooled = 100 * statistics.mean(diffs)
+    ph = 100 * 1.96 * statistics.pstdev(diffs) / math.sqrt(len(diffs))
+    return {"per_seed": per_seed, "mean": mean, "seed_ci": (mean - h, mean + h), "pooled": pooled,
+            "problem_ci": (pooled - ph, pooled + ph), "n": len(diffs)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("runs", nargs="+", help="demo run directories (each with demo_summary.json)")
+    a = ap.parse_args(argv)
+    runs = [r for r in a.runs if os.path.exists(os.path.join(r, "demo_summary.json"))]
+    if not runs:
+        raise SystemExit("no finished demo runs (demo_summary.json) among the given directories")
+    summaries = [json.load(open(os.path.join(r, "demo_summary.json"))) for r in runs]
+    models = [m["model"] for m in summaries[0]["models"]]
+    print(f"## Held-out world accuracy (%), {len(runs)} seeds\n")
+    print("| seed | " + " | ".join(models) + " | M1 judge accuracy (95% CI) | pairs made by M1 / M2 | "
+          "SRLM pairs made by M1 / S2 |")
+    print("|" + "---|" * (len(models) + 4))
+    for s in summaries:
+        acc = {m["model"]: m["benchmarks"].get("world") for m in s["models"]}
+        pairs = {m["model"]: m["trained_on_pairs"] for m in s["models"]}
+        gate = s.get("judge_gate") or {}
+        ci = gate.get("ci95") or ["-", "-"]
+        print(f"| {s['seed']} | " + " | ".join(f"{acc.get(m, float('nan')):.1f}" for m in models) +
+              f" | {gate.get('accuracy', float('nan')):.1f} ({ci[0]}-{ci[1]}) | {pairs.get('M2')} / {pairs.get('M3')} "
+              f"| {pairs.get('S2')} / {pairs.get('S3')} |")
+    n_test = len(correct_by_id(runs[0], "M1"))
+    means = {m: statistics.mean(s2["models"][models.index(m)]["benchmarks"]["world"] for s2 in summaries)
+             for m in models}
+    lo_hi = {m: wilson(means[m] / 100 * n_test * len(runs), n_test * len(runs)) for m in models}
+    print("| mean | " + " | ".join(f"{means[m]:.1f}" for m in models) + " | | | |")
+    print("| 95% CI (problems) | " + " | ".join(f"{lo_hi[m][0]:.1f}-{lo_hi[m][1]:.1f}" for m in models) + " | | | |")
+    print(f"\n## Gains in accuracy points ({n_test} held-out problems a seed)\n")
+    print("| comparison | per seed | mean | 95% CI over seeds | pooled per problem | 95% CI over problems |")
+    print("|---|---|---|---|---|---|")
+    for a_, b_, what in (("M2", "M1", "PSRLM round 1"), ("M3", "M1", "PSRLM, two rounds"),
+                         ("S2", "M1", "SRLM round 1"), ("S3", "M1", "SRLM, two rounds"),
+                         ("M3", "S3", "PSRLM vs SRLM, same budget")):
+        if a_ not in models or b_ not in models:
+            continue
+        c = compare(runs, a_, b_)
+        if c is None:
+            continue
+        print(f"| {a_} - {b_} ({what}) | {', '.join(f'{x:+.1f}' for x in c['per_seed'])} | {c['mean']:+.1f} | "
+              f"{c['seed_ci'][0]:+.1f} to {c['seed_ci'][1]:+.1f} | {c['pooled']:+.1f} | "
+              f"{c['problem_ci'][0]:+.1f} to {c['problem_ci'][1]:+.1f} |")
+
+
+if __name__ == "__main__":
+    main()
