@@ -1,8 +1,9 @@
 """The embedded world's research result over several seeds: does self-rewarding improve the policy? (issue 9)
 
-Reads finished demo runs (``python -m psr.world.demo --srlm --seed N --out runs/seedN``) and prints, as
-Markdown: held-out world accuracy of every model per seed, M1's judge gate, pairs trained on; then the
-gains that matter (M3 - M1 for PSRLM, S3 - M1 for the SRLM baseline, M3 - S3) with two 95% intervals:
+Reads finished demo runs (``python -m psr.world.demo --srlm --oracle-judge --seed N --out runs/seedN``) and
+prints, as Markdown: held-out world accuracy of every model per seed, M1's judge gate, pairs trained on; then
+the gains that matter (M3 - M1 for PSRLM, S3 - M1 for the SRLM baseline, M3 - S3, and O3 - M1 for the
+oracle-judged control when the run has it) with two 95% intervals:
 
 - over seeds: mean of the per-seed differences +- t(0.975, seeds-1) * sd / sqrt(seeds) — what varies when
   the whole pipeline is rerun (data, M1, pairs), the interval the issue asks for;
@@ -75,8 +76,8 @@ def main(argv: list[str] | None = None) -> None:
     models = [m["model"] for m in summaries[0]["models"]]
     print(f"## Held-out world accuracy (%), {len(runs)} seeds\n")
     print("| seed | " + " | ".join(models) + " | M1 judge accuracy (95% CI) | pairs made by M1 / M2 | "
-          "SRLM pairs made by M1 / S2 |")
-    print("|" + "---|" * (len(models) + 4))
+          "SRLM pairs made by M1 / S2 | oracle-judged pairs made by M1 / O2 |")
+    print("|" + "---|" * (len(models) + 5))
     for s in summaries:
         acc = {m["model"]: m["benchmarks"].get("world") for m in s["models"]}
         pairs = {m["model"]: m["trained_on_pairs"] for m in s["models"]}
@@ -84,19 +85,21 @@ def main(argv: list[str] | None = None) -> None:
         ci = gate.get("ci95") or ["-", "-"]
         print(f"| {s['seed']} | " + " | ".join(f"{acc.get(m, float('nan')):.1f}" for m in models) +
               f" | {gate.get('accuracy', float('nan')):.1f} ({ci[0]}-{ci[1]}) | {pairs.get('M2')} / {pairs.get('M3')} "
-              f"| {pairs.get('S2')} / {pairs.get('S3')} |")
+              f"| {pairs.get('S2')} / {pairs.get('S3')} | {pairs.get('O2')} / {pairs.get('O3')} |")
     n_test = len(correct_by_id(runs[0], "M1"))
     means = {m: statistics.mean(s2["models"][models.index(m)]["benchmarks"]["world"] for s2 in summaries)
              for m in models}
     lo_hi = {m: wilson(means[m] / 100 * n_test * len(runs), n_test * len(runs)) for m in models}
-    print("| mean | " + " | ".join(f"{means[m]:.1f}" for m in models) + " | | | |")
-    print("| 95% CI (problems) | " + " | ".join(f"{lo_hi[m][0]:.1f}-{lo_hi[m][1]:.1f}" for m in models) + " | | | |")
+    print("| mean | " + " | ".join(f"{means[m]:.1f}" for m in models) + " | | | | |")
+    print("| 95% CI (problems) | " + " | ".join(f"{lo_hi[m][0]:.1f}-{lo_hi[m][1]:.1f}" for m in models) + " | | | | |")
     print(f"\n## Gains in accuracy points ({n_test} held-out problems a seed)\n")
     print("| comparison | per seed | mean | 95% CI over seeds | pooled per problem | 95% CI over problems |")
     print("|---|---|---|---|---|---|")
     for a_, b_, what in (("M2", "M1", "PSRLM round 1"), ("M3", "M1", "PSRLM, two rounds"),
                          ("S2", "M1", "SRLM round 1"), ("S3", "M1", "SRLM, two rounds"),
-                         ("M3", "S3", "PSRLM vs SRLM, same budget")):
+                         ("M3", "S3", "PSRLM vs SRLM, same budget"),
+                         ("O2", "M1", "oracle-judged control, round 1"), ("O3", "M1", "oracle-judged control, two rounds"),
+                         ("M3", "O3", "self-judged vs oracle-judged")):
         if a_ not in models or b_ not in models:
             continue
         c = compare(runs, a_, b_)

@@ -17,8 +17,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "run"
-    proc = subprocess.run([sys.executable, "-m", "psr.world.demo", "--size", "ci", "--out", str(out)],
-                          capture_output=True, text=True, timeout=1800)
+    proc = subprocess.run([sys.executable, "-m", "psr.world.demo", "--size", "ci", "--out", str(out), "--srlm",
+                           "--oracle-judge"], capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return str(out), proc
 
@@ -41,8 +41,14 @@ def test_every_stage_wrote_well_formed_output(run):
         assert read_records(p(f"ppd_m{i}.jsonl"), "ppd")
         trajectories = read_records(p(f"trajectories_m{i}.jsonl"), None)
         assert len(trajectories) == sum(1 for _ in open(p(f"search_problems_m{i}.jsonl")))
-    for m in ("m1", "m2", "m3"):
+    for m in ("m1", "m2", "m3", "s2", "s3", "o2", "o3"):
         assert os.path.exists(p(m, "config.json")) and os.path.exists(p(m, "psr_config.json"))
+    for branch in ("srlm", "oracle"):
+        for src in ("m1", "s2" if branch == "srlm" else "o2"):
+            assert len(read_records(p(f"trajectories_{src}_{branch}.jsonl"), None)) == \
+                sum(1 for _ in open(p(f"search_problems_m{src[1]}.jsonl")))
+    # the control's judge is the oracle: it always gives a verdict
+    assert all(t["judge_failures"] == 0 for t in read_records(p("trajectories_m1_oracle.jsonl"), None))
     with open(p("accuracy.png"), "rb") as fh:
         assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
 
@@ -50,7 +56,7 @@ def test_every_stage_wrote_well_formed_output(run):
 def test_summary_covers_every_model(run):
     out, proc = run
     summary = json.load(open(os.path.join(out, "demo_summary.json")))
-    assert [r["model"] for r in summary["models"]] == ["M0", "M1", "M2", "M3"]
+    assert [r["model"] for r in summary["models"]] == ["M0", "M1", "M2", "M3", "S2", "S3", "O2", "O3"]
     for r in summary["models"]:
         assert set(r["benchmarks"]) == {"world", "gsm8k"}
         assert all(0 <= v <= 100 for v in r["benchmarks"].values())
@@ -67,8 +73,8 @@ def test_summary_covers_every_model(run):
 def test_rerun_resumes_without_redoing_work(run):
     out, _ = run
     before = {f: os.path.getsize(os.path.join(out, f)) for f in ("ift.jsonl", "pairs.jsonl", "ppd_m1.jsonl")}
-    proc = subprocess.run([sys.executable, "-m", "psr.world.demo", "--size", "ci", "--out", out],
-                          capture_output=True, text=True, timeout=1800)
+    proc = subprocess.run([sys.executable, "-m", "psr.world.demo", "--size", "ci", "--out", out, "--srlm",
+                           "--oracle-judge"], capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "skip" in proc.stderr
     assert before == {f: os.path.getsize(os.path.join(out, f)) for f in before}
@@ -83,5 +89,6 @@ def test_seed_report_reads_the_run(run):
     assert proc.returncode == 0, proc.stderr
     summary = json.load(open(os.path.join(out, "demo_summary.json")))
     acc = {m["model"]: m["benchmarks"]["world"] for m in summary["models"]}
-    row = next(line for line in proc.stdout.splitlines() if line.startswith("| M3 - M1"))
-    assert f"| {acc['M3'] - acc['M1']:+.1f} |" in row
+    for a, b in (("M3", "M1"), ("S3", "M1"), ("M3", "S3"), ("O3", "M1")):
+        row = next(line for line in proc.stdout.splitlines() if line.startswith(f"| {a} - {b}"))
+        assert f"| {acc[a] - acc[b]:+.1f} |" in row

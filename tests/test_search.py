@@ -262,6 +262,16 @@ def test_all_active_problems_share_one_engine_call_per_round_and_the_working_set
     assert sum(step_sizes) == sum(int(p["question"]) + 1 for p in probs)  # no problem was stepped needlessly
 
 
+def test_an_external_judge_judges_and_the_policy_only_samples():
+    steps = {0: ["x = 1", "x = 3", "x = 2"], 1: ["so \\boxed{3}<eos>", "hmm", "so \\boxed{4}"]}
+    policy = Scripted(lambda q, prev, k: steps[len(prev)], judge=lambda a, b: "[[A]]")  # a position-biased judge
+    judge = Scripted(judge=ranked("x = 3", "x = 2", "x = 1", "so \\boxed{3}", "so \\boxed{4}", "hmm"))
+    out = [t for b in iter_search(policy, [{"id": "p", "question": "1+2?"}], cfg(), judge=judge) for t in b]
+    assert out[0]["steps"] == ["x = 3", "so \\boxed{3}"]
+    assert {k for k, _ in policy.calls} == {"step"} and {k for k, _ in judge.calls} == {"judge"}
+    assert len(judge.judged) == out[0]["judge_calls"] == 6
+
+
 def test_srlm_pairs_the_best_and_worst_solution_and_drops_ties():
     sols = {"a": ["Step 1: x\nStep 2: \\boxed{1}", "Step 1: y", "Step 1: z"], "b": ["s", "s2", "s3"],
             "c": ["u", "v", ""]}
@@ -489,6 +499,33 @@ def test_cli_help_and_bad_input_exit_code(tmp_path):
     r = subprocess.run(_cli("-i", str(bad), "--judge-orders", "3"), env=env, cwd=ROOT, capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 2 and "--judge-orders" in r.stderr
+
+
+def test_world_policy_with_the_oracle_as_judge_prefers_right_steps(tmp_path):
+    # The embedded world's control: the policy samples, the oracle (o1's role) judges through the CLI's
+    # --judge-engine. Every pair whose two steps the oracle labels differently must have the right one chosen.
+    from psr.world.generator import parse_question
+    from psr.world.oracle import label_step
+
+    probs = _world(tmp_path, 6)
+    ppd, traj = str(tmp_path / "ppd.jsonl"), str(tmp_path / "traj.jsonl")
+    env = {**os.environ, "PSR_QUIET": "1", "OMP_NUM_THREADS": "1"}
+    # M0, the world's pretrained base model: its steps are right often enough to make mixed pairs
+    r = subprocess.run(_cli("-i", probs, "-o", ppd, "--trajectories", traj, "--model", os.path.join(ROOT, "data", "m0"),
+                            "--judge-engine", "oracle", "--width", "3", "--max-iterations", "3",
+                            "--max-step-tokens", "40", "--temperature", "1.0"),
+                       env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    trajs = read_records(traj)
+    assert len(trajs) == 6 and all(t["judge_failures"] == 0 for t in trajs)  # the oracle always gives a verdict
+    mixed = 0
+    for rec in (read_records(ppd, "ppd") if os.path.getsize(ppd) else []):
+        problem = {"question": rec["question"], "world": parse_question(rec["question"])}
+        good = [label_step(problem, rec["previous_steps"], rec[k]) for k in ("chosen", "rejected")]
+        if good[0] != good[1]:
+            mixed += 1
+            assert good == [True, False], rec
+    assert mixed > 0  # seeded: 5 of 17 pairs when written; the test means nothing without some
 
 
 @pytest.mark.slow

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated
 
 import typer
@@ -23,7 +24,9 @@ from psr.stages import search as stage
         "step_index, is_final) to -o, and one trajectory per problem (steps, output, pred, correct when a gold "
         "answer is given, iterations, rollbacks, judge failures, pairs) to --trajectories. --tts answers with the "
         "same search and writes trajectories to -o. --mode srlm is the Self-Rewarding baseline: --width whole "
-        "solutions scored 0-5 by the model, best vs worst as one PPD record. Resumes an existing output."
+        "solutions scored 0-5 by the model, best vs worst as one PPD record. --judge-engine/--judge-model let "
+        "another model (or, in the embedded world, the oracle) judge instead of the policy itself: a control "
+        "for how much the self-judging costs. Resumes an existing output."
     ),
 )
 @O.with_options(O.engine_config, "engine_cfg")
@@ -49,6 +52,11 @@ def search(
                                                      "solution.")] = 2048,
     judge_max_tokens: Annotated[int, typer.Option("--judge-max-tokens", help="Token limit of one judgment.")] = 1024,
     judge_temperature: Annotated[float, typer.Option("--judge-temperature", help="0 = greedy judging.")] = 0.0,
+    judge_engine: Annotated[str | None, typer.Option(
+        "--judge-engine", help="Judge with another engine (hf | vllm | openai | oracle) instead of the policy "
+        "itself; default: the policy judges its own candidates (the method).")] = None,
+    judge_model: Annotated[str | None, typer.Option(
+        "--judge-model", help="Model of --judge-engine (default: --model); with openai, the served name.")] = None,
     working_set: Annotated[int, typer.Option("--working-set", help="Problems searched together (one engine call "
                                              "per round for all of them).")] = 128,
     overwrite: O.Overwrite = False,
@@ -61,4 +69,8 @@ def search(
                              max_iterations=max_iterations, judge_orders=judge_orders, max_step_tokens=max_step_tokens,
                              max_solution_tokens=max_solution_tokens, judge_max_tokens=judge_max_tokens,
                              judge_temperature=judge_temperature, working_set=working_set, seed=engine_cfg.seed)
-    stage.run(O.io_config(inputs, output, overwrite, limit, shard), engine_cfg, cfg, trajectories=trajectories)
+    judge_cfg = None
+    if judge_engine or judge_model:
+        judge_cfg = replace(engine_cfg, engine=judge_engine or engine_cfg.engine, model=judge_model or engine_cfg.model)
+    stage.run(O.io_config(inputs, output, overwrite, limit, shard), engine_cfg, cfg, trajectories=trajectories,
+              judge_cfg=judge_cfg)

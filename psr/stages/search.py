@@ -175,8 +175,9 @@ def _seed(base: int, call: int) -> int:
     return (base * 1_000_003 + call) % (2**31 - 1)
 
 
-def _advance(engine: Engine, states: list[_State], cfg: SearchConfig, call: int) -> None:
-    """One generation round for every state: sample, judge, score, then choose or roll back."""
+def _advance(engine: Engine, states: list[_State], cfg: SearchConfig, call: int, judge: Engine | None = None) -> None:
+    """One generation round for every state: sample, judge (``judge``, by default the policy itself), score,
+    then choose or roll back."""
     sampling = Sampling(n=cfg.width, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_step_tokens,
                         seed=_seed(cfg.seed, 2 * call))
     cands: list[list[Step]] = engine.next_steps([(s.problem["question"], s.steps) for s in states], sampling)
@@ -188,9 +189,10 @@ def _advance(engine: Engine, states: list[_State], cfg: SearchConfig, call: int)
              for s, t, plan in zip(states, texts, plans, strict=True) for a, b in plan]
     judge_sampling = Sampling(n=1, temperature=cfg.judge_temperature, top_p=cfg.top_p if cfg.judge_temperature else 1.0,
                               max_tokens=cfg.judge_max_tokens, seed=_seed(cfg.seed, 2 * call + 1))
-    judged = engine.generate(chats, judge_sampling) if chats else []
+    judge = judge or engine
+    judged = judge.generate(chats, judge_sampling) if chats else []
     if len(judged) != len(chats):
-        raise PsrError(f"engine {engine.name} returned {len(judged)} judgments for {len(chats)} prompts")
+        raise PsrError(f"engine {judge.name} returned {len(judged)} judgments for {len(chats)} prompts")
     at = 0
     for s, cs, t, plan in zip(states, cands, texts, plans, strict=True):
         outs = [j[0] for j in judged[at:at + len(plan)]]
@@ -240,10 +242,12 @@ def _trajectory(s: _State, cfg: SearchConfig) -> dict:
     return t
 
 
-def iter_search(engine: Engine, problems: Iterable[dict], cfg: SearchConfig) -> Iterator[list[dict]]:
+def iter_search(engine: Engine, problems: Iterable[dict], cfg: SearchConfig,
+                judge: Engine | None = None) -> Iterator[list[dict]]:
     """Search every problem; yield the trajectories that finished in each round (in no fixed order).
 
-    At most ``cfg.working_set`` problems are held at once; ``problems`` may be a lazy iterator.
+    At most ``cfg.working_set`` problems are held at once; ``problems`` may be a lazy iterator. ``judge``
+    judges the candidates instead of the policy ``engine`` (an external judge: a control, not the method).
     """
     cfg.check()
     pending = iter(problems)
@@ -254,7 +258,7 @@ def iter_search(engine: Engine, problems: Iterable[dict], cfg: SearchConfig) -> 
             active.append(_State(p))
         if not active:
             return
-        _advance(engine, active, cfg, call)
+        _advance(engine, active, cfg, call, judge)
         call += 1
         done = [s for s in active if s.stop_reason]
         active = [s for s in active if not s.stop_reason]
@@ -288,7 +292,8 @@ def ppd_records(traj: dict) -> list[dict]:
 # The SRLM baseline: whole solutions scored 0-5 by the model itself (Yuan et al. 2024)
 
 
-def _srlm_batch(engine: Engine, problems: list[dict], cfg: SearchConfig, call: int) -> list[dict]:
+def _srlm_batch(engine: Engine, problems: list[dict], cfg: SearchConfig, call: int,
+                judge: Engine | None = None) -> list[dict]:
     sampling = Sampling(n=cfg.width, temperature=cfg.temperature, top_p=cfg.top_p,
                         max_tokens=cfg.max_solution_tokens, seed=_seed(cfg.seed, 2 * call))
     samples = engine.generate([Chat(step_prompt(p["question"])) for p in problems], sampling)
@@ -297,8 +302,8 @@ def _srlm_batch(engine: Engine, problems: list[dict], cfg: SearchConfig, call: i
     asks = [(pi, k) for pi, t in enumerate(texts) for k, x in enumerate(t) if x]
     judge_sampling = Sampling(n=1, temperature=cfg.judge_temperature, top_p=1.0, max_tokens=cfg.judge_max_tokens,
                               seed=_seed(cfg.seed, 2 * call + 1))
-    judged = engine.generate([Chat(srlm_score_prompt(problems[pi]["question"], texts[pi][k])) for pi, k in asks],
-                             judge_sampling) if asks else []
+    judged = (judge or engine).generate([Chat(srlm_score_prompt(problems[pi]["question"], texts[pi][k]))
+                                         for pi, k in asks], judge_sampling) if asks else []
     scores: list[list[int | None]] = [[0] * len(t) for t in texts]
     for (pi, k), j in zip(asks, judged, strict=True):
         scores[pi][k] = parse_score(j[0].text)
@@ -328,13 +333,14 @@ def _srlm_batch(engine: Engine, problems: list[dict], cfg: SearchConfig, call: i
     return out
 
 
-def iter_srlm(engine: Engine, problems: Iterable[dict], cfg: SearchConfig) -> Iterator[list[dict]]:
+def iter_srlm(engine: Engine, problems: Iterable[dict], cfg: SearchConfig,
+              judge: Engine | None = None) -> Iterator[list[dict]]:
     """The SRLM baseline over ``problems``, ``working_set`` problems per pair of engine calls."""
     cfg.check()
     pending = iter(problems)
     call = 0
     while batch := list(itertools.islice(pending, cfg.working_set)):
-        yield _srlm_batch(engine, batch, cfg, call)
+        yield _srlm_batch(engine, batch, cfg, call, judge)
         call += 1
 
 
@@ -363,11 +369,13 @@ def _read_trajectories(path: str, ids: set[str]) -> dict[str, dict]:
 
 
 def run(io: IOConfig, engine_cfg: EngineConfig | None = None, cfg: SearchConfig | None = None, *,
-        trajectories: str | None = None, engine: Engine | None = None) -> dict:
+        trajectories: str | None = None, engine: Engine | None = None, judge_cfg: EngineConfig | None = None,
+        judge: Engine | None = None) -> dict:
     """Read problems, search, write PPD records to ``io.output`` and trajectories to ``trajectories``.
 
     With ``cfg.tts`` the trajectories themselves go to ``io.output``. ``engine`` overrides ``engine_cfg``
-    (tests, the demo). Returns the summary it also logs.
+    (tests, the demo). ``judge_cfg`` / ``judge`` give an external judge (default: the policy judges itself).
+    Returns the summary it also logs.
     """
     cfg = cfg or SearchConfig()
     cfg.check()
@@ -408,8 +416,11 @@ def run(io: IOConfig, engine_cfg: EngineConfig | None = None, cfg: SearchConfig 
             return summary
         own = engine is None
         engine = load_engine(engine_cfg or EngineConfig()) if own else engine
+        own_judge = judge is None and judge_cfg is not None
+        judge = load_engine(judge_cfg) if own_judge else judge
         try:
-            batches = iter_srlm(engine, problems, cfg) if cfg.mode == "srlm" else iter_search(engine, problems, cfg)
+            batches = (iter_srlm(engine, problems, cfg, judge) if cfg.mode == "srlm"
+                       else iter_search(engine, problems, cfg, judge))
             with progress("search (tts)" if cfg.tts else f"search ({cfg.mode})", len(problems)) as advance:
                 for batch in batches:
                     _grade(batch)
@@ -427,6 +438,8 @@ def run(io: IOConfig, engine_cfg: EngineConfig | None = None, cfg: SearchConfig 
         finally:
             if own:
                 engine.close()
+            if own_judge:
+                judge.close()
     finally:
         main.close()
         if traj is not None:

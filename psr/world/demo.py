@@ -112,16 +112,21 @@ class Demo:
                  "--lr-scheduler", "cosine",
                  "--seed", self.seed, done=self.p("m1", "config.json"))
 
-    @staticmethod
-    def name(i: int, mode: str) -> str:
-        """M_i of a branch: m1, m2, ... (PSRLM); the SRLM baseline branches off M1 as s2, s3, ..."""
-        return f"m{i}" if mode == "psr" or i == 1 else f"s{i}"
+    BRANCHES = {"psr": "m", "srlm": "s", "oracle": "o"}
+
+    @classmethod
+    def name(cls, i: int, mode: str) -> str:
+        """M_i of a branch: m1, m2, ... (PSRLM); the SRLM baseline branches off M1 as s2, s3, ...; the
+        oracle-judged control as o2, o3, ..."""
+        return "m1" if i == 1 else f"{cls.BRANCHES[mode]}{i}"
 
     def iteration(self, i: int, n_problems: int, mode: str = "psr") -> None:
         """Search with M_i (it judges its own steps) -> PPD(M_i) -> step-dpo -> M_{i+1}.
 
         mode "srlm" is the paper's baseline on the same problems and width: whole solutions scored 0-5 by
-        the model (Yuan et al.'s prompt), best vs worst, trained with the same step-dpo."""
+        the model (Yuan et al.'s prompt), best vs worst, trained with the same step-dpo. Mode "oracle" is a
+        control, not the method: the same step search, but the oracle judges the candidates, so it shows
+        what step-DPO does with right preferences, apart from how well the model judges."""
         c = self.cfg
         src, dst = self.name(i, mode), self.name(i + 1, mode)
         # Each iteration searches fresh train problems, as the paper samples new questions per round.
@@ -132,14 +137,19 @@ class Demo:
                 lines = fh.readlines()
             with open(problems, "w") as fh:
                 fh.writelines(lines[(start + k) % len(lines)] for k in range(n_problems))
-        ppd, traj = self.p(f"ppd_{src}{'' if mode == 'psr' else '_srlm'}.jsonl"), \
-            self.p(f"trajectories_{src}{'' if mode == 'psr' else '_srlm'}.jsonl")
+        tag = "" if mode == "psr" else f"_{mode}"
+        ppd, traj = self.p(f"ppd_{src}{tag}.jsonl"), self.p(f"trajectories_{src}{tag}.jsonl")
         self.made[dst] = (ppd, traj)
         self.made.setdefault(src, (None, None))
-        what = (f"M{i} samples {c['width']} candidates a step and judges them pairwise" if mode == "psr" else
-                f"M{i} samples {c['width']} whole solutions and scores each 0-5 (SRLM baseline)")
-        extra = ["--temperature", c["search_temperature"], "--max-iterations", c["max_iterations"],
-                 "--max-step-tokens", 60] if mode == "psr" else ["--mode", "srlm", "--max-solution-tokens", 240]
+        src_name = src.upper()
+        what = {"psr": f"{src_name} samples {c['width']} candidates a step and judges them pairwise",
+                "srlm": f"{src_name} samples {c['width']} whole solutions and scores each 0-5 (SRLM baseline)",
+                "oracle": f"{src_name} samples {c['width']} candidates a step, the oracle judges them (control)"}[mode]
+        step_search = ["--temperature", c["search_temperature"], "--max-iterations", c["max_iterations"],
+                       "--max-step-tokens", 60]
+        # Yuan et al.'s scoring prompt takes ~900 of M0's 1024 positions: a world solution (~100 tokens) must fit.
+        extra = {"psr": step_search, "srlm": ["--mode", "srlm", "--max-solution-tokens", 96],
+                 "oracle": [*step_search, "--judge-engine", "oracle"]}[mode]
         self.psr(f"search: {what} -> PPD", "search", "-i", problems, "--model", self.p(src), "-o", ppd,
                  "--trajectories", traj, "--width", c["width"], *extra, "--judge-max-tokens", c["max_tokens"],
                  "--seed", self.seed + i)
@@ -265,6 +275,8 @@ def main(argv: list[str] | None = None) -> None:
                     "or stop before the self-rewarding rounds")
     ap.add_argument("--srlm", action="store_true", help="also run the SRLM baseline branch (S2, S3, ...) from M1 "
                     "on the same problems and width, and evaluate it")
+    ap.add_argument("--oracle-judge", action="store_true", help="also run a control branch (O2, O3, ...) from M1: "
+                    "the same step search with the oracle as the judge, i.e. step-DPO on right preferences")
     a = ap.parse_args(argv)
     if not os.path.exists(os.path.join(a.m0, "config.json")):
         raise SystemExit(f"demo: no base model at {a.m0}; build it with `python -m psr.world.pretrain --out {a.m0}`")
@@ -286,10 +298,10 @@ def main(argv: list[str] | None = None) -> None:
     for i in range(1, rounds + 1):
         d.iteration(i, d.cfg["search_problems"][i - 1])
     models = ["m0", *[f"m{i}" for i in range(1, rounds + 2)]]
-    if a.srlm:
+    for mode in [m for m, on in (("srlm", a.srlm), ("oracle", a.oracle_judge)) if on]:
         for i in range(1, rounds + 1):
-            d.iteration(i, d.cfg["search_problems"][i - 1], mode="srlm")
-        models += [d.name(i, "srlm") for i in range(2, rounds + 2)]
+            d.iteration(i, d.cfg["search_problems"][i - 1], mode=mode)
+        models += [d.name(i, mode) for i in range(2, rounds + 2)]
     d.evaluate(models)
     d.report(models)
     console.print(f"demo finished in {time.time() - t0:.0f}s")
