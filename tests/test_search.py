@@ -420,6 +420,21 @@ def test_tiny_model_search_is_well_formed_and_seeded_runs_are_identical(tiny_mod
     assert answers[0] == answers[1] and answers[0] != answers[2]
 
 
+def test_judge_prompts_longer_than_the_context_are_failures_not_a_crash(tiny_model_dir, tmp_path, capfd):
+    from psr.engines import Chat, EngineConfig
+    from psr.engines.hf import HFEngine
+
+    policy = HFEngine(EngineConfig(model=tiny_model_dir, seed=0))
+    judge = HFEngine(EngineConfig(model=tiny_model_dir, seed=0, max_model_len=300))  # Figure 5 prompts: ~400
+    step_chat = Chat("Ann has 3 apples.")
+    assert judge.fits([step_chat, Chat("x " * 400)]) == [True, False]
+    probs = read_records(_world(tmp_path, 2), "problem")
+    out = [t for b in iter_search(policy, probs, SearchConfig(**SMALL), judge=judge) for t in b]
+    assert len(out) == 2 and all(t["judge_calls"] > 0 and t["judge_failures"] == t["judge_calls"] for t in out)
+    assert all(t["pairs"] == [] for t in out)  # no verdict, no win: every step ties
+    assert "longer than the judge's context (300 tokens)" in capfd.readouterr().err
+
+
 @pytest.fixture(scope="session")
 def taught_model_dir(tmp_path_factory):
     """A tiny model taught the "Step n:" and "[[A]]"/"[[B]]" formats (bench/bench_search.py), so search makes pairs.

@@ -120,6 +120,18 @@ class Engine(ABC):
         """Tokens of each text under this engine's tokenizer (characters/4 where there is none)."""
         return [max(1, len(t) // 4) for t in texts]
 
+    max_len: int | None = None  # the model's context in tokens, where the engine knows it
+
+    def fits(self, chats: list[Chat]) -> list[bool]:
+        """Whether each chat's prompt fits the model's context (True where the engine cannot tell).
+
+        ``generate`` refuses a batch with an over-long prompt (InputError); stages that build prompts
+        from model output (search's judge prompts) ask first, so one long sample does not stop a run."""
+        render = getattr(self, "render", None)
+        if not self.max_len or render is None:
+            return [True] * len(chats)
+        return [n < self.max_len for n in self.count_tokens([render(c) for c in chats])]
+
     def close(self) -> None:  # noqa: B027 - engines without resources need no cleanup
         pass
 
