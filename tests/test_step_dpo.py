@@ -131,6 +131,24 @@ def test_training_widens_the_margin_over_the_reference(tiny_model_dir, tok, tmp_
     assert [m["step"] for m in logged] == list(range(1, 7)) and "rewards/margins" in logged[-1]
 
 
+def test_an_sft_weight_raises_the_chosen_steps_likelihood(tiny_model_dir, tok, tmp_path):
+    # DPO alone may push chosen and rejected down together; the NLL term (RPO) must keep the chosen ones up.
+    from transformers import AutoModelForCausalLM
+
+    data = write_jsonl(tmp_path / "ppd.jsonl", ppd_records())
+    examples, _, _ = dpo_training.build_examples(tok, ppd_records(), 512)
+    chosen = {}
+    for w in (0.0, 1.0):
+        out = str(tmp_path / f"m-{w}")
+        cfg = TrainConfig(model=tiny_model_dir, output=out, epochs=2, learning_rate=2e-3, batch_size=3,
+                          per_device_batch_size=3, save_steps=1000)
+        summary = step_dpo.run([data], cfg, DPOOptions(beta=0.1, sft_weight=w))
+        assert summary["sft_weight"] == w
+        chosen[w] = sum(sequence_logps(AutoModelForCausalLM.from_pretrained(out), examples, "chosen_ids"))
+    base = sum(sequence_logps(AutoModelForCausalLM.from_pretrained(tiny_model_dir), examples, "chosen_ids"))
+    assert chosen[1.0] > chosen[0.0] and chosen[1.0] > base, (base, chosen)
+
+
 def test_lora_trains_and_saves_a_merged_model(tiny_model_dir, tok, tmp_path):
     from transformers import AutoModelForCausalLM
 

@@ -32,8 +32,13 @@ def step_dpo(
     precompute_ref_log_probs: Annotated[bool, typer.Option(
         "--precompute-ref-log-probs", help="Score all pairs with the reference once before training, so no "
         "second model sits in memory.")] = False,
+    sft_weight: Annotated[float, typer.Option(
+        "--sft-weight", help="Add the NLL of the chosen step to the DPO loss with this weight (RPO; TRL's "
+        "'sft' loss). 0, the default, is the paper's plain step-DPO.")] = 0.0,
     *,
     job: TrainJob,
 ) -> None:
-    stage.run(job.inputs, job.cfg, DPOOptions(beta=beta, precompute_ref_log_probs=precompute_ref_log_probs),
-              limit=job.limit)
+    if sft_weight < 0:
+        raise typer.BadParameter("must be >= 0", param_hint="--sft-weight")
+    stage.run(job.inputs, job.cfg, DPOOptions(beta=beta, precompute_ref_log_probs=precompute_ref_log_probs,
+                                              sft_weight=sft_weight), limit=job.limit)

@@ -33,6 +33,9 @@ DEFAULT_BETA = 0.1  # TRL's default; the paper leaves β unspecified
 class DPOOptions:
     beta: float = DEFAULT_BETA
     precompute_ref_log_probs: bool = False
+    # > 0 adds TRL's "sft" loss (NLL of the chosen step) with this weight to the DPO loss, as RPO /
+    # Iterative RPO (Pang et al., 2024) do for reasoning; 0 is the paper's plain step-DPO.
+    sft_weight: float = 0.0
 
 
 def prompt_text(tokenizer, rec: dict) -> str:
@@ -107,7 +110,9 @@ def make_trainer(cfg: TrainConfig, opts: DPOOptions, examples: list[dict], token
         def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
             return dataset
 
-    args = DPOConfig(**common.trainer_kwargs(cfg), beta=opts.beta, loss_type=["sigmoid"],
+    losses = dict(loss_type=["sigmoid", "sft"], loss_weights=[1.0, opts.sft_weight]) if opts.sft_weight > 0 \
+        else dict(loss_type=["sigmoid"])
+    args = DPOConfig(**common.trainer_kwargs(cfg), beta=opts.beta, **losses,
                      precompute_ref_log_probs=opts.precompute_ref_log_probs,
                      trust_remote_code=cfg.trust_remote_code)
     trainer = StepDPOTrainer(model=common.load_model(cfg), args=args, train_dataset=Dataset.from_list(examples),
