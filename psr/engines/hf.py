@@ -3,8 +3,9 @@
 Prompts are rendered with the model's chat template; a partial assistant answer is appended verbatim
 after the generation prompt, so the model continues its own words (step-wise generation).
 
-Batching: every (chat, sample) pair is one sequence; sequences are sorted by prompt length (less
-padding), left-padded, and run ``cfg.batch_size`` at a time. Greedy requests run once per chat and are
+Batching: every (chat, sample) pair is one sequence; sequences are sorted by their tokens (so prompts
+that share a prefix share a batch; by length, for less padding, with ``prefix_sharing`` off), left-padded,
+and run ``cfg.batch_size`` at a time; a prefix shared within a batch is prefilled once (_prefilled_cache). Greedy requests run once per chat and are
 copied ``n`` times, as vLLM does. The model's own generation_config (top_k, repetition_penalty, ...)
 is not applied: the Sampling fields are the whole recipe, so hf, vllm and openai sample alike.
 
