@@ -1,7 +1,8 @@
 """Which step-DPO settings turn right preference pairs into a better policy? (issue 9's control)
 
 For each finished demo run (``--oracle-judge``), M1's first-round pairs from both judges — its own
-(``ppd_m1.jsonl``: the method) and the oracle's (``ppd_m1_oracle.jsonl``: right preferences) — train M1 with
+(``ppd_m1.jsonl``: the method) and the oracle's (``ppd_m1_oracle.jsonl``: right preferences; and of those only
+the pairs of a right and a wrong step, ``oracle-right``) — train M1 with
 step-DPO at each learning rate and SFT weight (``--sft-weight``: RPO's NLL term on the chosen step), and each
 result is evaluated greedily on the run's held-out world problems. Prints accuracy and the gain over M1
 with a 95% interval over problems (paired, pooled over runs). Resumable: finished variants are skipped.
@@ -19,7 +20,25 @@ import statistics
 import subprocess
 import sys
 
-SOURCES = {"self": "ppd_m1.jsonl", "oracle": "ppd_m1_oracle.jsonl"}
+SOURCES = {"self": "ppd_m1.jsonl", "oracle": "ppd_m1_oracle.jsonl", "oracle-right": "ppd_m1_oracle_right.jsonl"}
+
+
+def right_pairs(run: str) -> str:
+    """The oracle-judged pairs whose chosen step is right and rejected step wrong (the oracle also prefers the
+    less wrong of two wrong steps; those pairs teach a wrong step as "chosen")."""
+    from psr.world.generator import parse_question
+    from psr.world.oracle import label_step
+
+    out = os.path.join(run, SOURCES["oracle-right"])
+    if not os.path.exists(out):
+        with open(os.path.join(run, SOURCES["oracle"])) as src, open(out + ".tmp", "w") as dst:
+            for line in src:
+                r = json.loads(line)
+                p = {"question": r["question"], "world": parse_question(r["question"])}
+                if label_step(p, r["previous_steps"], r["chosen"]) and not label_step(p, r["previous_steps"], r["rejected"]):
+                    dst.write(line)
+        os.replace(out + ".tmp", out)
+    return out
 
 
 def psr(*args) -> None:
@@ -38,10 +57,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("runs", nargs="+")
     ap.add_argument("--variants", default="1e-5:0,5e-5:0,5e-5:1,1e-4:1", help="lr:sft_weight, comma-separated")
     ap.add_argument("--beta", type=float, default=0.1)
+    ap.add_argument("--sources", default=",".join(SOURCES), help=f"pair sources, of {', '.join(SOURCES)}")
     a = ap.parse_args(argv)
     variants = [(float(v.split(":")[0]), float(v.split(":")[1])) for v in a.variants.split(",")]
     rows = []
-    for source, ppd in SOURCES.items():
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    for run in a.runs:
+        right_pairs(run)
+    for source in a.sources.split(","):
+        ppd = SOURCES[source]
         for lr, w in variants:
             diffs, accs, pairs = [], [], []
             for run in a.runs:
