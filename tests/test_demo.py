@@ -92,3 +92,13 @@ def test_seed_report_reads_the_run(run):
     for a, b in (("M3", "M1"), ("S3", "M1"), ("M3", "S3"), ("O3", "M1")):
         row = next(line for line in proc.stdout.splitlines() if line.startswith(f"| {a} - {b}"))
         assert f"| {acc[a] - acc[b]:+.1f} |" in row
+
+
+def test_gate_stop_ends_the_run_when_the_judge_is_at_chance(run):
+    # The gate is read from the run's own measurement: --gate stop must exit 1 exactly when M1 did not pass.
+    out, _ = run
+    gate = json.load(open(os.path.join(out, "judge_gate.json")))
+    proc = subprocess.run([sys.executable, "-m", "psr.world.demo", "--size", "ci", "--out", out, "--srlm",
+                           "--oracle-judge", "--gate", "stop"], capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == (0 if gate["passed"] else 1), proc.stderr[-3000:]
+    assert "judge gate: M1" in proc.stderr
