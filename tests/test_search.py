@@ -435,6 +435,27 @@ def test_judge_prompts_longer_than_the_context_are_failures_not_a_crash(tiny_mod
     assert "longer than the judge's context (300 tokens)" in capfd.readouterr().err
 
 
+def test_a_solution_that_outgrows_the_context_stops_its_search_not_the_run(tiny_model_dir, tmp_path, capfd):
+    from psr.engines import EngineConfig
+    from psr.engines.base import step_chat
+    from psr.engines.hf import HFEngine
+
+    probs = read_records(_world(tmp_path, 2), "problem")
+    probe = HFEngine(EngineConfig(model=tiny_model_dir, seed=0))
+    start = max(probe.count_tokens([probe.render(step_chat(p["question"], []))])[0] for p in probs)
+    # room for the first prompt and about one 8-token step; the scripted judge ranks texts in a total order
+    # (longer, then later), so every round makes a pair and the solution grows
+    policy = HFEngine(EngineConfig(model=tiny_model_dir, seed=0, max_model_len=start + 12))
+    judge = Scripted(judge=lambda a, b: "[[A]]" if (len(a), a) > (len(b), b) else "[[B]]")
+    out = [t for b in iter_search(policy, probs, SearchConfig(**{**SMALL, "max_iterations": 8}), judge=judge)
+           for t in b]
+    assert len(out) == 2
+    for t in out:
+        assert t["stop_reason"] == "context" and not t["finished"] and t["steps"]
+        assert not policy.fits([step_chat(t["question"], t["steps"])])[0]
+    assert "no longer fits the policy's context" in capfd.readouterr().err
+
+
 @pytest.fixture(scope="session")
 def taught_model_dir(tmp_path_factory):
     """A tiny model taught the "Step n:" and "[[A]]"/"[[B]]" formats (bench/bench_search.py), so search makes pairs.

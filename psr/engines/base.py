@@ -149,10 +149,15 @@ class Engine(ABC):
         The model continues its own partial answer (Figure 4 prompt, previous steps as the start of
         the assistant turn) and stops before it would begin the following step.
         """
-        chats = [Chat(step_prompt(q), assistant_prefix(prev)) for q, prev in problems]
+        chats = [step_chat(q, prev) for q, prev in problems]
         stop = list(dict.fromkeys([*sampling.stop, STEP_STOP]))
         s = Sampling(sampling.n, sampling.temperature, sampling.top_p, sampling.max_tokens, stop, sampling.seed)
         return [[Step(strip_step_prefix(c.text), c) for c in outs] for outs in self.generate(chats, s)]
+
+
+def step_chat(question: str, previous_steps: list[str]) -> Chat:
+    """The chat that asks for the next step: Figure 4 prompt, the previous steps as the start of the answer."""
+    return Chat(step_prompt(question), assistant_prefix(previous_steps))
 
 
 def render_chat(engine: Engine, chat: Chat) -> str:

@@ -5,7 +5,8 @@ candidate next steps (Figure 4 prompt, the chosen steps as the start of the assi
 pairwise with the Figure 5 prompt, scores ``Score_i = sum_j O(i, j)`` and keeps (best, worst) as a pair;
 the best becomes the next step. When every candidate scores the same, the previous step and its pair are
 discarded and that step is generated again (at step 1 step 1 is just sampled again). A problem stops when
-its chosen step holds the final answer, or after ``max_iterations`` generation rounds (rollbacks count).
+its chosen step holds the final answer, or after ``max_iterations`` generation rounds (rollbacks count), or
+when its partial solution no longer fits the policy's context.
 
 Choices the paper leaves open, made here:
 
@@ -56,6 +57,7 @@ from psr.core.prompts import judge_prompt, parse_score, parse_verdict, srlm_scor
 from psr.core.records import IOConfig, RecordWriter
 from psr.core.steps import format_steps, parse_steps, strip_step_prefix
 from psr.engines import Chat, Completion, Engine, EngineConfig, Sampling, Step, load_engine
+from psr.engines.base import step_chat
 
 MODES = ("psr", "srlm")
 
@@ -166,7 +168,7 @@ class _State:
     judge_calls: int = 0
     judge_failures: int = 0
     generated_tokens: int = 0
-    stop_reason: str | None = None  # "final" | "max_iterations"
+    stop_reason: str | None = None  # "final" | "max_iterations" | "context" (the prompt outgrew the model)
 
 
 def _seed(base: int, call: int) -> int:
@@ -195,6 +197,18 @@ def _judge(judge: Engine, chats: list[Chat], sampling: Sampling) -> list[list[Co
 def _advance(engine: Engine, states: list[_State], cfg: SearchConfig, call: int, judge: Engine | None = None) -> None:
     """One generation round for every state: sample, judge (``judge``, by default the policy itself), score,
     then choose or roll back."""
+    # A partial solution that has outgrown the policy's context ends its search (stop_reason "context")
+    # instead of failing the whole batch: a rerun would meet the same prompt again.
+    fits = engine.fits([step_chat(s.problem["question"], s.steps) for s in states])
+    if not all(fits):
+        warn(f"{fits.count(False)} problem(s) stopped: their partial solution no longer fits the policy's context "
+             f"({engine.max_len} tokens)")
+        for s, ok in zip(states, fits, strict=True):
+            if not ok:
+                s.stop_reason = "context"
+        states = [s for s, ok in zip(states, fits, strict=True) if ok]
+        if not states:
+            return
     sampling = Sampling(n=cfg.width, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_step_tokens,
                         seed=_seed(cfg.seed, 2 * call))
     cands: list[list[Step]] = engine.next_steps([(s.problem["question"], s.steps) for s in states], sampling)
