@@ -31,15 +31,21 @@ from psr.core.stats import wilson  # noqa: E402
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
 
-def correct_by_id(run: str, model: str, benchmark: str = "world") -> dict[str, bool]:
-    path = os.path.join(run, "evals", f"{model.lower()}.jsonl")
-    out = {}
-    with open(path) as fh:
-        for line in fh:
-            r = json.loads(line)
-            if r.get("benchmark") == benchmark:
-                out[r["id"]] = bool(r["correct"])
-    return out
+def world_correct(predictions: str) -> dict[str, bool]:
+    """id -> correct, for the world problems of an eval predictions file."""
+    with open(predictions) as fh:
+        return {r["id"]: bool(r["correct"]) for r in map(json.loads, fh) if r.get("benchmark") == "world"}
+
+
+def correct_by_id(run: str, model: str) -> dict[str, bool]:
+    return world_correct(os.path.join(run, "evals", f"{model.lower()}.jsonl"))
+
+
+def paired_gain(diffs: list[int]) -> tuple[float, float, float]:
+    """Mean of per-problem differences (d in {-1, 0, 1}) in points, with its normal 95% interval."""
+    mean = 100 * statistics.mean(diffs)
+    h = 100 * 1.96 * statistics.pstdev(diffs) / math.sqrt(len(diffs))
+    return mean, mean - h, mean + h
 
 
 def compare(runs: list[str], a: str, b: str) -> dict | None:
@@ -59,10 +65,9 @@ def compare(runs: list[str], a: str, b: str) -> dict | None:
         h = T975.get(len(per_seed) - 1, 1.96) * statistics.stdev(per_seed) / math.sqrt(len(per_seed))
     else:
         h = float("nan")
-    pooled = 100 * statistics.mean(diffs)
-    ph = 100 * 1.96 * statistics.pstdev(diffs) / math.sqrt(len(diffs))
+    pooled, lo, hi = paired_gain(diffs)
     return {"per_seed": per_seed, "mean": mean, "seed_ci": (mean - h, mean + h), "pooled": pooled,
-            "problem_ci": (pooled - ph, pooled + ph), "n": len(diffs)}
+            "problem_ci": (lo, hi), "n": len(diffs)}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
-import statistics
 import subprocess
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from demo_seeds import correct_by_id, paired_gain, world_correct  # noqa: E402  (bench/ is the script's folder)
 
 SOURCES = {"self": "ppd_m1.jsonl", "oracle": "ppd_m1_oracle.jsonl", "oracle-right": "ppd_m1_oracle_right.jsonl"}
 
@@ -47,11 +49,6 @@ def psr(*args) -> None:
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
 
 
-def correct(path: str) -> dict[str, bool]:
-    with open(path) as fh:
-        return {r["id"]: bool(r["correct"]) for r in map(json.loads, fh) if r.get("benchmark") == "world"}
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("runs", nargs="+")
@@ -61,7 +58,6 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     variants = [(float(v.split(":")[0]), float(v.split(":")[1])) for v in a.variants.split(",")]
     rows = []
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     for run in a.runs:
         right_pairs(run)
     for source in a.sources.split(","):
@@ -78,14 +74,12 @@ def main(argv: list[str] | None = None) -> None:
                     psr("eval", "-i", f"world={os.path.join(run, 'world', 'test.jsonl')}", "--model", out,
                         "-o", preds, "--summary", os.path.join(out, "summary.json"), "--max-tokens", 200,
                         "--overwrite")
-                base, new = correct(os.path.join(run, "evals", "m1.jsonl")), correct(preds)
+                base, new = correct_by_id(run, "m1"), world_correct(preds)
                 ids = sorted(set(base) & set(new))
                 diffs += [int(new[i]) - int(base[i]) for i in ids]
                 accs.append(100 * sum(new[i] for i in ids) / len(ids))
                 pairs.append(sum(1 for _ in open(os.path.join(run, ppd))))
-            mean = 100 * statistics.mean(diffs)
-            h = 100 * 1.96 * statistics.pstdev(diffs) / math.sqrt(len(diffs))
-            rows.append((source, lr, w, pairs, accs, mean, mean - h, mean + h))
+            rows.append((source, lr, w, pairs, accs, *paired_gain(diffs)))
     print(f"\nstep-DPO on M1's first-round pairs, beta {a.beta:g}, 1 epoch, batch 16; runs: {', '.join(a.runs)}\n")
     print("| pairs judged by | lr | sft weight | pairs per run | accuracy per run | gain over M1 | 95% CI (problems) |")
     print("|---|---|---|---|---|---|---|")

@@ -170,12 +170,7 @@ class Demo:
         M1 judges the held-out EFT split in both orders. The 95% interval (Wilson, counted over records,
         not judgments, since a record's two orders are not independent) must lie above 50%; otherwise the
         pairs its search makes rank steps no better than a coin, and step-DPO trains on noise."""
-        c = self.cfg
-        os.makedirs(self.p("evals"), exist_ok=True)
-        self.psr(f"eval: {name.upper()} as a step-wise judge on the held-out EFT split (the gate)", "eval",
-                 "--task", "judge", "-i", self.p("eft_test.jsonl"), "--model", self.p(name),
-                 "-o", self.p("evals", f"judge_{name}.jsonl"), "--summary", self.p("evals", f"judge_{name}.json"),
-                 "--name", name.upper(), "--max-tokens", c["max_tokens"], "--seed", self.seed)
+        self.judge_eval(name, " (the gate)")
         j = json.load(open(self.p("evals", f"judge_{name}.json")))
         n, acc = j.get("n") or 0, j.get("accuracy") or 0.0
         lo, hi = wilson(acc / 100 * n, n)
@@ -186,6 +181,14 @@ class Demo:
                       f"{n} records, both orders); {'passed' if gate['passed'] else 'NOT above chance: the pairs its search makes are noise'}[/{style}]")
         json.dump(gate, open(self.p("judge_gate.json"), "w"), indent=2)
         return gate
+
+    def judge_eval(self, name: str, note: str = "") -> None:
+        """``name`` judges the held-out EFT split in both orders -> evals/judge_<name>.json."""
+        os.makedirs(self.p("evals"), exist_ok=True)
+        self.psr(f"eval: {name.upper()} as a step-wise judge on the held-out EFT split{note}", "eval",
+                 "--task", "judge", "-i", self.p("eft_test.jsonl"), "--model", self.p(name),
+                 "-o", self.p("evals", f"judge_{name}.jsonl"), "--summary", self.p("evals", f"judge_{name}.json"),
+                 "--name", name.upper(), "--max-tokens", self.cfg["max_tokens"], "--seed", self.seed)
 
     def evaluate(self, models: list[str]) -> None:
         c = self.cfg
@@ -200,10 +203,7 @@ class Demo:
                      "-o", self.p("evals", f"{name}.jsonl"), "--summary", self.p("evals", f"{name}.json"),
                      "--name", name.upper(), "--max-tokens", c["max_tokens"], "--seed", self.seed)
         for name in [m for m in models if m != "m0"]:
-            self.psr(f"eval: {name.upper()} as a step-wise judge on the held-out EFT split", "eval",
-                     "--task", "judge", "-i", self.p("eft_test.jsonl"), "--model", self.p(name),
-                     "-o", self.p("evals", f"judge_{name}.jsonl"), "--summary", self.p("evals", f"judge_{name}.json"),
-                     "--name", name.upper(), "--max-tokens", c["max_tokens"], "--seed", self.seed)
+            self.judge_eval(name)
         self.psr("compare: accuracy by iteration", "eval", "--compare",
                  *[self.p("evals", f"{m}.json") for m in models], "--plot", self.p("accuracy.png"),
                  "--summary-md", self.p("accuracy.md"))
