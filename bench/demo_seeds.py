@@ -1,9 +1,10 @@
 """The embedded world's research result over several seeds: does self-rewarding improve the policy? (issue 9)
 
 Reads finished demo runs (``python -m psr.world.demo --srlm --oracle-judge --seed N --out runs/seedN``) and
-prints, as Markdown: held-out world accuracy of every model per seed, M1's judge gate, pairs trained on; then
-the gains that matter (M3 - M1 for PSRLM, S3 - M1 for the SRLM baseline, M3 - S3, and O3 - M1 for the
-oracle-judged control when the run has it) with two 95% intervals:
+prints, as Markdown: held-out world accuracy of every model per seed, M1's judge gate, S1's scoring accuracy,
+pairs trained on; then the gains that matter (M3 - M1 for PSRLM, S3 - S1 for the SRLM baseline from its own
+M1, S1 - M1 for the EFT format alone, M3 - S3, and O3 - M1 for the oracle-judged control when the run has it;
+runs made before the SRLM baseline had its own S1 give S3 - M1 instead) with two 95% intervals:
 
 - over seeds: mean of the per-seed differences +- t(0.975, seeds-1) * sd / sqrt(seeds) — what varies when
   the whole pipeline is rerun (data, M1, pairs), the interval the issue asks for;
@@ -80,28 +81,34 @@ def main(argv: list[str] | None = None) -> None:
     summaries = [json.load(open(os.path.join(r, "demo_summary.json"))) for r in runs]
     models = [m["model"] for m in summaries[0]["models"]]
     print(f"## Held-out world accuracy (%), {len(runs)} seeds\n")
-    print("| seed | " + " | ".join(models) + " | M1 judge accuracy (95% CI) | pairs made by M1 / M2 | "
-          "SRLM pairs made by M1 / S2 | oracle-judged pairs made by M1 / O2 |")
-    print("|" + "---|" * (len(models) + 5))
+    srlm_from = "S1" if "S1" in models else "M1"  # older runs branched the SRLM baseline off M1
+    print("| seed | " + " | ".join(models) + " | M1 judge accuracy (95% CI) | S1 score match / pair order | "
+          f"pairs made by M1 / M2 | SRLM pairs made by {srlm_from} / S2 | oracle-judged pairs made by M1 / O2 |")
+    print("|" + "---|" * (len(models) + 6))
     for s in summaries:
         acc = {m["model"]: m["benchmarks"].get("world") for m in s["models"]}
         pairs = {m["model"]: m["trained_on_pairs"] for m in s["models"]}
+        s1 = next((m for m in s["models"] if m["model"] == "S1"), {})
         gate = s.get("judge_gate") or {}
         ci = gate.get("ci95") or ["-", "-"]
         print(f"| {s['seed']} | " + " | ".join(f"{acc.get(m, float('nan')):.1f}" for m in models) +
-              f" | {gate.get('accuracy', float('nan')):.1f} ({ci[0]}-{ci[1]}) | {pairs.get('M2')} / {pairs.get('M3')} "
+              f" | {gate.get('accuracy', float('nan')):.1f} ({ci[0]}-{ci[1]}) "
+              f"| {s1.get('judge_accuracy')} / {s1.get('judge_pair_order_accuracy')} "
+              f"| {pairs.get('M2')} / {pairs.get('M3')} "
               f"| {pairs.get('S2')} / {pairs.get('S3')} | {pairs.get('O2')} / {pairs.get('O3')} |")
     n_test = len(correct_by_id(runs[0], "M1"))
     means = {m: statistics.mean(s2["models"][models.index(m)]["benchmarks"]["world"] for s2 in summaries)
              for m in models}
     lo_hi = {m: wilson(means[m] / 100 * n_test * len(runs), n_test * len(runs)) for m in models}
-    print("| mean | " + " | ".join(f"{means[m]:.1f}" for m in models) + " | | | | |")
-    print("| 95% CI (problems) | " + " | ".join(f"{lo_hi[m][0]:.1f}-{lo_hi[m][1]:.1f}" for m in models) + " | | | | |")
+    print("| mean | " + " | ".join(f"{means[m]:.1f}" for m in models) + " | | | | | |")
+    print("| 95% CI (problems) | " + " | ".join(f"{lo_hi[m][0]:.1f}-{lo_hi[m][1]:.1f}" for m in models)
+          + " | | | | | |")
     print(f"\n## Gains in accuracy points ({n_test} held-out problems a seed)\n")
     print("| comparison | per seed | mean | 95% CI over seeds | pooled per problem | 95% CI over problems |")
     print("|---|---|---|---|---|---|")
     for a_, b_, what in (("M2", "M1", "PSRLM round 1"), ("M3", "M1", "PSRLM, two rounds"),
-                         ("S2", "M1", "SRLM round 1"), ("S3", "M1", "SRLM, two rounds"),
+                         ("S1", "M1", "SRLM's own M1: scoring vs pairwise EFT"),
+                         ("S2", srlm_from, "SRLM round 1"), ("S3", srlm_from, "SRLM, two rounds"),
                          ("M3", "S3", "PSRLM vs SRLM, same budget"),
                          ("O2", "M1", "oracle-judged control, round 1"), ("O3", "M1", "oracle-judged control, two rounds"),
                          ("M3", "O3", "self-judged vs oracle-judged")):

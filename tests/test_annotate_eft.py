@@ -13,8 +13,9 @@ from helpers import PSR, read_jsonl, write_jsonl
 from servers import ChatServer
 
 from psr.core.errors import InputError
-from psr.core.prompts import judge_prompt, parse_verdict
+from psr.core.prompts import judge_prompt, parse_score, parse_verdict, srlm_score_prompt
 from psr.core.records import IOConfig, read_records
+from psr.core.steps import format_steps
 from psr.engines import EngineConfig
 from psr.stages import annotate_eft as ann
 from psr.world.generator import generate_problems
@@ -220,3 +221,78 @@ def test_bad_usage_and_input_exit_2(tmp_path):
     for words in ("Reads candidate pair records", "Writes EFT records", "default engine openai", "paper: 500",
                   "default: 128"):
         assert words in text.replace("[", "").replace("]", ""), words
+
+
+# -- --format scoring: the SRLM baseline's judge data ----------------------------------------------
+
+
+def test_scoring_format_with_the_oracle_end_to_end(tmp_path):
+    pairs = world_pairs(60)
+    flipped = [{**p, "id": p["id"] + "-flip", "chosen": p["rejected"], "rejected": p["chosen"]} for p in pairs[:5]]
+    tie = [{**p, "id": p["id"] + "-tie", "chosen_score": 0.5, "rejected_score": 0.5} for p in pairs[:3]]
+    src = write_jsonl(tmp_path / "pairs.jsonl", pairs + flipped + tie)
+    out, test = str(tmp_path / "eft_scoring.jsonl"), str(tmp_path / "eft_scoring_test.jsonl")
+    cfg = ann.AnnotateConfig(format="scoring", test_size=30, test_output=test, chunk_size=16)
+    counts = ann.run(IOConfig([src], out), cfg, engine=CountingOracle())
+    assert set(ann.SCORING_DROPS) <= set(counts) and "no_verdict" not in counts
+    assert counts["kept"] + sum(counts[d] for d in ann.SCORING_DROPS) == len(pairs) + 8
+    assert counts["prm_tie"] == 3 and counts["no_score"] == 0
+    # The reference step always scores at least as high as a wrong one, so a flipped pair is dropped whole.
+    assert counts["disagrees_with_prm"] + counts["score_tie"] >= 5
+    # A later step of a long problem can tie (3 of 4 events right and 2 of 4 both score 3).
+    assert counts["score_tie"] > 0 and counts["kept"] > len(pairs) / 2
+    train, held = read_records(out, "eft_scoring"), read_records(test, "eft_scoring")
+    assert len(train) + len(held) == 2 * counts["kept"] and counts["train"] + counts["test"] == 2 * counts["kept"]
+    assert sum(counts["scores"].values()) == 2 * counts["kept"]
+    by_id = {p["id"]: p for p in pairs + flipped}
+    recs = train + held
+    for r in recs:
+        p = by_id[r["pair_id"]]
+        assert r["id"] == f"{p['id']}/{r['role']}" and r["format"] == "scoring"
+        # The response is the partial solution rendered as the srlm search renders a solution.
+        assert r["response"] == format_steps([*p["previous_steps"], p[r["role"]]])
+        assert r["judgment"] == OracleEngine().respond(srlm_score_prompt(r["question"], r["response"]))
+        assert r["score"] == parse_score(r["judgment"])
+    pairs_kept: dict[str, dict] = {}
+    for r in recs:
+        pairs_kept.setdefault(r["pair_id"], {})[r["role"]] = r["score"]
+    assert all(set(s) == {"chosen", "rejected"} and s["chosen"] > s["rejected"] for s in pairs_kept.values())
+    # Held out by whole questions (so a pair is never split), at least 30 records.
+    assert not {r["question"] for r in train} & {r["question"] for r in held} and len(held) >= 30
+    assert {r["pair_id"] for r in train}.isdisjoint({r["pair_id"] for r in held})
+    # Resume: nothing is judged again and nothing changes.
+    before = (open(out).read(), open(test).read())
+    engine = CountingOracle()
+    again = ann.run(IOConfig([src], out), cfg, engine=engine)
+    assert again["kept"] == 0 and engine.calls == [] and (open(out).read(), open(test).read()) == before
+
+
+def test_scoring_responses_match_what_the_srlm_search_scores():
+    # The SRLM search scores the policy's whole text; the oracle policy writes "Step n:" lines, as a trained
+    # model does. Training responses must look exactly like that (here: a whole solution as one pair).
+    from psr.stages.search import SearchConfig, iter_srlm
+
+    probs = generate_problems(5, seed=2)
+    trajs = [t for batch in iter_srlm(OracleEngine(), probs, SearchConfig(mode="srlm", width=2)) for t in batch]
+    for p, t in zip(probs, trajs, strict=True):
+        pair = {"previous_steps": p["steps"][:-1], "chosen": p["steps"][-1], "rejected": "x"}
+        assert ann.scoring_responses(pair)[0] == t["samples"][0]
+        assert t["sample_scores"] == [5, 5]  # the oracle scores its own right solutions 5
+
+
+def test_scoring_format_cli_counts_drops_and_refuses_a_bad_format(tmp_path):
+    pairs = world_pairs(10)
+    src = write_jsonl(tmp_path / "pairs.jsonl", pairs + [{**pairs[0], "id": "tie", "chosen_score": 0.5,
+                                                          "rejected_score": 0.5}])
+    out = tmp_path / "eft_scoring.jsonl"
+    res = subprocess.run([*PSR, "annotate-eft", "--format", "scoring", "--engine", "oracle", "-i", src, "-o",
+                          str(out)], capture_output=True, text=True, env={**os.environ, "PSR_QUIET": "0"})
+    assert res.returncode == 0, res.stderr
+    err = " ".join(res.stderr.split())
+    assert "annotate-eft (scoring): kept" in err and f"of {len(pairs) + 1} pairs" in err
+    for words in ("prm tie: 1", "no score: 0", "score tie:", "disagrees with prm:"):
+        assert words in err, words
+    assert read_records(str(out), "eft_scoring")
+    res = subprocess.run([*PSR, "annotate-eft", "--format", "votes", "--engine", "oracle", "-i", src, "-o",
+                          str(tmp_path / "x.jsonl")], capture_output=True, text=True)
+    assert res.returncode == 2 and "--format must be one of pairwise, scoring" in res.stderr

@@ -272,6 +272,53 @@ def test_judge_position_bias_and_missing_verdicts(tmp_path):
     assert s["agreement"] == 0.0 and s["accuracy_both_orders"] == 0.0
 
 
+def scoring_records():
+    """Three pairs (chosen scored 3, rejected 1 by the reference judge); responses name their pair and role."""
+    return [{"id": f"p{i}/{role}", "pair_id": f"p{i}", "question": f"Q{i}", "response": f"Step 1: {role} {i}",
+             "judgment": f"ref Score: {score}", "score": score, "role": role, "format": "scoring"}
+            for i in range(3) for role, score in (("chosen", 3), ("rejected", 1))]
+
+
+def test_judge_scoring_records(tmp_path):
+    # p0: both scores right; p1: right order, chosen off by one; p2: a tie, and the rejected one has no score.
+    said = {"chosen 0": "Score: 3", "rejected 0": "Score: 1", "chosen 1": "Score: 4", "rejected 1": "Score: 1",
+            "chosen 2": "Score: 2", "rejected 2": "I cannot score this."}
+    engine = ScriptedEngine(lambda c: said[c.user.split("<response>Step 1: ")[1].split("</response>")[0]])
+    path = write_jsonl(tmp_path / "eft_scoring_test.jsonl", scoring_records())
+    io = IOConfig(inputs=[path], output=str(tmp_path / "judge.jsonl"))
+    s = ev.run(io, EngineConfig(model="scripted"), ev.EvalConfig(task="judge", summary=str(tmp_path / "S1.json")),
+               engine=engine)
+    assert engine.calls == [6]  # one scoring prompt a record, no swapped order
+    assert s["format"] == "scoring" and s["n"] == 6 and s["pairs"] == 3
+    assert s["accuracy"] == 50.0  # p0 both, p1 rejected; p2 neither
+    assert s["no_score_rate"] == round(100 / 6, 2) and s["within_one"] == round(500 / 6, 2)
+    assert s["pair_order_accuracy"] == round(200 / 3, 2) and s["pair_tie_rate"] == 0.0
+    assert s["mean_abs_error"] == round((0 + 0 + 1 + 0 + 1) / 5, 3)
+    preds = {p["id"]: p for p in read_jsonl(tmp_path / "judge.jsonl")}
+    assert preds["p1/chosen"]["score"] == 4 and preds["p1/chosen"]["label_score"] == 3
+    assert preds["p2/rejected"]["score"] is None and preds["p2/rejected"]["correct"] is False
+    # The same summary again from the predictions alone, and a comparison of scorers by iteration.
+    again = ev.summarize_file([str(tmp_path / "judge.jsonl")], ev.EvalConfig(task="judge"))
+    assert {k: again[k] for k in ("accuracy", "pair_order_accuracy")} == {k: s[k] for k in ("accuracy",
+                                                                                           "pair_order_accuracy")}
+    assert "| pair_order_accuracy | 66.7 |" in (tmp_path / "S1.md").read_text()
+    (tmp_path / "S2.json").write_text(json.dumps({**s, "name": "S2", "accuracy": 60.0}))
+    md = ev.compare([str(tmp_path / "S1.json"), str(tmp_path / "S2.json")])["markdown"]
+    assert "| model | accuracy | within_one | pair_order_accuracy |" in md and "| S2 | 60.0 (+10.0) |" in md
+
+
+def test_judge_refuses_pairwise_and_scoring_records_in_one_run(tmp_path):
+    path = write_jsonl(tmp_path / "mixed.jsonl", eft_records(2) + scoring_records())
+    io = IOConfig(inputs=[path], output=str(tmp_path / "judge.jsonl"))
+    with pytest.raises(InputError, match="not both"):
+        ev.run(io, EngineConfig(model="scripted"), ev.EvalConfig(task="judge"), engine=ScriptedEngine(str))
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{**scoring_records()[0], "score": 9}])
+    with pytest.raises(InputError) as e:
+        ev.run(IOConfig(inputs=[bad], output=str(tmp_path / "j.jsonl")), EngineConfig(model="scripted"),
+               ev.EvalConfig(task="judge"), engine=ScriptedEngine(str))
+    assert (e.value.path, e.value.line) == (bad, 1) and "must be 0 to 5" in e.value.message
+
+
 # ---------------------------------------------------------------------------------------------
 # Comparing iterations
 

@@ -11,7 +11,7 @@ import pytest
 from helpers import write_jsonl
 
 from psr.core.errors import InputError
-from psr.core.prompts import judge_prompt, step_prompt
+from psr.core.prompts import judge_prompt, srlm_score_prompt, step_prompt
 from psr.core.steps import format_steps
 from psr.stages import sft
 from psr.training import sft as sft_training
@@ -58,6 +58,42 @@ def test_labels_cover_only_the_assistant_turn(tiny_model_dir, tmp_path):
         assert tok.decode(ids[first:]) == assistant + tok.eos_token + "\n"
     assert sft_training.ift_chat(recs[0]) == (step_prompt(recs[0]["question"]), format_steps(recs[0]["steps"]))
     assert sft_training.eft_chat(EFT)[0] == judge_prompt(EFT["question"], [], EFT["step_a"], EFT["step_b"])
+
+
+# annotate-eft --format scoring: the SRLM baseline's judge data
+SCORING = {"id": "p0/chosen", "pair_id": "p0", "question": "What is 2 + 3?", "response": "Step 1: 2 + 3 = 5.",
+           "judgment": "All 1 steps are right. Score: 5", "score": 5, "role": "chosen", "format": "scoring"}
+
+
+def test_scoring_eft_record_trains_the_scoring_prompt(tiny_model_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    path = write_jsonl(tmp_path / "mixed.jsonl", [ift_records()[0], EFT, SCORING])
+    recs = sft.read_sft_records([path])  # IFT, pairwise and scoring EFT may share a file
+    assert sft_training.eft_chat(recs[2]) == (srlm_score_prompt(SCORING["question"], SCORING["response"]),
+                                              SCORING["judgment"])
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    examples, too_long = sft_training.build_examples(tok, recs, max_length=4096)
+    assert too_long == [] and len(examples) == 3
+    ex = examples[2]
+    first = ex["completion_mask"].index(1)
+    assert tok.decode(ex["input_ids"][first:]) == SCORING["judgment"] + tok.eos_token + "\n"
+    # Longer than --max-length: left out and named, as any record.
+    assert sft_training.build_examples(tok, [SCORING], max_length=len(ex["input_ids"]) - 1)[1] == ["p0/chosen"]
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"response": None}, "missing field 'response' (eft_scoring record)"),
+    ({"response": "  "}, "field 'response' is empty (eft_scoring record)"),
+    ({"score": 7}, "field 'score' must be 0 to 5"),
+    ({"score": "5"}, "field 'score' must be a integer"),
+])
+def test_malformed_scoring_record_names_file_and_line(tmp_path, change, message):
+    bad = {k: v for k, v in {**SCORING, **change}.items() if v is not None}
+    path = write_jsonl(tmp_path / "eft_scoring.jsonl", [EFT, bad])
+    with pytest.raises(InputError) as e:
+        sft.read_sft_records([path])
+    assert (e.value.path, e.value.line) == (path, 2) and message in str(e.value)
 
 
 def test_short_run_learns_the_step_format_and_counts_long_records(tiny_model_dir, tmp_path):

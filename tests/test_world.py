@@ -11,9 +11,16 @@ import pytest
 from helpers import PSR
 
 from psr.core.errors import PsrError
-from psr.core.prompts import judge_prompt, parse_verdict, segment_prompt, step_prompt
+from psr.core.prompts import (
+    judge_prompt,
+    parse_score,
+    parse_verdict,
+    segment_prompt,
+    srlm_score_prompt,
+    step_prompt,
+)
 from psr.core.records import read_records, validate
-from psr.core.steps import parse_steps
+from psr.core.steps import format_steps, parse_steps
 from psr.engines import EngineConfig, Sampling, load_engine
 from psr.engines.base import Chat
 from psr.world.generator import generate_problems, parse_equation, parse_question, split_of
@@ -24,7 +31,9 @@ from psr.world.oracle import (
     corrupt_step,
     judge,
     label_step,
+    parse_score_prompt,
     prm_examples,
+    score_solution,
 )
 
 # A hand-written world problem: 8 - 3 = 5, then 5 + 4 = 9.
@@ -200,6 +209,72 @@ def test_judge_prompt_round_trip_on_generated_problems():
         bad = corrupt_step(p, k, "wrong_sum", rng)
         assert parse_judge_prompt(judge_prompt(p["question"], p["steps"][:k], bad, p["steps"][k])) == (
             p["question"], p["steps"][:k], bad, p["steps"][k])
+
+
+# -- the oracle as Yuan et al.'s 0-5 solution scorer (the SRLM baseline's judge) ------------------
+
+# Three events: 8 - 3 = 5, 5 + 4 = 9, 9 * 2 = 18.
+Q3 = ("Tom has 8 apples. Then he gives away 3 apples. Then he finds 4 more apples. Then he doubles the number of "
+      "apples. How many apples does Tom have now?")
+MID_2 = "Tom then finds 4 more apples to add to his 5, so 5 + 4 = 9."
+RIGHT_3 = "Tom then doubles his 9 apples, so 9 * 2 = \\boxed{18}."
+WRONG_SUM_3 = "Tom then doubles his 9 apples, so 9 * 2 = \\boxed{16}."
+
+
+def score(question, steps):
+    """What the oracle engine answers to the scoring prompt on these steps, rendered as the search renders them."""
+    text = OracleEngine().generate([Chat(srlm_score_prompt(question, format_steps(steps)))], Sampling())[0][0].text
+    return parse_score(text), text
+
+
+@pytest.mark.parametrize("question,steps,want,says", [
+    (Q, [RIGHT_1, RIGHT_2], 5, "All 2 steps are right and Step 2 boxes 9"),
+    (Q3, [RIGHT_1, MID_2, RIGHT_3], 5, "All 3 steps are right"),
+    (Q3, [RIGHT_1, MID_2, "Tom then doubles his 9 apples, so 9 * 2 = 18."], 4, "no answer is boxed"),
+    (Q, [RIGHT_1, WRONG_BOX_2], 4, "Step 2 computes 5 + 4 = 9, which is right, but it boxes 10"),
+    (Q, [RIGHT_1, RIGHT_2, "Tom then has 9 + 0 = 9 apples."], 4, "Step 3 computes 9 + 0 = 9, which is wrong: the "
+                                                                "question has no event left"),
+    (Q3, [RIGHT_1, MID_2, WRONG_SUM_3], 3, "Step 3 computes 9 * 2 = 16, which is wrong: 9 * 2 is 18"),
+    (Q3, [RIGHT_1, MID_2], 3, "Steps 1 to 2 are right, then it stops"),
+    (Q, [RIGHT_1, "Tom then finds 4 more apples to add to his 5, so 5 + 4 = \\boxed{10}."], 2,
+     "Step 2 computes 5 + 4 = 10, which is wrong: 5 + 4 is 9"),  # a wrong sum in step 2
+    (Q, [RIGHT_1, WRONG_QUANTITY_2], 2, "Step 2 computes 8 + 4 = 12, which is wrong: it should start from 5, "
+                                       "the result of Step 1"),  # a wrong quantity
+    (Q, [RIGHT_1, RIGHT_1], 2, "Step 2 repeats Step 1, which is wrong"),  # a copied step
+    (Q, [RIGHT_1], 2, "Step 1 is right, then it stops"),
+    (Q, [WRONG_QUANTITY_1, RIGHT_2], 1, "Step 1 computes 9 - 3 = 6, which is wrong: it should start from 8"),
+    (Q, [WRONG_SUM_1], 1, "Step 1 computes 8 - 3 = 6, which is wrong: 8 - 3 is 5"),
+    (Q, ["I like apples a lot."], 0, "No equation uses the question's numbers"),
+    (Q, ["So 20 + 30 = 50."], 0, "No equation uses the question's numbers"),
+    (Q, [], 0, "The response is empty"),  # an empty response
+])
+def test_oracle_scores_solutions_hand_written(question, steps, want, says):
+    got, text = score(question, steps)
+    assert got == want, text
+    assert says in text and text.endswith(f"Score: {want}")
+    assert len(text.split()) < 100
+
+
+def test_solution_scores_never_fall_as_a_solution_gets_further():
+    rng = random.Random(0)
+    for p in generate_problems(100, seed=3):
+        for k in range(len(p["steps"]) + 1):
+            right = score_solution(p["world"], format_steps(p["steps"][:k]))[0]
+            if k < len(p["steps"]):
+                assert right <= score_solution(p["world"], format_steps(p["steps"][:k + 1]))[0]
+                bad = corrupt_step(p, k, rng.choice(CORRUPTIONS), rng)
+                if bad is not None:  # a wrong next step scores no higher than stopping before it
+                    assert score_solution(p["world"], format_steps(p["steps"][:k] + [bad]))[0] <= \
+                        score_solution(p["world"], format_steps(p["steps"][:k + 1]))[0]
+        assert score_solution(p["world"], format_steps(p["steps"]))[0] == 5
+
+
+def test_score_prompt_round_trip_and_questions_outside_the_world():
+    for p in generate_problems(10, seed=4):
+        response = format_steps(p["steps"][:2])
+        assert parse_score_prompt(srlm_score_prompt(p["question"], response)) == (p["question"], response)
+    assert parse_score_prompt(judge_prompt(Q, [], RIGHT_1, WRONG_SUM_1)) is None
+    assert parse_score(OracleEngine().respond(srlm_score_prompt("What is 2 + 2?", "Step 1: 2 + 2 = 4"))) is None
 
 
 # -- the oracle's other roles -----------------------------------------------------------------

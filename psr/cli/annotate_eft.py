@@ -20,10 +20,18 @@ inconsistent, disagrees with PRM. Writes EFT records (id, question, previous_ste
 judgment, label "A"/"B", chosen_score, rejected_score); the better step's position is about half A, half B
 (a hash of --seed and the pair id).
 
+--format scoring (default: pairwise) makes the SRLM baseline's judge data from the same pairs: the judge
+scores two responses a pair, previous_steps + chosen and previous_steps + rejected as "Step n:" lines (as
+psr search --mode srlm renders solutions), with Yuan et al.'s 0-5 solution-scoring prompt. A pair is kept
+when both judgments end in "Score: n" and the chosen response scores higher; drops: prm tie, no score,
+score tie, disagrees with PRM. A kept pair writes two records (id PAIR/chosen and PAIR/rejected: pair_id,
+question, response, judgment, score, role, prm_score, format "scoring").
+
 --test-size N (paper: 500) with --test-output PATH holds out whole questions: test records move from -o to
---test-output when judging ends, and no question is in both. Judge prompts of --chunk-size pairs go to the
-engine in one call, so the openai engine's --concurrency applies. Resumes by pair id (dropped pairs are
-remembered in OUTPUT.done); --shard K/N (each shard holds out its own --test-size), --limit N.
+--test-output when judging ends, and no question is in both (N counts records: two a pair with scoring).
+Judge prompts of --chunk-size pairs go to the engine in one call, so the openai engine's --concurrency
+applies. Resumes by pair id (dropped pairs are remembered in OUTPUT.done); --shard K/N (each shard holds out
+its own --test-size), --limit N.
 """
 
 
@@ -35,6 +43,8 @@ def annotate_eft(
     overwrite: O.Overwrite = False,
     limit: O.Limit = None,
     shard: O.Shard = None,
+    format: Annotated[str, typer.Option("--format", help="pairwise (Figure 5, PSRLM) | scoring (Yuan et al.'s "
+                                        "0-5 prompt, the SRLM baseline).")] = "pairwise",
     test_size: Annotated[int, typer.Option("--test-size", help="EFT records to hold out (paper: 500); 0: none.")] = 0,
     test_output: Annotated[str | None, typer.Option("--test-output", help="JSONL path of the held-out split.")]
     = None,
@@ -47,6 +57,6 @@ def annotate_eft(
 ) -> None:
     from psr.stages import annotate_eft as stage
 
-    cfg = stage.AnnotateConfig(test_size=test_size, test_output=test_output, max_tokens=max_tokens,
+    cfg = stage.AnnotateConfig(format=format, test_size=test_size, test_output=test_output, max_tokens=max_tokens,
                                temperature=temperature, chunk_size=chunk_size, seed=engine_cfg.seed)
     stage.run(O.io_config(inputs, output, overwrite, limit, shard), cfg, engine_cfg)

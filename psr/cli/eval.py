@@ -25,7 +25,10 @@ splits the run and the shards' outputs concatenate to the full run; --limit N ta
 problems of EACH benchmark.
 
 JUDGE (--task judge): reads EFT records (id, question, previous_steps, step_a, step_b, label), judges
-each with the Figure 5 prompt in both orders, and writes one record per EFT record.
+each with the Figure 5 prompt in both orders, and writes one record per EFT record. Scoring-format EFT
+records (annotate-eft --format scoring: id, pair_id, question, response, score) are scored once each with
+Yuan et al.'s 0-5 prompt: exact score agreement, within one point, and for each pair whether the better
+response scores strictly higher (pair order accuracy).
 
 Both print a summary table on stderr: accuracy (percent) per benchmark and the average, with step
 statistics (steps per solution; tokens per step in the model's tokenizer; characters per step), or the

@@ -11,9 +11,11 @@ from psr.stages import sft as stage
     "sft",
     help=(
         "Supervised fine-tuning M0 -> M1 (paper §3.2) on TRL's SFTTrainer. Reads IFT records (id, question, steps) "
-        "and EFT records (id, question, previous_steps, step_a, step_b, judgment), mixed in any -i files. IFT "
-        "trains user: Figure 4 prompt -> assistant: the steps as 'Step n: ...' lines; EFT trains user: Figure 5 "
-        "judge prompt -> assistant: the judgment. Loss on the assistant turn only. Paper defaults: 3 epochs, "
+        "and EFT records (id, question, previous_steps, step_a, step_b, judgment; or scoring-format: id, question, "
+        "response, judgment, score, format 'scoring'), mixed in any -i files. IFT trains user: Figure 4 prompt -> "
+        "assistant: the steps as 'Step n: ...' lines; EFT trains user: Figure 5 judge prompt (scoring: Yuan et "
+        "al.'s 0-5 prompt on the response) -> assistant: the judgment. Loss on the assistant turn only. Records "
+        "longer than --max-length tokens are left out and counted, not truncated. Paper defaults: 3 epochs, "
         "lr 1e-6, effective batch 32. " + LAUNCH_HELP.format(cmd="sft")
     ),
 )

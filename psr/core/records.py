@@ -38,6 +38,10 @@ SCHEMAS: dict[str, dict[str, tuple[str, bool]]] = {
              "rejected": (STR, True), "chosen_score": (NUMBER, True), "rejected_score": (NUMBER, True)},
     "eft": {"id": (STR, True), "question": (STR, True), "previous_steps": (STR_LIST, True), "step_a": (STR, True),
             "step_b": (STR, True), "judgment": (STR, True), "label": (STR, True)},
+    # annotate-eft --format scoring: one record a scored response (Yuan et al.'s 0-5 prompt); the two
+    # responses of a pair share ``pair_id``.
+    "eft_scoring": {"id": (STR, True), "question": (STR, True), "response": (STR, True), "judgment": (STR, True),
+                    "score": (INT, True), "format": (STR, True), "pair_id": (STR, False)},
     "ppd": {"id": (STR, True), "question": (STR, True), "previous_steps": (STR_LIST, True), "chosen": (STR, True),
             "rejected": (STR, True), "scores": (NUMBER_LIST, False), "step_index": (INT, False),
             "is_final": (BOOL, True)},
@@ -45,7 +49,7 @@ SCHEMAS: dict[str, dict[str, tuple[str, bool]]] = {
     "gradable": {"id": (STR, True), "output": (STR, True), "answer": (STR, True)},  # psr grade
 }
 # Fields that must not be empty strings: an empty question or id is never usable.
-NON_EMPTY = {"id", "question", "prompt", "chosen", "step_a", "step_b"}
+NON_EMPTY = {"id", "question", "prompt", "chosen", "step_a", "step_b", "response"}
 
 
 def _kind_ok(kind: str, v: Any) -> bool:
@@ -80,7 +84,17 @@ def validate(rec: Any, kind: str | None) -> str | None:
         return "'completions' and 'labels' differ in length (prm record)"
     if kind == "eft" and rec["label"] not in ("A", "B"):
         return f"field 'label' must be \"A\" or \"B\", got {rec['label']!r} (eft record)"
+    if kind == "eft_scoring" and rec["format"] != "scoring":
+        return f"field 'format' must be \"scoring\", got {rec['format']!r} (eft_scoring record)"
+    if kind == "eft_scoring" and not 0 <= rec["score"] <= 5:
+        return f"field 'score' must be 0 to 5, got {rec['score']} (eft_scoring record)"
     return None
+
+
+def eft_kind(rec: Any) -> str:
+    """The record type of an EFT record: ``eft_scoring`` when it says ``"format": "scoring"``, else ``eft``
+    (pairwise records carry no format field)."""
+    return "eft_scoring" if isinstance(rec, dict) and rec.get("format") == "scoring" else "eft"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -117,9 +131,12 @@ def iter_lines(path: str) -> Iterator[tuple[int, dict]]:
         raise InputError("input is empty (no records)", name, 1)
 
 
-def read_records(paths: str | Iterable[str], kind: str | None = None, *, unique_ids: bool = True,
+def read_records(paths: str | Iterable[str], kind=None, *, unique_ids: bool = True,
                  convert=None) -> list[dict]:
     """Read and validate every record of every path (``-`` is stdin).
+
+    ``kind`` is a record type of SCHEMAS, None (any JSON object), or a function of the record that
+    names its type (e.g. :func:`eft_kind`, for files that may hold either EFT format).
 
     ``convert(rec) -> rec | list[rec]`` may turn a foreign format (e.g. PRM800K) into the contract
     before validation; it raises ValueError for a record it cannot convert.
@@ -139,7 +156,7 @@ def read_records(paths: str | Iterable[str], kind: str | None = None, *, unique_
                     raise InputError(f"cannot convert record: {e}", name, lineno) from None
                 recs = got if isinstance(got, list) else [got]
             for rec in recs:
-                problem = validate(rec, kind)
+                problem = validate(rec, kind(rec) if callable(kind) else kind)
                 if problem:
                     raise InputError(problem, name, lineno)
                 if unique_ids and "id" in rec:

@@ -13,8 +13,20 @@ A kept pair becomes one EFT record in one of its two orders, with that order's j
 order is a hash of (seed, pair id), so about half the records have the better step as A, the
 choice never depends on the judge, and a resumed or sharded run makes the same choice.
 
+``--format scoring`` makes the SRLM baseline's judge data (Yuan et al.'s LLM-as-a-judge format)
+from the same pairs: each pair gives two responses, the partial solution so far ending in the
+chosen step and the same ending in the rejected step, rendered as ``Step n:`` lines exactly as
+``psr search --mode srlm`` renders the solutions it scores. The judge scores each with the 0-5
+solution-scoring prompt; the pair is kept when both scores parse and the PRM's order holds
+(chosen scores higher), mirroring the pairwise filter. Drops: ``prm_tie``; ``no_score`` (a
+judgment without ``Score: n``); ``score_tie`` (equal scores: no preference to confirm);
+``disagrees_with_prm`` (the rejected response scores higher). A kept pair writes two records,
+one a response (a judge is trained and used on one response at a time), sharing ``pair_id``, so
+a pair is always kept or dropped whole and eval can measure the pair's order.
+
 ``--test-size N`` holds out whole questions: questions are ranked by a hash of (seed, question)
-and taken in that order until the held-out records reach N, so a question is never in both files
+and taken in that order until the held-out records reach N (scoring: two records a pair, so a
+pair is never split), so a question is never in both files
 and rerunning gives the same split. The split is made when judging ends: test records move from
 ``--output`` to ``--test-output``.
 """
@@ -27,15 +39,19 @@ from dataclasses import dataclass
 
 from psr.core.errors import InputError
 from psr.core.log import info, progress, warn
-from psr.core.prompts import judge_prompt, parse_verdict
+from psr.core.prompts import judge_prompt, parse_score, parse_verdict, srlm_score_prompt
 from psr.core.records import IOConfig, RecordWriter, read_records, write_records
+from psr.core.steps import format_steps
 from psr.engines.base import Chat, EngineConfig, Sampling
 
+FORMATS = ("pairwise", "scoring")
 DROPS = ("prm_tie", "no_verdict", "inconsistent", "disagrees_with_prm")
+SCORING_DROPS = ("prm_tie", "no_score", "score_tie", "disagrees_with_prm")
 
 
 @dataclass
 class AnnotateConfig:
+    format: str = "pairwise"  # pairwise: Figure 5 (PSRLM) | scoring: Yuan et al.'s 0-5 prompt (SRLM baseline)
     test_size: int = 0
     test_output: str | None = None
     max_tokens: int = 4096  # reasoning judges (o1-style) spend hidden tokens inside this bound
@@ -74,8 +90,39 @@ def eft_record(pair: dict, judgment_chosen_a: str, judgment_chosen_b: str, seed:
     return rec
 
 
+def scoring_responses(pair: dict) -> tuple[str, str]:
+    """The pair's two responses as the SRLM search's judge sees a solution: ``Step n:`` lines, the
+    previous steps then the chosen (first) or the rejected step."""
+    return (format_steps([*pair["previous_steps"], pair["chosen"]]),
+            format_steps([*pair["previous_steps"], pair["rejected"]]))
+
+
+def classify_scores(score_chosen: int | None, score_rejected: int | None) -> str:
+    """'keep' or the drop reason, from the scores of the chosen and the rejected response."""
+    if score_chosen is None or score_rejected is None:
+        return "no_score"
+    if score_chosen == score_rejected:
+        return "score_tie"
+    return "keep" if score_chosen > score_rejected else "disagrees_with_prm"
+
+
+def scoring_records(pair: dict, judgments: tuple[str, str]) -> list[dict]:
+    """The two records of a kept pair (chosen first); ``prm_score`` is the PRM's P(+) of its step."""
+    return [{"id": f"{pair['id']}/{role}", "pair_id": pair["id"], "question": pair["question"], "response": resp,
+             "judgment": j, "score": parse_score(j), "role": role, "prm_score": pair[f"{role}_score"],
+             "format": "scoring"}
+            for role, resp, j in zip(("chosen", "rejected"), scoring_responses(pair), judgments, strict=True)]
+
+
+def _kind(cfg: AnnotateConfig) -> str:
+    return "eft" if cfg.format == "pairwise" else "eft_scoring"
+
+
 def run(io: IOConfig, cfg: AnnotateConfig, engine_cfg: EngineConfig | None = None, engine=None) -> dict:
-    """Judge every pair; returns counts: ``kept``, each of DROPS, ``label_a``, ``label_b``, ``train``, ``test``."""
+    """Judge every pair; returns counts: ``kept``, each drop reason of the format (DROPS or SCORING_DROPS),
+    ``train``, ``test``, and ``label_a``, ``label_b`` (pairwise) or ``scores`` (scoring: records per score)."""
+    if cfg.format not in FORMATS:
+        raise InputError(f"--format must be one of {', '.join(FORMATS)}, got {cfg.format!r}")
     if cfg.test_size < 0:
         raise InputError(f"--test-size must be >= 0, got {cfg.test_size}")
     if cfg.test_size and not cfg.test_output:
@@ -84,15 +131,15 @@ def run(io: IOConfig, cfg: AnnotateConfig, engine_cfg: EngineConfig | None = Non
         raise InputError("--test-size needs --output PATH (the split rewrites it when judging ends)")
     if cfg.test_output and os.path.abspath(cfg.test_output) == os.path.abspath(io.output):
         raise InputError("--test-output must differ from --output")
-    counts = dict.fromkeys(("kept", *DROPS), 0)
-    # One group per pair (zero or one record), so dropped pairs are remembered too and not re-judged.
-    writer = RecordWriter(io.output, overwrite=io.overwrite, group_field="id")
+    counts = dict.fromkeys(("kept", *_drops(cfg)), 0)
+    # One group per pair (zero, one or two records), so dropped pairs are remembered too and not re-judged.
+    writer = RecordWriter(io.output, overwrite=io.overwrite, group_field="id" if cfg.format == "pairwise" else "pair_id")
     test_done = set()
     if cfg.test_output and os.path.exists(cfg.test_output):
         if io.overwrite:
             os.remove(cfg.test_output)
         else:
-            test_done = {r["id"] for r in _read(cfg.test_output)}
+            test_done = {r.get("pair_id", r["id"]) for r in _read(cfg.test_output, _kind(cfg))}
     try:
         all_pairs = io.todo("pair")
         todo = [p for p in all_pairs if p["id"] not in writer.done and p["id"] not in test_done]
@@ -106,6 +153,10 @@ def run(io: IOConfig, cfg: AnnotateConfig, engine_cfg: EngineConfig | None = Non
         counts.update(_split(io.output, cfg, all_pairs))
     _report(counts, io.output, cfg)
     return counts
+
+
+def _drops(cfg: AnnotateConfig) -> tuple[str, ...]:
+    return DROPS if cfg.format == "pairwise" else SCORING_DROPS
 
 
 def _judge_all(todo, cfg, engine_cfg, engine, writer, counts) -> None:
@@ -129,40 +180,45 @@ def _judge_all(todo, cfg, engine_cfg, engine, writer, counts) -> None:
                           {**p, "chosen": p["rejected"], "rejected": p["chosen"],
                            "chosen_score": p["rejected_score"], "rejected_score": p["chosen_score"]}
                           for p in judged]
+                # Two prompts a pair: the two orders (pairwise), or the chosen and the rejected response (scoring).
                 chats = []
                 for p in judged:
-                    chats.append(Chat(judge_prompt(p["question"], p["previous_steps"], p["chosen"], p["rejected"])))
-                    chats.append(Chat(judge_prompt(p["question"], p["previous_steps"], p["rejected"], p["chosen"])))
+                    if cfg.format == "pairwise":
+                        chats.append(Chat(judge_prompt(p["question"], p["previous_steps"], p["chosen"], p["rejected"])))
+                        chats.append(Chat(judge_prompt(p["question"], p["previous_steps"], p["rejected"], p["chosen"])))
+                    else:
+                        chats += [Chat(srlm_score_prompt(p["question"], r)) for r in scoring_responses(p)]
                 outs = engine.generate(chats, sampling) if chats else []
                 for i, p in enumerate(judged):
                     ja, jb = (outs[2 * i][0].text if outs[2 * i] else ""), (outs[2 * i + 1][0].text
                                                                           if outs[2 * i + 1] else "")
-                    kind = classify(parse_verdict(ja), parse_verdict(jb))
-                    if kind == "keep":
-                        counts["kept"] += 1
-                        writer.write_group(p["id"], [eft_record(p, ja, jb, cfg.seed)])
+                    if cfg.format == "pairwise":
+                        kind = classify(parse_verdict(ja), parse_verdict(jb))
+                        recs = [eft_record(p, ja, jb, cfg.seed)] if kind == "keep" else []
                     else:
-                        counts[kind] += 1
-                        writer.write_group(p["id"], [])
+                        kind = classify_scores(parse_score(ja), parse_score(jb))
+                        recs = scoring_records(p, (ja, jb)) if kind == "keep" else []
+                    counts["kept" if kind == "keep" else kind] += 1
+                    writer.write_group(p["id"], recs)
                 advance(len(chunk))
     finally:
         if own:
             engine.close()
 
 
-def _read(path: str) -> list[dict]:
+def _read(path: str, kind: str) -> list[dict]:
     """EFT records of a file this stage wrote; none when it is missing or empty."""
     if path == "-" or not os.path.exists(path) or not open(path, "rb").read().strip():
         return []
-    return read_records(path, "eft")
+    return read_records(path, kind)
 
 
 def _split(output: str, cfg: AnnotateConfig, pairs: list[dict]) -> dict:
     """Move whole questions' records from ``output`` to ``cfg.test_output`` until the test split holds
     ``cfg.test_size`` records (or all questions are taken)."""
-    in_output = _read(output)
+    in_output = _read(output, _kind(cfg))
     # The test file is written first, so after a kill between the two writes a record may be in both.
-    recs = {r["id"]: r for r in _read(cfg.test_output) + in_output}
+    recs = {r["id"]: r for r in _read(cfg.test_output, _kind(cfg)) + in_output}
     by_question: dict[str, list[dict]] = {}
     for r in sorted(recs.values(), key=lambda r: r["id"]):
         by_question.setdefault(r["question"], []).append(r)
@@ -185,15 +241,20 @@ def _split(output: str, cfg: AnnotateConfig, pairs: list[dict]) -> dict:
 
 
 def _report(counts: dict, output: str, cfg: AnnotateConfig) -> None:
-    judged = counts["kept"] + sum(counts[d] for d in DROPS)
+    judged = counts["kept"] + sum(counts[d] for d in _drops(cfg))
     if judged:
-        drops = ", ".join(f"{d.replace('_', ' ')}: {counts[d]}" for d in DROPS)
-        info(f"annotate-eft: kept {counts['kept']} of {judged} pairs; dropped {drops}")
+        drops = ", ".join(f"{d.replace('_', ' ')}: {counts[d]}" for d in _drops(cfg))
+        info(f"annotate-eft ({cfg.format}): kept {counts['kept']} of {judged} pairs; dropped {drops}")
     files = [output] + ([cfg.test_output] if cfg.test_size else [])
-    recs = [r for f in files for r in _read(f)]
+    recs = [r for f in files for r in _read(f, _kind(cfg))]
+    split = (f"; split: {counts['train']} train -> {output}, {counts['test']} test -> {cfg.test_output}"
+             if cfg.test_size else "")
+    if cfg.format == "scoring":
+        counts["scores"] = {s: sum(r["score"] == s for r in recs) for s in range(6)}
+        if recs:
+            info(f"{len(recs)} scored responses; by score {counts['scores']}" + split)
+        return
     counts["label_a"] = sum(r["label"] == "A" for r in recs)
     counts["label_b"] = len(recs) - counts["label_a"]
     if recs:
-        info(f"better step as A in {counts['label_a']} of {len(recs)} records"
-             + (f"; split: {counts['train']} train -> {output}, {counts['test']} test -> {cfg.test_output}"
-                if cfg.test_size else ""))
+        info(f"better step as A in {counts['label_a']} of {len(recs)} records" + split)

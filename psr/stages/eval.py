@@ -7,6 +7,9 @@ with ``tts``), graded against its gold answer and written as one ``prediction`` 
 
 Judge: every EFT record is judged twice with the Figure 5 prompt, once as stored (step_a shown as A)
 and once swapped, which measures accuracy, position bias and the agreement of the two orders.
+Scoring-format EFT records (the SRLM baseline's judge data) are scored once each with Yuan et al.'s
+0-5 prompt: exact score agreement, and, for the two responses of a pair, whether the better one
+scores higher.
 """
 
 from __future__ import annotations
@@ -18,8 +21,15 @@ from statistics import mean
 
 from psr.core.errors import InputError, PsrError
 from psr.core.log import console, info, progress, warn
-from psr.core.prompts import QWEN_COT_SYSTEM, judge_prompt, parse_verdict, step_prompt
-from psr.core.records import IOConfig, RecordWriter, iter_lines, parse_shard, read_records, select
+from psr.core.prompts import (
+    QWEN_COT_SYSTEM,
+    judge_prompt,
+    parse_score,
+    parse_verdict,
+    srlm_score_prompt,
+    step_prompt,
+)
+from psr.core.records import IOConfig, RecordWriter, eft_kind, iter_lines, parse_shard, read_records, select
 from psr.core.steps import parse_steps
 from psr.engines.base import Chat, Engine, EngineConfig, Sampling
 
@@ -291,31 +301,95 @@ def _judge_prediction(rec: dict, text_ab: str, text_ba: str) -> dict:
 
 
 def load_eft(io: IOConfig) -> list[dict]:
-    return select(read_records(io.inputs, "eft"), parse_shard(io.shard), io.limit)
+    recs = read_records(io.inputs, eft_kind)
+    if len({eft_kind(r) for r in recs}) > 1:
+        raise InputError("--task judge takes pairwise or scoring-format EFT records, not both in one run",
+                         io.inputs[0])
+    return select(recs, parse_shard(io.shard), io.limit)
 
 
 def run_judge(io: IOConfig, engine: Engine, cfg: EvalConfig, recs: list[dict], model: str | None = None,
               seed: int = 0) -> dict:
+    """Pairwise records: each pair judged greedily in both A/B orders (Figure 5). Scoring-format records:
+    each response scored once (greedy) with Yuan et al.'s prompt."""
+    if eft_kind(recs[0]) == "eft_scoring":
+        title, per_record, summarize = "eval judge (scoring)", 1, summarize_scoring
+
+        def chats(r):
+            return [Chat(srlm_score_prompt(r["question"], r["response"]))]
+
+        def predict(r, outs):
+            return _score_prediction(r, outs[0][0].text)
+    else:
+        title, per_record, summarize = "eval judge", 2, summarize_judge
+
+        def chats(r):
+            return [Chat(judge_prompt(r["question"], r["previous_steps"], r["step_a"], r["step_b"])),
+                    Chat(judge_prompt(r["question"], r["previous_steps"], r["step_b"], r["step_a"]))]
+
+        def predict(r, outs):
+            return _judge_prediction(r, outs[0][0].text, outs[1][0].text)
     ids = {r["id"] for r in recs}
     with RecordWriter(io.output, overwrite=io.overwrite) as writer:
         todo = _todo(recs, writer)
         sampling = Sampling(n=1, temperature=0.0, top_p=1.0, max_tokens=cfg.max_tokens, seed=seed)
         written: list[dict] = []
-        with progress("eval judge", len(todo)) as advance:
-            for batch in _chunks(todo, max(1, cfg.chunk_size // 2)):
-                chats = []
-                for r in batch:
-                    chats.append(Chat(judge_prompt(r["question"], r["previous_steps"], r["step_a"], r["step_b"])))
-                    chats.append(Chat(judge_prompt(r["question"], r["previous_steps"], r["step_b"], r["step_a"])))
-                outs = engine.generate(chats, sampling)
+        with progress(title, len(todo)) as advance:
+            for batch in _chunks(todo, max(1, cfg.chunk_size // per_record)):
+                outs = engine.generate([c for r in batch for c in chats(r)], sampling)
                 for k, r in enumerate(batch):
-                    pred = _judge_prediction(r, outs[2 * k][0].text, outs[2 * k + 1][0].text)
+                    pred = predict(r, outs[per_record * k: per_record * (k + 1)])
                     writer.write(pred)
                     written.append(pred)
                 advance(len(batch))
-    summary = summarize_judge(_read_back(io.output, ids, written))
+    summary = summarize(_read_back(io.output, ids, written))
     summary.update(model=model, name=cfg.name, shard=io.shard, limit=io.limit)
     return summary
+
+
+def _score_prediction(rec: dict, text: str) -> dict:
+    score = parse_score(text)
+    return {"id": rec["id"], "task": "judge", "format": "scoring", "pair_id": rec.get("pair_id"),
+            "role": rec.get("role"), "question": rec["question"], "response": rec["response"],
+            "label_score": rec["score"], "output": text, "score": score, "correct": score == rec["score"]}
+
+
+def summarize_scoring(preds: list[dict]) -> dict:
+    """Exact score agreement over responses; over pairs (two responses sharing ``pair_id``, with different
+    reference scores), whether the model scores the better response strictly higher (a tie or a missing
+    score counts as wrong), which is what the SRLM search needs to make a right pair."""
+    n = len(preds)
+    scored = [p for p in preds if p["score"] is not None]
+    by_pair: dict[str, list[dict]] = {}
+    for p in preds:
+        if p.get("pair_id") is not None:
+            by_pair.setdefault(p["pair_id"], []).append(p)
+    pairs = [sorted(g, key=lambda p: -p["label_score"]) for g in by_pair.values()
+             if len(g) == 2 and g[0]["label_score"] != g[1]["label_score"]]
+    ordered = [b["score"] is not None and w["score"] is not None and b["score"] > w["score"] for b, w in pairs]
+    tied = [b["score"] is not None and b["score"] == w["score"] for b, w in pairs]
+    pct = lambda k, m: round(100.0 * k / m, 2) if m else None  # noqa: E731
+    return {
+        "task": "judge",
+        "format": "scoring",
+        "n": n,
+        "judgments": n,
+        "accuracy": pct(sum(p["correct"] for p in preds), n),
+        "within_one": pct(sum(abs(p["score"] - p["label_score"]) <= 1 for p in scored), n),
+        "mean_abs_error": round(mean(abs(p["score"] - p["label_score"]) for p in scored), 3) if scored else None,
+        "no_score_rate": pct(n - len(scored), n),
+        "pairs": len(pairs),
+        "pair_order_accuracy": pct(sum(ordered), len(pairs)),
+        "pair_tie_rate": pct(sum(tied), len(pairs)),
+        "units": {
+            "accuracy": "percent of responses given exactly the reference score (0-5)",
+            "within_one": "percent of responses scored within 1 point of the reference",
+            "mean_abs_error": "mean |score - reference| over responses with a parsable score (points)",
+            "no_score_rate": "percent of judgments without a parsable 'Score: n'",
+            "pair_order_accuracy": "percent of pairs whose better response gets the strictly higher score",
+            "pair_tie_rate": "percent of pairs whose two responses get the same score",
+        },
+    }
 
 
 def summarize_judge(preds: list[dict]) -> dict:
@@ -378,6 +452,11 @@ def math_caption(summary: dict) -> str:
 
 
 def judge_rows(summary: dict) -> tuple[list[str], list[list[str]]]:
+    if summary.get("format") == "scoring":
+        rows = [[k, _fmt(summary[k])] for k in ("accuracy", "within_one", "no_score_rate", "pair_order_accuracy",
+                                                 "pair_tie_rate")]
+        return ["metric", "value %"], rows + [["mean_abs_error (points)", _fmt(summary["mean_abs_error"], 2)],
+                                             ["records", str(summary["n"])], ["pairs", str(summary["pairs"])]]
     keys = ["accuracy", "accuracy_stored_order", "accuracy_both_orders", "no_verdict_rate",
             "accuracy_better_as_A", "accuracy_better_as_B", "agreement"]
     return ["metric", "value %"], [[k, _fmt(summary[k])] for k in keys] + [["records", str(summary["n"])]]
@@ -479,7 +558,10 @@ def summarize_file(paths: list[str], cfg: EvalConfig) -> dict:
         bad = [p["id"] for p in preds if not isinstance(p.get("steps"), list) or "benchmark" not in p]
         if bad:
             raise InputError(f"not psr eval predictions (no 'benchmark'/'steps'): {bad[0]!r}", paths[0])
-    summary = summarize_math(preds) if task == "math" else summarize_judge(preds)
+    if task == "math":
+        summary = summarize_math(preds)
+    else:
+        summary = summarize_scoring(preds) if preds[0].get("format") == "scoring" else summarize_judge(preds)
     summary["name"] = cfg.name
     write_summary(summary, cfg)
     return summary
@@ -524,8 +606,13 @@ def compare(paths: list[str], plot: str | None = None, markdown: str | None = No
         values = [[(r["benchmarks"].get(b) or {}).get("accuracy") for b in cols] + [r.get("average")] for r in runs]
         cols = cols + ["average"]
     else:
-        cols = ["accuracy_stored_order", "accuracy", "accuracy_better_as_A", "accuracy_better_as_B", "agreement",
-                "no_verdict_rate"]
+        if len({r.get("format", "pairwise") for r in runs}) > 1:
+            raise InputError("--compare mixes pairwise and scoring judge summaries; compare one kind at a time")
+        if runs[0].get("format") == "scoring":
+            cols = ["accuracy", "within_one", "pair_order_accuracy", "pair_tie_rate", "no_score_rate"]
+        else:
+            cols = ["accuracy_stored_order", "accuracy", "accuracy_better_as_A", "accuracy_better_as_B", "agreement",
+                    "no_verdict_rate"]
         values = [[r.get(c) for c in cols] for r in runs]
     first = values[0]
 

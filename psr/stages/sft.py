@@ -1,13 +1,13 @@
 """``psr sft``: M0 + IFT + EFT -> M1 (paper §3.2). Reads JSONL, writes a model directory.
 
-Each input line is an IFT record (has ``steps``) or an EFT record (has ``judgment``); both kinds may
-share a file. See psr.training.sft for the chats and psr.training.common for the output layout.
+Each input line is an IFT record (has ``steps``) or an EFT record (has ``judgment``: pairwise, or
+scoring-format with ``"format": "scoring"``); all kinds may share a file. See psr.training.sft for the chats and psr.training.common for the output layout.
 """
 
 from __future__ import annotations
 
 from psr.core.errors import InputError
-from psr.core.records import iter_lines, select, validate
+from psr.core.records import eft_kind, iter_lines, select, validate
 from psr.training import common
 from psr.training import sft as sft_training
 from psr.training.common import TrainConfig
@@ -16,13 +16,13 @@ SFT_DEFAULTS = dict(epochs=3.0, learning_rate=1e-6, batch_size=32)  # paper §4
 
 
 def read_sft_records(paths: list[str]) -> list[dict]:
-    """IFT and EFT records from every path, validated, with FILE:LINE errors and unique ids."""
+    """IFT and EFT records (both EFT formats) from every path, validated, with FILE:LINE errors and unique ids."""
     out, first_seen = [], {}
     for path in paths:
         name = "<stdin>" if path == "-" else path
         for lineno, rec in iter_lines(path):
             kind = "ift" if isinstance(rec, dict) and "steps" in rec else \
-                "eft" if isinstance(rec, dict) and "judgment" in rec else None
+                eft_kind(rec) if isinstance(rec, dict) and "judgment" in rec else None
             if kind is None:
                 raise InputError("neither an IFT record (with 'steps') nor an EFT record (with 'judgment')",
                                  name, lineno)
@@ -53,9 +53,12 @@ def run(inputs: list[str], cfg: TrainConfig, *, limit: int | None = None, callba
     tokenizer = common.load_tokenizer(cfg)
     examples, too_long = sft_training.build_examples(tokenizer, records, cfg.max_length)
     n_ift = sum("steps" in r for r in records)
+    long_ids = set(too_long)
+    too_long_eft = sum(1 for r in records if r["id"] in long_ids and "steps" not in r)
     if too_long:
-        common.main_warn(f"sft: {len(too_long)} of {len(records)} records are longer than --max-length "
-                         f"{cfg.max_length} tokens and are left out (first: {', '.join(too_long[:5])})")
+        common.main_warn(f"sft: {len(too_long)} of {len(records)} records ({too_long_eft} of them EFT) are longer "
+                         f"than --max-length {cfg.max_length} tokens and are left out "
+                         f"(first: {', '.join(too_long[:5])})")
     if not examples:
         raise InputError(f"all {len(records)} records are longer than --max-length {cfg.max_length} tokens")
     resume_from = common.prepare_output(cfg)
@@ -65,5 +68,6 @@ def run(inputs: list[str], cfg: TrainConfig, *, limit: int | None = None, callba
     common.train(trainer, resume_from)
     return common.finish(trainer, tokenizer, cfg, "sft", {
         "examples": len(examples), "ift_records": n_ift, "eft_records": len(records) - n_ift,
-        "too_long": len(too_long), "too_long_ids": too_long[:100], "resumed_from": resume_from,
+        "too_long": len(too_long), "too_long_eft": too_long_eft, "too_long_ids": too_long[:100],
+        "resumed_from": resume_from,
     })

@@ -9,7 +9,7 @@ labels (-100 elsewhere).
 
 from __future__ import annotations
 
-from psr.core.prompts import judge_prompt, step_prompt
+from psr.core.prompts import judge_prompt, srlm_score_prompt, step_prompt
 from psr.core.steps import format_steps
 from psr.training import common
 from psr.training.common import TrainConfig
@@ -21,7 +21,11 @@ def ift_chat(rec: dict) -> tuple[str, str]:
 
 
 def eft_chat(rec: dict) -> tuple[str, str]:
-    """EFT: Figure 5 prompt -> the judgment (explanation ending in [[A]] or [[B]])."""
+    """EFT: Figure 5 prompt -> the judgment (explanation ending in [[A]] or [[B]]); a scoring-format record
+    (``"format": "scoring"``, the SRLM baseline): Yuan et al.'s prompt on its response -> the judgment
+    (justification ending in ``Score: n``)."""
+    if rec.get("format") == "scoring":
+        return srlm_score_prompt(rec["question"], rec["response"]), rec["judgment"]
     return judge_prompt(rec["question"], rec["previous_steps"], rec["step_a"], rec["step_b"]), rec["judgment"]
 
 

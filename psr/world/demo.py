@@ -4,6 +4,12 @@
           -> search (PPD(M1)) -> step-dpo (M2) -> search (PPD(M2)) -> step-dpo (M3)
           -> eval M0..M3 (held-out world problems + a GSM8K sample) + judge accuracy -> table + plot
 
+With ``--srlm`` the SRLM baseline (paper Table 1) gets its own M1, as in the paper: the same candidate
+pairs are annotated in Yuan et al.'s scoring format (annotate-eft --format scoring), M0 + the same IFT +
+that scoring EFT -> S1 (same SFT settings as M1), and its rounds run from S1:
+
+    pairs -> annotate-eft --format scoring -> sft (S1) -> search --mode srlm -> step-dpo (S2) -> ... (S3)
+
 Each stage runs as the command a user would type (printed before it runs), so the demo is also a
 worked example of the CLI. The oracle engine plays the paper's external roles: o1 for segmentation
 and EFT judgments, PRM800K's labels for the PRM. Rerunning the same command resumes.
@@ -39,10 +45,12 @@ GSM8K_SAMPLE = os.path.join(REPO, "data", "gsm8k_test_sample.jsonl")
 # full: `just demo` (target < 15 min on 2 cores); ci: the reduced pipeline the slow test tier runs.
 SIZES = {
     "full": dict(train=1200, test=200, prm=1000, gsm8k=30, mine_problems=150, mine_iterations=6, eft_test=150,
+                 eft_scoring_test=30,
                  sft_epochs=3, sft_batch=16, sft_lr=1e-3, search_problems=[80, 80], width=4, search_temperature=0.8,
                  max_iterations=10, dpo_lr=1e-5, dpo_beta=0.1,
                  prm_epochs=2, prm_lr=1e-3, max_tokens=200, margin=0.0),
     "ci": dict(train=120, test=40, prm=150, gsm8k=5, mine_problems=80, mine_iterations=3, eft_test=10,
+               eft_scoring_test=10,
                sft_epochs=8, sft_batch=8, sft_lr=1e-3, search_problems=[12, 12], width=3, search_temperature=0.8,
                max_iterations=8, dpo_lr=1e-5, dpo_beta=0.1,
                prm_epochs=3, prm_lr=1e-3, max_tokens=160, margin=0.0),
@@ -57,6 +65,10 @@ class Demo:
         self.out, self.cfg, self.seed, self.m0 = out, SIZES[size], seed, m0
         self.timings: list[tuple[str, float]] = []
         self.made: dict[str, tuple[str, str]] = {}  # model -> (the pairs it was trained on, their trajectories)
+        # SFT leaves out (and counts) records longer than M0's positions rather than train past them:
+        # Yuan et al.'s scoring prompt alone takes ~900 of M0's 1024.
+        with open(os.path.join(m0, "config.json")) as fh:
+            self.max_length = json.load(fh).get("max_position_embeddings") or 4096
         os.makedirs(out, exist_ok=True)
 
     def p(self, *parts: str) -> str:
@@ -104,21 +116,36 @@ class Demo:
                  "-i", self.p("pairs.jsonl"), "--engine", "oracle", "-o", self.p("eft.jsonl"),
                  "--test-size", c["eft_test"], "--test-output", self.p("eft_test.jsonl"), "--seed", self.seed)
 
-    def sft(self) -> None:
+    def srlm_data(self) -> None:
+        """The SRLM baseline's judge data: the same candidate pairs, each response scored 0-5 by the oracle."""
         c = self.cfg
-        self.psr("sft: M0 + IFT + EFT -> M1", "sft", "-i", self.p("ift.jsonl"), "-i", self.p("eft.jsonl"),
-                 "--model", self.m0, "-o", self.p("m1"), "--epochs", c["sft_epochs"], "--lr", c["sft_lr"],
+        # Its own, smaller held-out size: a 0-5 score cannot rank most mined step pairs (both candidates wrong,
+        # or a wrong step before them, score alike), so far fewer pairs are kept than in the pairwise format
+        # (seed 0, full size: 52 of 721 vs 345) and the pairwise split's 150 would leave nothing to train on.
+        self.psr("annotate-eft --format scoring: the same pairs as two responses each, scored 0-5 (SRLM's EFT)",
+                 "annotate-eft", "--format", "scoring", "-i", self.p("pairs.jsonl"), "--engine", "oracle",
+                 "-o", self.p("eft_scoring.jsonl"), "--test-size", c["eft_scoring_test"],
+                 "--test-output", self.p("eft_scoring_test.jsonl"), "--seed", self.seed)
+
+    def sft(self, name: str = "m1") -> None:
+        """M0 + IFT + EFT -> M1; ``name`` "s1": M0 + the same IFT + scoring EFT -> S1, the same settings."""
+        c = self.cfg
+        eft, what = ("eft.jsonl", "EFT") if name == "m1" else ("eft_scoring.jsonl", "scoring EFT (SRLM baseline)")
+        self.psr(f"sft: M0 + IFT + {what} -> {name.upper()}", "sft", "-i", self.p("ift.jsonl"), "-i", self.p(eft),
+                 "--model", self.m0, "-o", self.p(name), "--epochs", c["sft_epochs"], "--lr", c["sft_lr"],
                  "--batch-size", c["sft_batch"], "--per-device-batch-size", c["sft_batch"], "--warmup", 0.05,
-                 "--lr-scheduler", "cosine",
-                 "--seed", self.seed, done=self.p("m1", "config.json"))
+                 "--lr-scheduler", "cosine", "--max-length", self.max_length,
+                 "--seed", self.seed, done=self.p(name, "config.json"))
 
     BRANCHES = {"psr": "m", "srlm": "s", "oracle": "o"}
 
     @classmethod
     def name(cls, i: int, mode: str) -> str:
-        """M_i of a branch: m1, m2, ... (PSRLM); the SRLM baseline branches off M1 as s2, s3, ...; the
-        oracle-judged control as o2, o3, ..."""
-        return "m1" if i == 1 else f"{cls.BRANCHES[mode]}{i}"
+        """M_i of a branch: m1, m2, ... (PSRLM); the SRLM baseline has its own s1 (scoring EFT), s2, s3, ...;
+        the oracle-judged control branches off M1 as o2, o3, ..."""
+        if i == 1 and mode != "srlm":
+            return "m1"
+        return f"{cls.BRANCHES[mode]}{i}"
 
     def iteration(self, i: int, n_problems: int, mode: str = "psr") -> None:
         """Search with M_i (it judges its own steps) -> PPD(M_i) -> step-dpo -> M_{i+1}.
@@ -183,10 +210,14 @@ class Demo:
         return gate
 
     def judge_eval(self, name: str, note: str = "") -> None:
-        """``name`` judges the held-out EFT split in both orders -> evals/judge_<name>.json."""
+        """``name`` judges the held-out EFT split in both orders -> evals/judge_<name>.json; the SRLM branch
+        (s1, s2, ...) was trained to score solutions, so it scores the held-out scoring EFT split instead."""
         os.makedirs(self.p("evals"), exist_ok=True)
-        self.psr(f"eval: {name.upper()} as a step-wise judge on the held-out EFT split{note}", "eval",
-                 "--task", "judge", "-i", self.p("eft_test.jsonl"), "--model", self.p(name),
+        scoring = name.startswith(self.BRANCHES["srlm"])
+        what = "a 0-5 solution scorer on the held-out scoring EFT split" if scoring else \
+            "a step-wise judge on the held-out EFT split"
+        self.psr(f"eval: {name.upper()} as {what}{note}", "eval", "--task", "judge",
+                 "-i", self.p("eft_scoring_test.jsonl" if scoring else "eft_test.jsonl"), "--model", self.p(name),
                  "-o", self.p("evals", f"judge_{name}.jsonl"), "--summary", self.p("evals", f"judge_{name}.json"),
                  "--name", name.upper(), "--max-tokens", self.cfg["max_tokens"], "--seed", self.seed)
 
@@ -226,21 +257,33 @@ class Demo:
                 "benchmarks": {b: v.get("accuracy") for b, v in (s.get("benchmarks") or {}).items()},
                 "average": s.get("average"),
                 "steps": {b: v.get("mean_steps") for b, v in (s.get("benchmarks") or {}).items()},
+                # pairwise judges: accuracy over both orders; scorers (S rows): exact 0-5 score match
                 "judge_accuracy": j.get("accuracy"),
+                "judge_format": j.get("format", "pairwise") if j else None,
+                "judge_pair_order_accuracy": j.get("pair_order_accuracy"),
+                "judge_no_score_rate": j.get("no_score_rate"),
                 "trained_on_pairs": count(ppd) if ppd else None,
                 "rollbacks": sum(t.get("rollbacks", 0) for t in traj) if traj else None,
             })
         prm_eval = [json.loads(x) for x in open(self.p("prm", "metrics.jsonl")) if "eval_auc" in x] \
             if os.path.exists(self.p("prm", "metrics.jsonl")) else []
+        sft = {}
+        for name in ("m1", "s1"):
+            done = load(self.p(name, "psr_config.json")) or {}
+            if done:  # what SFT trained on and left out as longer than M0's positions
+                sft[name.upper()] = {k: done.get(k) for k in ("examples", "ift_records", "eft_records", "too_long",
+                                                              "too_long_eft")}
         summary = {"seed": self.seed, "sizes": self.cfg, "models": rows,
                    "prm_eval": prm_eval[-1] if prm_eval else None, "mining": load(self.p("mine_stats.json")),
                    "eft_pairs": count(self.p("eft.jsonl")), "candidate_pairs": count(self.p("pairs.jsonl")),
+                   "eft_scoring_records": count(self.p("eft_scoring.jsonl")), "sft": sft,
                    "ift_records": count(self.p("ift.jsonl")), "judge_gate": load(self.p("judge_gate.json")),
                    "timings_s": {t: round(s, 1) for t, s in self.timings}}
         json.dump(summary, open(self.p("demo_summary.json"), "w"), indent=2)
         table = Table(title=f"psr demo (seed {self.seed}): accuracy %, steps, judge accuracy %, pairs")
         benches = sorted({b for r in rows for b in r["benchmarks"]})
-        for col in ["model", *benches, "avg", "steps (world)", "judge acc", "trained on pairs", "search rollbacks"]:
+        for col in ["model", *benches, "avg", "steps (world)", "judge acc", "judge pair order", "trained on pairs",
+                    "search rollbacks"]:
             table.add_column(col, justify="right")
 
         def fmt(x, pct=True):
@@ -250,15 +293,24 @@ class Demo:
 
         for r in rows:
             table.add_row(r["model"], *[fmt(r["benchmarks"].get(b)) for b in benches], fmt(r["average"]),
-                          fmt(r["steps"].get("world")), fmt(r["judge_accuracy"]), fmt(r["trained_on_pairs"]),
-                          fmt(r["rollbacks"]))
+                          fmt(r["steps"].get("world")), fmt(r["judge_accuracy"]),
+                          fmt(r["judge_pair_order_accuracy"]), fmt(r["trained_on_pairs"]), fmt(r["rollbacks"]))
         console.print(table)
+        if any(r["judge_format"] == "scoring" for r in rows):
+            console.print("judge acc: M, O rows judge held-out step pairs (Figure 5, both orders); S rows score "
+                          "held-out responses 0-5 (exact match), and judge pair order is how often the better "
+                          "response of a pair scores strictly higher")
         if summary["prm_eval"]:
             console.print(f"PRM on held-out steps: accuracy {summary['prm_eval'].get('eval_accuracy', 0):.3f}, "
                           f"AUC {summary['prm_eval'].get('eval_auc', 0):.3f}")
         console.print(f"IFT records {summary['ift_records']}, candidate pairs {summary['candidate_pairs']}, "
                       f"EFT records {summary['eft_pairs']}; plot: {self.p('accuracy.png')}; "
                       f"summary: {self.p('demo_summary.json')}")
+        if "S1" in sft:
+            s1 = sft["S1"]
+            console.print(f"S1: {summary['eft_scoring_records']} scoring EFT records for training, "
+                          f"{s1['too_long_eft']} of them left out as longer than {self.max_length} tokens "
+                          f"(SFT trained on {s1['examples']} examples)")
         return summary
 
 
@@ -273,20 +325,28 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--gate", choices=["warn", "stop"], default="warn",
                     help="when M1 does not judge above chance on the EFT test split: warn and go on (default), "
                     "or stop before the self-rewarding rounds")
-    ap.add_argument("--srlm", action="store_true", help="also run the SRLM baseline branch (S2, S3, ...) from M1 "
-                    "on the same problems and width, and evaluate it")
+    ap.add_argument("--srlm", action="store_true", help="also run the SRLM baseline: its own S1 (M0 + the same IFT "
+                    "+ the same pairs annotated in the 0-5 scoring format, writes eft_scoring.jsonl, "
+                    "eft_scoring_test.jsonl, s1/), then S2, S3, ... on the same problems and width, and evaluate it")
     ap.add_argument("--oracle-judge", action="store_true", help="also run a control branch (O2, O3, ...) from M1: "
                     "the same step search with the oracle as the judge, i.e. step-DPO on right preferences")
     a = ap.parse_args(argv)
     if not os.path.exists(os.path.join(a.m0, "config.json")):
         raise SystemExit(f"demo: no base model at {a.m0}; build it with `python -m psr.world.pretrain --out {a.m0}`")
     d = Demo(a.out, a.size, a.seed, a.m0)
+    if a.srlm and os.path.exists(d.p("s2", "config.json")) and not os.path.exists(d.p("s1", "config.json")):
+        # Runs made before S1 existed branched the SRLM baseline off M1; resuming would keep those S2, S3.
+        raise SystemExit(f"demo: {d.p('s2')} was made by the old SRLM branch from M1 (there is no s1); "
+                         "remove s2, s3, ..., *_srlm.jsonl and evals/s* there, or use a new --out")
     t0 = time.time()
     d.data()
     d.sft()
     gate = d.judge_gate()
     if not gate["passed"] and a.gate == "stop":
         raise SystemExit(1)
+    if a.srlm:
+        d.srlm_data()
+        d.sft("s1")
     rounds = a.iterations
     if a.iterate:
         done = 1
@@ -301,7 +361,7 @@ def main(argv: list[str] | None = None) -> None:
     for mode in [m for m, on in (("srlm", a.srlm), ("oracle", a.oracle_judge)) if on]:
         for i in range(1, rounds + 1):
             d.iteration(i, d.cfg["search_problems"][i - 1], mode=mode)
-        models += [d.name(i, mode) for i in range(2, rounds + 2)]
+        models += [d.name(i, mode) for i in range(1 if mode == "srlm" else 2, rounds + 2)]
     d.evaluate(models)
     d.report(models)
     console.print(f"demo finished in {time.time() - t0:.0f}s")

@@ -2,6 +2,8 @@
 
 - Judge (o1's role in annotate-eft): answers a Figure 5 prompt with a short, regular explanation
   that checks each step, then ``[[A]]`` or ``[[B]]``.
+- Solution scorer (the strong judge of the SRLM baseline's scoring-format EFT): answers Yuan et
+  al.'s 0-5 prompt with a short justification ending in ``Score: n`` (:func:`score_solution`).
 - Segmenter (o1's role in segment): answers a Figure 3 prompt with the solution split into
   ``Step n:`` lines, content unchanged.
 - Step labels (PRM800K's role in train-prm): :func:`label_step` and :func:`prm_examples`.
@@ -22,7 +24,7 @@ import re
 from dataclasses import dataclass
 
 from psr.core.errors import PsrError
-from psr.core.prompts import JUDGE_PROMPT, SEGMENT_PROMPT, STEP_PROMPT
+from psr.core.prompts import JUDGE_PROMPT, SEGMENT_PROMPT, SRLM_SCORE_PROMPT, STEP_PROMPT
 from psr.core.steps import format_steps, parse_steps, strip_step_prefix
 from psr.engines.base import Completion, Engine, EngineConfig, Sampling
 from psr.world.generator import apply, parse_equation, parse_question, render_step
@@ -167,6 +169,71 @@ def judge(meta: dict, previous_steps: list[str], step_a: str, step_b: str, style
 
 
 # ------------------------------------------------------------------------------------------------
+# Scoring a whole solution (the SRLM baseline's judge: Yuan et al.'s additive 0-5 prompt)
+
+
+def _unbox(step: str) -> str:
+    return _BOX.sub(lambda m: m.group(1), step)
+
+
+def score_solution(meta: dict, response: str) -> tuple[int, str]:
+    """Yuan et al.'s additive 0-5 score of a world solution (whole or partial), and its justification.
+
+    The steps are checked in order with :func:`check_step`; ``k`` is the number of events (of the
+    question's ``n``) carried out right before the first wrong step. The rubric's points, read for
+    a world solution, so that the score never falls as a solution gets further:
+
+    - 0: empty, or no equation on the question's quantities (start, operands, intermediate values);
+    - 1: "relevant": an equation on those quantities, but Step 1 is wrong;
+    - 2: "a substantial portion": Step 1 is right (k >= 1);
+    - 3: "the basic elements": k >= 2 and at least half the events (2k >= n), not all
+      (so a 2-event problem goes from 2 straight to 4);
+    - 4: every event right, but the final answer is not boxed, is boxed wrong, or more steps follow;
+    - 5: every step right and the last one boxes the right answer.
+
+    A partial solution (``previous_steps`` plus one candidate, as annotate-eft --format scoring
+    sends) that stops early scores by the events it has done. The justification is one short,
+    regular sentence that names the first wrong step and what is wrong, as check_step words it,
+    then ``Score: n``: Yuan et al.'s prompt takes ~900 of M0's 1024 positions, so every token of
+    the judgment costs training data (measured on 370 partial solutions: 288 fit with this
+    sentence, 260 with a "k of n events right" summary in front, 333 with "Score: n" alone).
+    """
+    steps = parse_steps(response)
+    n = len(meta["ops"])
+    if not steps:
+        return 0, "The response is empty. Score: 0"
+    k, first_bad = 0, None
+    for j, step in enumerate(steps):
+        c = check_step(meta, steps[:j], step)
+        if j == n - 1 and not c.ok and check_step(meta, steps[:j], _unbox(step)).ok:
+            k, first_bad = n, (j, c)  # the last event is right; only its box is wrong
+            break
+        if not c.ok:
+            first_bad = (j, c)
+            break
+        k += 1
+    if k >= n:
+        if first_bad is not None:
+            j, c = first_bad
+            return 4, f"All {n} events are right. Step {j + 1} {c.text}. Score: 4"
+        boxed = _BOX.findall(steps[n - 1])
+        if not boxed:
+            return 4, f"All {n} events are right, but no answer is boxed. Score: 4"
+        return 5, f"All {n} steps are right and Step {n} boxes {boxed[-1]}. Score: 5"
+    score = 3 if k >= 2 and 2 * k >= n else 2 if k >= 1 else None
+    if first_bad is None:  # every step so far is right; the solution just stops
+        return score, f"{'Step 1 is' if k == 1 else f'Steps 1 to {k} are'} right, then it stops. Score: {score}"
+    j, c = first_bad
+    if score is not None:
+        return score, f"Step {j + 1} {c.text}. Score: {score}"
+    quantities = {*meta["values"], *(x for _, x in meta["ops"])}
+    eqs = [parse_equation(s) for s in steps]
+    if any(eq and (eq[0] in quantities or eq[2] in quantities) for eq in eqs):
+        return 1, f"Step 1 {c.text}. Score: 1"
+    return 0, "No equation uses the question's numbers. Score: 0"
+
+
+# ------------------------------------------------------------------------------------------------
 # PRM data (TRL stepwise supervision)
 
 CORRUPTIONS = ("wrong_sum", "wrong_quantity", "wrong_operand", "copied_step")
@@ -261,6 +328,22 @@ def parse_judge_prompt(prompt: str) -> tuple[str, list[str], str, str] | None:
     return question, previous, strip_step_prefix(step_a), strip_step_prefix(step_b)
 
 
+_SCORE_HEAD = _head(SRLM_SCORE_PROMPT, "{instruction}")
+_SCORE_TAIL = SRLM_SCORE_PROMPT[SRLM_SCORE_PROMPT.index("{response}") + len("{response}"):]
+_SCORE_MIDDLE = SRLM_SCORE_PROMPT[SRLM_SCORE_PROMPT.index("{instruction}") + len("{instruction}"):
+                                  SRLM_SCORE_PROMPT.index("{response}")]
+
+
+def parse_score_prompt(prompt: str) -> tuple[str, str] | None:
+    """(question, response) of a solution-scoring prompt (srlm_score_prompt), or None."""
+    if not (prompt.startswith(_SCORE_HEAD) and prompt.endswith(_SCORE_TAIL)):
+        return None
+    instruction, sep, response = prompt[len(_SCORE_HEAD):len(prompt) - len(_SCORE_TAIL)].partition(_SCORE_MIDDLE)
+    if not sep or not instruction.startswith(_STEP_HEAD):
+        return None
+    return instruction[len(_STEP_HEAD):].strip(), response
+
+
 _LINE_SENTENCES = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 
 
@@ -274,7 +357,8 @@ def split_sentences(solution: str) -> list[str]:
 
 
 class OracleEngine(Engine):
-    """Engine ``oracle``: answers Figure 3, 4 and 5 prompts about world problems; scores steps."""
+    """Engine ``oracle``: answers Figure 3, 4 and 5 prompts and the 0-5 scoring prompt about world problems;
+    scores steps."""
 
     name = "oracle"
 
@@ -289,6 +373,12 @@ class OracleEngine(Engine):
             if meta is None:
                 return "I can only check the arithmetic of world problems, and this question is not one."
             return judge(meta, previous, a, b)
+        scored = parse_score_prompt(user)
+        if scored is not None:
+            meta = parse_question(scored[0])
+            if meta is None:
+                return "I can only check the arithmetic of world problems, and this question is not one."
+            return score_solution(meta, scored[1])[1]
         if user.startswith(_SEGMENT_HEAD):
             solution = _between(user, "[The Start of Solution Provided]\n", "\n[The End of Solution Provided]")
             return format_steps(split_sentences(solution or ""))
@@ -300,7 +390,8 @@ class OracleEngine(Engine):
             steps = [render_step(meta, i, meta["values"][i], s, x, meta["values"][i + 1])
                      for i, (s, x) in enumerate(meta["ops"])]
             return format_steps(steps[done:], start=done + 1)
-        raise PsrError("the oracle engine answers only the Figure 3, 4 and 5 prompts about world problems")
+        raise PsrError("the oracle engine answers only the Figure 3, 4 and 5 prompts and the solution-scoring "
+                       "prompt about world problems")
 
     def generate(self, chats, sampling: Sampling) -> list[list[Completion]]:
         out = []
