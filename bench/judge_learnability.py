@@ -12,6 +12,8 @@ The SFT loop is plain PyTorch on the examples ``psr sft`` builds (psr.training.s
 the same chat template and assistant-only loss mask); the Trainer's overhead per step is a large
 share of a step this small on 2 CPU cores. Every style runs with the same seed, steps and batches.
 
+Measured results are in psr.world.oracle.judge's docstring (earlier M0: 50-54.5%; current M0: 58-60%).
+
     .venv/bin/python bench/judge_learnability.py --model data/m0 [--styles verdict-first,recompute-first]
         [--ift 2000 --eft 2000 --steps 400 --test 200 --threads 1]
 """

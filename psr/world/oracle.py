@@ -146,8 +146,12 @@ def judge(meta: dict, previous_steps: list[str], step_a: str, step_b: str, style
     151/300 = 50.3% (95% CI 44.7-56.0), recompute-first 153/300 = 51.0% (45.4-56.6), both 100%
     parsable. With 6000 EFT pairs (each seen about once; 100 test pairs): verdict-first 104/200 = 52.0%
     (45.1-58.8, picks A 92%), recompute-first 109/200 = 54.5% (47.6-61.3, picks A 78%). Neither
-    beats chance, so the shorter verdict-first stays the default. In the
-    recompute-first outputs inspected, the "should be" values are copied from the judged step or
+    beats chance. With the current M0 (512-token pretraining sequences and graded-solution documents,
+    psr.world.pretrain), the same 1000 IFT + 2000 EFT: verdict-first 174/300 = 58.0% (52.3-63.4) at lr
+    1e-3, 57.7% at 3e-4; recompute-first 52.0% (46.4-57.6); verdict-first with 6000 EFT, 800 steps: 59.7%
+    (54.0-65.1). That model copies both steps' equations into its explanation but still calls the first
+    one "correct" too often (picks A 70-78%). The shorter verdict-first stays the default. In the earlier
+    M0's recompute-first outputs inspected, the "should be" values are copied from the judged step or
     the other assistant, not from the question or previous step: the walk rationalises a
     position-based guess instead of producing the verdict.
     """
