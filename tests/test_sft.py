@@ -86,7 +86,7 @@ def test_scoring_eft_record_trains_the_scoring_prompt(tiny_model_dir, tmp_path):
     ({"response": None}, "missing field 'response' (eft_scoring record)"),
     ({"response": "  "}, "field 'response' is empty (eft_scoring record)"),
     ({"score": 7}, "field 'score' must be 0 to 5"),
-    ({"score": "5"}, "field 'score' must be a integer"),
+    ({"score": "5"}, "field 'score' must be an integer"),
 ])
 def test_malformed_scoring_record_names_file_and_line(tmp_path, change, message):
     bad = {k: v for k, v in {**SCORING, **change}.items() if v is not None}

@@ -77,7 +77,7 @@ def validate(rec: Any, kind: str | None) -> str | None:
                 return f"missing field '{name}' ({kind} record)"
             continue
         if not _kind_ok(fkind, rec[name]):
-            return f"field '{name}' must be a {fkind}, got {type(rec[name]).__name__} ({kind} record)"
+            return f"field '{name}' must be {'an' if fkind[0] in 'aeiou' else 'a'} {fkind}, got {type(rec[name]).__name__} ({kind} record)"
         if name in NON_EMPTY and isinstance(rec[name], str) and not rec[name].strip():
             return f"field '{name}' is empty ({kind} record)"
     if kind == "prm" and len(rec["completions"]) != len(rec["labels"]):

@@ -62,7 +62,8 @@ def run(inputs: list[str], cfg: TrainConfig, *, limit: int | None = None, callba
     if not examples:
         raise InputError(f"all {len(records)} records are longer than --max-length {cfg.max_length} tokens")
     resume_from = common.prepare_output(cfg)
-    common.main_info(f"sft: {len(examples)} examples ({n_ift} IFT, {len(records) - n_ift} EFT), "
+    common.main_info(f"sft: {len(examples)} examples from {n_ift} IFT and {len(records) - n_ift} EFT records"
+                     f"{f' ({len(too_long)} left out as too long)' if too_long else ''}, "
                      f"{cfg.epochs:g} epochs, lr {cfg.learning_rate:g}, effective batch {cfg.batch_size}")
     trainer = sft_training.make_trainer(cfg, examples, tokenizer, callbacks)
     common.train(trainer, resume_from)

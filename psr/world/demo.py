@@ -295,15 +295,17 @@ class Demo:
                     "search rollbacks"]:
             table.add_column(col, justify="right")
 
-        def fmt(x, pct=True):
+        def fmt(x, decimals=True):
+            # JSON gives back 3.0 as 3: accuracies and means are printed with one decimal either way.
             if x is None:
                 return "-"
-            return f"{x:.1f}" if isinstance(x, float) else str(x)
+            return f"{x:.1f}" if decimals else str(x)
 
         for r in rows:
             table.add_row(r["model"], *[fmt(r["benchmarks"].get(b)) for b in benches], fmt(r["average"]),
                           fmt(r["steps"].get("world")), fmt(r["judge_accuracy"]),
-                          fmt(r["judge_pair_order_accuracy"]), fmt(r["trained_on_pairs"]), fmt(r["rollbacks"]))
+                          fmt(r["judge_pair_order_accuracy"]), fmt(r["trained_on_pairs"], False),
+                          fmt(r["rollbacks"], False))
         console.print(table)
         if any(r["judge_format"] == "scoring" for r in rows):
             console.print("judge acc: M, O rows judge held-out step pairs (Figure 5, both orders); S rows score "
