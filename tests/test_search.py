@@ -75,6 +75,11 @@ def ranked(*order):
     return lambda a, b: "A is right. [[A]]" if rank.get(a, 99) < rank.get(b, 99) else "B is right. [[B]]"
 
 
+def undecided(judge, prefix):
+    """``judge``, except that it gives no verdict on two texts both starting with ``prefix`` (a tie)."""
+    return lambda a, b: "I cannot tell." if a.startswith(prefix) and b.startswith(prefix) else judge(a, b)
+
+
 def cfg(**kw):
     return SearchConfig(**{"width": 3, **kw})
 
@@ -172,10 +177,11 @@ def test_a_tie_rolls_back_the_previous_step_and_discards_its_pair():
         if not prev:
             return [["a1", "a2", "a3"], ["b1", "b2", "b3"]][k]
         if prev == ["a1"]:
-            return ["same", "same", "same"]  # all identical: every score is 0, a tie
+            return ["t1", "t2", "t3"]  # no verdict between them: every score is 0, a tie
         return ["\\boxed{1}", "wrong", "\\boxed{2}"]
 
-    eng = Scripted(steps, ranked("a1", "a2", "a3", "b2", "b1", "b3", "\\boxed{1}", "\\boxed{2}", "wrong"))
+    eng = Scripted(steps, undecided(ranked("a1", "a2", "a3", "b2", "b1", "b3", "\\boxed{1}", "\\boxed{2}", "wrong"),
+                                    "t"))
     t = search_one(eng)
     assert t["steps"] == ["b2", "\\boxed{1}"]
     assert (t["iterations"], t["ties"], t["rollbacks"]) == (4, 1, 1)
@@ -185,16 +191,33 @@ def test_a_tie_rolls_back_the_previous_step_and_discards_its_pair():
 
 
 def test_a_tie_at_step_one_just_regenerates_it():
-    rounds = [["s", "s", "s"], ["\\boxed{1}", "x", "y"]]
-    eng = Scripted(lambda q, prev, k: rounds[k], ranked("\\boxed{1}", "x", "y"))
+    rounds = [["s1", "s2", "s3"], ["\\boxed{1}", "x", "y"]]
+    eng = Scripted(lambda q, prev, k: rounds[k], undecided(ranked("\\boxed{1}", "x", "y"), "s"))
     t = search_one(eng)
     assert (t["steps"], t["iterations"], t["ties"], t["rollbacks"]) == (["\\boxed{1}"], 2, 1, 0)
     assert len(t["pairs"]) == 1
 
 
+def test_a_unanimous_step_is_taken_without_a_pair_or_a_rollback_and_rolls_back_with_its_empty_pair():
+    # step 1: every candidate the same -> taken, no judge call, no pair; step 2 ties (no verdicts) -> step 1 is
+    # rolled back with its (empty) pair; step 1 again unanimous; then step 2 is decided.
+    def steps(q, prev, k):
+        if not prev:
+            return ["sure", "sure", "sure"]
+        return [["t1", "t2", "t3"], ["\\boxed{1}", "wrong", "\\boxed{2}"]][min(k, 1)]
+
+    eng = Scripted(steps, undecided(ranked("\\boxed{1}", "\\boxed{2}", "wrong"), "t"))
+    t = search_one(eng)
+    assert t["steps"] == ["sure", "\\boxed{1}"] and t["finished"]
+    assert (t["iterations"], t["unanimous"], t["ties"], t["rollbacks"]) == (4, 2, 1, 1)
+    assert [(p["previous_steps"], p["chosen"], p["rejected"]) for p in t["pairs"]] == [(["sure"], "\\boxed{1}", "wrong")]
+    assert t["judge_calls"] == 6  # only the two rounds of step 2 were judged
+
+
 def test_the_iteration_limit_counts_rollbacks_and_keeps_pairs_of_an_unfinished_search():
     # step 1 is always fine, step 2 always ties: 1 -> tie/rollback -> 1 -> tie/rollback -> ...
-    eng = Scripted(lambda q, prev, k: ["a", "b", "c"] if not prev else ["t", "t", "t"], ranked("a", "b", "c"))
+    eng = Scripted(lambda q, prev, k: ["a", "b", "c"] if not prev else ["t1", "t2", "t3"],
+                   undecided(ranked("a", "b", "c"), "t"))
     t = search_one(eng, max_iterations=5)
     assert t["iterations"] == 5 and not t["finished"] and t["stop_reason"] == "max_iterations"
     assert (t["ties"], t["rollbacks"]) == (2, 2)
@@ -233,14 +256,14 @@ def test_judge_orders_two_costs_twice_and_resists_position_bias():
 
 def test_tts_takes_the_first_candidate_on_a_tie_and_returns_answers_in_input_order():
     def steps(q, prev, k):
-        return ["same", "same", "same"] if not prev else [f"\\boxed{{{q}}}<eos>", "no", "nope"]
+        return ["same1", "same2", "same3"] if not prev else [f"\\boxed{{{q}}}<eos>", "no", "nope"]
 
-    eng = Scripted(steps, ranked(*[f"\\boxed{{{i}}}" for i in range(9)], "no", "nope"))
+    eng = Scripted(steps, undecided(ranked(*[f"\\boxed{{{i}}}" for i in range(9)], "no", "nope"), "same"))
     probs = [{"id": str(i), "question": str(i)} for i in range(5)]
     out = solve_tts(eng, probs, cfg(working_set=2))
     assert [t["id"] for t in out] == [p["id"] for p in probs]
     assert [t["pred"] for t in out] == [p["question"] for p in probs]
-    assert all(t["steps"][0] == "same" and t["ties"] == 1 and t["rollbacks"] == 0 and "pairs" not in t for t in out)
+    assert all(t["steps"][0] == "same1" and t["ties"] == 1 and t["rollbacks"] == 0 and "pairs" not in t for t in out)
 
 
 def test_all_active_problems_share_one_engine_call_per_round_and_the_working_set_is_bounded():
