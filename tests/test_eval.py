@@ -463,3 +463,19 @@ def test_kill9_mid_run_resumes_without_loss_or_duplicates(tmp_path, bench_dir, t
     assert again.returncode == 0, again.stderr
     ids = [p["id"] for p in read_jsonl(out)]
     assert len(ids) == 12 and len(set(ids)) == 12
+
+
+def test_a_judge_prompt_longer_than_the_model_is_counted_not_a_crash(tmp_path, tiny_model_dir, capfd):
+    # Yuan et al.'s prompt takes most of a small model's positions: a long response must not end the run.
+    from psr.engines.hf import HFEngine
+
+    recs = scoring_records()[:2]
+    recs[1] = {**recs[1], "response": "Step 1: " + "x " * 5000}
+    path = write_jsonl(tmp_path / "eft_scoring_test.jsonl", recs)
+    io = IOConfig(inputs=[path], output=str(tmp_path / "judge.jsonl"))
+    engine = HFEngine(EngineConfig(model=tiny_model_dir, seed=0))
+    s = ev.run(io, EngineConfig(model=tiny_model_dir), ev.EvalConfig(task="judge", max_tokens=4), engine=engine)
+    preds = {p["id"]: p for p in read_jsonl(tmp_path / "judge.jsonl")}
+    assert s["n"] == 2 and set(preds) == {"p0/chosen", "p0/rejected"}
+    assert preds["p0/rejected"]["output"] == "" and preds["p0/rejected"]["score"] is None
+    assert "1 judge prompt(s) longer than the judge's context" in " ".join(capfd.readouterr().err.split())

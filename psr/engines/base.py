@@ -155,6 +155,25 @@ class Engine(ABC):
         return [[Step(strip_step_prefix(c.text), c) for c in outs] for outs in self.generate(chats, s)]
 
 
+def judge_fitting(judge: Engine, chats: list[Chat], sampling: Sampling) -> list[list[Completion]]:
+    """``judge.generate``, except that a prompt longer than the judge's context gets one empty answer (no
+    verdict or score: a judge failure, counted by the caller) with a warning, instead of stopping the whole
+    run. Judge prompts embed model output (candidate steps, whole solutions), so their length is not the
+    user's input to fix, and a rerun would meet the same prompt again."""
+    if not chats:
+        return []
+    fits = judge.fits(chats)
+    todo = [c for c, ok in zip(chats, fits, strict=True) if ok]
+    if len(todo) < len(chats):
+        log.warn(f"{len(chats) - len(todo)} judge prompt(s) longer than the judge's context ({judge.max_len} "
+                 "tokens) were not judged; they count as judge failures")
+    answers = judge.generate(todo, sampling) if todo else []
+    if len(answers) != len(todo):
+        raise PsrError(f"engine {judge.name} returned {len(answers)} judgments for {len(todo)} prompts")
+    it = iter(answers)
+    return [next(it) if ok else [Completion("", "length", 0, 0)] for ok in fits]
+
+
 def step_chat(question: str, previous_steps: list[str]) -> Chat:
     """The chat that asks for the next step: Figure 4 prompt, the previous steps as the start of the answer."""
     return Chat(step_prompt(question), assistant_prefix(previous_steps))

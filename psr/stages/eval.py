@@ -31,7 +31,7 @@ from psr.core.prompts import (
 )
 from psr.core.records import IOConfig, RecordWriter, eft_kind, iter_lines, parse_shard, read_records, select
 from psr.core.steps import parse_steps
-from psr.engines.base import Chat, Engine, EngineConfig, Sampling
+from psr.engines.base import Chat, Engine, EngineConfig, Sampling, judge_fitting
 
 PROMPTS = ("step", "qwen-cot")
 TASKS = ("math", "judge")
@@ -336,7 +336,9 @@ def run_judge(io: IOConfig, engine: Engine, cfg: EvalConfig, recs: list[dict], m
         written: list[dict] = []
         with progress(title, len(todo)) as advance:
             for batch in _chunks(todo, max(1, cfg.chunk_size // per_record)):
-                outs = engine.generate([c for r in batch for c in chats(r)], sampling)
+                # A record whose prompt outgrows the model (a long response under Yuan et al.'s ~900-token
+                # prompt) is answered empty: no verdict or score, counted as such, not a failed run.
+                outs = judge_fitting(engine, [c for r in batch for c in chats(r)], sampling)
                 for k, r in enumerate(batch):
                     pred = predict(r, outs[per_record * k: per_record * (k + 1)])
                     writer.write(pred)

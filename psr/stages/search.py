@@ -61,8 +61,8 @@ from psr.core.log import info, progress, warn
 from psr.core.prompts import judge_prompt, parse_score, parse_verdict, srlm_score_prompt, step_prompt
 from psr.core.records import IOConfig, RecordWriter
 from psr.core.steps import format_steps, parse_steps, strip_step_prefix
-from psr.engines import Chat, Completion, Engine, EngineConfig, Sampling, Step, load_engine
-from psr.engines.base import step_chat
+from psr.engines import Chat, Engine, EngineConfig, Sampling, Step, load_engine
+from psr.engines.base import judge_fitting, step_chat
 
 MODES = ("psr", "srlm")
 
@@ -183,23 +183,6 @@ def _seed(base: int, call: int) -> int:
     return (base * 1_000_003 + call) % (2**31 - 1)
 
 
-def _judge(judge: Engine, chats: list[Chat], sampling: Sampling) -> list[list[Completion]]:
-    """The judge's answers; a prompt longer than the judge's context gets an empty answer (no verdict, so a
-    judge failure) instead of stopping the whole run: long candidates are model output, not bad input."""
-    if not chats:
-        return []
-    fits = judge.fits(chats)
-    todo = [c for c, ok in zip(chats, fits, strict=True) if ok]
-    if len(todo) < len(chats):
-        warn(f"{len(chats) - len(todo)} judge prompt(s) longer than the judge's context ({judge.max_len} tokens) "
-             "were not judged; they count as judge failures")
-    answers = judge.generate(todo, sampling) if todo else []
-    if len(answers) != len(todo):
-        raise PsrError(f"engine {judge.name} returned {len(answers)} judgments for {len(todo)} prompts")
-    it = iter(answers)
-    return [next(it) if ok else [Completion("", "length", 0, 0)] for ok in fits]
-
-
 def _advance(engine: Engine, states: list[_State], cfg: SearchConfig, call: int, judge: Engine | None = None) -> None:
     """One generation round for every state: sample, judge (``judge``, by default the policy itself), score,
     then choose or roll back."""
@@ -226,7 +209,7 @@ def _advance(engine: Engine, states: list[_State], cfg: SearchConfig, call: int,
              for s, t, plan in zip(states, texts, plans, strict=True) for a, b in plan]
     judge_sampling = Sampling(n=1, temperature=cfg.judge_temperature, top_p=cfg.top_p if cfg.judge_temperature else 1.0,
                               max_tokens=cfg.judge_max_tokens, seed=_seed(cfg.seed, 2 * call + 1))
-    judged = _judge(judge or engine, chats, judge_sampling)
+    judged = judge_fitting(judge or engine, chats, judge_sampling)
     at = 0
     for s, cs, t, plan in zip(states, cands, texts, plans, strict=True):
         outs = [j[0] for j in judged[at:at + len(plan)]]
@@ -341,7 +324,7 @@ def _srlm_batch(engine: Engine, problems: list[dict], cfg: SearchConfig, call: i
     asks = [(pi, k) for pi, t in enumerate(texts) for k, x in enumerate(t) if x]
     judge_sampling = Sampling(n=1, temperature=cfg.judge_temperature, top_p=1.0, max_tokens=cfg.judge_max_tokens,
                               seed=_seed(cfg.seed, 2 * call + 1))
-    judged = _judge(judge or engine, [Chat(srlm_score_prompt(problems[pi]["question"], texts[pi][k]))
+    judged = judge_fitting(judge or engine, [Chat(srlm_score_prompt(problems[pi]["question"], texts[pi][k]))
                                       for pi, k in asks], judge_sampling)
     scores: list[list[int | None]] = [[0] * len(t) for t in texts]
     for (pi, k), j in zip(asks, judged, strict=True):
