@@ -34,7 +34,7 @@ iterate n="1" *ARGS: setup
     {{py}} -m psr.world.demo --out runs/demo --iterate {{n}} {{ARGS}}
 
 # The research measurement (issue 9): full demo runs with the SRLM baseline and the oracle-judged control for
-# each seed (about 30-40 min a seed on 2 cores), then accuracy per model and the gains with 95% intervals.
+# each seed (about 30-40 min a seed on 2 cores, S1's SFT being the longest stage), then accuracy per model and the gains with 95% intervals.
 seeds +SEEDS="0 1 2": setup
     for s in {{SEEDS}}; do {{py}} -m psr.world.demo --srlm --oracle-judge --seed $s --out runs/seed$s; done
     {{py}} bench/demo_seeds.py $(for s in {{SEEDS}}; do echo runs/seed$s; done)

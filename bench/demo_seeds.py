@@ -79,7 +79,13 @@ def main(argv: list[str] | None = None) -> None:
     if not runs:
         raise SystemExit("no finished demo runs (demo_summary.json) among the given directories")
     summaries = [json.load(open(os.path.join(r, "demo_summary.json"))) for r in runs]
-    models = [m["model"] for m in summaries[0]["models"]]
+    # Every model of any run, in run order; a branch a run did not make (e.g. --oracle-judge on one seed only)
+    # counts over the runs that have it.
+    models: list[str] = []
+    for s in summaries:
+        models += [m["model"] for m in s["models"] if m["model"] not in models]
+    has = {m: [r for r, s in zip(runs, summaries, strict=True) if any(x["model"] == m for x in s["models"])]
+           for m in models}
     print(f"## Held-out world accuracy (%), {len(runs)} seeds\n")
     srlm_from = "S1" if "S1" in models else "M1"  # older runs branched the SRLM baseline off M1
     print("| seed | " + " | ".join(models) + " | M1 judge accuracy (95% CI) | S1 score match / pair order | "
@@ -91,16 +97,17 @@ def main(argv: list[str] | None = None) -> None:
         s1 = next((m for m in s["models"] if m["model"] == "S1"), {})
         gate = s.get("judge_gate") or {}
         ci = gate.get("ci95") or ["-", "-"]
-        print(f"| {s['seed']} | " + " | ".join(f"{acc.get(m, float('nan')):.1f}" for m in models) +
+        print(f"| {s['seed']} | " + " | ".join(f"{acc[m]:.1f}" if m in acc else "-" for m in models) +
               f" | {gate.get('accuracy', float('nan')):.1f} ({ci[0]}-{ci[1]}) "
               f"| {s1.get('judge_accuracy')} / {s1.get('judge_pair_order_accuracy')} "
               f"| {pairs.get('M2')} / {pairs.get('M3')} "
               f"| {pairs.get('S2')} / {pairs.get('S3')} | {pairs.get('O2')} / {pairs.get('O3')} |")
     n_test = len(correct_by_id(runs[0], "M1"))
-    means = {m: statistics.mean(s2["models"][models.index(m)]["benchmarks"]["world"] for s2 in summaries)
+    means = {m: statistics.mean(x["benchmarks"]["world"] for s2 in summaries for x in s2["models"] if x["model"] == m)
              for m in models}
-    lo_hi = {m: wilson(means[m] / 100 * n_test * len(runs), n_test * len(runs)) for m in models}
-    print("| mean | " + " | ".join(f"{means[m]:.1f}" for m in models) + " | | | | | |")
+    lo_hi = {m: wilson(means[m] / 100 * n_test * len(has[m]), n_test * len(has[m])) for m in models}
+    print("| mean | " + " | ".join(f"{means[m]:.1f}" + (f" ({len(has[m])} seed{'s' if len(has[m]) > 1 else ''})" if len(has[m]) < len(runs) else "")
+                                   for m in models) + " | | | | | |")
     print("| 95% CI (problems) | " + " | ".join(f"{lo_hi[m][0]:.1f}-{lo_hi[m][1]:.1f}" for m in models)
           + " | | | | | |")
     print(f"\n## Gains in accuracy points ({n_test} held-out problems a seed)\n")
@@ -114,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
                          ("M3", "O3", "self-judged vs oracle-judged")):
         if a_ not in models or b_ not in models:
             continue
-        c = compare(runs, a_, b_)
+        c = compare([r for r in has[a_] if r in has[b_]], a_, b_)
         if c is None:
             continue
         print(f"| {a_} - {b_} ({what}) | {', '.join(f'{x:+.1f}' for x in c['per_seed'])} | {c['mean']:+.1f} | "
