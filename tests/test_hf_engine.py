@@ -65,6 +65,22 @@ def test_token_counts_and_length(engine):
     assert engine.count_tokens(["", "Step 1: \\boxed{4}"]) == [0, len(engine.tokenizer("Step 1: \\boxed{4}")["input_ids"])]
 
 
+def test_prompt_ids_are_memoized_fresh_and_bounded(tiny_model_dir):
+    e = HFEngine(EngineConfig(model=tiny_model_dir))
+    e._PROMPT_CACHE = 3
+    direct = [e.tokenizer(e.render(c), add_special_tokens=False)["input_ids"] for c in CHATS]
+    assert e.fits(CHATS[:2] + CHATS[:2]) == [True] * 4  # fits encodes, and remembers, each chat once
+    assert list(e._prompt_cache.values()) == direct[:2]
+    ids = e.prompt_ids(CHATS)
+    assert ids == direct and len(e._prompt_cache) == 3  # the oldest two were let go
+    ids[0].append(99)  # a caller's change does not reach the memo
+    assert e.prompt_ids(CHATS[4:]) == direct[4:] and e.prompt_ids(CHATS[:1]) == direct[:1]
+    # generate counts the same prompt tokens from memoized ids as from a fresh encoding
+    fresh = HFEngine(EngineConfig(model=tiny_model_dir))
+    assert [o.prompt_tokens for o in free_run(e, CHATS, 2)] == [o.prompt_tokens for o in free_run(fresh, CHATS, 2)] \
+        == [len(d) for d in direct]
+
+
 def pick_stop(text):
     """A 3-character piece of ``text`` that first occurs after its start: a stop the model really produces."""
     return next(text[i:i + 3] for i in range(4, len(text) - 3)

@@ -24,7 +24,7 @@ import torch
 
 from psr.core import log
 from psr.core.errors import InputError
-from psr.engines.base import Chat, Completion, Engine, EngineConfig, Sampling, prefix_groups, render_chat
+from psr.engines.base import Chat, Completion, EngineConfig, Sampling, TokenizerEngine, prefix_groups
 
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
            "float16": torch.float16, "fp16": torch.float16}
@@ -45,7 +45,7 @@ class _CompletionStop:
         return torch.tensor([any(s in t for s in self.stops) for t in tails], device=input_ids.device)
 
 
-class HFEngine(Engine):
+class HFEngine(TokenizerEngine):
     name = "hf"
 
     def __init__(self, cfg: EngineConfig):
@@ -100,16 +100,6 @@ class HFEngine(Engine):
                                   batch_size=self.cfg.batch_size, max_length=self.max_len)
         return self._prm.score_steps(question, solutions)
 
-    # -- prompts ----------------------------------------------------------------------------
-
-    def render(self, chat: Chat) -> str:
-        return render_chat(self, chat)
-
-    def count_tokens(self, texts: list[str]) -> list[int]:
-        if not texts:
-            return []
-        return [len(ids) for ids in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
-
     # -- generation -------------------------------------------------------------------------
 
     def generate(self, chats: list[Chat], sampling: Sampling) -> list[list[Completion]]:
@@ -119,11 +109,7 @@ class HFEngine(Engine):
             raise InputError(f"n and max_tokens must be >= 1, got n={sampling.n}, max_tokens={sampling.max_tokens}")
         greedy = sampling.temperature <= 0
         # the template writes its own special tokens (BOS included, where the model has one) as text
-        prompts = self.tokenizer([self.render(c) for c in chats], add_special_tokens=False)["input_ids"]
-        if self.max_len:
-            for i, p in enumerate(prompts):
-                if len(p) >= self.max_len:
-                    raise InputError(f"prompt {i} has {len(p)} tokens; the model takes at most {self.max_len}")
+        prompts = self._checked_prompt_ids(chats)
         copies = 1 if greedy else sampling.n
         rows = [(i, k) for i in range(len(chats)) for k in range(copies)]
         if self._prefix_sharing:
