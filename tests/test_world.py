@@ -169,6 +169,25 @@ def test_recompute_first_explanation_stops_at_the_first_failing_check():
         judge(parse_question(Q), [], RIGHT_1, WRONG_SUM_1, style="terse")
 
 
+@pytest.mark.parametrize("previous,good,bad,mine,theirs", [
+    ([], RIGHT_1, WRONG_SUM_1, "8 - 3 = 5", "writes 8 - 3 = 6: different."),
+    ([], RIGHT_1, WRONG_QUANTITY_1, "8 - 3 = 5", "writes 9 - 3 = 6: different."),
+    ([RIGHT_1], RIGHT_2, WRONG_QUANTITY_2, "5 + 4 = 9", "writes 8 + 4 = 12: different."),
+    ([RIGHT_1], RIGHT_2, WRONG_BOX_2, "5 + 4 = 9", "writes 5 + 4 = 9: same, but it boxes 10."),
+    ([RIGHT_1], RIGHT_2, RIGHT_1, "5 + 4 = 9", "writes 8 - 3 = 5: different."),
+])
+def test_solve_first_judge_writes_its_own_step_then_compares(previous, good, bad, mine, theirs):
+    meta = parse_question(Q)
+    for text, good_side, bad_side in ((judge(meta, previous, good, bad, style="solve-first"), "A", "B"),
+                                      (judge(meta, previous, bad, good, style="solve-first"), "B", "A")):
+        assert text.startswith(f"My next step: {mine}. ")
+        assert f"Assistant {good_side} writes {mine}: same." in text and f"Assistant {bad_side} {theirs}" in text
+        assert text.endswith(f"[[{good_side}]]")
+    # after the last event there is no step of its own to write
+    done = judge(meta, [RIGHT_1, RIGHT_2], WRONG_SUM_1, RIGHT_1, style="solve-first")
+    assert done.startswith("My next step: none, the question has no event left. Assistant A computes 8 - 3 = 6")
+
+
 def test_judge_styles_give_the_same_verdicts():
     rng = random.Random(0)
     n = 0

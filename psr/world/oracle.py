@@ -54,6 +54,25 @@ def _same(want, got) -> str:
     return "same" if want == got else "different"
 
 
+def _wanted_start(meta: dict, previous_steps: list[str]) -> tuple[int, str]:
+    """The quantity the next step must start from, and where it comes from."""
+    i = len(previous_steps)
+    if i == 0:
+        return meta["start"], "the start in the question"
+    got = parse_equation(previous_steps[-1])
+    return (got[3] if got else meta["values"][i]), f"the result of Step {i}"
+
+
+def next_equation(meta: dict, previous_steps: list[str]) -> str | None:
+    """The equation a right next step computes ("45 + 37 = 82"), or None when no event is left."""
+    i = len(previous_steps)
+    if i >= len(meta["ops"]):
+        return None
+    a, _ = _wanted_start(meta, previous_steps)
+    sym, b = meta["ops"][i]
+    return f"{a} {sym} {b} = {apply(a, sym, b)}"
+
+
 def check_step(meta: dict, previous_steps: list[str], step: str) -> Check:
     """Check the next step of a world problem (``meta``: start, ops, values, as parse_question gives)."""
     i = len(previous_steps)
@@ -79,12 +98,7 @@ def check_step(meta: dict, previous_steps: list[str], step: str) -> Check:
     if i >= len(ops):
         return fail(0, f"{shown}, which is wrong: the question has no event left",
                     walk + [f"Events: the question has {len(ops)}, this would be {i + 1}: too many."])
-    if i == 0:
-        want_a, source = meta["start"], "the start in the question"
-    else:
-        got = parse_equation(previous_steps[-1])
-        want_a = got[3] if got else meta["values"][i]
-        source = f"the result of Step {i}"
+    want_a, source = _wanted_start(meta, previous_steps)
     # Recompute-first: each check writes the wanted value, then the step's value, then a verdict on
     # two adjacent numbers, so that every decision is a local copy or compare (see judge()).
     walk.append(f"Start: should be {want_a}, it uses {a}: {_same(want_a, a)}.")
@@ -125,7 +139,7 @@ def _tiebreak(text: str) -> str:
     return hashlib.sha256(_norm(text).encode()).hexdigest()
 
 
-JUDGE_STYLES = ("verdict-first", "recompute-first")
+JUDGE_STYLES = ("verdict-first", "recompute-first", "solve-first")
 JUDGE_STYLE = "verdict-first"
 
 
@@ -140,6 +154,10 @@ def judge(meta: dict, previous_steps: list[str], step_a: str, step_b: str, style
       Event: should be - 3, it does - 3: same. Result: 8 - 3 = 5, it wrote 6: different. So
       Assistant B is wrong." Stops at the first failing check; every decision compares two
       adjacent values.
+    - ``solve-first``: "My next step: 8 - 3 = 5. Assistant A writes 8 - 3 = 5: same. Assistant B
+      writes 8 - 3 = 6: different." The judge first writes the step it would take, as the policy
+      does, then sets each equation against its own (MT-Bench's reference-guided judge, with the
+      model's own reference).
 
     Measured (bench/judge_learnability.py; M0 = 0.9M params pretrained 12 min, seed 0; SFT on 1000
     IFT + 2000 EFT, 400 steps x 16, lr 1e-3; 150 held-out pairs judged in both orders): verdict-first
@@ -150,7 +168,12 @@ def judge(meta: dict, previous_steps: list[str], step_a: str, step_b: str, style
     psr.world.pretrain), the same 1000 IFT + 2000 EFT: verdict-first 174/300 = 58.0% (52.3-63.4) at lr
     1e-3, 57.7% at 3e-4; recompute-first 52.0% (46.4-57.6); verdict-first with 6000 EFT, 800 steps: 59.7%
     (54.0-65.1). That model copies both steps' equations into its explanation but still calls the first
-    one "correct" too often (picks A 70-78%). The shorter verdict-first stays the default. In the earlier
+    one "correct" too often (picks A 70-78%). solve-first, same run: 157/300 = 52.3% (46.7-57.9, picks A
+    86%): its "own" step copies Assistant A's equation, and "same"/"different" follows the position,
+    not the numbers. The same M0 does not verify in its own pretraining format either: asked to
+    continue "Step k computes a op b = c, which is" after a held-out solution, it says "correct" for 26%
+    of right steps and "wrong" for 74% of wrong ones (377 steps, the step under review always last, as
+    a cut-off solution's wrong step is in its review documents). The shorter verdict-first stays the default. In the earlier
     M0's recompute-first outputs inspected, the "should be" values are copied from the judged step or
     the other assistant, not from the question or previous step: the walk rationalises a
     position-based guess instead of producing the verdict.
@@ -160,8 +183,12 @@ def judge(meta: dict, previous_steps: list[str], step_a: str, step_b: str, style
     ca, cb = check_step(meta, previous_steps, step_a), check_step(meta, previous_steps, step_b)
     if style == "verdict-first":
         lines = [f"Assistant A {ca.text}.", f"Assistant B {cb.text}."]
-    else:
+    elif style == "recompute-first":
         lines = [ca.walk.replace("{X}", "Assistant A"), cb.walk.replace("{X}", "Assistant B")]
+    else:
+        mine = next_equation(meta, previous_steps)
+        lines = [f"My next step: {mine}." if mine else "My next step: none, the question has no event left."]
+        lines += [_against(mine, step, c, name) for step, c, name in ((step_a, ca, "A"), (step_b, cb, "B"))]
     if ca.score != cb.score:
         better = "A" if ca.score > cb.score else "B"
         if not (ca.ok or cb.ok):
@@ -170,6 +197,20 @@ def judge(meta: dict, previous_steps: list[str], step_a: str, step_b: str, style
         better = "A" if _tiebreak(step_a) <= _tiebreak(step_b) else "B"
         lines.append(f"Both are {'correct' if ca.ok else 'wrong'}; I pick Assistant {better}.")
     return " ".join(lines) + f" [[{better}]]"
+
+
+def _against(mine: str | None, step: str, c: Check, name: str) -> str:
+    """solve-first: one assistant's equation set against the judge's own."""
+    eq = parse_equation(_norm(step))
+    if mine is None or eq is None:
+        return f"Assistant {name} {c.text}."
+    shown = f"{eq[0]} {eq[1]} {eq[2]} = {eq[3]}"
+    if shown != mine:
+        return f"Assistant {name} writes {shown}: different."
+    if c.ok:
+        return f"Assistant {name} writes {shown}: same."
+    # the right equation, wrong otherwise (boxed too early or wrongly, repeats an earlier step)
+    return f"Assistant {name} writes {shown}: same, but {c.text.split(', but ')[-1].split(', which is ')[-1]}."
 
 
 # ------------------------------------------------------------------------------------------------
