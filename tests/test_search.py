@@ -295,6 +295,18 @@ def test_an_external_judge_judges_and_the_policy_only_samples():
     assert len(judge.judged) == out[0]["judge_calls"] == 6
 
 
+def test_a_greedy_judge_is_asked_each_distinct_prompt_once():
+    steps = lambda q, prev, k: ["x", "x", "x", "y \\boxed{1}<eos>"]  # noqa: E731
+    eng = Scripted(steps, ranked("y \\boxed{1}", "x"))
+    [t] = [t for b in iter_search(eng, [{"id": "p", "question": "q"}], cfg(width=4)) for t in b]
+    # pairs (0,3), (1,3), (2,3) show x|y, y|x, x|y: two distinct prompts, three counted judgments
+    assert sorted(eng.judged) == [("x", "y \\boxed{1}"), ("y \\boxed{1}", "x")]
+    assert t["judge_calls"] == 3 and t["pairs"][0]["scores"] == [0, 0, 0, 3]
+    sampling = Scripted(steps, ranked("y \\boxed{1}", "x"))
+    list(iter_search(sampling, [{"id": "p", "question": "q"}], cfg(width=4, judge_temperature=0.5)))
+    assert len(sampling.judged) == 3  # a sampling judge is asked every time: its answers may differ
+
+
 def test_srlm_pairs_the_best_and_worst_solution_and_drops_ties():
     sols = {"a": ["Step 1: x\nStep 2: \\boxed{1}", "Step 1: y", "Step 1: z"], "b": ["s", "s2", "s3"],
             "c": ["u", "v", ""]}

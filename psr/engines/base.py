@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from psr.core import log
 from psr.core.errors import InputError, PsrError
@@ -214,11 +214,16 @@ def judge_fitting(judge: Engine, chats: list[Chat], sampling: Sampling) -> list[
     if len(todo) < len(chats):
         log.warn(f"{len(chats) - len(todo)} judge prompt(s) longer than the judge's context ({judge.max_len} "
                  "tokens) were not judged; they count as judge failures")
-    answers = judge.generate(todo, sampling) if todo else []
-    if len(answers) != len(todo):
-        raise PsrError(f"engine {judge.name} returned {len(answers)} judgments for {len(todo)} prompts")
-    it = iter(answers)
-    return [next(it) if ok else [Completion("", "length", 0, 0)] for ok in fits]
+    # A greedy judge answers the same prompt the same way, so each distinct prompt is asked once: when a
+    # policy samples the same step several times, several of a step's pairs are the same prompt.
+    keys = [(c.system, c.user, c.assistant_prefix) for c in todo] if sampling.temperature <= 0 else list(range(len(todo)))
+    unique = {k: c for k, c in zip(keys, todo, strict=True)}
+    answers = judge.generate(list(unique.values()), sampling) if unique else []
+    if len(answers) != len(unique):
+        raise PsrError(f"engine {judge.name} returned {len(answers)} judgments for {len(unique)} prompts")
+    by_key = dict(zip(unique, answers, strict=True))
+    it = iter(keys)
+    return [[replace(a) for a in by_key[next(it)]] if ok else [Completion("", "length", 0, 0)] for ok in fits]
 
 
 def step_chat(question: str, previous_steps: list[str]) -> Chat:
