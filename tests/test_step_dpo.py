@@ -138,15 +138,17 @@ def test_an_sft_weight_raises_the_chosen_steps_likelihood(tiny_model_dir, tok, t
     data = write_jsonl(tmp_path / "ppd.jsonl", ppd_records())
     examples, _, _ = dpo_training.build_examples(tok, ppd_records(), 512)
     chosen = {}
-    for w in (0.0, 1.0):
-        out = str(tmp_path / f"m-{w}")
+    for name, opts in (("dpo", DPOOptions(beta=0.1)), ("rpo", DPOOptions(beta=0.1, sft_weight=1.0)),
+                       ("apo", DPOOptions(beta=0.1, loss="apo_zero"))):
+        out = str(tmp_path / name)
         cfg = TrainConfig(model=tiny_model_dir, output=out, epochs=2, learning_rate=2e-3, batch_size=3,
                           per_device_batch_size=3, save_steps=1000)
-        summary = step_dpo.run([data], cfg, DPOOptions(beta=0.1, sft_weight=w))
-        assert summary["sft_weight"] == w
-        chosen[w] = sum(sequence_logps(AutoModelForCausalLM.from_pretrained(out), examples, "chosen_ids"))
+        summary = step_dpo.run([data], cfg, opts)
+        assert (summary["sft_weight"], summary["loss"]) == (opts.sft_weight, opts.loss)
+        chosen[name] = sum(sequence_logps(AutoModelForCausalLM.from_pretrained(out), examples, "chosen_ids"))
     base = sum(sequence_logps(AutoModelForCausalLM.from_pretrained(tiny_model_dir), examples, "chosen_ids"))
-    assert chosen[1.0] > chosen[0.0] and chosen[1.0] > base, (base, chosen)
+    # the NLL term (RPO) lifts the chosen steps above DPO's; APO-zero's anchored loss lifts them above the start
+    assert chosen["rpo"] > max(chosen["dpo"], base) and chosen["apo"] > base + 50, (base, chosen)
 
 
 def test_lora_trains_and_saves_a_merged_model(tiny_model_dir, tok, tmp_path):
@@ -211,8 +213,10 @@ def test_help_says_what_it_reads_writes_and_its_defaults():
     assert res.exit_code == 0
     flat = " ".join(res.output.split())
     for words in ("Reads PPD records", "1 epoch", "lr 5e-7", "effective batch 32", "beta 0.1",
-                  "--precompute-ref-log-probs", "--lora", "accelerate launch", "metrics.jsonl"):
+                  "--precompute-ref-log-probs", "--lora", "accelerate launch", "metrics.jsonl", "apo_zero"):
         assert words in flat, words
+    bad = CliRunner().invoke(app, ["step-dpo", "-i", "x.jsonl", "--model", "m", "-o", "out", "--loss", "kto"])
+    assert bad.exit_code == 2 and "--loss" in bad.output
 
 
 def test_shipped_accelerate_configs_load():

@@ -9,7 +9,7 @@ import typer
 from psr.cli import app
 from psr.cli.training_options import LAUNCH_HELP, TrainJob, training_options
 from psr.stages import step_dpo as stage
-from psr.training.step_dpo import DEFAULT_BETA, DPOOptions
+from psr.training.step_dpo import DEFAULT_BETA, LOSSES, DPOOptions
 
 
 @app.command(
@@ -35,10 +35,16 @@ def step_dpo(
     sft_weight: Annotated[float, typer.Option(
         "--sft-weight", help="Add the NLL of the chosen step to the DPO loss with this weight (RPO; TRL's "
         "'sft' loss). 0, the default, is the paper's plain step-DPO.")] = 0.0,
+    loss: Annotated[str, typer.Option(
+        "--loss", help="TRL's preference loss: sigmoid (DPO, the paper's; the default), or "
+        f"{', '.join(LOSSES[1:])}. apo_zero raises the chosen step and lowers the rejected one outright, "
+        "where DPO may lower both.")] = "sigmoid",
     *,
     job: TrainJob,
 ) -> None:
     if sft_weight < 0:
         raise typer.BadParameter("must be >= 0", param_hint="--sft-weight")
+    if loss not in LOSSES:
+        raise typer.BadParameter(f"must be one of {', '.join(LOSSES)}", param_hint="--loss")
     stage.run(job.inputs, job.cfg, DPOOptions(beta=beta, precompute_ref_log_probs=precompute_ref_log_probs,
-                                              sft_weight=sft_weight), limit=job.limit)
+                                              sft_weight=sft_weight, loss=loss), limit=job.limit)

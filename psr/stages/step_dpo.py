@@ -42,13 +42,13 @@ def run(inputs: list[str], cfg: TrainConfig, opts: DPOOptions | None = None, *, 
         raise InputError(f"all {len(records)} pairs are longer than --max-length {cfg.max_length} tokens")
     resume_from = common.prepare_output(cfg)
     n_final = sum(r["is_final"] for r in records)
-    common.main_info(f"step-dpo: {len(examples)} pairs ({n_final} final steps), beta {opts.beta:g}, "
+    common.main_info(f"step-dpo: {len(examples)} pairs ({n_final} final steps), {opts.loss} loss, beta {opts.beta:g}, "
                      + (f"sft weight {opts.sft_weight:g}, " if opts.sft_weight else "") +
                      f"{cfg.epochs:g} epochs, lr {cfg.learning_rate:g}, effective batch {cfg.batch_size}")
     trainer = dpo_training.make_trainer(cfg, opts, examples, tokenizer, callbacks)
     common.train(trainer, resume_from)
     return common.finish(trainer, tokenizer, cfg, "step-dpo", {
-        "pairs": len(examples), "final_step_pairs": n_final, "beta": opts.beta, "sft_weight": opts.sft_weight,
+        "pairs": len(examples), "final_step_pairs": n_final, "loss": opts.loss, "beta": opts.beta, "sft_weight": opts.sft_weight,
         "precompute_ref_log_probs": opts.precompute_ref_log_probs, "too_long": len(too_long),
         "too_long_ids": too_long[:100], "truncated_prompts": truncated, "resumed_from": resume_from,
     })

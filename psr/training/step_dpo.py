@@ -27,6 +27,12 @@ from psr.training import common
 from psr.training.common import TrainConfig
 
 DEFAULT_BETA = 0.1  # TRL's default; the paper leaves β unspecified
+# TRL's pairwise preference losses (DPOConfig.loss_type). "sigmoid" is DPO, the paper's step-DPO; the others
+# are the variants a user reaches for when DPO moves chosen and rejected down together, as it does on pairs
+# that differ in a few tokens (a step with one wrong number): apo_zero (Anchored Preference Optimization)
+# pushes the chosen step up and the rejected one down in absolute terms, not only apart.
+LOSSES = ("sigmoid", "ipo", "hinge", "robust", "exo_pair", "nca_pair", "bco_pair", "sppo_hard", "aot",
+          "apo_zero", "apo_down", "discopop")
 
 
 @dataclass
@@ -36,6 +42,7 @@ class DPOOptions:
     # > 0 adds TRL's "sft" loss (NLL of the chosen step) with this weight to the DPO loss, as RPO /
     # Iterative RPO (Pang et al., 2024) do for reasoning; 0 is the paper's plain step-DPO.
     sft_weight: float = 0.0
+    loss: str = "sigmoid"  # one of LOSSES
 
 
 def prompt_text(tokenizer, rec: dict) -> str:
@@ -110,8 +117,10 @@ def make_trainer(cfg: TrainConfig, opts: DPOOptions, examples: list[dict], token
         def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
             return dataset
 
-    losses = dict(loss_type=["sigmoid", "sft"], loss_weights=[1.0, opts.sft_weight]) if opts.sft_weight > 0 \
-        else dict(loss_type=["sigmoid"])
+    if opts.loss not in LOSSES:
+        raise ValueError(f"unknown loss {opts.loss!r} (one of {', '.join(LOSSES)})")
+    losses = dict(loss_type=[opts.loss, "sft"], loss_weights=[1.0, opts.sft_weight]) if opts.sft_weight > 0 \
+        else dict(loss_type=[opts.loss])
     args = DPOConfig(**common.trainer_kwargs(cfg), beta=opts.beta, **losses,
                      precompute_ref_log_probs=opts.precompute_ref_log_probs,
                      trust_remote_code=cfg.trust_remote_code)
