@@ -49,6 +49,11 @@ def test_every_stage_wrote_well_formed_output(run):
     assert all(s["chosen"] > s["rejected"] for s in by_pair.values())
     assert set(by_pair) <= {r["id"] for r in pairs}
     made = 0
+    # search meets questions SFT did not train on: world/search.jsonl, a new slice each round
+    ift_q = {r["question"] for r in ift}
+    searched = [{r["question"] for r in read_records(p(f"search_problems_m{i}.jsonl"), "problem")} for i in (1, 2)]
+    pool = {r["question"] for r in read_records(p("world", "search.jsonl"), "problem")}
+    assert all(q and q <= pool and not q & ift_q for q in searched) and not searched[0] & searched[1]
     for i in (1, 2):
         trajectories = read_records(p(f"trajectories_m{i}.jsonl"), None)
         assert len(trajectories) == sum(1 for _ in open(p(f"search_problems_m{i}.jsonl")))

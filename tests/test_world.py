@@ -363,6 +363,15 @@ def test_psr_world_writes_the_data_set(tmp_path):
     assert not {p["question"] for p in train} & {r["prompt"] for r in prm}
     assert not {p["question"] for p in train} & {p["question"] for p in test}
     assert "train.jsonl" in res.stderr
+    assert not (out / "search.jsonl").exists()  # only when asked for
+    res = subprocess.run([*PSR, "world", "-o", str(out), "--train", "30", "--test", "10", "--prm", "25",
+                          "--search", "12", "--seed", "7"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    search = read_records(str(out / "search.jsonl"), "ift")
+    assert len(search) == 12 and read_records(str(out / "train.jsonl"), "ift") == train  # the rest is unchanged
+    # questions SFT and the PRM never saw, from the train split
+    seen = {p["question"] for p in train} | {r["prompt"] for r in prm} | {p["question"] for p in test}
+    assert not {p["question"] for p in search} & seen and all("-train-" in p["id"] for p in search)
 
 
 def test_psr_world_rejects_negative_counts(tmp_path):

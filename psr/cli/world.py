@@ -18,8 +18,9 @@ from psr.core.log import info
         "(problems with question, answer, unsegmented solution, reference steps; the splits never share a "
         "question), train_solutions.jsonl (the train problems without steps, input of `psr segment`) and "
         "prm.jsonl (step-labelled solutions, TRL stepwise supervision, input of `psr train-prm`, from other "
-        "problems than train.jsonl). Deterministic in --seed; files are rewritten whole. "
-        "Defaults: 2000 train, 500 test, 2000 PRM examples, seed 0."
+        "problems than train.jsonl), and with --search N search.jsonl (N more train-split problems in neither: "
+        "questions for `psr search` that SFT did not train on). Deterministic in --seed; files are rewritten "
+        "whole. Defaults: 2000 train, 500 test, 2000 PRM examples, no search file, seed 0."
     ),
 )
 def world(
@@ -27,9 +28,10 @@ def world(
     train: Annotated[int, typer.Option("--train", help="Train problems.")] = 2000,
     test: Annotated[int, typer.Option("--test", help="Held-out test problems.")] = 500,
     prm: Annotated[int, typer.Option("--prm", help="PRM step-label examples.")] = 2000,
+    search: Annotated[int, typer.Option("--search", help="Problems for search.jsonl (0: no file).")] = 0,
     seed: O.Seed = 0,
 ) -> None:
     from psr.world.generator import write_world
 
-    counts = write_world(out_dir, train, test, prm, seed)
+    counts = write_world(out_dir, train, test, prm, seed, search)
     info(", ".join(f"{name}: {n}" for name, n in counts.items()) + f" -> {out_dir}/")
