@@ -64,8 +64,7 @@ def error_kinds(run: str) -> dict[str, int]:
             if r.get("benchmark") != "world" or r.get("correct"):
                 continue
             meta, steps = parse_question(r["question"]), r.get("steps") or []
-            bad = next((check_step(meta, steps[:j], st) for j, st in enumerate(steps)
-                        if not check_step(meta, steps[:j], st).ok), None)
+            bad = next((c for c in (check_step(meta, steps[:j], st) for j, st in enumerate(steps)) if not c.ok), None)
             tail = bad.text.split("which is ")[-1] if bad else ""
             kind = ("no wrong step (unfinished)" if bad is None else "arithmetic"
                     if re.fullmatch(r"wrong: -?\d+ \S -?\d+ is -?\d+", tail) else re.sub(r"-?\d+", "N", tail))

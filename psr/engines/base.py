@@ -17,9 +17,12 @@ from psr.core.prompts import step_prompt
 from psr.core.steps import STEP_STOP, assistant_prefix, has_final_answer, strip_step_prefix
 
 
-@dataclass
+@dataclass(frozen=True)
 class Chat:
-    """One conversation to continue: a user turn, optionally a partial assistant answer to extend."""
+    """One conversation to continue: a user turn, optionally a partial assistant answer to extend.
+
+    Frozen, so a chat is its own key: engines memoize prompt ids by chat and ask a greedy judge each
+    distinct chat once."""
 
     user: str
     assistant_prefix: str = ""
@@ -174,19 +177,18 @@ class TokenizerEngine(Engine):
 
     def prompt_ids(self, chats: list[Chat]) -> list[list[int]]:
         """Each chat's prompt as token ids (fresh lists: callers may keep or change them)."""
-        keys = [(c.system, c.user, c.assistant_prefix) for c in chats]
         cache = self.__dict__.setdefault("_prompt_cache", OrderedDict())
-        found = {k: cache[k] for k in dict.fromkeys(keys) if k in cache}
-        todo = [k for k in dict.fromkeys(keys) if k not in found]
+        found = {c: cache[c] for c in chats if c in cache}
+        todo = [c for c in dict.fromkeys(chats) if c not in found]
         if todo:
             # one tokenizer call for the batch: the fast tokenizers encode a list in parallel
-            texts = [self.render(Chat(user, prefix, system)) for system, user, prefix in todo]
+            texts = [self.render(c) for c in todo]
             found.update(zip(todo, self.tokenizer(texts, add_special_tokens=False)["input_ids"], strict=True))
-            for k in todo:
-                cache[k] = found[k]
+            for c in todo:
+                cache[c] = found[c]
             while len(cache) > self._PROMPT_CACHE:
                 cache.popitem(last=False)
-        return [list(found[k]) for k in keys]
+        return [list(found[c]) for c in chats]
 
     def fits(self, chats: list[Chat]) -> list[bool]:
         if not self.max_len:
@@ -216,14 +218,16 @@ def judge_fitting(judge: Engine, chats: list[Chat], sampling: Sampling) -> list[
                  "tokens) were not judged; they count as judge failures")
     # A greedy judge answers the same prompt the same way, so each distinct prompt is asked once: when a
     # policy samples the same step several times, several of a step's pairs are the same prompt.
-    keys = [(c.system, c.user, c.assistant_prefix) for c in todo] if sampling.temperature <= 0 else list(range(len(todo)))
-    unique = {k: c for k, c in zip(keys, todo, strict=True)}
-    answers = judge.generate(list(unique.values()), sampling) if unique else []
-    if len(answers) != len(unique):
-        raise PsrError(f"engine {judge.name} returned {len(answers)} judgments for {len(unique)} prompts")
-    by_key = dict(zip(unique, answers, strict=True))
-    it = iter(keys)
-    return [[replace(a) for a in by_key[next(it)]] if ok else [Completion("", "length", 0, 0)] for ok in fits]
+    greedy = sampling.temperature <= 0
+    asked = list(dict.fromkeys(todo)) if greedy else todo
+    answers = judge.generate(asked, sampling) if asked else []
+    if len(answers) != len(asked):
+        raise PsrError(f"engine {judge.name} returned {len(answers)} judgments for {len(asked)} prompts")
+    if greedy:
+        answer_of = dict(zip(asked, answers, strict=True))
+        answers = [[replace(a) for a in answer_of[c]] for c in todo]
+    it = iter(answers)
+    return [next(it) if ok else [Completion("", "length", 0, 0)] for ok in fits]
 
 
 def step_chat(question: str, previous_steps: list[str]) -> Chat:
