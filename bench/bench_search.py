@@ -99,8 +99,11 @@ def teach_format(out_dir: str, *, seed: int = 0, steps: int = 30, batch_size: in
 def measure(engine, problems: list[dict], cfg) -> dict:
     from psr.stages.search import iter_search
 
-    # Start without the engine's memo of encoded prompts: a repeat run would otherwise find them there.
+    # Start without the engine's memo of encoded prompts and without vLLM's cached KV blocks: a repeat run
+    # asks the same prompts (same seeds) and would otherwise find them there.
     engine.__dict__.pop("_prompt_cache", None)
+    if getattr(engine, "llm", None) is not None and not engine.llm.reset_prefix_cache():
+        raise RuntimeError("vLLM did not reset its prefix cache")
     start, cpu = time.perf_counter(), time.process_time()
     trajs = [t for batch in iter_search(engine, problems, cfg) for t in batch]
     secs, cpu = time.perf_counter() - start, time.process_time() - cpu

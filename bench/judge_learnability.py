@@ -145,6 +145,53 @@ def judge_accuracy(model, tok, pairs: list[dict], max_new_tokens: int, batch_siz
     return {"right": right, "n": len(jobs), "parsed": parsed, "picks_a": picks_a, "by_kind": by_kind, "samples": samples}
 
 
+def review_probe(model_dir: str, n: int, seed: int, batch_size: int = 32) -> dict:
+    """Does the base model check a step in its own pretraining format (psr.world.pretrain.review_document)?
+
+    For ``n`` held-out problems, a solution with one step wrong about half the time (the work carried on
+    after it, so the step under review is wherever the error fell), its review up to that step, then
+    "Step k computes a op b = c, which is": the model's next word, "correct" or "wrong", is its grade.
+    Half the probes ask about the wrong step, half about a right one; a model that only knows where a
+    wrong step usually sits in a document scores near 50% balanced accuracy.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from psr.world.generator import generate_problems
+    from psr.world.pretrain import review_document
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    rng = random.Random(seed)
+    probes = []  # (prompt, truth)
+    for p in generate_problems(4 * n, seed=seed + 11, split="test"):
+        if len(probes) == n:
+            break
+        head, review = review_document(p, rng, "continue").split("\nReview:\n")
+        lines = review.split("\n")
+        wrong = [j for j, line in enumerate(lines) if not line.endswith("which is correct.")]
+        want_wrong = len(probes) % 2 == 0
+        if want_wrong and not wrong or any(" which is " not in line for line in lines):
+            continue
+        j = wrong[0] if want_wrong else rng.choice([j for j in range(len(lines)) if j not in wrong])
+        cue = lines[j][:lines[j].index(" which is ") + len(" which is")]
+        probes.append((f"{head}\nReview:\n" + "".join(line + "\n" for line in lines[:j]) + cue, not want_wrong))
+    tok.padding_side = "left"
+    said = {True: [0, 0], False: [0, 0]}  # truth -> [graded right, n]
+    for i in range(0, len(probes), batch_size):
+        chunk = probes[i:i + batch_size]
+        enc = tok([q for q, _ in chunk], return_tensors="pt", padding=True, add_special_tokens=False)
+        with torch.no_grad():
+            out = model.generate(**enc, max_new_tokens=3, do_sample=False, pad_token_id=tok.pad_token_id)
+        for (_, truth), seq in zip(chunk, out[:, enc["input_ids"].shape[1]:], strict=True):
+            word = tok.decode(seq, skip_special_tokens=True).strip()
+            said[truth][0] += word.startswith("correct") if truth else word.startswith("wrong")
+            said[truth][1] += 1
+    right_ok, wrong_ok = (100 * said[t][0] / max(1, said[t][1]) for t in (True, False))
+    return {"probes": len(probes), "right_steps_called_correct": right_ok, "wrong_steps_called_wrong": wrong_ok,
+            "balanced_accuracy": (right_ok + wrong_ok) / 2}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="data/m0", help="base model directory (default data/m0)")
@@ -158,6 +205,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--probe-reviews", type=int, default=0, metavar="N",
+                    help="first grade N review probes with the base model itself (see review_probe)")
     a = ap.parse_args()
 
     import torch
@@ -166,6 +215,14 @@ def main() -> None:
     from psr.world.oracle import judge
 
     torch.set_num_threads(a.threads)
+    if a.probe_reviews:
+        probe = review_probe(a.model, a.probe_reviews, a.seed)
+        print(f"review probe, {a.model}: {probe['probes']} steps; right steps called correct "
+              f"{probe['right_steps_called_correct']:.1f}%, wrong steps called wrong "
+              f"{probe['wrong_steps_called_wrong']:.1f}%, balanced accuracy {probe['balanced_accuracy']:.1f}%",
+              flush=True)
+        if not a.styles:
+            return
     ift = [{"id": p["id"], "question": p["question"], "steps": p["steps"]}
            for p in generate_problems(a.ift, seed=a.seed + 7, split="train")]
     train_pairs = make_pairs(a.eft, a.seed, "train")

@@ -4,17 +4,21 @@ import json
 import random
 import re
 
+import pytest
+
 from psr.core.steps import parse_steps
 from psr.world.generator import generate_problems, parse_equation
 from psr.world.oracle import label_step
 from psr.world.pretrain import documents, pretrain, review_document
 
 
-def test_review_lines_quote_each_step_and_grade_it_as_the_oracle_does():
+@pytest.mark.parametrize("style", ["cut", "continue"])
+def test_review_lines_quote_each_step_and_grade_it_as_the_oracle_does(style):
     rng = random.Random(3)
     seen = {"correct": 0, "wrong": 0}
+    wrong_at: list[tuple[int, int]] = []  # (index of the wrong step, steps in the document)
     for p in generate_problems(60, seed=4, split="train"):
-        doc = review_document(p, rng)
+        doc = review_document(p, rng, style)
         head, review = doc.split("\nReview:\n")
         steps = parse_steps(head.split("\n", 1)[1])
         lines = review.split("\n")
@@ -28,9 +32,18 @@ def test_review_lines_quote_each_step_and_grade_it_as_the_oracle_does():
             if eq is not None and "repeats" not in line:
                 a, op, b, c = eq
                 assert f"computes {a} {op} {b} = {c}" in line
-        # A solution stops at its first wrong step, as a marked attempt would.
-        assert all(line.endswith("which is correct.") for line in lines[:-1])
+        wrong_at += [(j, len(lines)) for j, line in enumerate(lines) if not line.endswith("which is correct.")]
     assert seen["correct"] > 50 and seen["wrong"] > 20
+    assert len(wrong_at) == seen["wrong"]  # one wrong step a document at most
+    if style == "cut":  # a solution stops at its wrong step, as a marked attempt would
+        assert all(j == n - 1 for j, n in wrong_at)
+    else:  # the work goes on after it, so the wrong step is often not the last one reviewed
+        assert sum(j < n - 1 for j, n in wrong_at) > len(wrong_at) / 3
+
+
+def test_an_unknown_review_style_is_refused():
+    with pytest.raises(ValueError, match="review style"):
+        review_document(generate_problems(1, seed=0)[0], random.Random(0), "shuffle")
 
 
 def test_documents_mix_reviews_in_at_the_given_rate():
@@ -44,11 +57,11 @@ def test_documents_mix_reviews_in_at_the_given_rate():
 def test_a_short_pretraining_run_writes_a_loadable_model_and_its_recipe(tmp_path):
     out = tmp_path / "m0"
     recipe = pretrain(str(out), minutes=0.02, seed=0, seq_len=128, batch_size=4, n_docs=300, eval_problems=4,
-                      reviews=0.35)
+                      reviews=0.35, review_style="continue")
     saved = json.loads((out / "psr_pretrain.json").read_text())
     assert saved == recipe
     assert saved["steps"] >= 1 and saved["tokens"] == saved["steps"] * 4 * 128
-    assert "--seq-len 128" in saved["command"] and "--reviews 0.35" in saved["command"]
+    assert "--seq-len 128" in saved["command"] and "--reviews 0.35 --review-style continue" in saved["command"]
     assert 0.0 <= saved["greedy_accuracy_world_test"]["figure4_chat"] <= 1.0
     assert re.fullmatch(r"\d+", str(saved["parameters"]))
     from transformers import AutoModelForCausalLM

@@ -148,6 +148,8 @@ def test_vllm_engine_on_the_tiny_model(offline, tiny_model_dir):
     expected = tok.apply_chat_template([{"role": "user", "content": chat.user}], tokenize=False,
                                        add_generation_prompt=True) + chat.assistant_prefix
     assert offline["rendered"] == expected
+    # the same greedy tokens, detokenized by vLLM as they come (a stop string is set) or decoded at the end
+    assert [o[0]["text"] for o in offline["unstopped"]] == [o[0]["text"] for o in offline["greedy"]]
     for outs in offline["sampled"]:  # seeded sampling at T=0.8: the n samples differ
         assert len({c["text"] for c in outs}) > 1
 

@@ -28,11 +28,14 @@ def run_cases(engine) -> dict:
     m = re.search(r"[A-Za-z]{3}", greedy[0][0].text[1:])
     stop = m.group(0) if m else "zzz"
     stopped = engine.generate(CHATS[:1], Sampling(max_tokens=16, stop=[stop]))
+    # A stop string that never occurs: vLLM then detokenizes as it goes, where without stop strings the
+    # engine decodes the finished token ids in one batch; both must give the same text.
+    unstopped = engine.generate(CHATS, Sampling(max_tokens=16, stop=["\x00"]))
     sampled = engine.generate(CHATS, SAMPLED)
     steps = engine.next_steps([(QUESTION, ["Subtract 1 from both sides."])], Sampling(n=2, temperature=0.7,
                                                                                        max_tokens=12, seed=3))
     plain = lambda res: [[asdict(c) for c in outs] for outs in res]  # noqa: E731
-    return {"greedy": plain(greedy), "stop": stop, "stopped": plain(stopped), "sampled": plain(sampled),
+    return {"greedy": plain(greedy), "stop": stop, "stopped": plain(stopped), "unstopped": plain(unstopped), "sampled": plain(sampled),
             "steps": [[{"content": s.content, "is_final": s.is_final, **asdict(s.completion)} for s in ss]
                       for ss in steps]}
 

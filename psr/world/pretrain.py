@@ -54,7 +54,7 @@ def check_sentence(step: str, rng: random.Random) -> str | None:
     return f"Check: {a} {op} {b} = {wrong}. Wrong, {a} {op} {b} = {c}."
 
 
-def documents(n: int, seed: int, reviews: float = 0.0) -> list[str]:
+def documents(n: int, seed: int, reviews: float = 0.0, review_style: str = "cut") -> list[str]:
     rng = random.Random(seed)
     docs = []
     for p in generate_problems(n, seed=seed + PRETRAIN_SEED_OFFSET, split="train"):
@@ -68,26 +68,47 @@ def documents(n: int, seed: int, reviews: float = 0.0) -> list[str]:
             if checks:
                 docs.append("\n".join(checks))
         if reviews and rng.random() < reviews:
-            docs.append(review_document(p, rng))
+            docs.append(review_document(p, rng, review_style))
     return docs
 
 
-def review_document(problem: dict, rng: random.Random) -> str:
-    """A worked solution, often cut at a wrong step, then a grader's review of each step.
+REVIEW_STYLES = ("cut", "continue")
+
+
+def review_document(problem: dict, rng: random.Random, style: str = "cut") -> str:
+    """A worked solution, often with a wrong step, then a grader's review of each step.
 
     Base models have read many marked solutions; this is the world's version. Each review line
     restates a step's equation from above and grades it, so M0 learns to quote from its context and
     check what it quoted: the reading a judge needs, without the judge prompt or a comparison.
+
+    ``style`` "cut" ends the solution at its wrong step, so the last step reviewed is the wrong one
+    whenever there is one: a cue M0 learned instead of checking (README, "What we measured", item 7).
+    "continue" goes on after the wrong step, each later step computed right from the result before it
+    (what the oracle, like a PRM800K grader, counts as a right step), so a wrong step sits anywhere.
     """
+    from psr.world.generator import apply, render_step
     from psr.world.oracle import CORRUPTIONS, check_step, corrupt_step
 
+    if style not in REVIEW_STYLES:
+        raise ValueError(f"unknown review style {style!r}: one of {', '.join(REVIEW_STYLES)}")
+    meta = problem["world"]
     steps = list(problem["steps"])
     if rng.random() < 0.6:
         k = rng.randrange(len(steps))
         bad = corrupt_step(problem, k, rng.choice(CORRUPTIONS), rng)
         if bad is not None:
             steps = steps[:k] + [bad]
-    review = [f"Step {j + 1} {check_step(problem['world'], steps[:j], s).text}." for j, s in enumerate(steps)]
+            eq = parse_equation(bad)
+            v = eq[3] if eq else None
+            for j in range(k + 1, len(meta["ops"]) if style == "continue" else k + 1):
+                sym, x = meta["ops"][j]
+                r = apply(v, sym, x) if v is not None else None
+                if r is None or r < 0:
+                    break
+                steps.append(render_step(meta, j, v, sym, x, r))
+                v = r
+    review = [f"Step {j + 1} {check_step(meta, steps[:j], s).text}." for j, s in enumerate(steps)]
     return f"Problem: {problem['question']}\n{format_steps(steps)}\nReview:\n" + "\n".join(review)
 
 
@@ -121,7 +142,8 @@ def greedy_accuracy(model, tokenizer, problems: list[dict], max_new_tokens: int 
 
 
 def pretrain(out_dir: str, *, minutes: float = 16.0, seed: int = 0, seq_len: int = 512, batch_size: int = 16,
-             lr: float = 2e-3, n_docs: int = 60000, eval_problems: int = 300, reviews: float = 0.35) -> dict:
+             lr: float = 2e-3, n_docs: int = 60000, eval_problems: int = 300, reviews: float = 0.35,
+             review_style: str = "cut") -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -138,7 +160,7 @@ def pretrain(out_dir: str, *, minutes: float = 16.0, seed: int = 0, seq_len: int
             if getattr(mod, "bias", None) is not None:
                 torch.nn.init.zeros_(mod.bias)
 
-    docs = documents(n_docs, seed, reviews)
+    docs = documents(n_docs, seed, reviews, review_style)
     ids: list[int] = []
     for enc in tok(docs)["input_ids"]:
         ids += enc + [tok.eos_token_id]
@@ -176,8 +198,8 @@ def pretrain(out_dir: str, *, minutes: float = 16.0, seed: int = 0, seq_len: int
     recipe = {
         "what": "M0 of the psr embedded world: a Qwen2-architecture base model pretrained from scratch",
         "command": (f"python -m psr.world.pretrain --out {out_dir} --minutes {minutes} --seed {seed} "
-                    f"--seq-len {seq_len} --batch-size {batch_size} --reviews {reviews}"),
-        "seed": seed, "reviews": reviews, "parameters": n_params, "architecture": ARCH, "seq_len": seq_len, "batch_size": batch_size,
+                    f"--seq-len {seq_len} --batch-size {batch_size} --reviews {reviews} --review-style {review_style}"),
+        "seed": seed, "reviews": reviews, "review_style": review_style, "parameters": n_params, "architecture": ARCH, "seq_len": seq_len, "batch_size": batch_size,
         "lr": lr, "steps": step, "tokens": tokens, "seconds": round(time.time() - t0, 1),
         "final_loss": round(sum(losses[-50:]) / max(1, len(losses[-50:])), 4),
         "documents": len(docs), "corpus_tokens": int(data.numel()),
@@ -202,6 +224,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seq-len", type=int, default=512, help="tokens per packed sequence (default 512)")
     p.add_argument("--reviews", type=float, default=0.35,
                    help="chance that a problem also gives a review document (a graded solution; default 0.35)")
+    p.add_argument("--review-style", choices=REVIEW_STYLES, default="cut",
+                   help="cut: a wrong step ends its review document (data/m0's recipe); continue: the solution "
+                        "goes on after it, computed from the wrong result (default cut)")
     a = p.parse_args(argv)
     torch_threads = os.environ.get("PSR_THREADS")
     if torch_threads:
@@ -209,7 +234,7 @@ def main(argv: list[str] | None = None) -> None:
 
         torch.set_num_threads(int(torch_threads))
     print(json.dumps(pretrain(a.out, minutes=a.minutes, seed=a.seed, lr=a.lr, batch_size=a.batch_size,
-                              seq_len=a.seq_len, reviews=a.reviews), indent=2))
+                              seq_len=a.seq_len, reviews=a.reviews, review_style=a.review_style), indent=2))
 
 
 if __name__ == "__main__":
