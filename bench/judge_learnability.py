@@ -15,7 +15,7 @@ share of a step this small on 2 CPU cores. Every style runs with the same seed, 
 Measured results are in psr.world.oracle.judge's docstring (earlier M0: 50-54.5%; current M0: 58-60%).
 
     .venv/bin/python bench/judge_learnability.py --model data/m0 [--styles verdict-first,recompute-first]
-        [--ift 2000 --eft 2000 --steps 400 --test 200 --threads 1]
+        [--ift 2000 --eft 2000 --steps 400 --test 200 --threads 1] [--probe 300]
 """
 
 from __future__ import annotations
@@ -171,9 +171,10 @@ def review_probe(model_dir: str, n: int, seed: int, batch_size: int = 32) -> dic
         lines = review.split("\n")
         wrong = [j for j, line in enumerate(lines) if not line.endswith("which is correct.")]
         want_wrong = len(probes) % 2 == 0
-        if want_wrong and not wrong or any(" which is " not in line for line in lines):
+        rights = [j for j in range(len(lines)) if j not in wrong]
+        if not (wrong if want_wrong else rights) or any(" which is " not in line for line in lines):
             continue
-        j = wrong[0] if want_wrong else rng.choice([j for j in range(len(lines)) if j not in wrong])
+        j = wrong[0] if want_wrong else rng.choice(rights)
         cue = lines[j][:lines[j].index(" which is ") + len(" which is")]
         probes.append((f"{head}\nReview:\n" + "".join(line + "\n" for line in lines[:j]) + cue, not want_wrong))
     tok.padding_side = "left"
@@ -186,6 +187,42 @@ def review_probe(model_dir: str, n: int, seed: int, batch_size: int = 32) -> dic
         for (_, truth), seq in zip(chunk, out[:, enc["input_ids"].shape[1]:], strict=True):
             word = tok.decode(seq, skip_special_tokens=True).strip()
             said[truth][0] += word.startswith("correct") if truth else word.startswith("wrong")
+            said[truth][1] += 1
+    right_ok, wrong_ok = (100 * said[t][0] / max(1, said[t][1]) for t in (True, False))
+    return {"probes": len(probes), "right_steps_called_correct": right_ok, "wrong_steps_called_wrong": wrong_ok,
+            "balanced_accuracy": (right_ok + wrong_ok) / 2}
+
+
+def check_probe(model_dir: str, n: int, seed: int, batch_size: int = 50) -> dict:
+    """Does the base model verify an equation in its pretraining's own check format (psr.world.pretrain)?
+
+    "Check: a op b = c." with c right for half the probes and off by a small amount otherwise (as the
+    pretraining's wrong checks are); the next word, "Correct" or "Wrong", is its grade. The check is
+    local (no question, no context), so this isolates verifying arithmetic from reading a long prompt.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from psr.world.generator import generate_problems, parse_equation
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    rng = random.Random(seed)
+    probes = []
+    for p in generate_problems(n, seed=seed + 13, split="test"):
+        a, op, b, c = parse_equation(rng.choice(p["steps"]))
+        right = len(probes) % 2 == 0
+        probes.append((f"Check: {a} {op} {b} = {c if right else c + rng.choice([-3, -2, -1, 1, 2, 3, 10])}.", right))
+    tok.padding_side = "left"
+    said = {True: [0, 0], False: [0, 0]}
+    for i in range(0, len(probes), batch_size):
+        chunk = probes[i:i + batch_size]
+        enc = tok([q for q, _ in chunk], return_tensors="pt", padding=True, add_special_tokens=False)
+        with torch.no_grad():
+            out = model.generate(**enc, max_new_tokens=2, do_sample=False, pad_token_id=tok.pad_token_id)
+        for (_, truth), seq in zip(chunk, out[:, enc["input_ids"].shape[1]:], strict=True):
+            word = tok.decode(seq, skip_special_tokens=True).strip()
+            said[truth][0] += word.startswith("Correct" if truth else "Wrong")
             said[truth][1] += 1
     right_ok, wrong_ok = (100 * said[t][0] / max(1, said[t][1]) for t in (True, False))
     return {"probes": len(probes), "right_steps_called_correct": right_ok, "wrong_steps_called_wrong": wrong_ok,
@@ -205,8 +242,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", help="also write the results here")
-    ap.add_argument("--probe-reviews", type=int, default=0, metavar="N",
-                    help="first grade N review probes with the base model itself (see review_probe)")
+    ap.add_argument("--probe", type=int, default=0, metavar="N",
+                    help="first let the base model itself grade N steps in its pretraining's review and check "
+                         "formats (review_probe, check_probe); --styles '' stops there")
     a = ap.parse_args()
 
     import torch
@@ -215,12 +253,12 @@ def main() -> None:
     from psr.world.oracle import judge
 
     torch.set_num_threads(a.threads)
-    if a.probe_reviews:
-        probe = review_probe(a.model, a.probe_reviews, a.seed)
-        print(f"review probe, {a.model}: {probe['probes']} steps; right steps called correct "
-              f"{probe['right_steps_called_correct']:.1f}%, wrong steps called wrong "
-              f"{probe['wrong_steps_called_wrong']:.1f}%, balanced accuracy {probe['balanced_accuracy']:.1f}%",
-              flush=True)
+    if a.probe:
+        for name, probe in (("review", review_probe), ("check", check_probe)):
+            r = probe(a.model, a.probe, a.seed)
+            print(f"{name} probe, {a.model}: {r['probes']} steps; right steps called correct "
+                  f"{r['right_steps_called_correct']:.1f}%, wrong steps called wrong "
+                  f"{r['wrong_steps_called_wrong']:.1f}%, balanced accuracy {r['balanced_accuracy']:.1f}%", flush=True)
         if not a.styles:
             return
     ift = [{"id": p["id"], "question": p["question"], "steps": p["steps"]}
