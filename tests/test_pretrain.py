@@ -54,14 +54,38 @@ def test_documents_mix_reviews_in_at_the_given_rate():
     assert 60 < n < 140
 
 
+def test_check_documents_grade_each_step_at_the_given_rate_and_count():
+    def check_docs(checks, per_step):
+        return [d for d in documents(200, seed=2, checks=checks, checks_per_step=per_step) if d.startswith("Check:")]
+
+    assert not check_docs(0.0, 1)
+    assert 140 < len(check_docs(1.0, 1)) <= 200  # a step without an equation gives no check line
+    lines = [line for d in check_docs(1.0, 3) for line in d.split("\n")]
+    one = [line for d in check_docs(1.0, 1) for line in d.split("\n")]
+    assert len(lines) > 2.5 * len(one)
+    graded = {"right": 0, "wrong": 0}
+    for line in lines:
+        m = re.fullmatch(r"Check: (\d+) ([-+*/]) (\d+) = (-?\d+)\. (Correct\.|Wrong, \1 \2 \3 = (-?\d+)\.)", line)
+        assert m, line
+        a, op, b, shown = int(m[1]), m[2], int(m[3]), int(m[4])
+        truth = {"+": a + b, "-": a - b, "*": a * b, "/": a // b}[op]
+        if m[5] == "Correct.":
+            assert shown == truth
+            graded["right"] += 1
+        else:
+            assert shown != truth and int(m[6]) == truth
+            graded["wrong"] += 1
+    assert min(graded.values()) > len(lines) / 3  # even odds
+
+
 def test_a_short_pretraining_run_writes_a_loadable_model_and_its_recipe(tmp_path):
     out = tmp_path / "m0"
     recipe = pretrain(str(out), minutes=0.02, seed=0, seq_len=128, batch_size=4, n_docs=300, eval_problems=4,
-                      reviews=0.35, review_style="continue")
+                      reviews=0.35, review_style="continue", checks=1.0, checks_per_step=2)
     saved = json.loads((out / "psr_pretrain.json").read_text())
     assert saved == recipe
     assert saved["steps"] >= 1 and saved["tokens"] == saved["steps"] * 4 * 128
-    assert "--seq-len 128" in saved["command"] and "--reviews 0.35 --review-style continue" in saved["command"]
+    assert "--seq-len 128" in saved["command"] and "--reviews 0.35 --review-style continue --checks 1.0 --checks-per-step 2" in saved["command"]
     assert 0.0 <= saved["greedy_accuracy_world_test"]["figure4_chat"] <= 1.0
     assert re.fullmatch(r"\d+", str(saved["parameters"]))
     from transformers import AutoModelForCausalLM

@@ -54,7 +54,8 @@ def check_sentence(step: str, rng: random.Random) -> str | None:
     return f"Check: {a} {op} {b} = {wrong}. Wrong, {a} {op} {b} = {c}."
 
 
-def documents(n: int, seed: int, reviews: float = 0.0, review_style: str = "cut") -> list[str]:
+def documents(n: int, seed: int, reviews: float = 0.0, review_style: str = "cut", checks: float = 0.3,
+              checks_per_step: int = 1) -> list[str]:
     rng = random.Random(seed)
     docs = []
     for p in generate_problems(n, seed=seed + PRETRAIN_SEED_OFFSET, split="train"):
@@ -63,10 +64,10 @@ def documents(n: int, seed: int, reviews: float = 0.0, review_style: str = "cut"
         else:  # the ChatML rendering of psr.core.tiny.CHAT_TEMPLATE
             docs.append(f"<|im_start|>user\n{step_prompt(p['question'])}<|im_end|>\n"
                         f"<|im_start|>assistant\n{format_steps(p['steps'])}<|im_end|>\n")
-        if rng.random() < 0.3:
-            checks = [c for c in (check_sentence(s, rng) for s in p["steps"]) if c]
-            if checks:
-                docs.append("\n".join(checks))
+        if rng.random() < checks:
+            checks_ = [c for s in p["steps"] for _ in range(checks_per_step) if (c := check_sentence(s, rng))]
+            if checks_:
+                docs.append("\n".join(checks_))
         if reviews and rng.random() < reviews:
             docs.append(review_document(p, rng, review_style))
     return docs
@@ -143,7 +144,7 @@ def greedy_accuracy(model, tokenizer, problems: list[dict], max_new_tokens: int 
 
 def pretrain(out_dir: str, *, minutes: float = 16.0, seed: int = 0, seq_len: int = 512, batch_size: int = 16,
              lr: float = 2e-3, n_docs: int = 60000, eval_problems: int = 300, reviews: float = 0.35,
-             review_style: str = "cut") -> dict:
+             review_style: str = "cut", checks: float = 0.3, checks_per_step: int = 1) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -160,7 +161,7 @@ def pretrain(out_dir: str, *, minutes: float = 16.0, seed: int = 0, seq_len: int
             if getattr(mod, "bias", None) is not None:
                 torch.nn.init.zeros_(mod.bias)
 
-    docs = documents(n_docs, seed, reviews, review_style)
+    docs = documents(n_docs, seed, reviews, review_style, checks, checks_per_step)
     ids: list[int] = []
     for enc in tok(docs)["input_ids"]:
         ids += enc + [tok.eos_token_id]
@@ -198,8 +199,10 @@ def pretrain(out_dir: str, *, minutes: float = 16.0, seed: int = 0, seq_len: int
     recipe = {
         "what": "M0 of the psr embedded world: a Qwen2-architecture base model pretrained from scratch",
         "command": (f"python -m psr.world.pretrain --out {out_dir} --minutes {minutes} --seed {seed} "
-                    f"--seq-len {seq_len} --batch-size {batch_size} --reviews {reviews} --review-style {review_style}"),
-        "seed": seed, "reviews": reviews, "review_style": review_style, "parameters": n_params, "architecture": ARCH, "seq_len": seq_len, "batch_size": batch_size,
+                    f"--seq-len {seq_len} --batch-size {batch_size} --reviews {reviews} --review-style {review_style} "
+                    f"--checks {checks} --checks-per-step {checks_per_step}"),
+        "seed": seed, "reviews": reviews, "review_style": review_style, "checks": checks,
+        "checks_per_step": checks_per_step, "parameters": n_params, "architecture": ARCH, "seq_len": seq_len, "batch_size": batch_size,
         "lr": lr, "steps": step, "tokens": tokens, "seconds": round(time.time() - t0, 1),
         "final_loss": round(sum(losses[-50:]) / max(1, len(losses[-50:])), 4),
         "documents": len(docs), "corpus_tokens": int(data.numel()),
@@ -227,6 +230,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--review-style", choices=REVIEW_STYLES, default="cut",
                    help="cut: a wrong step ends its review document (data/m0's recipe); continue: the solution "
                         "goes on after it, computed from the wrong result (default cut)")
+    p.add_argument("--checks", type=float, default=0.3,
+                   help="chance that a problem also gives a document of arithmetic checks, one line per step, each "
+                        "right or wrong at even odds (default 0.3)")
+    p.add_argument("--checks-per-step", type=int, default=1, help="check lines per step in such a document (default 1)")
     a = p.parse_args(argv)
     torch_threads = os.environ.get("PSR_THREADS")
     if torch_threads:
@@ -234,7 +241,8 @@ def main(argv: list[str] | None = None) -> None:
 
         torch.set_num_threads(int(torch_threads))
     print(json.dumps(pretrain(a.out, minutes=a.minutes, seed=a.seed, lr=a.lr, batch_size=a.batch_size,
-                              seq_len=a.seq_len, reviews=a.reviews, review_style=a.review_style), indent=2))
+                              seq_len=a.seq_len, reviews=a.reviews, review_style=a.review_style,
+                              checks=a.checks, checks_per_step=a.checks_per_step), indent=2))
 
 
 if __name__ == "__main__":
