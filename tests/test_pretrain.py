@@ -81,10 +81,11 @@ def test_check_documents_grade_each_step_at_the_given_rate_and_count():
 def test_a_short_pretraining_run_writes_a_loadable_model_and_its_recipe(tmp_path):
     out = tmp_path / "m0"
     recipe = pretrain(str(out), minutes=0.02, seed=0, seq_len=128, batch_size=4, n_docs=300, eval_problems=4,
-                      reviews=0.35, review_style="continue", checks=1.0, checks_per_step=2)
+                      reviews=0.35, review_style="continue", checks=1.0, checks_per_step=2, checks_first=0.01)
     saved = json.loads((out / "psr_pretrain.json").read_text())
     assert saved == recipe
     assert saved["steps"] >= 1 and saved["tokens"] == saved["steps"] * 4 * 128
+    assert saved["checks_first_steps"] >= 1 and "--checks-first 0.01" in saved["command"]
     assert "--seq-len 128" in saved["command"] and "--reviews 0.35 --review-style continue --checks 1.0 --checks-per-step 2" in saved["command"]
     assert 0.0 <= saved["greedy_accuracy_world_test"]["figure4_chat"] <= 1.0
     assert re.fullmatch(r"\d+", str(saved["parameters"]))
