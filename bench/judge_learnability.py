@@ -154,14 +154,9 @@ def review_probe(model_dir: str, n: int, seed: int, batch_size: int = 32) -> dic
     Half the probes ask about the wrong step, half about a right one; a model that only knows where a
     wrong step usually sits in a document scores near 50% balanced accuracy.
     """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from psr.world.generator import generate_problems
     from psr.world.pretrain import review_document
 
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     rng = random.Random(seed)
     probes = []  # (prompt, truth)
     for p in generate_problems(4 * n, seed=seed + 11, split="test"):
@@ -177,20 +172,7 @@ def review_probe(model_dir: str, n: int, seed: int, batch_size: int = 32) -> dic
         j = wrong[0] if want_wrong else rng.choice(rights)
         cue = lines[j][:lines[j].index(" which is ") + len(" which is")]
         probes.append((f"{head}\nReview:\n" + "".join(line + "\n" for line in lines[:j]) + cue, not want_wrong))
-    tok.padding_side = "left"
-    said = {True: [0, 0], False: [0, 0]}  # truth -> [graded right, n]
-    for i in range(0, len(probes), batch_size):
-        chunk = probes[i:i + batch_size]
-        enc = tok([q for q, _ in chunk], return_tensors="pt", padding=True, add_special_tokens=False)
-        with torch.no_grad():
-            out = model.generate(**enc, max_new_tokens=3, do_sample=False, pad_token_id=tok.pad_token_id)
-        for (_, truth), seq in zip(chunk, out[:, enc["input_ids"].shape[1]:], strict=True):
-            word = tok.decode(seq, skip_special_tokens=True).strip()
-            said[truth][0] += word.startswith("correct") if truth else word.startswith("wrong")
-            said[truth][1] += 1
-    right_ok, wrong_ok = (100 * said[t][0] / max(1, said[t][1]) for t in (True, False))
-    return {"probes": len(probes), "right_steps_called_correct": right_ok, "wrong_steps_called_wrong": wrong_ok,
-            "balanced_accuracy": (right_ok + wrong_ok) / 2}
+    return _grade(model_dir, probes, ("correct", "wrong"), max_new_tokens=3, batch_size=batch_size)
 
 
 def check_probe(model_dir: str, n: int, seed: int, batch_size: int = 50) -> dict:
@@ -200,29 +182,36 @@ def check_probe(model_dir: str, n: int, seed: int, batch_size: int = 50) -> dict
     pretraining's wrong checks are); the next word, "Correct" or "Wrong", is its grade. The check is
     local (no question, no context), so this isolates verifying arithmetic from reading a long prompt.
     """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from psr.world.generator import generate_problems, parse_equation
 
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     rng = random.Random(seed)
     probes = []
     for p in generate_problems(n, seed=seed + 13, split="test"):
         a, op, b, c = parse_equation(rng.choice(p["steps"]))
         right = len(probes) % 2 == 0
         probes.append((f"Check: {a} {op} {b} = {c if right else c + rng.choice([-3, -2, -1, 1, 2, 3, 10])}.", right))
+    return _grade(model_dir, probes, ("Correct", "Wrong"), max_new_tokens=2, batch_size=batch_size)
+
+
+def _grade(model_dir: str, probes: list[tuple[str, bool]], words: tuple[str, str], *, max_new_tokens: int,
+           batch_size: int) -> dict:
+    """The base model continues each (prompt, step is right) probe greedily; its grade is right when the
+    continuation starts with ``words[0]`` for a right step, ``words[1]`` for a wrong one."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     tok.padding_side = "left"
-    said = {True: [0, 0], False: [0, 0]}
+    said = {True: [0, 0], False: [0, 0]}  # truth -> [graded right, n]
     for i in range(0, len(probes), batch_size):
         chunk = probes[i:i + batch_size]
         enc = tok([q for q, _ in chunk], return_tensors="pt", padding=True, add_special_tokens=False)
         with torch.no_grad():
-            out = model.generate(**enc, max_new_tokens=2, do_sample=False, pad_token_id=tok.pad_token_id)
+            out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
         for (_, truth), seq in zip(chunk, out[:, enc["input_ids"].shape[1]:], strict=True):
             word = tok.decode(seq, skip_special_tokens=True).strip()
-            said[truth][0] += word.startswith("Correct" if truth else "Wrong")
+            said[truth][0] += word.startswith(words[0] if truth else words[1])
             said[truth][1] += 1
     right_ok, wrong_ok = (100 * said[t][0] / max(1, said[t][1]) for t in (True, False))
     return {"probes": len(probes), "right_steps_called_correct": right_ok, "wrong_steps_called_wrong": wrong_ok,

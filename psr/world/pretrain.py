@@ -54,6 +54,21 @@ def check_sentence(step: str, rng: random.Random) -> str | None:
     return f"Check: {a} {op} {b} = {wrong}. Wrong, {a} {op} {b} = {c}."
 
 
+def check_lines(steps: list[str], rng: random.Random, per_step: int = 1) -> list[str]:
+    """``per_step`` check sentences for each step that has an equation."""
+    return [c for s in steps for _ in range(per_step) if (c := check_sentence(s, rng))]
+
+
+def pack(tok, docs: list[str], seq_len: int):
+    """The documents' tokens, each followed by EOS, concatenated and cut into rows of ``seq_len``."""
+    import torch
+
+    ids: list[int] = []
+    for enc in tok(docs)["input_ids"]:
+        ids += enc + [tok.eos_token_id]
+    return torch.tensor(ids[: len(ids) // seq_len * seq_len]).view(-1, seq_len)
+
+
 def documents(n: int, seed: int, reviews: float = 0.0, review_style: str = "cut", checks: float = 0.3,
               checks_per_step: int = 1) -> list[str]:
     rng = random.Random(seed)
@@ -65,9 +80,9 @@ def documents(n: int, seed: int, reviews: float = 0.0, review_style: str = "cut"
             docs.append(f"<|im_start|>user\n{step_prompt(p['question'])}<|im_end|>\n"
                         f"<|im_start|>assistant\n{format_steps(p['steps'])}<|im_end|>\n")
         if rng.random() < checks:
-            checks_ = [c for s in p["steps"] for _ in range(checks_per_step) if (c := check_sentence(s, rng))]
-            if checks_:
-                docs.append("\n".join(checks_))
+            lines = check_lines(p["steps"], rng, checks_per_step)
+            if lines:
+                docs.append("\n".join(lines))
         if reviews and rng.random() < reviews:
             docs.append(review_document(p, rng, review_style))
     return docs
@@ -158,13 +173,10 @@ def _checks_first(model, tok, minutes: float, seed: int, n_problems: int = 30000
     rng = random.Random(seed + 2)
     docs = []
     for p in generate_problems(n_problems, seed=seed + 2 * PRETRAIN_SEED_OFFSET, split="train"):
-        lines = [c for c in (check_sentence(s, rng) for s in p["steps"]) if c]
+        lines = check_lines(p["steps"], rng)
         if lines:
             docs.append("\n".join(lines))
-    ids: list[int] = []
-    for enc in tok(docs)["input_ids"]:
-        ids += enc + [tok.eos_token_id]
-    data = torch.tensor(ids[: len(ids) // seq_len * seq_len]).view(-1, seq_len)
+    data = pack(tok, docs, seq_len)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.95))
     g = torch.Generator().manual_seed(seed + 2)
     t0, step = time.time(), 0
@@ -203,10 +215,7 @@ def pretrain(out_dir: str, *, minutes: float = 16.0, seed: int = 0, seq_len: int
 
     first_steps = _checks_first(model, tok, checks_first, seed, n_docs // 2) if checks_first else 0
     docs = documents(n_docs, seed, reviews, review_style, checks, checks_per_step)
-    ids: list[int] = []
-    for enc in tok(docs)["input_ids"]:
-        ids += enc + [tok.eos_token_id]
-    data = torch.tensor(ids[: len(ids) // seq_len * seq_len]).view(-1, seq_len)
+    data = pack(tok, docs, seq_len)
     n_params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.95))
     g = torch.Generator().manual_seed(seed)
