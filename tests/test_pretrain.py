@@ -9,7 +9,7 @@ import pytest
 from psr.core.steps import parse_steps
 from psr.world.generator import generate_problems, parse_equation
 from psr.world.oracle import label_step
-from psr.world.pretrain import documents, pretrain, review_document
+from psr.world.pretrain import comparison_document, documents, pretrain, review_document
 
 
 @pytest.mark.parametrize("style", ["cut", "continue"])
@@ -78,14 +78,48 @@ def test_check_documents_grade_each_step_at_the_given_rate_and_count():
     assert min(graded.values()) > len(lines) / 3  # even odds
 
 
+def test_comparison_documents_quote_both_answers_grade_them_as_the_oracle_does_and_name_the_better():
+    rng = random.Random(5)
+    firsts = {"first": 0, "second": 0}
+    for p in generate_problems(80, seed=6, split="train"):
+        doc = comparison_document(p, rng)
+        lines = doc.split("\n")
+        previous = parse_steps("\n".join(lines[1:-3]))
+        k = len(previous)
+        assert lines[0] == f"Problem: {p['question']}" and previous == p["steps"][:k]
+        answers = [lines[-3].removeprefix(f"First answer for step {k + 1}: "),
+                   lines[-2].removeprefix(f"Second answer for step {k + 1}: ")]
+        assert all(not a.startswith(("First", "Second")) for a in answers)
+        m = re.fullmatch(r"The first answer (.*)\. The second answer (.*)\. (The (first|second) answer is better\."
+                         r"|Both answers are as good\.)", lines[-1])
+        assert m, lines[-1]
+        right = [label_step(p, previous, a) for a in answers]
+        for answer, graded, ok in zip(answers, (m[1], m[2]), right, strict=True):
+            assert graded.endswith("which is correct") == ok
+            eq = parse_equation(answer)
+            if eq is not None and "repeats" not in graded:
+                assert graded.startswith(f"computes {eq[0]} {eq[1]} {eq[2]} = {eq[3]}")
+        if right[0] != right[1]:
+            assert m[4] == ("first" if right[0] else "second")
+            firsts[m[4]] += 1
+    assert min(firsts.values()) > 20  # the better answer comes first about half the time
+
+
+def test_documents_mix_comparisons_in_only_when_asked():
+    assert not any("\nFirst answer for step " in d for d in documents(200, seed=1))
+    n = sum("\nFirst answer for step " in d for d in documents(200, seed=1, comparisons=0.5))
+    assert 60 < n < 140
+
+
 def test_a_short_pretraining_run_writes_a_loadable_model_and_its_recipe(tmp_path):
     out = tmp_path / "m0"
     recipe = pretrain(str(out), minutes=0.02, seed=0, seq_len=128, batch_size=4, n_docs=300, eval_problems=4,
-                      reviews=0.35, review_style="continue", checks=1.0, checks_per_step=2, checks_first=0.01)
+                      reviews=0.35, review_style="continue", checks=1.0, checks_per_step=2, checks_first=0.01,
+                      comparisons=0.5)
     saved = json.loads((out / "psr_pretrain.json").read_text())
     assert saved == recipe
     assert saved["steps"] >= 1 and saved["tokens"] == saved["steps"] * 4 * 128
-    assert saved["checks_first_steps"] >= 1 and "--checks-first 0.01" in saved["command"]
+    assert saved["checks_first_steps"] >= 1 and "--checks-first 0.01 --comparisons 0.5" in saved["command"]
     assert "--seq-len 128" in saved["command"] and "--reviews 0.35 --review-style continue --checks 1.0 --checks-per-step 2" in saved["command"]
     assert 0.0 <= saved["greedy_accuracy_world_test"]["figure4_chat"] <= 1.0
     assert re.fullmatch(r"\d+", str(saved["parameters"]))

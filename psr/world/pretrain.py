@@ -70,7 +70,7 @@ def pack(tok, docs: list[str], seq_len: int):
 
 
 def documents(n: int, seed: int, reviews: float = 0.0, review_style: str = "cut", checks: float = 0.3,
-              checks_per_step: int = 1) -> list[str]:
+              checks_per_step: int = 1, comparisons: float = 0.0) -> list[str]:
     rng = random.Random(seed)
     docs = []
     for p in generate_problems(n, seed=seed + PRETRAIN_SEED_OFFSET, split="train"):
@@ -85,7 +85,39 @@ def documents(n: int, seed: int, reviews: float = 0.0, review_style: str = "cut"
                 docs.append("\n".join(lines))
         if reviews and rng.random() < reviews:
             docs.append(review_document(p, rng, review_style))
+        if comparisons and rng.random() < comparisons:
+            docs.append(comparison_document(p, rng))
     return docs
+
+
+def comparison_document(problem: dict, rng: random.Random) -> str:
+    """Two answers for one step of a worked solution, in either order, each quoted and graded, then which is better.
+
+    The web's version of comparing two answers (forums, graded homework), not the Figure 5 prompt: no
+    assistants, no verdict tags. Its point is the reading a pairwise judge needs: the two answers usually
+    differ in one number only, so quoting one of them means finding it by which answer it is, not by the
+    words around it (a copy that the tiny judge gets wrong after SFT; README, "What we measured", item 8).
+    """
+    from psr.world.oracle import CORRUPTIONS, check_step, corrupt_step
+
+    meta, steps = problem["world"], problem["steps"]
+    k = rng.randrange(len(steps))
+    bad = None
+    for kind in rng.sample(CORRUPTIONS, len(CORRUPTIONS)):
+        if (bad := corrupt_step(problem, k, kind, rng)) is not None:
+            break
+    if bad is None:
+        bad = steps[k]
+    first_good = rng.random() < 0.5
+    answers = (steps[k], bad) if first_good else (bad, steps[k])
+    checks = [check_step(meta, steps[:k], a) for a in answers]
+    if checks[0].score == checks[1].score:
+        verdict = "Both answers are as good."
+    else:
+        verdict = f"The {'first' if checks[0].score > checks[1].score else 'second'} answer is better."
+    head = f"Problem: {problem['question']}\n{format_steps(steps[:k])}".rstrip("\n")
+    return (f"{head}\nFirst answer for step {k + 1}: {answers[0]}\nSecond answer for step {k + 1}: {answers[1]}\n"
+            f"The first answer {checks[0].text}. The second answer {checks[1].text}. {verdict}")
 
 
 REVIEW_STYLES = ("cut", "continue")
@@ -196,7 +228,7 @@ def _checks_first(model, tok, minutes: float, seed: int, n_problems: int = 30000
 def pretrain(out_dir: str, *, minutes: float = 16.0, seed: int = 0, seq_len: int = 512, batch_size: int = 16,
              lr: float = 2e-3, n_docs: int = 60000, eval_problems: int = 300, reviews: float = 0.35,
              review_style: str = "cut", checks: float = 0.3, checks_per_step: int = 1,
-             checks_first: float = 0.0) -> dict:
+             checks_first: float = 0.0, comparisons: float = 0.0) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -214,7 +246,7 @@ def pretrain(out_dir: str, *, minutes: float = 16.0, seed: int = 0, seq_len: int
                 torch.nn.init.zeros_(mod.bias)
 
     first_steps = _checks_first(model, tok, checks_first, seed, n_docs // 2) if checks_first else 0
-    docs = documents(n_docs, seed, reviews, review_style, checks, checks_per_step)
+    docs = documents(n_docs, seed, reviews, review_style, checks, checks_per_step, comparisons)
     data = pack(tok, docs, seq_len)
     n_params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.95))
@@ -250,9 +282,11 @@ def pretrain(out_dir: str, *, minutes: float = 16.0, seed: int = 0, seq_len: int
         "what": "M0 of the psr embedded world: a Qwen2-architecture base model pretrained from scratch",
         "command": (f"python -m psr.world.pretrain --out {out_dir} --minutes {minutes} --seed {seed} "
                     f"--seq-len {seq_len} --batch-size {batch_size} --reviews {reviews} --review-style {review_style} "
-                    f"--checks {checks} --checks-per-step {checks_per_step} --checks-first {checks_first}"),
+                    f"--checks {checks} --checks-per-step {checks_per_step} --checks-first {checks_first} "
+                    f"--comparisons {comparisons}"),
         "seed": seed, "reviews": reviews, "review_style": review_style, "checks": checks,
-        "checks_per_step": checks_per_step, "checks_first_minutes": checks_first, "checks_first_steps": first_steps, "parameters": n_params, "architecture": ARCH, "seq_len": seq_len, "batch_size": batch_size,
+        "checks_per_step": checks_per_step, "checks_first_minutes": checks_first, "checks_first_steps": first_steps,
+        "comparisons": comparisons, "parameters": n_params, "architecture": ARCH, "seq_len": seq_len, "batch_size": batch_size,
         "lr": lr, "steps": step, "tokens": tokens, "seconds": round(time.time() - t0, 1),
         "final_loss": round(sum(losses[-50:]) / max(1, len(losses[-50:])), 4),
         "documents": len(docs), "corpus_tokens": int(data.numel()),
@@ -286,6 +320,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--checks-per-step", type=int, default=1, help="check lines per step in such a document (default 1)")
     p.add_argument("--checks-first", type=float, default=0.0, metavar="MINUTES",
                    help="train on arithmetic checks alone for this long before the main mix (default 0)")
+    p.add_argument("--comparisons", type=float, default=0.0,
+                   help="chance that a problem also gives a comparison document: two answers for one step, each "
+                        "quoted and graded, then which is better (default 0)")
     a = p.parse_args(argv)
     torch_threads = os.environ.get("PSR_THREADS")
     if torch_threads:
@@ -294,7 +331,8 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(int(torch_threads))
     print(json.dumps(pretrain(a.out, minutes=a.minutes, seed=a.seed, lr=a.lr, batch_size=a.batch_size,
                               seq_len=a.seq_len, reviews=a.reviews, review_style=a.review_style,
-                              checks=a.checks, checks_per_step=a.checks_per_step, checks_first=a.checks_first),
+                              checks=a.checks, checks_per_step=a.checks_per_step, checks_first=a.checks_first,
+                              comparisons=a.comparisons),
                      indent=2))
 
 
