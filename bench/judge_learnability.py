@@ -12,7 +12,11 @@ The SFT loop is plain PyTorch on the examples ``psr sft`` builds (psr.training.s
 the same chat template and assistant-only loss mask); the Trainer's overhead per step is a large
 share of a step this small on 2 CPU cores. Every style runs with the same seed, steps and batches.
 
-Measured results are in psr.world.oracle.judge's docstring (earlier M0: 50-54.5%; current M0: 58-60%).
+``--probe N`` first lets the base model grade steps in its own pretraining formats: review lines, bare
+arithmetic checks, and comparisons of two answers (``python -m psr.world.pretrain --comparisons``).
+
+Measured results are in psr.world.oracle.judge's docstring (earlier M0: 50-54.5%; current M0: 58-60%) and
+the README ("What we measured", items 7-9).
 
     .venv/bin/python bench/judge_learnability.py --model data/m0 [--styles verdict-first,recompute-first]
         [--ift 2000 --eft 2000 --steps 400 --test 200 --threads 1] [--probe 300]
@@ -193,26 +197,68 @@ def check_probe(model_dir: str, n: int, seed: int, batch_size: int = 50) -> dict
     return _grade(model_dir, probes, ("Correct", "Wrong"), max_new_tokens=2, batch_size=batch_size)
 
 
-def _grade(model_dir: str, probes: list[tuple[str, bool]], words: tuple[str, str], *, max_new_tokens: int,
-           batch_size: int) -> dict:
-    """The base model continues each (prompt, step is right) probe greedily; its grade is right when the
-    continuation starts with ``words[0]`` for a right step, ``words[1]`` for a wrong one."""
+def comparison_probe(model_dir: str, n: int, seed: int, batch_size: int = 32) -> dict:
+    """Does the base model pick the better of two answers in its pretraining's comparison format
+    (psr.world.pretrain.comparison_document, ``--comparisons``)?
+
+    ``n`` held-out pairs (a right step against a corrupted one), each shown in both orders, cut after the
+    two answers; the model writes both grades and "The first/second answer is better." greedily. Right
+    when it names the right step; "picks first" far from 50% is position bias. Answers the model was
+    never taught to compare (data/m0) say nothing parsable, which counts as wrong.
+    """
+    import re
+
+    probes = []  # (prompt, the better answer is the first)
+    for pair in make_pairs(n, seed + 17, "test"):
+        good, bad = (pair["step_a"], pair["step_b"]) if pair["label"] == "A" else (pair["step_b"], pair["step_a"])
+        k = len(pair["previous_steps"]) + 1
+        head = "\n".join([f"Problem: {pair['question']}", *(f"Step {j + 1}: {s}" for j, s in
+                                                            enumerate(pair["previous_steps"]))])
+        for first in (good, bad):
+            second = bad if first is good else good
+            probes.append((f"{head}\nFirst answer for step {k}: {first}\nSecond answer for step {k}: {second}\n"
+                           "The first answer", first is good))
+    said = {"right": 0, "parsed": 0, "picks_first": 0}
+    texts = _continue(model_dir, [q for q, _ in probes], max_new_tokens=96, batch_size=batch_size)
+    samples = []
+    for (_, first_better), text in zip(probes, texts, strict=True):
+        m = re.search(r"The (first|second) answer is better", text)
+        if len(samples) < 4:
+            samples.append("The first answer" + text)
+        if m:
+            said["parsed"] += 1
+            said["picks_first"] += m[1] == "first"
+            said["right"] += (m[1] == "first") == first_better
+    return {"probes": len(probes), **said, "accuracy": 100 * said["right"] / max(1, len(probes)), "samples": samples}
+
+
+def _continue(model_dir: str, prompts: list[str], *, max_new_tokens: int, batch_size: int) -> list[str]:
+    """The base model's greedy continuation of each prompt (plain text, no chat template)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     tok.padding_side = "left"
-    said = {True: [0, 0], False: [0, 0]}  # truth -> [graded right, n]
-    for i in range(0, len(probes), batch_size):
-        chunk = probes[i:i + batch_size]
-        enc = tok([q for q, _ in chunk], return_tensors="pt", padding=True, add_special_tokens=False)
+    texts = []
+    for i in range(0, len(prompts), batch_size):
+        enc = tok(prompts[i:i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
         with torch.no_grad():
             out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
-        for (_, truth), seq in zip(chunk, out[:, enc["input_ids"].shape[1]:], strict=True):
-            word = tok.decode(seq, skip_special_tokens=True).strip()
-            said[truth][0] += word.startswith(words[0] if truth else words[1])
-            said[truth][1] += 1
+        texts += [tok.decode(seq, skip_special_tokens=True) for seq in out[:, enc["input_ids"].shape[1]:]]
+    return texts
+
+
+def _grade(model_dir: str, probes: list[tuple[str, bool]], words: tuple[str, str], *, max_new_tokens: int,
+           batch_size: int) -> dict:
+    """The base model continues each (prompt, step is right) probe greedily; its grade is right when the
+    continuation starts with ``words[0]`` for a right step, ``words[1]`` for a wrong one."""
+    said = {True: [0, 0], False: [0, 0]}  # truth -> [graded right, n]
+    texts = _continue(model_dir, [q for q, _ in probes], max_new_tokens=max_new_tokens, batch_size=batch_size)
+    for (_, truth), text in zip(probes, texts, strict=True):
+        word = text.strip()
+        said[truth][0] += word.startswith(words[0] if truth else words[1])
+        said[truth][1] += 1
     right_ok, wrong_ok = (100 * said[t][0] / max(1, said[t][1]) for t in (True, False))
     return {"probes": len(probes), "right_steps_called_correct": right_ok, "wrong_steps_called_wrong": wrong_ok,
             "balanced_accuracy": (right_ok + wrong_ok) / 2}
@@ -233,7 +279,8 @@ def main() -> None:
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--probe", type=int, default=0, metavar="N",
                     help="first let the base model itself grade N steps in its pretraining's review and check "
-                         "formats (review_probe, check_probe); --styles '' stops there")
+                         "formats (review_probe, check_probe) and compare N/2 pairs of steps in both orders "
+                         "(comparison_probe); --styles '' stops there")
     a = ap.parse_args()
 
     import torch
@@ -248,6 +295,13 @@ def main() -> None:
             print(f"{name} probe, {a.model}: {r['probes']} steps; right steps called correct "
                   f"{r['right_steps_called_correct']:.1f}%, wrong steps called wrong "
                   f"{r['wrong_steps_called_wrong']:.1f}%, balanced accuracy {r['balanced_accuracy']:.1f}%", flush=True)
+        r = comparison_probe(a.model, a.probe // 2, a.seed)
+        lo, hi = wilson(r["right"], r["probes"])
+        print(f"comparison probe, {a.model}: {r['probes'] // 2} pairs in both orders; better answer named "
+              f"{r['right']}/{r['probes']} = {r['accuracy']:.1f}% ({lo:.1f}-{hi:.1f}), parsable {r['parsed']}, "
+              f"picks first {r['picks_first']}", flush=True)
+        for text in r["samples"][:2]:
+            print("  " + text.replace("\n", " | "), flush=True)
         if not a.styles:
             return
     ift = [{"id": p["id"], "question": p["question"], "steps": p["steps"]}

@@ -5,7 +5,8 @@ small enough to train and run on 2 CPU cores. M0 sees problems solved in "Step n
 plain text and half inside the chat template under the Figure 4 prompt (Qwen2.5-Math's base models
 have seen chat-formatted reasoning too: the paper's M0 answers its prompt at 70% on GSM8K), plus
 arithmetic checks such as a base model picks up from the web, and graded solutions (review_document).
-It never sees the judge prompt or a comparison of two steps: judging is what the EFT half of the SFT
+It never sees the judge prompt, and in data/m0's recipe no comparison of two steps either (``--comparisons``
+adds some, as an experiment: README, "What we measured", item 9): judging is what the EFT half of the SFT
 data teaches (M1). A first M0 trained on plain text only answered the chat prompt with degenerate text
 ("dollars dollars dollars ..."), so no stage could start from it.
 
