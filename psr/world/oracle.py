@@ -139,7 +139,7 @@ def _tiebreak(text: str) -> str:
     return hashlib.sha256(_norm(text).encode()).hexdigest()
 
 
-JUDGE_STYLES = ("verdict-first", "recompute-first", "solve-first")
+JUDGE_STYLES = ("verdict-first", "recompute-first", "solve-first", "verdict-only")
 JUDGE_STYLE = "verdict-first"
 
 
@@ -158,6 +158,10 @@ def judge(meta: dict, previous_steps: list[str], step_a: str, step_b: str, style
       writes 8 - 3 = 6: different." The judge first writes the step it would take, as the policy
       does, then sets each equation against its own (MT-Bench's reference-guided judge, with the
       model's own reference).
+    - ``verdict-only``: the verdict alone, no explanation (not the paper's: its Figure 5 asks for one). An
+      experiment: a judge that never writes a number cannot copy or recompute the wrong one. Measured
+      (same SFT as below, session 6): 50.3% from data/m0, 50.0% from a checks-first M0 that verifies
+      sums; both answer [[A]] to (almost) everything.
 
     Measured (bench/judge_learnability.py; M0 = 0.9M params pretrained 12 min, seed 0; SFT on 1000
     IFT + 2000 EFT, 400 steps x 16, lr 1e-3; 150 held-out pairs judged in both orders): verdict-first
@@ -196,6 +200,8 @@ def judge(meta: dict, previous_steps: list[str], step_a: str, step_b: str, style
     else:
         better = "A" if _tiebreak(step_a) <= _tiebreak(step_b) else "B"
         lines.append(f"Both are {'correct' if ca.ok else 'wrong'}; I pick Assistant {better}.")
+    if style == "verdict-only":
+        return f"[[{better}]]"
     return " ".join(lines) + f" [[{better}]]"
 
 
