@@ -63,7 +63,8 @@ def make_pairs(n: int, seed: int, split: str) -> list[dict]:
 
 
 def train(model_dir: str, records: list[dict], *, steps: int, batch_size: int, lr: float, seed: int,
-          max_length: int = 1024):
+          max_length: int = 1024, at_step=None):
+    """SFT ``model_dir`` on ``records``; ``at_step(step, model, tok)`` is called after every optimizer step."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -109,6 +110,9 @@ def train(model_dir: str, records: list[dict], *, steps: int, batch_size: int, l
         if (step + 1) % 25 == 0:
             print(f"  step {step + 1}/{steps} loss {sum(losses[-25:]) / 25:.3f} {time.time() - t0:.0f}s",
                   file=sys.stderr, flush=True)
+        if at_step is not None:
+            at_step(step + 1, model, tok)
+            model.train()
     model.eval()
     return model, tok, len(examples), time.time() - t0
 
@@ -281,7 +285,10 @@ def main() -> None:
                     help="first let the base model itself grade N steps in its pretraining's review and check "
                          "formats (review_probe, check_probe) and compare N/2 pairs of steps in both orders "
                          "(comparison_probe); --styles '' stops there")
+    ap.add_argument("--eval-at", default="", metavar="STEPS",
+                    help="also judge the first 50 test pairs at these optimizer steps (comma-separated)")
     a = ap.parse_args()
+    eval_at = {int(x) for x in a.eval_at.split(",") if x}
 
     import torch
 
@@ -315,8 +322,17 @@ def main() -> None:
                for p in train_pairs]
         mean_chars = sum(len(r["judgment"]) for r in eft) / len(eft)
         print(f"[{style}] training on {len(ift)} IFT + {len(eft)} EFT, {a.steps} steps", file=sys.stderr)
+        def at_step(step, model, tok, eft=eft, style=style):
+            # a learning curve on the first 50 test pairs: does judging appear late and abruptly, as checks do?
+            if step in eval_at:
+                model.eval()
+                n = max(len(tok(r["judgment"])["input_ids"]) for r in eft[:200]) + 20
+                res = judge_accuracy(model, tok, test_pairs[:50], n)
+                print(f"  [{style}] step {step}: {res['right']}/{res['n']} right, picks A {res['picks_a']}",
+                      flush=True)
+
         model, tok, n_ex, secs = train(a.model, ift + eft, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
-                                       seed=a.seed)
+                                       seed=a.seed, at_step=at_step)
         max_new = max(len(tok(r["judgment"])["input_ids"]) for r in eft[:200]) + 20
         res = judge_accuracy(model, tok, test_pairs, max_new)
         lo, hi = wilson(res["right"], res["n"])
