@@ -98,6 +98,8 @@ def comparison_document(problem: dict, rng: random.Random) -> str:
     assistants, no verdict tags. Its point is the reading a pairwise judge needs: the two answers usually
     differ in one number only, so quoting one of them means finding it by which answer it is, not by the
     words around it (a copy that the tiny judge gets wrong after SFT; README, "What we measured", item 8).
+    Measured (item 9): the 0.9M model learns to quote both answers from these documents, but grades them
+    by position, so its judge gains nothing significant.
     """
     from psr.world.oracle import CORRUPTIONS, check_step, corrupt_step
 
