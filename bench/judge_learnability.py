@@ -212,16 +212,14 @@ def comparison_probe(model_dir: str, n: int, seed: int, batch_size: int = 32) ->
     """
     import re
 
+    from psr.world.pretrain import comparison_head
+
     probes = []  # (prompt, the better answer is the first)
     for pair in make_pairs(n, seed + 17, "test"):
         good, bad = (pair["step_a"], pair["step_b"]) if pair["label"] == "A" else (pair["step_b"], pair["step_a"])
-        k = len(pair["previous_steps"]) + 1
-        head = "\n".join([f"Problem: {pair['question']}", *(f"Step {j + 1}: {s}" for j, s in
-                                                            enumerate(pair["previous_steps"]))])
-        for first in (good, bad):
-            second = bad if first is good else good
-            probes.append((f"{head}\nFirst answer for step {k}: {first}\nSecond answer for step {k}: {second}\n"
-                           "The first answer", first is good))
+        for first, second in ((good, bad), (bad, good)):
+            probes.append((comparison_head(pair["question"], pair["previous_steps"], first, second)
+                           + "The first answer", first is good))
     said = {"right": 0, "parsed": 0, "picks_first": 0}
     texts = _continue(model_dir, [q for q, _ in probes], max_new_tokens=96, batch_size=batch_size)
     samples = []
@@ -315,6 +313,9 @@ def main() -> None:
            for p in generate_problems(a.ift, seed=a.seed + 7, split="train")]
     train_pairs = make_pairs(a.eft, a.seed, "train")
     test_pairs = make_pairs(a.test, a.seed, "test")
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(a.model)
     rows = []
     for style in a.styles.split(","):
         eft = [{k: p[k] for k in ("id", "question", "previous_steps", "step_a", "step_b")}
@@ -322,18 +323,18 @@ def main() -> None:
                for p in train_pairs]
         mean_chars = sum(len(r["judgment"]) for r in eft) / len(eft)
         print(f"[{style}] training on {len(ift)} IFT + {len(eft)} EFT, {a.steps} steps", file=sys.stderr)
-        def at_step(step, model, tok, eft=eft, style=style):
+        max_new = max(len(tokenizer(r["judgment"])["input_ids"]) for r in eft[:200]) + 20
+
+        def at_step(step, model, tok, max_new=max_new, style=style):
             # a learning curve on the first 50 test pairs: does judging appear late and abruptly, as checks do?
             if step in eval_at:
                 model.eval()
-                n = max(len(tok(r["judgment"])["input_ids"]) for r in eft[:200]) + 20
-                res = judge_accuracy(model, tok, test_pairs[:50], n)
+                res = judge_accuracy(model, tok, test_pairs[:50], max_new)
                 print(f"  [{style}] step {step}: {res['right']}/{res['n']} right, picks A {res['picks_a']}",
                       flush=True)
 
         model, tok, n_ex, secs = train(a.model, ift + eft, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
                                        seed=a.seed, at_step=at_step)
-        max_new = max(len(tok(r["judgment"])["input_ids"]) for r in eft[:200]) + 20
         res = judge_accuracy(model, tok, test_pairs, max_new)
         lo, hi = wilson(res["right"], res["n"])
         rows.append({"style": style, "right": res["right"], "n": res["n"], "acc": 100 * res["right"] / res["n"],

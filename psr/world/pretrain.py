@@ -118,9 +118,15 @@ def comparison_document(problem: dict, rng: random.Random) -> str:
         verdict = "Both answers are as good."
     else:
         verdict = f"The {'first' if checks[0].score > checks[1].score else 'second'} answer is better."
-    head = f"Problem: {problem['question']}\n{format_steps(steps[:k])}".rstrip("\n")
-    return (f"{head}\nFirst answer for step {k + 1}: {answers[0]}\nSecond answer for step {k + 1}: {answers[1]}\n"
-            f"The first answer {checks[0].text}. The second answer {checks[1].text}. {verdict}")
+    return (comparison_head(problem["question"], steps[:k], *answers)
+            + f"The first answer {checks[0].text}. The second answer {checks[1].text}. {verdict}")
+
+
+def comparison_head(question: str, previous_steps: list[str], first: str, second: str) -> str:
+    """A comparison document up to its grades: the problem, the steps so far, the two answers for the next."""
+    k = len(previous_steps) + 1
+    head = f"Problem: {question}\n{format_steps(previous_steps)}".rstrip("\n")
+    return f"{head}\nFirst answer for step {k}: {first}\nSecond answer for step {k}: {second}\n"
 
 
 REVIEW_STYLES = ("cut", "continue")
