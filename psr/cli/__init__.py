@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import typer
+from rich.markup import escape
 
 from psr.core.errors import InputError, PsrError
 from psr.core.log import console
@@ -42,14 +43,27 @@ ORDER = ["segment", "train-prm", "mine-pairs", "annotate-eft", "sft", "search", 
 app.registered_commands.sort(key=lambda c: ORDER.index(c.name) if c.name in ORDER else len(ORDER))
 
 
+# Usage errors (unknown option or command, a bad value, a missing argument). Typer >= 0.24 raises the click
+# exceptions it bundles (typer._click), which are not click's own; catch both so that no usage error ever
+# reaches the user as a traceback (pyproject pins the tested typer range).
+_CLICK_ERRORS: tuple[type[Exception], ...] = (
+    next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"),)
+try:
+    import click
+
+    _CLICK_ERRORS += (click.ClickException,)
+except ImportError:  # typer >= 0.24 no longer needs click installed
+    pass
+
+
 def main() -> None:
     try:
         app(standalone_mode=False)
     except InputError as e:
-        console.print(f"[red]error:[/red] {e}", markup=True, soft_wrap=True)
+        _error(str(e))
         sys.exit(2)
     except PsrError as e:
-        console.print(f"[red]error:[/red] {e}", markup=True, soft_wrap=True)
+        _error(str(e))
         sys.exit(1)
     except KeyboardInterrupt:
         console.print("[red]interrupted[/red]; rerun the same command to resume", markup=True)
@@ -58,10 +72,21 @@ def main() -> None:
         sys.exit(e.exit_code)
     except typer.Abort:
         sys.exit(1)
-    except Exception as e:  # click usage errors arrive here with standalone_mode=False
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
+    except _CLICK_ERRORS as e:
+        if type(e).__name__ == "NoArgsIsHelpError":  # bare `psr` or `psr CMD` with nothing: the help
             e.show()
-            sys.exit(e.exit_code)
-        raise
+        else:
+            _error(_usage_message(e))
+        sys.exit(e.exit_code)
+
+
+def _error(message: str) -> None:
+    console.print(f"[red]error:[/red] {escape(message)}", markup=True, soft_wrap=True)
+
+
+def _usage_message(e) -> str:
+    """One line: what is wrong and where to look (click's own message spans four lines)."""
+    message = e.format_message() if hasattr(e, "format_message") else str(e)
+    ctx = getattr(e, "ctx", None)
+    where = ctx.command_path if ctx is not None else "psr"
+    return f"{where}: {' '.join(message.split())} (see {where} --help)"

@@ -59,4 +59,5 @@ def annotate_eft(
 
     cfg = stage.AnnotateConfig(format=format, test_size=test_size, test_output=test_output, max_tokens=max_tokens,
                                temperature=temperature, chunk_size=chunk_size, seed=engine_cfg.seed)
-    stage.run(O.io_config(inputs, output, overwrite, limit, shard), cfg, engine_cfg)
+    stage.run(O.io_config(inputs, output, overwrite, limit, shard, {"--test-output": test_output}), cfg,
+              engine_cfg)

@@ -9,6 +9,7 @@ import typer
 from psr.cli import app
 from psr.cli import options as O
 from psr.core.errors import InputError
+from psr.core.paths import check_outputs
 from psr.engines.base import EngineConfig
 
 HELP = """\
@@ -106,6 +107,7 @@ def eval_cmd(
     if compare:
         if inputs:
             raise InputError("--compare takes summary JSON files as arguments, not -i")
+        check_outputs(summaries or [], {"--summary": summary, "--summary-md": summary_md, "--plot": plot})
         stage.compare(summaries or [], plot=plot, markdown=summary_md, output_json=summary)
         return
     if summaries:
@@ -115,7 +117,9 @@ def eval_cmd(
     cfg = stage.EvalConfig(task=task, prompt=prompt, grader=grader, grade_timeout=grade_timeout, max_tokens=max_tokens, chunk_size=chunk_size,
                            tts=tts, width=width, temperature=temperature, top_p=top_p,
                            max_iterations=max_iterations, name=name, summary=summary, summary_md=summary_md)
+    outputs = stage.summary_outputs(summary, summary_md)
     if summarize:
+        check_outputs(inputs or ["-"], outputs)
         stage.summarize_file(inputs or ["-"], cfg)
         return
-    stage.run(O.io_config(inputs, output, overwrite, limit, shard), engine_cfg, cfg)
+    stage.run(O.io_config(inputs, output, overwrite, limit, shard, outputs), engine_cfg, cfg)

@@ -42,5 +42,5 @@ def grade(
 ) -> None:
     from psr.stages import grade as stage
 
-    stage.run(O.io_config(inputs, output, overwrite, limit, shard), grader, timeout=timeout, workers=workers,
+    stage.run(O.io_config(inputs, output, overwrite, limit, shard, {"--summary": summary}), grader, timeout=timeout, workers=workers,
               summary_path=summary)

@@ -65,7 +65,7 @@ def mine_pairs(
                            top_p=top_p, width=width, exploration=exploration, margin=margin, max_depth=max_depth,
                            max_step_tokens=max_step_tokens, working_set=working_set, prm_batch_size=prm_batch_size,
                            seed=seed)
-    stage.run(O.io_config(inputs, output, overwrite, limit, shard),
+    stage.run(O.io_config(inputs, output, overwrite, limit, shard, {"--stats": stats}),
               O.engine_config(engine, model, base_url, api_key_env, seed, trust_remote_code, tensor_parallel_size,
                               concurrency, batch_size, dtype),
               prm, cfg, stats_path=stats, prm_dtype=dtype)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
 from psr.core.records import IOConfig
+from psr.engines import ENGINES
 from psr.engines.base import EngineConfig
 
 Inputs = Annotated[list[str], typer.Option("-i", "--input", help="Input JSONL path, or - for stdin; repeat for several.")]
@@ -18,7 +19,10 @@ Overwrite = Annotated[bool, typer.Option("--overwrite", help="Start afresh inste
 Limit = Annotated[int | None, typer.Option("--limit", help="Process at most N records (after --shard).")]
 Shard = Annotated[str | None, typer.Option("--shard", help="K/N: process the K-th (0-based) of N contiguous slices; "
                                             "the N outputs concatenate to the full job.")]
-EngineName = Annotated[str, typer.Option("--engine", help="hf (transformers) | vllm | openai | oracle (the offline world).")]
+# A Literal is a typed choice: an unknown engine is a usage error before anything loads.
+EngineChoice = Literal[ENGINES]
+EngineName = Annotated[EngineChoice, typer.Option("--engine", help="hf (transformers) | vllm | openai | oracle (the "
+                                                  "offline world).")]
 Model = Annotated[str | None, typer.Option("--model", "-m", help="Model directory or hub name (openai: the served model name).")]
 BaseUrl = Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1.")]
 ApiKeyEnv = Annotated[str, typer.Option("--api-key-env", help="Name of the environment variable holding the API key.")]
@@ -38,8 +42,12 @@ ContinueMode = Annotated[str | None, typer.Option(
     "Default: vllm with --base-url, inline without.")]
 
 
-def io_config(inputs: list[str] | None, output: str, overwrite: bool, limit: int | None, shard: str | None) -> IOConfig:
-    return IOConfig(inputs=inputs or ["-"], output=output, overwrite=overwrite, limit=limit, shard=shard)
+def io_config(inputs: list[str] | None, output: str, overwrite: bool, limit: int | None, shard: str | None,
+              also_writes: dict[str, str | None] | None = None) -> IOConfig:
+    """The stage's I/O; ``also_writes`` names its other output files by option ({"--summary": path}), so that
+    an output that is an input, or cannot be written, is refused before any work (psr.core.paths)."""
+    return IOConfig(inputs=inputs or ["-"], output=output, overwrite=overwrite, limit=limit, shard=shard,
+                    also_writes=also_writes or {})
 
 
 def engine_config(engine: EngineName = "hf", model: Model = None, base_url: BaseUrl = None,

@@ -52,7 +52,7 @@ def search(
                                                      "solution.")] = 2048,
     judge_max_tokens: Annotated[int, typer.Option("--judge-max-tokens", help="Token limit of one judgment.")] = 1024,
     judge_temperature: Annotated[float, typer.Option("--judge-temperature", help="0 = greedy judging.")] = 0.0,
-    judge_engine: Annotated[str | None, typer.Option(
+    judge_engine: Annotated[O.EngineChoice | None, typer.Option(
         "--judge-engine", help="Judge with another engine (hf | vllm | openai | oracle) instead of the policy "
         "itself; default: the policy judges its own candidates (the method).")] = None,
     judge_model: Annotated[str | None, typer.Option(
@@ -72,5 +72,5 @@ def search(
     judge_cfg = None
     if judge_engine or judge_model:
         judge_cfg = replace(engine_cfg, engine=judge_engine or engine_cfg.engine, model=judge_model or engine_cfg.model)
-    stage.run(O.io_config(inputs, output, overwrite, limit, shard), engine_cfg, cfg, trajectories=trajectories,
+    stage.run(O.io_config(inputs, output, overwrite, limit, shard, {"--trajectories": trajectories}), engine_cfg, cfg, trajectories=trajectories,
               judge_cfg=judge_cfg)

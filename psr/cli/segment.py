@@ -57,4 +57,4 @@ def segment(
 
     cfg = stage.SegmentConfig(method=method, max_retries=max_retries, rejects=rejects, box_answer=box_answer,
                               temperature=temperature, max_tokens=max_tokens, chunk_size=chunk_size)
-    stage.run(O.io_config(inputs, output, overwrite, limit, shard), cfg, engine_cfg)
+    stage.run(O.io_config(inputs, output, overwrite, limit, shard, {"--rejects": rejects}), cfg, engine_cfg)

@@ -42,6 +42,8 @@ def step_dpo(
     *,
     job: TrainJob,
 ) -> None:
+    if not beta > 0:
+        raise typer.BadParameter("must be > 0", param_hint="--beta")
     if sft_weight < 0:
         raise typer.BadParameter("must be >= 0", param_hint="--sft-weight")
     if loss not in LOSSES:

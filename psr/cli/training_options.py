@@ -8,6 +8,8 @@ from typing import Annotated, Any
 import typer
 
 from psr.cli import options as O
+from psr.core.errors import InputError
+from psr.core.paths import check_outputs
 from psr.training.common import TrainConfig
 
 LAUNCH_HELP = (
@@ -80,6 +82,10 @@ def train_job(
     lora_alpha: LoraAlpha = 32,
     trust_remote_code: O.TrustRemoteCode = False,
 ) -> TrainJob:
+    check_numbers(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
+                  per_device_batch_size=per_device_batch_size, max_length=max_length, warmup=warmup,
+                  save_steps=save_steps, max_steps=max_steps, lora_r=lora_r, lora_alpha=lora_alpha)
+    check_outputs(inputs or ["-"], {"-o": output}, files=False)
     cfg = TrainConfig(model=model or "", output=output, epochs=epochs, learning_rate=learning_rate,
                       batch_size=batch_size, per_device_batch_size=per_device_batch_size, max_length=max_length,
                       seed=seed, lr_scheduler=lr_scheduler, warmup=warmup, save_steps=save_steps,
@@ -87,6 +93,31 @@ def train_job(
                       gradient_checkpointing=gradient_checkpointing, dtype=dtype, trust_remote_code=trust_remote_code,
                       lora=lora, lora_r=lora_r, lora_alpha=lora_alpha)
     return TrainJob(inputs or ["-"], cfg, limit)
+
+
+# What each numeric training option must be, checked before anything (a model, checkpoints/) is touched.
+_POSITIVE = ("epochs", "learning_rate")  # > 0
+_AT_LEAST_ONE = ("batch_size", "per_device_batch_size", "max_length", "save_steps", "lora_r", "lora_alpha")
+_OPTION = {"learning_rate": "--lr"}
+
+
+def check_numbers(**values: float) -> None:
+    """InputError naming the option for a bad numeric training option (-1 means "all epochs" for max_steps)."""
+    def fail(name: str, want: str) -> None:
+        opt = _OPTION.get(name, "--" + name.replace("_", "-"))
+        raise InputError(f"{opt} must be {want}, got {values[name]:g}")
+
+    for name, v in values.items():
+        if v != v or v in (float("inf"), float("-inf")):
+            fail(name, "a finite number")
+        if name in _POSITIVE and v <= 0:
+            fail(name, "> 0")
+        if name in _AT_LEAST_ONE and v < 1:
+            fail(name, ">= 1")
+        if name == "warmup" and v < 0:
+            fail(name, ">= 0 (steps, or a fraction of all steps)")
+        if name == "max_steps" and v != -1 and v < 1:
+            fail(name, ">= 1, or -1 for all epochs")
 
 
 def training_options(epochs: float, learning_rate: float, batch_size: int, **defaults: Any):

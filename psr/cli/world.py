@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
 
 from psr.cli import app
 from psr.cli import options as O
+from psr.core.errors import InputError
 from psr.core.log import info
 
 
@@ -33,5 +35,13 @@ def world(
 ) -> None:
     from psr.world.generator import write_world
 
-    counts = write_world(out_dir, train, test, prm, seed, search)
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise InputError("-o names a file; psr world writes a directory of files", out_dir)
+    for name, n in (("--train", train), ("--test", test), ("--prm", prm), ("--search", search)):
+        if n < 0:
+            raise InputError(f"{name} must be >= 0, got {n}")
+    try:
+        counts = write_world(out_dir, train, test, prm, seed, search)
+    except OSError as e:
+        raise InputError(f"cannot write: {e.strerror}", e.filename or out_dir) from None
     info(", ".join(f"{name}: {n}" for name, n in counts.items()) + f" -> {out_dir}/")

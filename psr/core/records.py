@@ -20,6 +20,7 @@ from typing import Any
 
 from psr.core.errors import InputError
 from psr.core.log import warn
+from psr.core.paths import check_outputs, check_writable
 
 # ---------------------------------------------------------------------------------------------
 # Record contracts (design.md). A field spec is (kind, required). Extra fields are kept as-is.
@@ -198,6 +199,18 @@ def select(records: list[dict], shard: tuple[int, int] | None = None, limit: int
 # Writing
 
 
+def _line_value(raw: bytes, path: str, lineno: int, ok, what: str):
+    """One line of an existing output (or of its ``.done`` file), parsed; InputError unless ``ok(value)``."""
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = None
+    if value is None or not ok(value):
+        raise InputError(f"existing output: this line is not {what}; fix or remove it, or use --overwrite to "
+                         "start afresh", path, lineno)
+    return value
+
+
 def _dumps(rec: dict) -> bytes:
     return (json.dumps(rec, ensure_ascii=False) + "\n").encode("utf-8")
 
@@ -224,18 +237,21 @@ class RecordWriter:
             self._fd = sys.stdout.fileno()
             sys.stdout.flush()
             return
-        parent = os.path.dirname(os.path.abspath(path))
-        os.makedirs(parent, exist_ok=True)
+        check_writable(path)
         sidecar = path + ".done"
-        if overwrite:
-            for p in (path, sidecar):
-                if os.path.exists(p):
-                    os.remove(p)
-        elif os.path.exists(path):
-            self._recover(sidecar)
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        if group_field is not None:
-            self._done_fd = os.open(sidecar, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            if overwrite:
+                for p in (path, sidecar):
+                    if os.path.lexists(p):
+                        os.remove(p)
+            elif os.path.exists(path):
+                self._recover(sidecar)
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            if group_field is not None:
+                self._done_fd = os.open(sidecar, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise InputError(f"cannot write output: {e.strerror}", e.filename or path) from None
 
     def _recover(self, sidecar: str) -> None:
         with open(self.path, "rb") as fh:
@@ -246,14 +262,11 @@ class RecordWriter:
             data = data[:cut]
             with open(self.path, "r+b") as fh:
                 fh.truncate(cut)
-        lines = [ln for ln in data.split(b"\n") if ln.strip()]
+        lines = [(i, ln) for i, ln in enumerate(data.split(b"\n"), 1) if ln.strip()]
         if self.group_field is None:
-            for i, ln in enumerate(lines, 1):
-                try:
-                    self.done.add(json.loads(ln)["id"])
-                except (ValueError, KeyError, TypeError):
-                    raise InputError("existing output has a line that is not a psr record; "
-                                     "use --overwrite to start afresh", self.path, i) from None
+            id_ok = lambda v: isinstance(v, dict) and isinstance(v.get("id"), str)  # noqa: E731
+            for i, ln in lines:
+                self.done.add(_line_value(ln, self.path, i, id_ok, "a psr record with 'id'")["id"])
             return
         if os.path.exists(sidecar):
             with open(sidecar, "rb") as fh:
@@ -262,8 +275,15 @@ class RecordWriter:
                 raw = raw[:raw.rfind(b"\n") + 1]
                 with open(sidecar, "r+b") as fh:
                     fh.truncate(len(raw))
-            self.done = {json.loads(x) for x in raw.split(b"\n") if x.strip()}
-        keep = [ln for ln in lines if json.loads(ln).get(self.group_field) in self.done]
+            for i, x in enumerate(raw.split(b"\n"), 1):
+                if x.strip():
+                    self.done.add(_line_value(x, sidecar, i, lambda v: isinstance(v, str), "a finished key (a JSON "
+                                                                                           "string)"))
+        field_ok = lambda v: isinstance(v, dict) and isinstance(v.get(self.group_field), str)  # noqa: E731
+        # A record without its group field cannot be told finished or not: refuse it rather than delete it.
+        keys = [_line_value(ln, self.path, i, field_ok, f"a psr record with '{self.group_field}'")[self.group_field]
+                for i, ln in lines]
+        keep = [ln for (_, ln), k in zip(lines, keys, strict=True) if k in self.done]
         if len(keep) != len(lines):
             warn(f"{self.path}: dropped {len(lines) - len(keep)} record(s) of unfinished work; it will be redone")
             tmp = self.path + ".tmp"
@@ -315,15 +335,33 @@ def write_records(path: str, recs: Iterable[dict]) -> int:
             n += 1
         sys.stdout.flush()
         return n
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    check_writable(path)
     tmp = path + ".tmp"
     n = 0
-    with open(tmp, "wb") as fh:
-        for r in recs:
-            fh.write(_dumps(r))
-            n += 1
-    os.replace(tmp, path)
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(tmp, "wb") as fh:
+            for r in recs:
+                fh.write(_dumps(r))
+                n += 1
+        os.replace(tmp, path)
+    except OSError as e:
+        raise InputError(f"cannot write output: {e.strerror}", e.filename or path) from None
     return n
+
+
+def write_json(path: str, value) -> None:
+    """Write one JSON document (a summary, stats) atomically: tmp file + rename."""
+    check_writable(path)
+    tmp = path + ".tmp"
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(value, fh, indent=2)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except OSError as e:
+        raise InputError(f"cannot write output: {e.strerror}", e.filename or path) from None
 
 
 @dataclass
@@ -335,6 +373,11 @@ class IOConfig:
     overwrite: bool = False
     limit: int | None = None
     shard: str | None = None
+    # The stage's other output files, by option name ({"--rejects": path}); checked with -o at once.
+    also_writes: dict[str, str | None] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_outputs(self.inputs, {"-o": self.output, **self.also_writes})
 
     def todo(self, kind: str | None, writer: RecordWriter | None = None, key: str = "id", **kw) -> list[dict]:
         """Read, validate, shard and limit the inputs, then drop what ``writer`` already finished."""

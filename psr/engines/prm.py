@@ -51,6 +51,15 @@ class PRMFormat:
         return asdict(self)
 
 
+def is_prm_dir(path: str) -> bool:
+    """Whether ``path/config.json`` records a PRM format (train-prm writes it; a base model has none)."""
+    try:
+        with open(os.path.join(path, "config.json"), encoding="utf-8") as fh:
+            return isinstance(json.load(fh).get(CONFIG_KEY), dict)
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 class PRMTokens:
     """The token ids of a format under one tokenizer (tag ids, the two label ids, the step separator)."""
 

@@ -505,11 +505,21 @@ def write_summary(summary: dict, cfg: EvalConfig) -> None:
 
 
 def _write_text(path: str, text: str) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise InputError(f"cannot write: {e.strerror}", e.filename or path) from None
+
+
+def summary_outputs(cfg_summary: str | None, summary_md: str | None, plot: str | None = None) -> dict:
+    """The files a summary goes to, by option (the Markdown defaults to beside the JSON), for the up-front
+    check of outputs (psr.core.paths.check_outputs)."""
+    md = summary_md or (os.path.splitext(cfg_summary)[0] + ".md" if cfg_summary else None)
+    return {"--summary": cfg_summary, "--summary-md": md, "--plot": plot}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -581,6 +591,8 @@ def load_summary(path: str) -> dict:
         raise InputError(f"cannot open summary: {e.strerror}", path) from None
     except json.JSONDecodeError as e:
         raise InputError(f"not a JSON summary: {e.msg}", path, e.lineno) from None
+    except UnicodeDecodeError as e:
+        raise InputError(f"not a JSON summary: not valid UTF-8 (byte {e.start})", path) from None
     if not isinstance(s, dict) or s.get("task") not in TASKS:
         raise InputError("not a psr eval summary (no 'task': math|judge)", path)
     if s["task"] == "math" and not isinstance(s.get("benchmarks"), dict):

@@ -25,7 +25,6 @@ across them); a finished problem's pairs are written as one group (RecordWriter 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -33,9 +32,9 @@ from dataclasses import asdict, dataclass, field
 
 from psr.core.errors import InputError
 from psr.core.log import info, progress
-from psr.core.records import IOConfig, RecordWriter
+from psr.core.records import IOConfig, RecordWriter, write_json
 from psr.engines import EngineConfig, Sampling, load_engine
-from psr.engines.prm import PRMScorer
+from psr.engines.prm import CONFIG_KEY, PRMScorer, is_prm_dir
 
 
 @dataclass
@@ -260,6 +259,10 @@ def run(io: IOConfig, engine_cfg: EngineConfig, prm_path: str, cfg: MCTSConfig, 
         raise InputError("--prm is required: a PRM directory written by `psr train-prm`")
     if not os.path.isdir(prm_path):
         raise InputError("--prm: no such model directory", prm_path)
+    if not is_prm_dir(prm_path):
+        # A base model loads as a PRM just as well and scores every step near 0.5: the pairs would be noise.
+        raise InputError(f"--prm: not a process reward model written by `psr train-prm` (its config.json has no "
+                         f"'{CONFIG_KEY}' entry); train one with `psr train-prm -o DIR` first", prm_path)
     start = time.perf_counter()
     with RecordWriter(io.output, overwrite=io.overwrite, group_field="problem_id") as writer:
         todo = io.todo("problem", writer)
@@ -275,10 +278,7 @@ def run(io: IOConfig, engine_cfg: EngineConfig, prm_path: str, cfg: MCTSConfig, 
     summary = miner_stats.summary()
     info("mine-pairs: " + ", ".join(f"{k} {v}" for k, v in summary.items()))
     if stats_path:
-        tmp = stats_path + ".tmp"
-        with open(tmp, "w") as fh:
-            json.dump(summary, fh, indent=2)
-        os.replace(tmp, stats_path)
+        write_json(stats_path, summary)
     return summary
 
 

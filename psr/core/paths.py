@@ -1,0 +1,59 @@
+"""Output paths, checked before any work: an output that is an input (or another output), or that cannot be
+written, is a usage error found at the start, not after hours of work, nor after the input was emptied."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+from psr.core.errors import InputError
+
+
+def check_writable(path: str) -> None:
+    """InputError unless ``path`` can be created or appended to as a file (its folders made as needed)."""
+    if path == "-":
+        return
+    if os.path.isdir(path):
+        raise InputError("is a directory; the output must be a file path", path)
+    if os.path.exists(path):
+        if not os.access(path, os.W_OK):
+            raise InputError("the output is not writable", path)
+        return
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise InputError(f"cannot create the output: {parent} is a file, not a directory", path)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"cannot create the output: {parent} is not writable", path)
+
+
+def same_file(a: str, b: str) -> bool:
+    """Whether two paths name one file: the same path after resolving symlinks, or one inode (hard links)."""
+    if a == "-" or b == "-":
+        return False
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist yet
+        return False
+
+
+def check_outputs(inputs: Iterable[str], outputs: dict[str, str | None], *, files: bool = True) -> None:
+    """Refuse (InputError, naming both paths) an output that is one of the inputs or another output, and
+    with ``files`` an output file that cannot be written. ``outputs`` maps option names (``-o``,
+    ``--summary``) to paths; None means the option was not given."""
+    given = [(opt, p) for opt, p in outputs.items() if p is not None and p != "-"]
+    for opt, p in given:
+        for i in inputs:
+            if same_file(p, i):
+                raise InputError(f"{opt} {p} is the same file as the input -i {i}; writing it would destroy the "
+                                 "input: choose another output path")
+    for k, (opt, p) in enumerate(given):
+        for opt2, p2 in given[k + 1:]:
+            if same_file(p, p2):
+                raise InputError(f"{opt} {p} and {opt2} {p2} are the same file; give them different paths")
+    if files:
+        for _, p in given:
+            check_writable(p)
