@@ -4,13 +4,17 @@ It answers deterministically (the text says which prompt, sample and seed it cam
 request: ``faults[user_text]`` lists what the 1st, 2nd, ... request carrying that user message gets before
 it is answered normally. Faults: "429", "500", "503" (with ``retry_after`` as a Retry-After header when
 set), "slow" (answers after ``slow_s``), "garbage" (200 with a body that is not JSON), "nochoices" (200,
-JSON without choices), "drop" (closes the connection without answering), "400" (a request too long for
-the model: not worth retrying).
+JSON without choices), "drop" (closes the connection without answering), "400" (a request the server cannot
+take: not worth retrying), "context" (400: the prompt is longer than the model's context), "null" (200, the
+message's content is null), "nomessage" (200, a choice without a message), "empty" (200, empty content and no
+completion tokens), "hang" (answers after ``hang_s``, longer than any test's request timeout).
+``failure_rate`` makes that share of all other requests answer 500, drawn from a seeded generator.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import threading
 import time
 from collections import defaultdict
@@ -27,8 +31,11 @@ class ChatServer:
     def __init__(self, *, faults: dict[str, list[str]] | None = None, delay: float = 0.0, slow_s: float = 2.0,
                  retry_after: str | None = None, api_key: str | None = None, models: tuple[str, ...] = ("m",),
                  supports_n: bool = True, reasoning: bool = False, vllm_like: bool = True,
-                 reply: str | None = None, honour_stop: bool = True):
+                 reply: str | None = None, honour_stop: bool = True, failure_rate: float = 0.0, hang_s: float = 30.0):
         self.faults = faults or {}
+        self.failure_rate = failure_rate
+        self._rng = random.Random(0)
+        self.hang_s = hang_s
         self.delay = delay  # seconds before every normal answer
         self.slow_s = slow_s
         self.retry_after = retry_after
@@ -77,13 +84,27 @@ class ChatServer:
             self.times[user].append(time.monotonic())
         plan = self.faults.get(user, [])
         fault = plan[k] if k < len(plan) else None
+        if fault is None and self.failure_rate:
+            with self._lock:
+                fault = "500" if self._rng.random() < self.failure_rate else None
         if fault in ("429", "500", "503"):
             headers = {"Retry-After": self.retry_after} if self.retry_after is not None else {}
             return int(fault), _error(f"fault {fault}", None), headers
         if fault == "400":
-            return 400, _error("This model's maximum context length is 10 tokens.", "context_length_exceeded"), {}
+            return 400, _error("Invalid 'messages[0].content': expected a string.", "invalid_value"), {}
+        if fault == "context":
+            return 400, _error("This model's maximum context length is 10 tokens. However, you requested 4106 "
+                               "tokens (10 in the messages, 4096 in the completion).", "context_length_exceeded"), {}
+        if fault in ("null", "nomessage", "empty"):
+            choice = {"index": 0, "finish_reason": "stop"}
+            if fault != "nomessage":
+                choice["message"] = {"role": "assistant", "content": None if fault == "null" else ""}
+            return 200, {"id": "x", "object": "chat.completion", "model": body["model"], "choices": [choice],
+                         "usage": {"prompt_tokens": 1, "completion_tokens": 0, "total_tokens": 1}}, {}
         if fault == "slow":
             time.sleep(self.slow_s)
+        if fault == "hang":
+            time.sleep(self.hang_s)
         if fault == "garbage":
             return 200, b'{"id": "x", "choices": [{"message": ', {}
         if fault == "nochoices":

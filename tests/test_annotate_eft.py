@@ -12,7 +12,7 @@ import pytest
 from helpers import PSR, read_jsonl, write_jsonl
 from servers import ChatServer
 
-from psr.core.errors import InputError
+from psr.core.errors import InputError, PsrError
 from psr.core.prompts import judge_prompt, parse_score, parse_verdict, srlm_score_prompt
 from psr.core.records import IOConfig, read_records
 from psr.core.steps import format_steps
@@ -296,3 +296,56 @@ def test_scoring_format_cli_counts_drops_and_refuses_a_bad_format(tmp_path):
     res = subprocess.run([*PSR, "annotate-eft", "--format", "votes", "--engine", "oracle", "-i", src, "-o",
                           str(tmp_path / "x.jsonl")], capture_output=True, text=True)
     assert res.returncode == 2 and "--format must be one of pairwise, scoring" in res.stderr
+
+
+def _done_ids(path) -> set:
+    import json
+
+    with open(str(path) + ".done") as fh:
+        return {json.loads(x) for x in fh if x.strip()}
+
+
+def test_a_judge_that_answers_nothing_leaves_every_pair_undone(tmp_path):
+    pairs, verdicts = crafted_case()
+    src = write_jsonl(tmp_path / "pairs.jsonl", pairs)
+    out = str(tmp_path / "eft.jsonl")
+    null = {prompt: ["null"] * 3 for prompt in verdicts}  # content null on every try
+    ecfg = dict(engine="openai", model="judge", api_key_env="PSR_TEST_NO_KEY", max_retries=2)
+    with VerdictServer(verdicts, faults=null, models=("judge",)) as server:
+        with pytest.raises(PsrError, match=r"12 pair\(s\) got no judgment.*rerun the same command"):
+            ann.run(IOConfig([src], out), ann.AnnotateConfig(), EngineConfig(base_url=server.base_url, **ecfg))
+    assert read_jsonl(out) == [] and _done_ids(out) == {"tie"}  # only the tie, which needs no judge
+    with VerdictServer(verdicts, models=("judge",)) as server:  # the server works again: the rerun judges all
+        counts = ann.run(IOConfig([src], out), ann.AnnotateConfig(), EngineConfig(base_url=server.base_url, **ecfg))
+    assert counts["kept"] == 3 and counts["no_verdict"] == 3 and counts["unanswered"] == 0
+    assert _done_ids(out) == {p["id"] for p in pairs}
+
+
+def test_a_server_failing_45_percent_keeps_what_finished_and_the_rerun_completes(tmp_path):
+    pairs, verdicts = crafted_case()
+    src = write_jsonl(tmp_path / "pairs.jsonl", pairs)
+    clean, out = tmp_path / "clean.jsonl", tmp_path / "eft.jsonl"
+
+    def annotate(server, path):
+        return subprocess.run([*PSR, "annotate-eft", "-i", src, "-o", str(path), "--model", "judge", "--base-url",
+                               server.base_url, "--api-key-env", "PSR_TEST_NO_KEY", "--max-retries", "1"],
+                              capture_output=True, text=True)
+
+    with VerdictServer(verdicts, models=("judge",)) as server:
+        assert annotate(server, clean).returncode == 0
+    with VerdictServer(verdicts, models=("judge",), failure_rate=0.45) as server:
+        first = annotate(server, out)
+    assert first.returncode == 1 and "Traceback" not in first.stderr, first.stderr
+    assert "got no judgment" in first.stderr and "rerun the same command" in first.stderr
+    finished = _done_ids(out)
+    assert 1 < len(finished) < len(pairs)  # what finished is kept, the rest is left undone
+    with VerdictServer(verdicts, models=("judge",)) as server:
+        again = annotate(server, out)
+        asked = {b["messages"][-1]["content"] for b in server.bodies}
+    assert again.returncode == 0, again.stderr
+    assert sorted(read_jsonl(out), key=lambda r: r["id"]) == sorted(read_jsonl(clean), key=lambda r: r["id"])
+    assert _done_ids(out) == {p["id"] for p in pairs}
+    # the rerun asked only about the pairs left undone
+    redone = {p["id"] for p in pairs} - finished
+    assert asked == {judge_prompt(p["question"], [], *steps) for p in pairs if p["id"] in redone
+                     for steps in ((p["chosen"], p["rejected"]), (p["rejected"], p["chosen"]))}

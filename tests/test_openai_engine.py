@@ -13,6 +13,7 @@ from servers import ChatServer  # noqa: E402
 from psr.core.errors import PsrError  # noqa: E402
 from psr.core.steps import STEP_STOP  # noqa: E402
 from psr.engines import Chat, EngineConfig, Sampling, load_engine  # noqa: E402
+from psr.engines.base import TOO_LONG, RequestsFailed  # noqa: E402
 from psr.engines.openai import INLINE_CONTINUE, OpenAIEngine, _retry_after  # noqa: E402
 
 
@@ -62,7 +63,7 @@ def test_retry_after_header_forms():
 def test_gives_up_after_max_retries():
     with ChatServer(faults={"p": ["500"] * 5}) as server:
         engine = engine_for(server, max_retries=2)
-        with pytest.raises(PsrError, match=r"failed after 2 retries \(HTTP 500\)") as err:
+        with pytest.raises(PsrError, match=r"no answer after 2 retries \(last: HTTP 500\)") as err:
             engine.generate([Chat("p")], Sampling())
     assert server.base_url in str(err.value) and "'m'" in str(err.value)
     assert (engine.counters.requests, engine.counters.retries, engine.counters.failures) == (3, 2, 1)
@@ -81,10 +82,10 @@ def test_401_names_url_and_model_never_the_key(monkeypatch):
 
 
 def test_a_plain_400_is_not_retried():
-    with ChatServer(faults={"long": ["400"]}) as server:
+    with ChatServer(faults={"bad": ["400"]}) as server:
         engine = engine_for(server)
-        with pytest.raises(PsrError, match="maximum context length") as err:
-            engine.generate([Chat("long")], Sampling())
+        with pytest.raises(PsrError, match=r"rejected the request \(400\): .*expected a string") as err:
+            engine.generate([Chat("bad")], Sampling())
     assert server.base_url in str(err.value)
     assert (engine.counters.requests, engine.counters.retries, engine.counters.failures) == (1, 0, 1)
 
@@ -96,7 +97,7 @@ def test_generate_works_inside_a_running_event_loop():
     with ChatServer(faults={"bad": ["400"]}) as server:
         engine = engine_for(server)
         [[c]] = asyncio.run(notebook_cell(engine, "nb"))
-        with pytest.raises(PsrError, match="maximum context length"):  # errors come through too
+        with pytest.raises(PsrError, match="expected a string"):  # errors come through too
             asyncio.run(notebook_cell(engine, "bad"))
     assert c.text == "answer to nb #0 seed=None"
 
@@ -217,3 +218,98 @@ def test_stop_strings_cut_even_when_the_server_ignores_them():
     assert step.content == "x = 3" and step.completion.finish_reason == "stop" and not step.is_final
     assert body["stop"] == [STEP_STOP]
     assert body["messages"][-1] == {"role": "assistant", "content": "Step 1: Subtract 1.\n"}
+
+
+# -- misbehaving servers: empty answers, a failing share of requests, a hung server, a too-long prompt -----
+
+
+@pytest.mark.parametrize("fault", ["null", "nomessage", "empty"])
+def test_an_empty_answer_is_a_failed_request_and_is_retried(fault):
+    with ChatServer(faults={"e": [fault, fault]}) as server:
+        engine = engine_for(server)
+        [[c]] = engine.generate([Chat("e")], Sampling())
+    assert c.text == "answer to e #0 seed=None"
+    assert (engine.counters.empty, engine.counters.retries, engine.counters.failures) == (2, 2, 0)
+
+
+def test_an_answer_that_stays_empty_fails_only_its_own_chat():
+    with ChatServer(faults={"e": ["null"] * 3}) as server:
+        engine = engine_for(server, max_retries=2)
+        with pytest.raises(RequestsFailed, match=r"1 of 3 requests got no answer after 2 retries") as err:
+            engine.generate([Chat("a"), Chat("e"), Chat("b")], Sampling())
+        partial = engine.generate_partial([Chat("a"), Chat("e"), Chat("b")], Sampling())
+    a, e, b = err.value.results
+    assert e is None and a[0].text == "answer to a #0 seed=None" and b[0].text == "answer to b #0 seed=None"
+    # the second call: "e" is answered now (its fault list ran out), everything comes back
+    assert [o[0].text for o in partial] == [f"answer to {p} #0 seed=None" for p in "aeb"]
+
+
+def test_a_share_of_failing_requests_loses_only_the_requests_out_of_retries():
+    prompts = [f"q{i}" for i in range(40)]
+    with ChatServer(failure_rate=0.45) as server:
+        engine = engine_for(server, max_retries=1, concurrency=8)
+        outs = engine.generate_partial([Chat(p) for p in prompts], Sampling())
+    lost = [p for p, o in zip(prompts, outs, strict=True) if o is None]
+    assert 0 < len(lost) < len(prompts)  # 0.45^2 of 40: some, not all (the server's generator is seeded)
+    assert all(o[0].text == f"answer to {p} #0 seed=None" for p, o in zip(prompts, outs, strict=True) if o)
+    assert engine.counters.failures == len(lost)
+
+
+def test_a_hung_server_is_bounded_by_the_request_timeout():
+    with ChatServer(faults={"h": ["hang"] * 3}, hang_s=20.0) as server:
+        engine = engine_for(server, timeout=0.3, max_retries=1)
+        outs = engine.generate_partial([Chat("h"), Chat("ok")], Sampling())
+    assert outs[0] is None and outs[1][0].text.startswith("answer to ok")
+    assert engine.counters.requests == 3 and engine.counters.retries == 1
+
+
+def test_retries_are_logged_with_a_running_count_at_a_low_rate(capsys):
+    with ChatServer(faults={"p": ["500"] * 3, "q": ["500"] * 3, "s": ["500"] * 2}) as server:
+        engine = engine_for(server, concurrency=1)
+        engine.generate([Chat("p"), Chat("q")], Sampling())  # 6 retries within the default 10 s
+        rare = capsys.readouterr().err
+        every = engine_for(server)
+        every.retry_log_every = 0.0
+        every.generate([Chat("s")], Sampling())
+        each = capsys.readouterr().err
+    assert rare.count("retrying") == 1 and "1 retries so far" in rare
+    assert each.count("retrying") == 2 and "1 retries so far" in each and "2 retries so far" in each
+
+
+def test_in_flight_requests_show_in_the_progress_bar():
+    from psr.core import log
+
+    with ChatServer(delay=0.2) as server, log.progress("test", 1):
+        engine = engine_for(server, concurrency=4)
+        seen = []
+
+        async def watch():
+            while len(seen) < 50:
+                bar, task = log._bars[-1]
+                seen.append(bar.tasks[0].fields["status"])
+                await asyncio.sleep(0.01)
+
+        async def both():
+            import threading
+
+            t = threading.Thread(target=engine.generate, args=([Chat(f"p{i}") for i in range(4)], Sampling()))
+            t.start()
+            await watch()
+            t.join()
+
+        asyncio.run(both())
+    assert "4 in flight" in seen
+
+
+def test_a_prompt_longer_than_the_context_is_an_outcome_not_a_crash():
+    with ChatServer(faults={"long": ["context"]}) as server:
+        engine = engine_for(server)
+        outs = engine.generate([Chat("long"), Chat("short")], Sampling(n=2, temperature=0.5))
+        assert [c.finish_reason for c in outs[0]] == [TOO_LONG, TOO_LONG] and outs[0][0].text == ""
+        assert outs[1][0].text.startswith("answer to short")
+        assert engine.fits([Chat("long"), Chat("short")]) == [False, True]
+        assert engine.max_len == 10  # read from the server's message
+        sent = len(server.bodies)
+        again = engine.generate([Chat("long")], Sampling())  # known too long: not sent again
+    assert again[0][0].finish_reason == TOO_LONG and len(server.bodies) == sent
+    assert (engine.counters.too_long, engine.counters.failures) == (1, 0)

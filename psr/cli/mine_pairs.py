@@ -60,6 +60,8 @@ def mine_pairs(
     tensor_parallel_size: O.TensorParallel = 1,
     dtype: O.Dtype = "auto",
     trust_remote_code: O.TrustRemoteCode = False,
+    request_timeout: O.RequestTimeout = 120.0,
+    max_retries: O.MaxRetries = 4,
 ) -> None:
     cfg = stage.MCTSConfig(num_iterations=num_iterations, simulation_depth=simulation_depth, temperature=temperature,
                            top_p=top_p, width=width, exploration=exploration, margin=margin, max_depth=max_depth,
@@ -67,5 +69,6 @@ def mine_pairs(
                            seed=seed)
     stage.run(O.io_config(inputs, output, overwrite, limit, shard, {"--stats": stats}),
               O.engine_config(engine, model, base_url, api_key_env, seed, trust_remote_code, tensor_parallel_size,
-                              concurrency, batch_size, dtype),
+                              concurrency, batch_size, dtype, request_timeout=request_timeout,
+                              max_retries=max_retries),
               prm, cfg, stats_path=stats, prm_dtype=dtype)

@@ -30,6 +30,11 @@ Seed = Annotated[int, typer.Option("--seed", help="Random seed (sampling, shuffl
 TrustRemoteCode = Annotated[bool, typer.Option("--trust-remote-code", help="Allow model repos to run their own code (off by default).")]
 TensorParallel = Annotated[int, typer.Option("--tensor-parallel-size", help="vllm: GPUs per model.")]
 Concurrency = Annotated[int, typer.Option("--concurrency", help="openai: requests in flight.")]
+RequestTimeout = Annotated[float, typer.Option("--request-timeout", help="openai: seconds to wait for one answer "
+                                               "before the request is retried.")]
+MaxRetries = Annotated[int, typer.Option("--max-retries", help="openai: retries of a failed request (429, 5xx, "
+                                         "timeout, empty answer) before its record is left undone; the stage then "
+                                         "exits 1 and a rerun retries it.")]
 BatchSize = Annotated[int, typer.Option("--batch-size", help="hf: sequences per generation batch.")]
 Dtype = Annotated[str, typer.Option("--dtype", help="auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16.")]
 PrefixSharing = Annotated[bool, typer.Option(
@@ -54,11 +59,19 @@ def engine_config(engine: EngineName = "hf", model: Model = None, base_url: Base
                   api_key_env: ApiKeyEnv = "OPENAI_API_KEY", seed: Seed = 0,
                   trust_remote_code: TrustRemoteCode = False, tensor_parallel_size: TensorParallel = 1,
                   concurrency: Concurrency = 32, batch_size: BatchSize = 64, dtype: Dtype = "auto",
-                  prefix_sharing: PrefixSharing = True) -> EngineConfig:
+                  prefix_sharing: PrefixSharing = True, request_timeout: RequestTimeout = 120.0,
+                  max_retries: MaxRetries = 4) -> EngineConfig:
     """The engine options of a command (with_options(engine_config, ...)), or called directly."""
+    if not request_timeout > 0:
+        raise typer.BadParameter(f"must be > 0, got {request_timeout:g}", param_hint="--request-timeout")
+    if max_retries < 0:
+        raise typer.BadParameter(f"must be >= 0, got {max_retries}", param_hint="--max-retries")
+    if concurrency < 1 or batch_size < 1:
+        raise typer.BadParameter("--concurrency and --batch-size must be >= 1")
     return EngineConfig(engine=engine, model=model, base_url=base_url, api_key_env=api_key_env, seed=seed,
                         trust_remote_code=trust_remote_code, tensor_parallel_size=tensor_parallel_size,
-                        concurrency=concurrency, batch_size=batch_size, dtype=dtype, prefix_sharing=prefix_sharing)
+                        concurrency=concurrency, batch_size=batch_size, dtype=dtype, prefix_sharing=prefix_sharing,
+                        timeout=request_timeout, max_retries=max_retries)
 
 
 def with_options(group: Callable[..., Any], into: str, *, after: str | None = None, omit: tuple[str, ...] = (),

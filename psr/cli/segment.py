@@ -17,7 +17,7 @@ and writes IFT records (id, question, steps, answer, solution = the original; ot
 
 --method llm (default, the paper): the Figure 3 prompt through an engine (default openai; the paper used
 o1). An output is accepted only if, with the "Step n:" prefixes removed and whitespace normalized, it equals
-the solution (so the boxed answer is kept); otherwise it is retried (default 2 retries, sampled at T=0.7
+the solution (so the boxed answer is kept); otherwise it is retried (--content-retries, default 2, sampled at T=0.7
 when --temperature is 0), then written with its reason to --rejects PATH (or named in a warning). Counts
 ok / retried / rejected are reported at the end.
 
@@ -39,8 +39,8 @@ def segment(
     shard: O.Shard = None,
     method: Annotated[str, typer.Option("--method", help="llm (Figure 3 prompt through --engine) | rules (offline).")]
     = "llm",
-    max_retries: Annotated[int, typer.Option("--max-retries", help="llm: retries of an output that changed the "
-                                             "content.")] = 2,
+    content_retries: Annotated[int, typer.Option("--content-retries", help="llm: retries of an output that "
+                                                 "changed the content (--max-retries: of a failed request).")] = 2,
     rejects: Annotated[str | None, typer.Option("--rejects", help="llm: JSONL path for records that failed every "
                                                 "attempt, with reject_reason.")] = None,
     box_answer: Annotated[bool, typer.Option("--box-answer/--no-box-answer", help="Append \"The answer is "
@@ -55,6 +55,6 @@ def segment(
 ) -> None:
     from psr.stages import segment as stage
 
-    cfg = stage.SegmentConfig(method=method, max_retries=max_retries, rejects=rejects, box_answer=box_answer,
+    cfg = stage.SegmentConfig(method=method, max_retries=content_retries, rejects=rejects, box_answer=box_answer,
                               temperature=temperature, max_tokens=max_tokens, chunk_size=chunk_size)
     stage.run(O.io_config(inputs, output, overwrite, limit, shard, {"--rejects": rejects}), cfg, engine_cfg)

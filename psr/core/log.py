@@ -29,14 +29,29 @@ def warn(msg: str) -> None:
     console.print(f"[yellow]warning:[/yellow] {msg}", markup=True, soft_wrap=True)
 
 
+_bars: list = []  # (Progress, task id) of the live bars, innermost last
+
+
 @contextmanager
 def progress(description: str, total: int | None) -> Iterator[callable]:
     """``with progress("search", n) as advance: ... advance(k)``; a live bar on stderr."""
     bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=_QUIET, transient=False)
+                   TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("[dim]{task.fields[status]}"),
+                   console=console, disable=_QUIET, transient=False)
     with bar:
-        task = bar.add_task(description, total=total)
-        yield lambda k=1: bar.advance(task, k)
+        task = bar.add_task(description, total=total, status="")
+        _bars.append((bar, task))
+        try:
+            yield lambda k=1: bar.advance(task, k)
+        finally:
+            _bars.remove((bar, task))
+
+
+def status(text: str) -> None:
+    """Show ``text`` (e.g. an engine's requests in flight) at the end of the innermost live bar, if any."""
+    if _bars:
+        bar, task = _bars[-1]
+        bar.update(task, status=text)
 
 
 def track(items: Iterable, description: str, total: int | None = None) -> Iterator:

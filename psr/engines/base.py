@@ -39,10 +39,25 @@ class Sampling:
     seed: int | None = None
 
 
+# The finish reason of a prompt the model could not take (longer than its context): an empty answer that a
+# stage counts as its own outcome. A rerun would meet the same prompt again, so it is no failure to retry.
+TOO_LONG = "prompt_too_long"
+
+
+class RequestsFailed(PsrError):
+    """Some chats of a ``generate`` call got no answer (their requests failed on every retry). ``results``
+    holds the answers of the others, None where a chat failed, so a stage can write what finished, leave
+    the rest undone for the rerun, and exit 1 (``Engine.generate_partial``)."""
+
+    def __init__(self, message: str, results: list):
+        super().__init__(message)
+        self.results = results
+
+
 @dataclass
 class Completion:
     text: str  # without the stop string that ended it
-    finish_reason: str  # "stop" (a stop string), "eos" (end of turn), "length" (max_tokens)
+    finish_reason: str  # "stop" (a stop string), "eos" (end of turn), "length" (max_tokens), TOO_LONG
     prompt_tokens: int = 0
     completion_tokens: int = 0
 
@@ -65,8 +80,8 @@ class EngineConfig:
     batch_size: int = 64  # hf: sequences per forward batch
     prefix_sharing: bool = True  # hf: a prompt prefix shared by rows of a batch is prefilled once
     concurrency: int = 32  # openai: requests in flight
-    timeout: float = 600.0  # openai: seconds per request
-    max_retries: int = 6
+    timeout: float = 120.0  # openai: seconds per request (--request-timeout)
+    max_retries: int = 4  # openai: retries of a failed request before its record is left undone
     continue_mode: str | None = None  # openai: "vllm" (continue_final_message) | "inline"; None: by --base-url
 
 
@@ -115,6 +130,15 @@ class Engine(ABC):
     @abstractmethod
     def generate(self, chats: list[Chat], sampling: Sampling) -> list[list[Completion]]:
         """``sampling.n`` completions for every chat, in input order."""
+
+    def generate_partial(self, chats: list[Chat], sampling: Sampling) -> list[list[Completion] | None]:
+        """``generate``, except that a chat whose requests failed for good gets None instead of failing the
+        whole call (engines with nothing to fail that way answer every chat). A stage that calls this writes
+        the records that got answers, leaves the others undone for the rerun, and fails (exit 1) at its end."""
+        try:
+            return self.generate(chats, sampling)
+        except RequestsFailed as e:
+            return e.results
 
     def score_steps(self, question: str, solutions: list[list[str]]) -> list[list[float]]:
         """PRM: P("+") after each step of each partial solution (engines that load a PRM)."""
@@ -204,11 +228,13 @@ class TokenizerEngine(Engine):
         return prompts
 
 
-def judge_fitting(judge: Engine, chats: list[Chat], sampling: Sampling) -> list[list[Completion]]:
+def judge_fitting(judge: Engine, chats: list[Chat], sampling: Sampling,
+                  partial: bool = False) -> list[list[Completion] | None]:
     """``judge.generate``, except that a prompt longer than the judge's context gets one empty answer (no
     verdict or score: a judge failure, counted by the caller) with a warning, instead of stopping the whole
     run. Judge prompts embed model output (candidate steps, whole solutions), so their length is not the
-    user's input to fix, and a rerun would meet the same prompt again."""
+    user's input to fix, and a rerun would meet the same prompt again. With ``partial``, a prompt whose
+    requests failed for good gets None (``Engine.generate_partial``) instead of failing the call."""
     if not chats:
         return []
     fits = judge.fits(chats)
@@ -220,12 +246,12 @@ def judge_fitting(judge: Engine, chats: list[Chat], sampling: Sampling) -> list[
     # policy samples the same step several times, several of a step's pairs are the same prompt.
     greedy = sampling.temperature <= 0
     asked = list(dict.fromkeys(todo)) if greedy else todo
-    answers = judge.generate(asked, sampling) if asked else []
+    answers = (judge.generate_partial if partial else judge.generate)(asked, sampling) if asked else []
     if len(answers) != len(asked):
         raise PsrError(f"engine {judge.name} returned {len(answers)} judgments for {len(asked)} prompts")
     if greedy:
         answer_of = dict(zip(asked, answers, strict=True))
-        answers = [[replace(a) for a in answer_of[c]] for c in todo]
+        answers = [None if answer_of[c] is None else [replace(a) for a in answer_of[c]] for c in todo]
     it = iter(answers)
     return [next(it) if ok else [Completion("", "length", 0, 0)] for ok in fits]
 

@@ -38,7 +38,7 @@ from dataclasses import dataclass, replace
 
 from psr.core import log
 from psr.core.errors import InputError, PsrError
-from psr.engines.base import Chat, Completion, Engine, EngineConfig, Sampling
+from psr.engines.base import TOO_LONG, Chat, Completion, Engine, EngineConfig, RequestsFailed, Sampling
 
 CONTINUE_MODES = ("vllm", "inline")
 INLINE_CONTINUE = ("Here is the beginning of a solution:\n\n{prefix}\n"
@@ -54,6 +54,13 @@ class Counters:
     requests: int = 0  # HTTP requests sent, retries included
     retries: int = 0  # requests re-sent after a transient failure
     failures: int = 0  # requests given up on after the last retry, or rejected for good
+    empty: int = 0  # answers without any content (content null, no message), each retried like a failure
+    too_long: int = 0  # prompts the server refused as longer than the model's context
+    in_flight: int = 0  # requests sent and not answered yet
+
+
+class _GaveUp(Exception):
+    """A request that failed on every retry: its chat gets no answer (RequestsFailed), the others go on."""
 
 
 class _Transient(Exception):
@@ -66,6 +73,16 @@ class _Transient(Exception):
 
 class _Malformed(Exception):
     """A 200 answer whose body is not a chat completion."""
+
+
+class _Empty(_Malformed):
+    """A 200 answer that holds no text where the model generated nothing either: a server fault, not an answer."""
+
+
+# How servers word a prompt longer than the model's context (OpenAI, vLLM, SGLang, llama.cpp, TGI).
+_CONTEXT_400 = re.compile(r"context[ _-]length|context window|maximum context|too many tokens|prompt is too long|"
+                          r"exceeds? the (?:model'?s? )?(?:maximum|context)", re.I)
+_CONTEXT_LIMIT = re.compile(r"maximum context length is (\d+)", re.I)
 
 
 class OpenAIEngine(Engine):
@@ -96,7 +113,9 @@ class OpenAIEngine(Engine):
         self._dropped: set[str] = set()
         self._max_tokens_key = "max_tokens"
         self._use_n = True
-        self._warned_retry = False
+        self._too_long: set[Chat] = set()  # chats the server refused as longer than the context
+        self._last_retry_log = -float("inf")
+        self._last_failure = ""
 
     # -- public --------------------------------------------------------------------------------
 
@@ -105,6 +124,22 @@ class OpenAIEngine(Engine):
         return f"{self.base_url or 'https://api.openai.com/v1'} (model {self.model!r})"
 
     def generate(self, chats: list[Chat], sampling: Sampling) -> list[list[Completion]]:
+        """Every chat's answers; RequestsFailed (with the answers that did come) when some chat's request
+        failed on every retry. A prompt the server refuses as too long gets one empty answer per sample with
+        finish reason ``prompt_too_long`` (a per-record outcome, not a failure: a rerun would meet it again)."""
+        results = self._run(chats, sampling)
+        failed = sum(r is None for r in results)
+        if failed:
+            raise RequestsFailed(f"{self.where}: {failed} of {len(chats)} requests got no answer after "
+                                 f"{self.cfg.max_retries} retries (last: {self._last_failure}); rerun the same "
+                                 "command to retry them", results)
+        return results
+
+    def fits(self, chats: list[Chat]) -> list[bool]:
+        # No tokenizer here: a prompt is known too long once the server has said so.
+        return [c not in self._too_long for c in chats]
+
+    def _run(self, chats: list[Chat], sampling: Sampling) -> list[list[Completion] | None]:
         if not chats:
             return []
         try:
@@ -117,7 +152,7 @@ class OpenAIEngine(Engine):
 
     # -- the request loop ----------------------------------------------------------------------
 
-    async def _generate(self, chats: list[Chat], sampling: Sampling) -> list[list[Completion]]:
+    async def _generate(self, chats: list[Chat], sampling: Sampling) -> list[list[Completion] | None]:
         from openai import AsyncOpenAI
 
         client = AsyncOpenAI(api_key=self._key, base_url=self.base_url, max_retries=0, timeout=self.cfg.timeout)
@@ -134,23 +169,29 @@ class OpenAIEngine(Engine):
         finally:
             await client.close()
 
-    async def _one_chat(self, client, sem, chat: Chat, sampling: Sampling) -> list[Completion]:
+    async def _one_chat(self, client, sem, chat: Chat, sampling: Sampling) -> list[Completion] | None:
+        """The chat's ``n`` answers, or None when a request for it failed on every retry."""
         n = max(1, sampling.n)
+        if chat in self._too_long:
+            return _too_long(n)
         if sampling.temperature <= 0 and n > 1:
             # Greedy samples are all the same (vLLM even rejects n > 1 when greedy): ask once, copy.
             one = await self._one_chat(client, sem, chat, replace(sampling, n=1))
-            return [replace(one[0]) for _ in range(n)]
+            return None if one is None else [replace(one[0]) for _ in range(n)]
         outs: list[Completion] = []
-        if n == 1 or self._use_n:
-            outs = await self._request(client, sem, chat, sampling, n, sampling.seed) or []
-            if len(outs) >= n:
-                return outs[:n]
-            if self._use_n:
-                log.warn(f"{self.where} returned {len(outs)} of n={n} choices; sending one request per sample")
-                self._use_n = False
-        # The server does not do n: one request per missing sample, each with its own seed.
-        rest = await asyncio.gather(*[self._request(client, sem, chat, sampling, 1, _nth_seed(sampling.seed, i))
-                                      for i in range(len(outs), n)])
+        try:
+            if n == 1 or self._use_n:
+                outs = await self._request(client, sem, chat, sampling, n, sampling.seed) or []
+                if len(outs) >= n:
+                    return outs[:n]
+                if self._use_n:
+                    log.warn(f"{self.where} returned {len(outs)} of n={n} choices; sending one request per sample")
+                    self._use_n = False
+            # The server does not do n: one request per missing sample, each with its own seed.
+            rest = await asyncio.gather(*[self._request(client, sem, chat, sampling, 1, _nth_seed(sampling.seed, i))
+                                          for i in range(len(outs), n)])
+        except _GaveUp:
+            return None
         return outs + [o[0] for o in rest]
 
     async def _request(self, client, sem, chat: Chat, sampling: Sampling, n: int,
@@ -165,6 +206,7 @@ class OpenAIEngine(Engine):
                     return None
                 body = self._body(chat, sampling, n, seed)  # built late: uses what other requests learned
                 self.counters.requests += 1
+                self._in_flight(+1)
                 try:
                     resp = await client.chat.completions.create(**body)
                     return self._completions(resp, sampling)
@@ -172,6 +214,9 @@ class OpenAIEngine(Engine):
                     if adapted <= len(_ADAPTABLE) and self._adapt(e, n):
                         adapted += 1
                         continue
+                    if _CONTEXT_400.search(e.message or ""):
+                        self._refused_as_too_long(chat, e.message or "")
+                        return _too_long(n)
                     self.counters.failures += 1
                     raise PsrError(f"{self.where} rejected the request (400): {self._scrub(e.message)}") from None
                 except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as e:
@@ -186,17 +231,49 @@ class OpenAIEngine(Engine):
                     err = _Transient(f"no answer within {self.cfg.timeout:g}s")
                 except openai.APIConnectionError as e:
                     err = _Transient(f"connection error: {e.__cause__ or e}")
+                except _Empty as e:
+                    self.counters.empty += 1
+                    err = _Transient(f"empty answer ({e})")
                 except (ValueError, _Malformed) as e:  # unparseable JSON, or JSON without choices
                     err = _Transient(f"malformed response: {str(e)[:200]}")
+                finally:
+                    self._in_flight(-1)
             if attempt >= self.cfg.max_retries:
                 self.counters.failures += 1
-                raise PsrError(f"{self.where}: request failed after {attempt} retries ({err})")
+                self._last_failure = str(err)
+                log.warn(f"{self.where}: a request failed after {attempt} retries ({err}); its record is left "
+                         f"undone ({self.counters.failures} so far)")
+                raise _GaveUp()
             attempt += 1
             self.counters.retries += 1
-            if not self._warned_retry:
-                log.warn(f"{self.where}: {err}; retrying (further retries are counted, not logged)")
-                self._warned_retry = True
+            self._log_retry(err)
             await asyncio.sleep(self._delay(attempt, err.retry_after))
+
+    # -- what the user sees of retries and long prompts ----------------------------------------
+
+    retry_log_every = 10.0  # seconds between retry messages: a failing server must not flood the terminal
+
+    def _log_retry(self, err: Exception) -> None:
+        now = time.monotonic()
+        if now - self._last_retry_log >= self.retry_log_every:
+            self._last_retry_log = now
+            c = self.counters
+            log.warn(f"{self.where}: {err}; retrying ({c.retries} retries so far, {c.failures} requests given up, "
+                     f"{c.in_flight} in flight)")
+
+    def _in_flight(self, k: int) -> None:
+        self.counters.in_flight += k
+        c = self.counters
+        log.status(f"{c.in_flight} in flight" + (f", {c.retries} retries" if c.retries else ""))
+
+    def _refused_as_too_long(self, chat: Chat, message: str) -> None:
+        self._too_long.add(chat)
+        self.counters.too_long += 1
+        if (m := _CONTEXT_LIMIT.search(message)) and self.max_len is None:
+            self.max_len = int(m.group(1))
+        if self.counters.too_long == 1:
+            log.warn(f"{self.where} refused a prompt as longer than the model's context ({self._scrub(message)}); "
+                     "such prompts get an empty answer and are counted, not sent again")
 
     # -- request and response mapping ----------------------------------------------------------
 
@@ -240,10 +317,14 @@ class OpenAIEngine(Engine):
         for c in choices:
             msg = getattr(c, "message", None)
             text = getattr(msg, "content", None)
+            # No content at all (null, or no message) is never an answer; an empty text is one only when the
+            # model generated tokens (an end of turn at once, or hidden reasoning that used up max_tokens).
             if text is None:
-                text = ""
+                raise _Empty("no message content" if msg is not None else "no message")
             if not isinstance(text, str):
                 raise _Malformed("message content is not text")
+            if not text and total == 0:
+                raise _Empty("empty content and no completion tokens")
             text, reason = self._finish(text, c, sampling)
             texts.append(text)
             reasons.append(reason)
@@ -306,6 +387,10 @@ class OpenAIEngine(Engine):
         if self._key and self._key != "EMPTY":
             text = text.replace(self._key, "***")
         return text[:500]
+
+
+def _too_long(n: int) -> list[Completion]:
+    return [Completion("", TOO_LONG, 0, 0) for _ in range(n)]
 
 
 def _nth_seed(seed: int | None, i: int) -> int | None:

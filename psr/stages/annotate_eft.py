@@ -37,12 +37,12 @@ import hashlib
 import os
 from dataclasses import dataclass
 
-from psr.core.errors import InputError
+from psr.core.errors import InputError, PsrError
 from psr.core.log import info, progress, warn
 from psr.core.prompts import judge_prompt, parse_score, parse_verdict, srlm_score_prompt
 from psr.core.records import IOConfig, RecordWriter, read_records, write_records
 from psr.core.steps import format_steps
-from psr.engines.base import Chat, EngineConfig, Sampling
+from psr.engines.base import TOO_LONG, Chat, EngineConfig, Sampling
 
 FORMATS = ("pairwise", "scoring")
 DROPS = ("prm_tie", "no_verdict", "inconsistent", "disagrees_with_prm")
@@ -131,7 +131,9 @@ def run(io: IOConfig, cfg: AnnotateConfig, engine_cfg: EngineConfig | None = Non
         raise InputError("--test-size needs --output PATH (the split rewrites it when judging ends)")
     if cfg.test_output and os.path.abspath(cfg.test_output) == os.path.abspath(io.output):
         raise InputError("--test-output must differ from --output")
-    counts = dict.fromkeys(("kept", *_drops(cfg)), 0)
+    # too_long: the judge could not take the prompt (done: a rerun meets it again); unanswered: its requests
+    # failed on every retry (not done: a rerun asks again).
+    counts = dict.fromkeys(("kept", *_drops(cfg), "too_long", "unanswered"), 0)
     # One group per pair (zero, one or two records), so dropped pairs are remembered too and not re-judged.
     writer = RecordWriter(io.output, overwrite=io.overwrite, group_field="id" if cfg.format == "pairwise" else "pair_id")
     test_done = set()
@@ -149,6 +151,11 @@ def run(io: IOConfig, cfg: AnnotateConfig, engine_cfg: EngineConfig | None = Non
             _judge_all(todo, cfg, engine_cfg, engine, writer, counts)
     finally:
         writer.close()
+    if counts["unanswered"]:
+        _report(counts, io.output, cfg)
+        raise PsrError(f"{counts['unanswered']} pair(s) got no judgment: the judge's requests failed on every retry; "
+                       f"the other pairs are written to {io.output}; rerun the same command to judge the rest"
+                       + (" (the test split is made when all are judged)" if cfg.test_size else ""))
     if cfg.test_size:
         counts.update(_split(io.output, cfg, all_pairs))
     _report(counts, io.output, cfg)
@@ -188,10 +195,17 @@ def _judge_all(todo, cfg, engine_cfg, engine, writer, counts) -> None:
                         chats.append(Chat(judge_prompt(p["question"], p["previous_steps"], p["rejected"], p["chosen"])))
                     else:
                         chats += [Chat(srlm_score_prompt(p["question"], r)) for r in scoring_responses(p)]
-                outs = engine.generate(chats, sampling) if chats else []
+                outs = engine.generate_partial(chats, sampling) if chats else []
                 for i, p in enumerate(judged):
-                    ja, jb = (outs[2 * i][0].text if outs[2 * i] else ""), (outs[2 * i + 1][0].text
-                                                                          if outs[2 * i + 1] else "")
+                    oa, ob = outs[2 * i], outs[2 * i + 1]
+                    if oa is None or ob is None:
+                        counts["unanswered"] += 1  # not written, not marked done: the rerun asks again
+                        continue
+                    if any(o and o[0].finish_reason == TOO_LONG for o in (oa, ob)):
+                        counts["too_long"] += 1
+                        writer.write_group(p["id"], [])
+                        continue
+                    ja, jb = (oa[0].text if oa else ""), (ob[0].text if ob else "")
                     if cfg.format == "pairwise":
                         kind = classify(parse_verdict(ja), parse_verdict(jb))
                         recs = [eft_record(p, ja, jb, cfg.seed)] if kind == "keep" else []
@@ -245,6 +259,10 @@ def _report(counts: dict, output: str, cfg: AnnotateConfig) -> None:
     if judged:
         drops = ", ".join(f"{d.replace('_', ' ')}: {counts[d]}" for d in _drops(cfg))
         info(f"annotate-eft ({cfg.format}): kept {counts['kept']} of {judged} pairs; dropped {drops}")
+    if counts["too_long"]:
+        warn(f"{counts['too_long']} pair(s) not judged: the judge prompt is longer than the judge's context")
+    if counts["unanswered"]:
+        warn(f"{counts['unanswered']} pair(s) not judged: no answer from the judge (left undone)")
     files = [output] + ([cfg.test_output] if cfg.test_size else [])
     recs = [r for f in files for r in _read(f, _kind(cfg))]
     split = (f"; split: {counts['train']} train -> {output}, {counts['test']} test -> {cfg.test_output}"

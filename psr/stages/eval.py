@@ -156,16 +156,19 @@ def _tokens_unit(engine: Engine) -> str:
     return "tokens of the model's tokenizer"
 
 
-def _answer_greedy(engine: Engine, todo: list[dict], cfg: EvalConfig, seed: int):
-    """Yield (problems, answers) one engine call of ``chunk_size`` prompts at a time."""
+def _answer_greedy(engine: Engine, todo: list[dict], cfg: EvalConfig, seed: int, unanswered: list[str]):
+    """Yield (problems, answers) one engine call of ``chunk_size`` prompts at a time; problems whose requests
+    failed on every retry are left out (and added to ``unanswered``), so they stay undone for the rerun."""
     sampling = Sampling(n=1, temperature=0.0, top_p=1.0, max_tokens=cfg.max_tokens, seed=seed)
     for batch in _chunks(todo, cfg.chunk_size):
-        outs = engine.generate([_chat(p["question"], cfg.prompt) for p in batch], sampling)
-        yield batch, [{"output": o[0].text, "finish_reason": o[0].finish_reason,
-                       "output_tokens": o[0].completion_tokens} for o in outs]
+        outs = engine.generate_partial([_chat(p["question"], cfg.prompt) for p in batch], sampling)
+        unanswered += [p["id"] for p, o in zip(batch, outs, strict=True) if o is None]
+        got = [(p, o) for p, o in zip(batch, outs, strict=True) if o is not None]
+        yield [p for p, _ in got], [{"output": o[0].text, "finish_reason": o[0].finish_reason,
+                                     "output_tokens": o[0].completion_tokens} for _, o in got]
 
 
-def _answer_tts(engine: Engine, todo: list[dict], cfg: EvalConfig, seed: int):
+def _answer_tts(engine: Engine, todo: list[dict], cfg: EvalConfig, seed: int, unanswered: list[str]):
     """Yield (problems, answers) as the step search finishes them; ``chunk_size`` problems are searched
     at once and a finished one is replaced at once, so the batch stays full."""
     from psr.stages.search import SearchConfig, iter_search
@@ -210,12 +213,14 @@ def run_math(io: IOConfig, engine: Engine, cfg: EvalConfig, problems: list[dict]
         todo = _todo(problems, writer)
         answer = _answer_tts if cfg.tts else _answer_greedy
         written: list[dict] = []
+        unanswered: list[str] = []
         with progress("eval" + (" (tts)" if cfg.tts else ""), len(todo)) as advance:
-            for batch, answers in answer(engine, todo, cfg, seed):
+            for batch, answers in answer(engine, todo, cfg, seed, unanswered):
                 for rec in _predictions(engine, batch, answers, cfg):
                     writer.write(rec)
                     written.append(rec)
                 advance(len(batch))
+    _fail_if_unanswered(unanswered, io.output)
     preds = _read_back(io.output, ids, written)
     summary = summarize_math(preds, [p["benchmark"] for p in problems])
     summary.update(model=model, grader=cfg.grader, prompt=cfg.prompt, tts=cfg.tts,
@@ -224,6 +229,12 @@ def run_math(io: IOConfig, engine: Engine, cfg: EvalConfig, problems: list[dict]
         summary["tts_config"] = {"width": cfg.width, "temperature": cfg.temperature, "top_p": cfg.top_p,
                                  "max_iterations": cfg.max_iterations}
     return summary
+
+
+def _fail_if_unanswered(ids: list[str], output: str) -> None:
+    if ids:
+        raise PsrError(f"{len(ids)} record(s) got no answer (first: {ids[0]}): the engine's requests failed on every "
+                       f"retry; the others are written to {output}; rerun the same command to do the rest")
 
 
 def _read_back(path: str, ids: set[str], written: list[dict]) -> list[dict]:
@@ -334,16 +345,22 @@ def run_judge(io: IOConfig, engine: Engine, cfg: EvalConfig, recs: list[dict], m
         todo = _todo(recs, writer)
         sampling = Sampling(n=1, temperature=0.0, top_p=1.0, max_tokens=cfg.max_tokens, seed=seed)
         written: list[dict] = []
+        unanswered: list[str] = []
         with progress(title, len(todo)) as advance:
             for batch in _chunks(todo, max(1, cfg.chunk_size // per_record)):
                 # A record whose prompt outgrows the model (a long response under Yuan et al.'s ~900-token
                 # prompt) is answered empty: no verdict or score, counted as such, not a failed run.
-                outs = judge_fitting(engine, [c for r in batch for c in chats(r)], sampling)
+                outs = judge_fitting(engine, [c for r in batch for c in chats(r)], sampling, partial=True)
                 for k, r in enumerate(batch):
-                    pred = predict(r, outs[per_record * k: per_record * (k + 1)])
+                    mine = outs[per_record * k: per_record * (k + 1)]
+                    if any(o is None for o in mine):  # no answer: left undone for the rerun
+                        unanswered.append(r["id"])
+                        continue
+                    pred = predict(r, mine)
                     writer.write(pred)
                     written.append(pred)
                 advance(len(batch))
+    _fail_if_unanswered(unanswered, io.output)
     summary = summarize(_read_back(io.output, ids, written))
     summary.update(model=model, name=cfg.name, shard=io.shard, limit=io.limit)
     return summary

@@ -18,12 +18,12 @@ import os
 import re
 from dataclasses import dataclass
 
-from psr.core.errors import InputError
+from psr.core.errors import InputError, PsrError
 from psr.core.log import info, progress, warn
 from psr.core.prompts import segment_prompt
 from psr.core.records import IOConfig, RecordWriter
 from psr.core.steps import parse_steps
-from psr.engines.base import Chat, EngineConfig, Sampling
+from psr.engines.base import TOO_LONG, Chat, EngineConfig, Sampling
 
 METHODS = ("rules", "llm")
 _CALCULATOR = re.compile(r"<<[^<>]*>>")
@@ -158,7 +158,7 @@ def run(io: IOConfig, cfg: SegmentConfig, engine_cfg: EngineConfig | None = None
     if cfg.method not in METHODS:
         raise InputError(f"--method must be one of {', '.join(METHODS)}, got {cfg.method!r}")
     if cfg.max_retries < 0:
-        raise InputError(f"--max-retries must be >= 0, got {cfg.max_retries}")
+        raise InputError(f"--content-retries must be >= 0, got {cfg.max_retries}")
     if cfg.rejects is not None and cfg.rejects == io.output and io.output != "-":
         raise InputError("--rejects must differ from --output")
     counts = {"ok": 0, "retried": 0, "rejected": 0}
@@ -201,6 +201,7 @@ def _run_llm(todo, cfg: SegmentConfig, engine_cfg, engine, writer, rejects, coun
 
         engine = load_engine(engine_cfg or EngineConfig(engine="openai"))
     seed = (engine_cfg.seed if engine_cfg else 0)
+    unanswered = 0  # records whose requests failed on every retry: neither written nor rejected
     try:
         with progress("segment", len(todo)) as advance:
             for start in range(0, len(todo), cfg.chunk_size):
@@ -212,10 +213,18 @@ def _run_llm(todo, cfg: SegmentConfig, engine_cfg, engine, writer, rejects, coun
                         break
                     temp = cfg.temperature if attempt == 0 or cfg.temperature > 0 else RETRY_TEMPERATURE
                     sampling = Sampling(n=1, temperature=temp, max_tokens=cfg.max_tokens, seed=seed + attempt)
-                    outs = engine.generate([Chat(segment_prompt(r["question"], texts[r["id"]])) for r in pending],
-                                           sampling)
+                    outs = engine.generate_partial([Chat(segment_prompt(r["question"], texts[r["id"]]))
+                                                    for r in pending], sampling)
                     still = []
                     for rec, out in zip(pending, outs, strict=True):
+                        if out is None:  # left undone: the rerun asks again
+                            unanswered += 1
+                            advance()
+                            continue
+                        if out and out[0].finish_reason == TOO_LONG:  # a rerun would meet the same prompt
+                            _reject(rec, "the prompt is longer than the model's context", rejects, counts)
+                            advance()
+                            continue
                         steps, why = check_segmentation(out[0].text if out else "", texts[rec["id"]])
                         if steps is None:
                             reasons[rec["id"]] = why
@@ -232,3 +241,6 @@ def _run_llm(todo, cfg: SegmentConfig, engine_cfg, engine, writer, rejects, coun
     finally:
         if own:
             engine.close()
+    if unanswered:
+        raise PsrError(f"{unanswered} record(s) got no answer: the engine's requests failed on every retry; the "
+                       f"others are written to {writer.path}; rerun the same command to segment the rest")
