@@ -1,6 +1,7 @@
 import json
 import os
 import shutil
+from dataclasses import replace
 
 import pytest
 import torch
@@ -229,3 +230,19 @@ def test_shared_prefixes_give_the_same_text_as_plain_batches(tiny_model_dir):
     s = Sampling(n=6, temperature=1.0, max_tokens=12, seed=1)
     a, b = shared.generate(chats[:1], s)[0], shared.generate(chats[:1], s)[0]
     assert [x.text for x in a] == [x.text for x in b] and len({x.text for x in a}) > 1
+
+
+def test_per_chat_seeds_make_a_chat_s_samples_independent_of_its_batch(engine):
+    chats = [Chat(f"Question {i}: what is {i} + {i}?") for i in range(5)]
+    s = Sampling(n=3, temperature=1.0, top_p=0.9, max_tokens=12)
+    seeds = [11, 22, 33, 44, 55]
+    together = engine.generate(chats, replace(s, seeds=seeds))
+    # alone, reordered, or with other batch mates: the same samples for the same (chat, seed)
+    alone = engine.generate([chats[3]], replace(s, seeds=[44]))
+    reordered = engine.generate(chats[::-1], replace(s, seeds=seeds[::-1]))
+    texts = [[c.text for c in outs] for outs in together]
+    assert [c.text for c in alone[0]] == texts[3]
+    assert [[c.text for c in outs] for outs in reordered][::-1] == texts
+    assert len(set(texts[0])) > 1  # the n samples of a chat differ from each other
+    other = engine.generate([chats[3]], replace(s, seeds=[45]))
+    assert [c.text for c in other[0]] != texts[3]  # and the seed matters

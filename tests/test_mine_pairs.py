@@ -127,6 +127,41 @@ def test_seeded_runs_are_identical_and_write_stats(tiny_model_dir, tiny_prm, tmp
     assert again["problems"] == 0 and (tmp_path / "pairs0.jsonl").read_bytes() == outs[0]
 
 
+def _pairs(path) -> list[dict]:
+    return sorted((json.loads(x) for x in open(path) if x.strip()), key=lambda r: r["id"])
+
+
+def _same_pairs(a: list[dict], b: list[dict]) -> bool:
+    """The same pairs, the PRM's scores to 1e-5: the PRM scores the working set in one batch, and other
+    batch mates change its float sums in the last bits (the sampled steps themselves are identical)."""
+    scores = ("chosen_score", "rejected_score")
+    strip = lambda recs: [{k: v for k, v in r.items() if k not in scores} for r in recs]  # noqa: E731
+    return strip(a) == strip(b) and [r[k] for r in a for k in scores] == pytest.approx(
+        [r[k] for r in b for k in scores], abs=1e-5)
+
+
+def test_resumed_sharded_and_reordered_runs_make_the_same_pairs(tiny_model_dir, tiny_prm, tmp_path):
+    """Each tree samples from seeds of (run seed, problem id, its own call count): what a problem gets does not
+    depend on which problems share its working set, nor on how many engine calls came before it."""
+    probs = problems_file(tmp_path / "problems.jsonl", 5)
+    eng = EngineConfig(engine="hf", model=tiny_model_dir, seed=3)
+    cfg = MCTSConfig(**{**SMALL, "working_set": 2, "top_p": 0.9}, seed=3)
+
+    def mine(out, inputs=probs, **io):
+        mine_pairs.run(IOConfig(inputs=[inputs], output=str(out), **io), eng, tiny_prm, cfg)
+        return _pairs(out)
+
+    full = mine(tmp_path / "full.jsonl")
+    assert len({r["problem_id"] for r in full}) >= 3  # enough problems make pairs for the comparison to bite
+    mine(tmp_path / "resumed.jsonl", limit=1)  # as if a run were stopped after its first problem
+    assert _same_pairs(mine(tmp_path / "resumed.jsonl"), full)
+    shards = [mine(tmp_path / f"shard{k}.jsonl", shard=f"{k}/2") for k in range(2)]
+    assert _same_pairs(sorted(shards[0] + shards[1], key=lambda r: r["id"]), full)
+    reordered = tmp_path / "reordered.jsonl"
+    reordered.write_text("".join(reversed(open(probs).readlines())))
+    assert _same_pairs(mine(tmp_path / "reordered_out.jsonl", inputs=str(reordered)), full)
+
+
 def test_bad_options_and_input(tiny_model_dir, tiny_prm, tmp_path):
     probs = problems_file(tmp_path / "p.jsonl", 1)
     eng = EngineConfig(engine="hf", model=tiny_model_dir)

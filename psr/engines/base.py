@@ -7,6 +7,7 @@ OpenAI-compatible endpoint), plus ``oracle`` from the offline world (psr.world).
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
@@ -37,6 +38,21 @@ class Sampling:
     max_tokens: int = 512
     stop: list[str] = field(default_factory=list)
     seed: int | None = None
+    # One seed per chat of the call (overrides ``seed``): each chat's samples then depend on its own seed and
+    # prompt only, not on the other chats of the batch, so a resumed, sharded or reordered run samples the
+    # same (stages derive them from the run seed and the problem id: derive_seed).
+    seeds: list[int] | None = None
+
+    def for_chats(self, keep: list[int]) -> Sampling:
+        """This sampling for the chats at indices ``keep`` of the call (their per-chat seeds, if any)."""
+        return self if self.seeds is None else replace(self, seeds=[self.seeds[i] for i in keep])
+
+
+def derive_seed(*parts) -> int:
+    """A 31-bit seed from its parts (run seed, problem id, round, ...): the same parts give the same seed in
+    every run, shard and order, unlike a counter of engine calls."""
+    digest = hashlib.sha256("\x1f".join(map(str, parts)).encode("utf-8")).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
 # The finish reason of a prompt the model could not take (longer than its context): an empty answer that a
@@ -175,8 +191,7 @@ class Engine(ABC):
         the assistant turn) and stops before it would begin the following step.
         """
         chats = [step_chat(q, prev) for q, prev in problems]
-        stop = list(dict.fromkeys([*sampling.stop, STEP_STOP]))
-        s = Sampling(sampling.n, sampling.temperature, sampling.top_p, sampling.max_tokens, stop, sampling.seed)
+        s = replace(sampling, stop=list(dict.fromkeys([*sampling.stop, STEP_STOP])))
         return [[Step(strip_step_prefix(c.text), c) for c in outs] for outs in self.generate(chats, s)]
 
 
@@ -238,7 +253,9 @@ def judge_fitting(judge: Engine, chats: list[Chat], sampling: Sampling,
     if not chats:
         return []
     fits = judge.fits(chats)
-    todo = [c for c, ok in zip(chats, fits, strict=True) if ok]
+    keep = [i for i, ok in enumerate(fits) if ok]
+    todo = [chats[i] for i in keep]
+    sampling = sampling.for_chats(keep)
     if len(todo) < len(chats):
         log.warn(f"{len(chats) - len(todo)} judge prompt(s) longer than the judge's context ({judge.max_len} "
                  "tokens) were not judged; they count as judge failures")
@@ -246,6 +263,8 @@ def judge_fitting(judge: Engine, chats: list[Chat], sampling: Sampling,
     # policy samples the same step several times, several of a step's pairs are the same prompt.
     greedy = sampling.temperature <= 0
     asked = list(dict.fromkeys(todo)) if greedy else todo
+    if greedy:
+        sampling = replace(sampling, seeds=None)  # greedy needs no seed, and the chats were deduplicated
     answers = (judge.generate_partial if partial else judge.generate)(asked, sampling) if asked else []
     if len(answers) != len(asked):
         raise PsrError(f"engine {judge.name} returned {len(answers)} judgments for {len(asked)} prompts")

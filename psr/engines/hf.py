@@ -24,7 +24,15 @@ import torch
 
 from psr.core import log
 from psr.core.errors import InputError
-from psr.engines.base import Chat, Completion, EngineConfig, Sampling, TokenizerEngine, prefix_groups
+from psr.engines.base import (
+    Chat,
+    Completion,
+    EngineConfig,
+    Sampling,
+    TokenizerEngine,
+    derive_seed,
+    prefix_groups,
+)
 
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
            "float16": torch.float16, "fp16": torch.float16}
@@ -43,6 +51,28 @@ class _CompletionStop:
         tails = self.tokenizer.batch_decode(gen[:, -self.window:].tolist(), skip_special_tokens=True,
                                             clean_up_tokenization_spaces=False)
         return torch.tensor([any(s in t for s in self.stops) for t in tails], device=input_ids.device)
+
+
+class _SeededSampling:
+    """Logits processor that samples each row from its own generator (Gumbel-max: the argmax of the warped
+    log-probabilities plus Gumbel noise is an exact draw from them), so that with ``Sampling.seeds`` a row's
+    tokens depend on its seed and prompt only, not on its batch mates. ``generate`` runs greedy on its
+    output. transformers samples the whole batch from one global generator, where a row's draw depends on
+    every other row of the batch."""
+
+    def __init__(self, seeds: list[int], temperature: float, top_p: float):
+        from transformers import TemperatureLogitsWarper, TopPLogitsWarper
+
+        self.gens = [torch.Generator().manual_seed(s) for s in seeds]
+        self.warpers = [TemperatureLogitsWarper(temperature)] + ([TopPLogitsWarper(top_p)] if top_p < 1 else [])
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        scores = scores.float()
+        for w in self.warpers:
+            scores = w(input_ids, scores)
+        u = torch.stack([torch.rand(scores.shape[-1], generator=g) for g in self.gens]).to(scores.device)
+        gumbel = -torch.log(-torch.log(u.clamp(min=1e-20, max=1 - 1e-7)))
+        return torch.log_softmax(scores, dim=-1) + gumbel
 
 
 class HFEngine(TokenizerEngine):
@@ -118,6 +148,8 @@ class HFEngine(TokenizerEngine):
             rows.sort(key=lambda r: -len(prompts[r[0]]))  # stable: equal lengths keep input order
         stops = [s for s in dict.fromkeys(sampling.stop) if s]
         seed = sampling.seed if sampling.seed is not None else self.cfg.seed
+        row_seed = (None if greedy or sampling.seeds is None else
+                    {(i, k): derive_seed(sampling.seeds[i], k) for i, k in rows})
         out: dict[tuple[int, int], Completion] = {}
         fork = list(range(torch.cuda.device_count())) if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=fork), torch.inference_mode():
@@ -125,14 +157,18 @@ class HFEngine(TokenizerEngine):
             bs = max(1, self.cfg.batch_size)
             for start in range(0, len(rows), bs):
                 batch = rows[start:start + bs]
-                done = self._generate_batch([prompts[i] for i, _ in batch], sampling, stops, greedy)
+                done = self._generate_batch([prompts[i] for i, _ in batch], sampling, stops, greedy,
+                                            None if row_seed is None else [row_seed[r] for r in batch])
                 out.update(zip(batch, done, strict=True))
         return [[out[(i, k)] if not greedy else replace(out[(i, 0)]) for k in range(sampling.n)]
                 for i in range(len(chats))]
 
     def _generate_batch(self, prompts: list[list[int]], sampling: Sampling, stops: list[str],
-                        greedy: bool) -> list[Completion]:
-        from transformers import GenerationConfig, StoppingCriteriaList
+                        greedy: bool, row_seeds: list[int] | None = None) -> list[Completion]:
+        from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
+
+        seeded = [_SeededSampling(row_seeds, sampling.temperature, sampling.top_p)] if row_seeds else []
+        greedy = greedy or bool(seeded)  # the seeded processor has drawn the token; generate takes its argmax
 
         width = max(len(p) for p in prompts)
         ids = torch.tensor([[self.pad_id] * (width - len(p)) + p for p in prompts], device=self.device)
@@ -147,7 +183,8 @@ class HFEngine(TokenizerEngine):
         criteria = StoppingCriteriaList([_CompletionStop(self.tokenizer, stops, width)] if stops else [])
         cache = self._prefilled_cache(prompts, width, sampling.max_tokens) if self._prefix_sharing else None
         seqs = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=gen,
-                                   stopping_criteria=criteria, past_key_values=cache)
+                                   stopping_criteria=criteria, past_key_values=cache,
+                                   logits_processor=LogitsProcessorList(seeded))
         return [self._completion(p, seqs[r, width:].tolist(), stops) for r, p in enumerate(prompts)]
 
     def _prefilled_cache(self, prompts: list[list[int]], width: int, max_new: int):

@@ -158,7 +158,10 @@ class OpenAIEngine(Engine):
         client = AsyncOpenAI(api_key=self._key, base_url=self.base_url, max_retries=0, timeout=self.cfg.timeout)
         sem = asyncio.Semaphore(max(1, self.cfg.concurrency))
         try:
-            tasks = [asyncio.ensure_future(self._one_chat(client, sem, chat, sampling)) for chat in chats]
+            per_chat = ([sampling] * len(chats) if sampling.seeds is None else
+                        [replace(sampling, seed=seed, seeds=None) for seed in sampling.seeds])
+            tasks = [asyncio.ensure_future(self._one_chat(client, sem, chat, s))
+                     for chat, s in zip(chats, per_chat, strict=True)]
             try:
                 return list(await asyncio.gather(*tasks))
             except BaseException:

@@ -95,7 +95,9 @@ class VLLMEngine(TokenizerEngine):
         # detokenize token by token: one batched decode at the end gives the same text for less work
         # (judge requests, thousands a search round; bench/bench_search.py).
         detokenize = any(sampling.stop)
-        params = [self.sampling_params(sampling, detokenize=detokenize, skip_clone=True) for _ in prompts]
+        per_chat = ([sampling] * len(prompts) if sampling.seeds is None else
+                    [replace(sampling, seed=seed) for seed in sampling.seeds])  # vLLM seeds each request apart
+        params = [self.sampling_params(s, detokenize=detokenize, skip_clone=True) for s in per_chat]
         outs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
         outputs = [sorted(out.outputs, key=lambda c: c.index) for out in outs]
         if detokenize:

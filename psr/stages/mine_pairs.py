@@ -34,6 +34,7 @@ from psr.core.errors import InputError
 from psr.core.log import info, progress
 from psr.core.records import IOConfig, RecordWriter, write_json
 from psr.engines import EngineConfig, Sampling, load_engine
+from psr.engines.base import derive_seed
 from psr.engines.prm import CONFIG_KEY, PRMScorer, is_prm_dir
 
 
@@ -92,6 +93,7 @@ class Tree:
         self.nodes = [self.root]
         self.iterations = 0
         self.pairs: list[dict] = []
+        self.calls = 0  # model calls made for this tree: with the problem id, they seed each call
 
     @property
     def done(self) -> bool:
@@ -176,16 +178,20 @@ class Miner:
     def __init__(self, policy, prm: PRMScorer, cfg: MCTSConfig):
         self.policy, self.prm, self.cfg = policy, prm, cfg
         self.stats = Stats()
-        self._calls = 0
 
-    def _sampling(self, n: int) -> Sampling:
-        self._calls += 1  # a fresh seed per call, the same sequence on every run with the same --seed
+    def _sampling(self, n: int, trees: list[Tree]) -> Sampling:
+        # Each tree's own seed for each of its model calls, from the run seed and the problem id (never from a
+        # count of engine calls), so a resumed, sharded or reordered run grows every tree the same.
+        seeds = []
+        for t in trees:
+            t.calls += 1
+            seeds.append(derive_seed(self.cfg.seed, t.problem["id"], t.calls))
         return Sampling(n=n, temperature=self.cfg.temperature, top_p=self.cfg.top_p,
-                        max_tokens=self.cfg.max_step_tokens, seed=self.cfg.seed * 1_000_003 + self._calls)
+                        max_tokens=self.cfg.max_step_tokens, seeds=seeds)
 
-    def _generate(self, items: list[tuple[str, list[str]]], n: int) -> list[list]:
+    def _generate(self, items: list[tuple[str, list[str]]], n: int, trees: list[Tree]) -> list[list]:
         t = time.perf_counter()
-        out = self.policy.next_steps(items, self._sampling(n))
+        out = self.policy.next_steps(items, self._sampling(n, trees))
         self.stats.generation_s += time.perf_counter() - t
         self.stats.generation_calls += 1
         return out
@@ -203,7 +209,8 @@ class Miner:
         if not paths:
             return
         order = sorted(paths)
-        cands = self._generate([(trees[i].problem["question"], paths[i][-1].steps) for i in order], self.cfg.width)
+        cands = self._generate([(trees[i].problem["question"], paths[i][-1].steps) for i in order], self.cfg.width,
+                               [trees[i] for i in order])
         cands = [_unique_steps(c) for c in cands]
         flat = [(i, s) for i, cs in zip(order, cands, strict=True) for s in cs]
         scores = iter(self._score([(trees[i].problem["question"], paths[i][-1].steps + [s.content])
@@ -233,7 +240,7 @@ class Miner:
             if not live:
                 break
             order = sorted(live)
-            outs = self._generate([(trees[i].problem["question"], live[i]) for i in order], 1)
+            outs = self._generate([(trees[i].problem["question"], live[i]) for i in order], 1, [trees[i] for i in order])
             for i, out in zip(order, outs, strict=True):
                 step = out[0]
                 if not step.content:

@@ -62,7 +62,7 @@ from psr.core.prompts import judge_prompt, parse_score, parse_verdict, srlm_scor
 from psr.core.records import IOConfig, RecordWriter
 from psr.core.steps import format_steps, parse_steps, strip_step_prefix
 from psr.engines import Chat, Engine, EngineConfig, Sampling, Step, load_engine
-from psr.engines.base import judge_fitting, step_chat
+from psr.engines.base import derive_seed, judge_fitting, step_chat
 
 MODES = ("psr", "srlm")
 
@@ -177,13 +177,14 @@ class _State:
     stop_reason: str | None = None  # "final" | "max_iterations" | "context" (the prompt outgrew the model)
 
 
-def _seed(base: int, call: int) -> int:
-    # Every engine call gets its own seed: with one fixed seed a rolled-back step, whose prompt is
-    # unchanged, would be sampled identically and tie again.
-    return (base * 1_000_003 + call) % (2**31 - 1)
+def _seeds(cfg: SearchConfig, states: list[_State], what: str) -> list[int]:
+    # Each problem's own seed for its round (rollbacks count as rounds, so a rolled-back step, whose prompt
+    # is unchanged, is sampled afresh rather than identically): from the run seed and the problem id, never
+    # from a count of engine calls, so a resumed, sharded or reordered run samples each problem the same.
+    return [derive_seed(cfg.seed, what, s.problem["id"], s.iterations) for s in states]
 
 
-def _advance(engine: Engine, states: list[_State], cfg: SearchConfig, call: int, judge: Engine | None = None) -> None:
+def _advance(engine: Engine, states: list[_State], cfg: SearchConfig, judge: Engine | None = None) -> None:
     """One generation round for every state: sample, judge (``judge``, by default the policy itself), score,
     then choose or roll back."""
     # A partial solution that has outgrown the policy's context ends its search (stop_reason "context")
@@ -199,7 +200,7 @@ def _advance(engine: Engine, states: list[_State], cfg: SearchConfig, call: int,
         if not states:
             return
     sampling = Sampling(n=cfg.width, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_step_tokens,
-                        seed=_seed(cfg.seed, 2 * call))
+                        seeds=_seeds(cfg, states, "step"))
     cands: list[list[Step]] = engine.next_steps([(s.problem["question"], s.steps) for s in states], sampling)
     if len(cands) != len(states) or any(len(c) != cfg.width for c in cands):
         raise PsrError(f"engine {engine.name} returned the wrong number of candidate steps")
@@ -207,8 +208,10 @@ def _advance(engine: Engine, states: list[_State], cfg: SearchConfig, call: int,
     plans = [judge_plan(t, cfg.judge_orders) for t in texts]
     chats = [Chat(judge_prompt(s.problem["question"], s.steps, t[a], t[b]))
              for s, t, plan in zip(states, texts, plans, strict=True) for a, b in plan]
+    judge_seeds = [derive_seed(seed, k) for seed, plan in zip(_seeds(cfg, states, "judge"), plans, strict=True)
+                   for k in range(len(plan))]
     judge_sampling = Sampling(n=1, temperature=cfg.judge_temperature, top_p=cfg.top_p if cfg.judge_temperature else 1.0,
-                              max_tokens=cfg.judge_max_tokens, seed=_seed(cfg.seed, 2 * call + 1))
+                              max_tokens=cfg.judge_max_tokens, seeds=judge_seeds)
     judged = judge_fitting(judge or engine, chats, judge_sampling)
     at = 0
     for s, cs, t, plan in zip(states, cands, texts, plans, strict=True):
@@ -274,14 +277,12 @@ def iter_search(engine: Engine, problems: Iterable[dict], cfg: SearchConfig,
     cfg.check()
     pending = iter(problems)
     active: list[_State] = []
-    call = 0
     while True:
         while len(active) < cfg.working_set and (p := next(pending, None)) is not None:
             active.append(_State(p))
         if not active:
             return
-        _advance(engine, active, cfg, call, judge)
-        call += 1
+        _advance(engine, active, cfg, judge)
         done = [s for s in active if s.stop_reason]
         active = [s for s in active if not s.stop_reason]
         if done:
@@ -314,16 +315,15 @@ def ppd_records(traj: dict) -> list[dict]:
 # The SRLM baseline: whole solutions scored 0-5 by the model itself (Yuan et al. 2024)
 
 
-def _srlm_batch(engine: Engine, problems: list[dict], cfg: SearchConfig, call: int,
-                judge: Engine | None = None) -> list[dict]:
-    sampling = Sampling(n=cfg.width, temperature=cfg.temperature, top_p=cfg.top_p,
-                        max_tokens=cfg.max_solution_tokens, seed=_seed(cfg.seed, 2 * call))
+def _srlm_batch(engine: Engine, problems: list[dict], cfg: SearchConfig, judge: Engine | None = None) -> list[dict]:
+    sampling = Sampling(n=cfg.width, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_solution_tokens,
+                        seeds=[derive_seed(cfg.seed, "srlm", p["id"]) for p in problems])
     samples = engine.generate([Chat(step_prompt(p["question"])) for p in problems], sampling)
     texts = [[c.text.strip() for c in cs] for cs in samples]
     # An empty response earns no point of the additive rubric, so it is scored 0 without asking.
     asks = [(pi, k) for pi, t in enumerate(texts) for k, x in enumerate(t) if x]
     judge_sampling = Sampling(n=1, temperature=cfg.judge_temperature, top_p=1.0, max_tokens=cfg.judge_max_tokens,
-                              seed=_seed(cfg.seed, 2 * call + 1))
+                              seeds=[derive_seed(cfg.seed, "srlm-judge", problems[pi]["id"], k) for pi, k in asks])
     judged = judge_fitting(judge or engine, [Chat(srlm_score_prompt(problems[pi]["question"], texts[pi][k]))
                                       for pi, k in asks], judge_sampling)
     scores: list[list[int | None]] = [[0] * len(t) for t in texts]
@@ -360,10 +360,8 @@ def iter_srlm(engine: Engine, problems: Iterable[dict], cfg: SearchConfig,
     """The SRLM baseline over ``problems``, ``working_set`` problems per pair of engine calls."""
     cfg.check()
     pending = iter(problems)
-    call = 0
     while batch := list(itertools.islice(pending, cfg.working_set)):
-        yield _srlm_batch(engine, batch, cfg, call, judge)
-        call += 1
+        yield _srlm_batch(engine, batch, cfg, judge)
 
 
 # ---------------------------------------------------------------------------------------------
