@@ -14,7 +14,8 @@ from psr.core.errors import PsrError  # noqa: E402
 from psr.core.steps import STEP_STOP  # noqa: E402
 from psr.engines import Chat, EngineConfig, Sampling, load_engine  # noqa: E402
 from psr.engines.base import TOO_LONG, RequestsFailed  # noqa: E402
-from psr.engines.openai import INLINE_CONTINUE, OpenAIEngine, _retry_after  # noqa: E402
+from psr.engines.openai import INLINE_CONTINUE, OpenAIEngine  # noqa: E402
+from psr.engines.openai_wire import retry_after_seconds  # noqa: E402
 
 
 def engine_for(server, **kw) -> OpenAIEngine:
@@ -53,11 +54,11 @@ def test_retry_after_is_honoured():
 
 
 def test_retry_after_header_forms():
-    assert _retry_after({"retry-after": "3"}) == 3.0
-    assert _retry_after({"retry-after-ms": "250", "retry-after": "9"}) == 0.25
-    assert _retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 0.0  # a date in the past
-    assert _retry_after({"retry-after": "soon"}) is None
-    assert _retry_after({}) is None
+    assert retry_after_seconds({"retry-after": "3"}) == 3.0
+    assert retry_after_seconds({"retry-after-ms": "250", "retry-after": "9"}) == 0.25
+    assert retry_after_seconds({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 0.0  # a date in the past
+    assert retry_after_seconds({"retry-after": "soon"}) is None
+    assert retry_after_seconds({}) is None
 
 
 def test_gives_up_after_max_retries():

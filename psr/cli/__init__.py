@@ -72,12 +72,20 @@ def main() -> None:
         sys.exit(e.exit_code)
     except typer.Abort:
         sys.exit(1)
+    except RecursionError:
+        _error("the input is nested too deeply to process (thousands of levels of brackets)")
+        sys.exit(2)
     except _CLICK_ERRORS as e:
         if type(e).__name__ == "NoArgsIsHelpError":  # bare `psr` or `psr CMD` with nothing: the help
             e.show()
         else:
             _error(_usage_message(e))
         sys.exit(e.exit_code)
+    except Exception as e:
+        if type(e).__name__ != "SafetensorError":  # any model load (training too) meets a broken weights file
+            raise
+        _error(f"cannot read a model's weights: {e} (is a .safetensors file truncated or corrupt? copy it again)")
+        sys.exit(2)
 
 
 def _error(message: str) -> None:

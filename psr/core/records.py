@@ -53,6 +53,9 @@ SCHEMAS: dict[str, dict[str, tuple[str, bool]]] = {
 NON_EMPTY = {"id", "question", "prompt", "chosen", "step_a", "step_b", "response"}
 
 
+TOO_DEEP = "JSON nested too deeply to read (thousands of levels of [ or {)"
+
+
 def _kind_ok(kind: str, v: Any) -> bool:
     is_num = lambda x: isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)  # noqa: E731
     return {
@@ -124,6 +127,8 @@ def iter_lines(path: str) -> Iterator[tuple[int, dict]]:
             except json.JSONDecodeError as e:
                 torn = "" if raw.endswith(b"\n") else " (the last line is torn: no newline at its end)"
                 raise InputError(f"invalid JSON: {e.msg} at column {e.colno}{torn}", name, lineno) from None
+            except RecursionError:  # json's decoder recurses once per nesting level
+                raise InputError(TOO_DEEP, name, lineno) from None
             yield lineno, value
     finally:
         if path != "-":
@@ -203,7 +208,7 @@ def _line_value(raw: bytes, path: str, lineno: int, ok, what: str):
     """One line of an existing output (or of its ``.done`` file), parsed; InputError unless ``ok(value)``."""
     try:
         value = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         value = None
     if value is None or not ok(value):
         raise InputError(f"existing output: this line is not {what}; fix or remove it, or use --overwrite to "

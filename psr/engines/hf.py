@@ -21,6 +21,7 @@ import os
 from dataclasses import replace
 
 import torch
+from safetensors import SafetensorError
 
 from psr.core import log
 from psr.core.errors import InputError
@@ -102,8 +103,8 @@ class HFEngine(TokenizerEngine):
             self.model = AutoModelForCausalLM.from_pretrained(
                 cfg.model, dtype=dtype, trust_remote_code=trust,
                 device_map="auto" if cfg.device == "auto" and cuda else device)
-        except (OSError, ValueError) as e:
-            raise InputError(f"--model {cfg.model}: cannot load it with transformers: {e}") from e
+        except (OSError, ValueError, SafetensorError) as e:  # SafetensorError: a truncated or corrupt weights file
+            raise InputError(f"--model {cfg.model}: cannot load it with transformers: {e}") from None
         self.model.eval()
         self.device = self.model.device
         self.tokenizer.padding_side = "left"

@@ -29,16 +29,29 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import email.utils
 import os
 import random
 import re
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from psr.core import log
 from psr.core.errors import InputError, PsrError
-from psr.engines.base import TOO_LONG, Chat, Completion, Engine, EngineConfig, RequestsFailed, Sampling
+from psr.engines.base import Chat, Completion, Engine, EngineConfig, RequestsFailed, Sampling
+from psr.engines.openai_wire import (
+    CONTEXT_400,
+    CONTEXT_LIMIT,
+    RETRY_STATUS,
+    Counters,
+    Empty,
+    GaveUp,
+    Malformed,
+    Transient,
+    nth_seed,
+    retry_after_seconds,
+    split_usage,
+    too_long_answers,
+)
 
 CONTINUE_MODES = ("vllm", "inline")
 INLINE_CONTINUE = ("Here is the beginning of a solution:\n\n{prefix}\n"
@@ -46,43 +59,6 @@ INLINE_CONTINUE = ("Here is the beginning of a solution:\n\n{prefix}\n"
                    "Do not repeat the steps above.")
 # Parameters a server may reject, and what the engine does about it.
 _ADAPTABLE = ("max_tokens", "temperature", "top_p", "stop", "seed", "n")
-_RETRY_STATUS = {408, 409, 425, 429}
-
-
-@dataclass
-class Counters:
-    requests: int = 0  # HTTP requests sent, retries included
-    retries: int = 0  # requests re-sent after a transient failure
-    failures: int = 0  # requests given up on after the last retry, or rejected for good
-    empty: int = 0  # answers without any content (content null, no message), each retried like a failure
-    too_long: int = 0  # prompts the server refused as longer than the model's context
-    in_flight: int = 0  # requests sent and not answered yet
-
-
-class _GaveUp(Exception):
-    """A request that failed on every retry: its chat gets no answer (RequestsFailed), the others go on."""
-
-
-class _Transient(Exception):
-    """A failure worth retrying; ``retry_after`` is the server's hint in seconds."""
-
-    def __init__(self, what: str, retry_after: float | None = None):
-        super().__init__(what)
-        self.retry_after = retry_after
-
-
-class _Malformed(Exception):
-    """A 200 answer whose body is not a chat completion."""
-
-
-class _Empty(_Malformed):
-    """A 200 answer that holds no text where the model generated nothing either: a server fault, not an answer."""
-
-
-# How servers word a prompt longer than the model's context (OpenAI, vLLM, SGLang, llama.cpp, TGI).
-_CONTEXT_400 = re.compile(r"context[ _-]length|context window|maximum context|too many tokens|prompt is too long|"
-                          r"exceeds? the (?:model'?s? )?(?:maximum|context)", re.I)
-_CONTEXT_LIMIT = re.compile(r"maximum context length is (\d+)", re.I)
 
 
 class OpenAIEngine(Engine):
@@ -176,7 +152,7 @@ class OpenAIEngine(Engine):
         """The chat's ``n`` answers, or None when a request for it failed on every retry."""
         n = max(1, sampling.n)
         if chat in self._too_long:
-            return _too_long(n)
+            return too_long_answers(n)
         if sampling.temperature <= 0 and n > 1:
             # Greedy samples are all the same (vLLM even rejects n > 1 when greedy): ask once, copy.
             one = await self._one_chat(client, sem, chat, replace(sampling, n=1))
@@ -191,9 +167,9 @@ class OpenAIEngine(Engine):
                     log.warn(f"{self.where} returned {len(outs)} of n={n} choices; sending one request per sample")
                     self._use_n = False
             # The server does not do n: one request per missing sample, each with its own seed.
-            rest = await asyncio.gather(*[self._request(client, sem, chat, sampling, 1, _nth_seed(sampling.seed, i))
+            rest = await asyncio.gather(*[self._request(client, sem, chat, sampling, 1, nth_seed(sampling.seed, i))
                                           for i in range(len(outs), n)])
-        except _GaveUp:
+        except GaveUp:
             return None
         return outs + [o[0] for o in rest]
 
@@ -217,28 +193,28 @@ class OpenAIEngine(Engine):
                     if adapted <= len(_ADAPTABLE) and self._adapt(e, n):
                         adapted += 1
                         continue
-                    if _CONTEXT_400.search(e.message or ""):
+                    if CONTEXT_400.search(e.message or ""):
                         self._refused_as_too_long(chat, e.message or "")
-                        return _too_long(n)
+                        return too_long_answers(n)
                     self.counters.failures += 1
                     raise PsrError(f"{self.where} rejected the request (400): {self._scrub(e.message)}") from None
                 except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as e:
                     self.counters.failures += 1
                     raise PsrError(self._fatal_message(e)) from None
                 except openai.APIStatusError as e:
-                    if e.status_code < 500 and e.status_code not in _RETRY_STATUS:
+                    if e.status_code < 500 and e.status_code not in RETRY_STATUS:
                         self.counters.failures += 1
                         raise PsrError(f"{self.where} answered {e.status_code}: {self._scrub(e.message)}") from None
-                    err = _Transient(f"HTTP {e.status_code}", _retry_after(e.response.headers))
+                    err = Transient(f"HTTP {e.status_code}", retry_after_seconds(e.response.headers))
                 except openai.APITimeoutError:
-                    err = _Transient(f"no answer within {self.cfg.timeout:g}s")
+                    err = Transient(f"no answer within {self.cfg.timeout:g}s")
                 except openai.APIConnectionError as e:
-                    err = _Transient(f"connection error: {e.__cause__ or e}")
-                except _Empty as e:
+                    err = Transient(f"connection error: {e.__cause__ or e}")
+                except Empty as e:
                     self.counters.empty += 1
-                    err = _Transient(f"empty answer ({e})")
-                except (ValueError, _Malformed) as e:  # unparseable JSON, or JSON without choices
-                    err = _Transient(f"malformed response: {str(e)[:200]}")
+                    err = Transient(f"empty answer ({e})")
+                except (ValueError, Malformed) as e:  # unparseable JSON, or JSON without choices
+                    err = Transient(f"malformed response: {str(e)[:200]}")
                 finally:
                     self._in_flight(-1)
             if attempt >= self.cfg.max_retries:
@@ -246,7 +222,7 @@ class OpenAIEngine(Engine):
                 self._last_failure = str(err)
                 log.warn(f"{self.where}: a request failed after {attempt} retries ({err}); its record is left "
                          f"undone ({self.counters.failures} so far)")
-                raise _GaveUp()
+                raise GaveUp()
             attempt += 1
             self.counters.retries += 1
             self._log_retry(err)
@@ -272,7 +248,7 @@ class OpenAIEngine(Engine):
     def _refused_as_too_long(self, chat: Chat, message: str) -> None:
         self._too_long.add(chat)
         self.counters.too_long += 1
-        if (m := _CONTEXT_LIMIT.search(message)) and self.max_len is None:
+        if (m := CONTEXT_LIMIT.search(message)) and self.max_len is None:
             self.max_len = int(m.group(1))
         if self.counters.too_long == 1:
             log.warn(f"{self.where} refused a prompt as longer than the model's context ({self._scrub(message)}); "
@@ -311,7 +287,7 @@ class OpenAIEngine(Engine):
     def _completions(self, resp, sampling: Sampling) -> list[Completion]:
         choices = getattr(resp, "choices", None)
         if not isinstance(choices, list) or not choices:
-            raise _Malformed("no choices")
+            raise Malformed("no choices")
         choices = sorted(choices, key=lambda c: getattr(c, "index", 0) or 0)
         usage = getattr(resp, "usage", None)
         prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
@@ -323,15 +299,15 @@ class OpenAIEngine(Engine):
             # No content at all (null, or no message) is never an answer; an empty text is one only when the
             # model generated tokens (an end of turn at once, or hidden reasoning that used up max_tokens).
             if text is None:
-                raise _Empty("no message content" if msg is not None else "no message")
+                raise Empty("no message content" if msg is not None else "no message")
             if not isinstance(text, str):
-                raise _Malformed("message content is not text")
+                raise Malformed("message content is not text")
             if not text and total == 0:
-                raise _Empty("empty content and no completion tokens")
+                raise Empty("empty content and no completion tokens")
             text, reason = self._finish(text, c, sampling)
             texts.append(text)
             reasons.append(reason)
-        counts = _split(total, [len(t) for t in texts])
+        counts = split_usage(total, [len(t) for t in texts])
         return [Completion(t, r, prompt_tokens, k) for t, r, k in zip(texts, reasons, counts, strict=True)]
 
     def _finish(self, text: str, choice, sampling: Sampling) -> tuple[str, str]:
@@ -390,40 +366,3 @@ class OpenAIEngine(Engine):
         if self._key and self._key != "EMPTY":
             text = text.replace(self._key, "***")
         return text[:500]
-
-
-def _too_long(n: int) -> list[Completion]:
-    return [Completion("", TOO_LONG, 0, 0) for _ in range(n)]
-
-
-def _nth_seed(seed: int | None, i: int) -> int | None:
-    """Distinct, reproducible seeds for the i-th of n separate requests (same seed = same sample)."""
-    return None if seed is None else seed + i
-
-
-def _split(total: int, weights: list[int]) -> list[int]:
-    """Share a response's completion tokens among its choices (usage is per response, not per choice)."""
-    if not any(weights):
-        weights = [1] * len(weights)
-    parts = [total * w // sum(weights) for w in weights]
-    parts[-1] += total - sum(parts)
-    return parts
-
-
-def _retry_after(headers) -> float | None:
-    """Seconds from Retry-After-Ms / Retry-After (seconds or an HTTP date); None when absent or unreadable."""
-    try:
-        if (ms := headers.get("retry-after-ms")) is not None:
-            return float(ms) / 1000
-        value = headers.get("retry-after")
-        if value is None:
-            return None
-        try:
-            return float(value)
-        except ValueError:
-            when = email.utils.parsedate_to_datetime(value)
-            return max(0.0, when.timestamp() - time.time())
-    except (TypeError, ValueError, OverflowError):
-        return None
-
-

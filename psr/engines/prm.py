@@ -159,6 +159,7 @@ class PRMScorer:
              trust_remote_code: bool = False) -> PRMScorer:
         """Load a PRM directory (as written by ``psr train-prm``) for scoring."""
         import torch
+        from safetensors import SafetensorError
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if device == "auto":
@@ -170,7 +171,7 @@ class PRMScorer:
         try:
             tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
             model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, trust_remote_code=trust_remote_code)
-        except OSError as e:
+        except (OSError, ValueError, SafetensorError) as e:  # SafetensorError: a truncated or corrupt weights file
             raise InputError(f"cannot load the PRM: {e}", path) from None
         model.to(device).eval()
         return cls(model, tok, PRMFormat.from_model_dir(path), batch_size=batch_size)
