@@ -61,6 +61,11 @@ def _o_is_a_symlink_to_i(c):
     return c.argv(output=str(c.tmp / "link.jsonl")), "is the same file as the input -i"
 
 
+def _o_is_a_hard_link_to_i(c):
+    os.link(c.input, c.tmp / "hard.jsonl")
+    return c.argv(output=str(c.tmp / "hard.jsonl")), "is the same file as the input -i"
+
+
 def _o_is_a_directory(c):
     (c.tmp / "dir").mkdir()
     return c.argv(output=str(c.tmp / "dir")), "is a directory"
@@ -121,7 +126,7 @@ def _unknown_engine(c):
     return c.argv("--engine", "frob"), "Invalid value for '--engine'"
 
 
-EVERY_STAGE = [_o_is_i, _o_is_a_symlink_to_i, _o_is_a_directory, _o_cannot_be_created, _other_output_is_i,
+EVERY_STAGE = [_o_is_i, _o_is_a_symlink_to_i, _o_is_a_hard_link_to_i, _o_is_a_directory, _o_cannot_be_created, _other_output_is_i,
                _other_output_cannot_be_created, _garbage_line_in_output, _deeply_nested_input, _unknown_option,
                _limit_not_a_number, _input_without_a_value]
 TABLE = ([(s, k) for s in INPUTS for k in EVERY_STAGE]
