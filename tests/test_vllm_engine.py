@@ -152,6 +152,14 @@ def test_vllm_engine_on_the_tiny_model(offline, tiny_model_dir):
     assert [o[0]["text"] for o in offline["unstopped"]] == [o[0]["text"] for o in offline["greedy"]]
     for outs in offline["sampled"]:  # seeded sampling at T=0.8: the n samples differ
         assert len({c["text"] for c in outs}) > 1
+    assert_per_chat_seeds(offline)
+
+
+def assert_per_chat_seeds(res: dict) -> None:
+    """A chat sampled with its own seed gets the same samples alone as beside another chat."""
+    texts = lambda outs: [c["text"] for c in outs]  # noqa: E731
+    assert texts(res["seeded"][1]) == texts(res["seeded_alone"][0])
+    assert texts(res["seeded"][1]) != texts(res["sampled"][1])  # the seed is used: seed 1 samples otherwise
 
 
 @pytest.mark.slow
@@ -159,6 +167,7 @@ def test_hf_and_vllm_see_the_same_tokens(offline, tiny_model_dir):
     with load_engine(EngineConfig(engine="hf", model=tiny_model_dir, seed=0, dtype="float32")) as hf:
         res = run_cases(hf)
     check_well_formed(res)
+    assert_per_chat_seeds(res)
     prompt_tokens = lambda r: [[c["prompt_tokens"] for c in o] for o in r["greedy"]]  # noqa: E731
     assert prompt_tokens(res) == prompt_tokens(offline)
     # fp32 on both sides: greedy decoding picks the same tokens
@@ -180,3 +189,4 @@ def test_openai_engine_against_the_vllm_server(offline, server_url):
     # vLLM names the stop string it matched, so "stop" and "eos" are told apart
     assert res["stopped"][0][0]["finish_reason"] == "stop"
     assert all(re.fullmatch(r"stop|eos|length", c["finish_reason"]) for o in res["sampled"] for c in o)
+    assert_per_chat_seeds(res)

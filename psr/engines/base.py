@@ -169,8 +169,10 @@ class Engine(ABC):
     def fits(self, chats: list[Chat]) -> list[bool]:
         """Whether each chat's prompt fits the model's context (True where the engine cannot tell).
 
-        ``generate`` refuses a batch with an over-long prompt (InputError); stages that build prompts
-        from model output (search's judge prompts) ask first, so one long sample does not stop a run."""
+        The hf and vllm engines' ``generate`` refuses a batch with an over-long prompt (InputError); stages
+        that build prompts from model output (search's judge prompts) ask first, so one long sample does not
+        stop a run. The openai engine has no tokenizer: it learns from the server's context-length 400, answers
+        such a prompt with finish reason TOO_LONG, and from then on says it does not fit."""
         return [True] * len(chats)
 
     def close(self) -> None:  # noqa: B027 - engines without resources need no cleanup

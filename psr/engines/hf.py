@@ -64,14 +64,17 @@ class _SeededSampling:
     def __init__(self, seeds: list[int], temperature: float, top_p: float):
         from transformers import TemperatureLogitsWarper, TopPLogitsWarper
 
-        self.gens = [torch.Generator().manual_seed(s) for s in seeds]
+        self.seeds = seeds
+        self.gens: list[torch.Generator] | None = None
         self.warpers = [TemperatureLogitsWarper(temperature)] + ([TopPLogitsWarper(top_p)] if top_p < 1 else [])
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         scores = scores.float()
         for w in self.warpers:
             scores = w(input_ids, scores)
-        u = torch.stack([torch.rand(scores.shape[-1], generator=g) for g in self.gens]).to(scores.device)
+        if self.gens is None:  # on the logits' device: no vocabulary-sized copy per row and step
+            self.gens = [torch.Generator(device=scores.device).manual_seed(s) for s in self.seeds]
+        u = torch.stack([torch.rand(scores.shape[-1], generator=g, device=scores.device) for g in self.gens])
         gumbel = -torch.log(-torch.log(u.clamp(min=1e-20, max=1 - 1e-7)))
         return torch.log_softmax(scores, dim=-1) + gumbel
 

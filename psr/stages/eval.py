@@ -532,11 +532,11 @@ def _write_text(path: str, text: str) -> None:
         raise InputError(f"cannot write: {e.strerror}", e.filename or path) from None
 
 
-def summary_outputs(cfg_summary: str | None, summary_md: str | None, plot: str | None = None) -> dict:
+def summary_outputs(summary: str | None, summary_md: str | None, plot: str | None = None) -> dict:
     """The files a summary goes to, by option (the Markdown defaults to beside the JSON), for the up-front
     check of outputs (psr.core.paths.check_outputs)."""
-    md = summary_md or (os.path.splitext(cfg_summary)[0] + ".md" if cfg_summary else None)
-    return {"--summary": cfg_summary, "--summary-md": md, "--plot": plot}
+    md = summary_md or (os.path.splitext(summary)[0] + ".md" if summary else None)
+    return {"--summary": summary, "--summary-md": md, "--plot": plot}
 
 
 # ---------------------------------------------------------------------------------------------
