@@ -15,10 +15,12 @@ import time
 
 import pytest
 from helpers import PSR, read_jsonl, write_jsonl
+from servers import ChatServer
 from typer.testing import CliRunner
 
 from psr.cli import app
-from psr.core.errors import InputError
+from psr.core.errors import InputError, PsrError
+from psr.core.prompts import step_prompt
 from psr.core.records import IOConfig
 from psr.engines.base import Completion, Engine, EngineConfig
 from psr.stages import eval as ev
@@ -479,3 +481,20 @@ def test_a_judge_prompt_longer_than_the_model_is_counted_not_a_crash(tmp_path, t
     assert s["n"] == 2 and set(preds) == {"p0/chosen", "p0/rejected"}
     assert preds["p0/rejected"]["output"] == "" and preds["p0/rejected"]["score"] is None
     assert "1 judge prompt(s) longer than the judge's context" in " ".join(capfd.readouterr().err.split())
+
+
+def test_a_request_out_of_retries_leaves_only_its_problem_undone(tmp_path):
+    probs = [{"id": f"q{i}", "question": f"What is {i} + 1?", "answer": str(i + 1)} for i in range(5)]
+    src = write_jsonl(tmp_path / "bench.jsonl", probs)
+    out = str(tmp_path / "preds.jsonl")
+    faults = {step_prompt(probs[2]["question"]): ["500"] * 2}
+    with ChatServer(faults=faults) as server:
+        ecfg = EngineConfig(engine="openai", model="m", base_url=server.base_url, api_key_env="PSR_TEST_NO_KEY",
+                            max_retries=1)
+        with pytest.raises(PsrError, match=r"1 record\(s\) got no answer \(first: bench/q2\)"):
+            ev.run(IOConfig([src], out), ecfg, ev.EvalConfig(chunk_size=8))
+        assert sorted(r["id"] for r in read_jsonl(out)) == ["bench/q0", "bench/q1", "bench/q3", "bench/q4"]
+        summary = ev.run(IOConfig([src], out), ecfg, ev.EvalConfig(chunk_size=8))  # the rerun asks for q2
+        assert summary["n"] == 5 and sorted(r["id"] for r in read_jsonl(out)) == [f"bench/q{i}" for i in range(5)]
+    asked = [b["messages"][-1]["content"] for b in server.bodies]
+    assert len(asked) == 4 + 2 + 1 and asked.count(step_prompt(probs[2]["question"])) == 3  # 2 failed, 1 answered

@@ -11,6 +11,7 @@ import pytest
 from helpers import PSR, read_jsonl, write_jsonl
 from servers import ChatServer
 
+from psr.core.errors import PsrError
 from psr.core.prompts import segment_prompt
 from psr.core.records import IOConfig, read_records
 from psr.core.steps import format_steps
@@ -246,3 +247,24 @@ def test_llm_through_the_hf_engine_on_a_tiny_model(tmp_path, tiny_model_dir):
     assert counts == {"ok": 0, "retried": 0, "rejected": 3}
     assert not read_jsonl(out)
     assert all(r["reject_reason"].startswith("after 2 attempt(s): ") for r in read_jsonl(rej))
+
+
+def test_a_request_out_of_retries_leaves_its_record_undone_and_a_too_long_prompt_is_rejected(tmp_path):
+    recs, script, prompt = _server_case()
+    src = write_jsonl(tmp_path / "sol.jsonl", recs)
+    out, rej = str(tmp_path / "ift.jsonl"), str(tmp_path / "rejects.jsonl")
+    cfg = seg.SegmentConfig(method="llm", max_retries=0, rejects=rej)
+    faults = {prompt["p0"]: ["null"] * 3, prompt["p1"]: ["context"]}  # p0: empty answers; p1: too long for it
+    with ScriptServer(script, faults=faults) as server:
+        ecfg = EngineConfig(engine="openai", model="m", base_url=server.base_url, api_key_env="PSR_TEST_NO_KEY",
+                            max_retries=2)
+        with pytest.raises(PsrError, match=r"1 record\(s\) got no answer.*rerun the same command"):
+            seg.run(IOConfig([src], out), cfg, ecfg)
+    assert read_jsonl(out) == []  # p2, p3 rejected by content, p1 rejected as too long, p0 left undone
+    bad = {r["id"]: r["reject_reason"] for r in read_jsonl(rej)}
+    assert set(bad) == {"p1", "p2", "p3"} and bad["p1"] == "the prompt is longer than the model's context"
+    with ScriptServer(script) as server:  # the rerun asks about p0 only
+        ecfg = EngineConfig(engine="openai", model="m", base_url=server.base_url, api_key_env="PSR_TEST_NO_KEY")
+        assert seg.run(IOConfig([src], out), cfg, ecfg) == {"ok": 1, "retried": 0, "rejected": 0}
+        assert server.asked == {prompt["p0"]: 1}
+    assert [r["id"] for r in read_jsonl(out)] == ["p0"]
