@@ -122,13 +122,28 @@ def _input_without_a_value(c):
     return [c.stage, "-o", c.output, *c.options, "-i"], "Option '-i' requires an argument"
 
 
+BAD_NUMBER = {"segment": ("--chunk-size", "0"), "annotate-eft": ("--chunk-size", "0"), "search": ("--width", "1"),
+              "mine-pairs": ("--temperature", "-1"), "eval": ("--max-tokens", "0"), "grade": ("--timeout", "0")}
+
+
+def _bad_number(c):
+    option, value = BAD_NUMBER[c.stage]
+    return c.argv(option, value), option
+
+
+def _input_is_the_outputs_done_file(c):
+    os.replace(c.input, c.output + ".done")
+    c.input = c.output + ".done"
+    return c.argv(), "is the same file as the input -i"
+
+
 def _unknown_engine(c):
     return c.argv("--engine", "frob"), "Invalid value for '--engine'"
 
 
 EVERY_STAGE = [_o_is_i, _o_is_a_symlink_to_i, _o_is_a_hard_link_to_i, _o_is_a_directory, _o_cannot_be_created, _other_output_is_i,
                _other_output_cannot_be_created, _garbage_line_in_output, _deeply_nested_input, _unknown_option,
-               _limit_not_a_number, _input_without_a_value]
+               _limit_not_a_number, _input_without_a_value, _bad_number, _input_is_the_outputs_done_file]
 TABLE = ([(s, k) for s in INPUTS for k in EVERY_STAGE]
          + [(s, k) for s in GROUP_FIELD for k in (_garbage_line_in_done_file, _output_line_without_its_group_field)]
          + [(s, _unknown_engine) for s in ENGINE_STAGES])

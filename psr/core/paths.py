@@ -47,7 +47,8 @@ def check_outputs(inputs: Iterable[str], outputs: dict[str, str | None], *, file
     given = [(opt, p) for opt, p in outputs.items() if p is not None and p != "-"]
     for opt, p in given:
         for i in inputs:
-            if same_file(p, i):
+            # the companions a writer keeps beside an output: the list of finished work, the file being renamed
+            if any(same_file(q, i) for q in (p, p + ".done", p + ".tmp")):
                 raise InputError(f"{opt} {p} is the same file as the input -i {i}; writing it would destroy the "
                                  "input: choose another output path")
     for k, (opt, p) in enumerate(given):

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from psr.core.errors import InputError
+from psr.core.errors import InputError, PsrError
 from psr.core.log import warn
 from psr.core.paths import check_outputs, check_writable
 
@@ -301,7 +301,7 @@ class RecordWriter:
     def write(self, rec: dict) -> None:
         """Write one record (its ``id`` becomes done). Not for grouped writers."""
         assert self.group_field is None, "grouped writers take write_group()"
-        os.write(self._fd, _dumps(rec))
+        self._write(self._fd, _dumps(rec))
         self.done.add(rec["id"])
         self.count += 1
 
@@ -312,11 +312,23 @@ class RecordWriter:
             if r.get(self.group_field) != key:
                 raise ValueError(f"record {r.get('id')!r} has {self.group_field}={r.get(self.group_field)!r}, not {key!r}")
         if recs:
-            os.write(self._fd, b"".join(_dumps(r) for r in recs))
+            self._write(self._fd, b"".join(_dumps(r) for r in recs))
         if self._done_fd is not None:
-            os.write(self._done_fd, (json.dumps(key) + "\n").encode())
+            self._write(self._done_fd, (json.dumps(key) + "\n").encode())
         self.done.add(key)
         self.count += len(recs)
+
+    def _write(self, fd: int, data: bytes) -> None:
+        # os.write may write less than asked (a full disk): the rest follows, or the run stops, and what
+        # it left torn is cut by the next run.
+        try:
+            while data:
+                data = data[os.write(fd, data):]
+        except BrokenPipeError:
+            raise  # stdout closed by its reader (`| head`): typer exits quietly (1)
+        except OSError as e:
+            raise PsrError(f"{self.path}: cannot write: {e.strerror}; rerun the same command once it is fixed "
+                           "(the output resumes)") from None
 
     def close(self) -> None:
         if self.path != "-":
@@ -333,37 +345,27 @@ class RecordWriter:
 
 def write_records(path: str, recs: Iterable[dict]) -> int:
     """Write a whole file at once, atomically (tmp file + rename). For summaries and splits."""
+    recs = list(recs)
     if path == "-":
-        n = 0
-        for r in recs:
-            sys.stdout.write(_dumps(r).decode())
-            n += 1
+        sys.stdout.write("".join(_dumps(r).decode() for r in recs))
         sys.stdout.flush()
-        return n
-    check_writable(path)
-    tmp = path + ".tmp"
-    n = 0
-    try:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(tmp, "wb") as fh:
-            for r in recs:
-                fh.write(_dumps(r))
-                n += 1
-        os.replace(tmp, path)
-    except OSError as e:
-        raise InputError(f"cannot write output: {e.strerror}", e.filename or path) from None
-    return n
+    else:
+        _replace(path, b"".join(_dumps(r) for r in recs))
+    return len(recs)
 
 
 def write_json(path: str, value) -> None:
     """Write one JSON document (a summary, stats) atomically: tmp file + rename."""
+    _replace(path, (json.dumps(value, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+
+
+def _replace(path: str, data: bytes) -> None:
     check_writable(path)
     tmp = path + ".tmp"
     try:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(value, fh, indent=2)
-            fh.write("\n")
+        with open(tmp, "wb") as fh:
+            fh.write(data)
         os.replace(tmp, path)
     except OSError as e:
         raise InputError(f"cannot write output: {e.strerror}", e.filename or path) from None

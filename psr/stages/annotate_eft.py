@@ -125,6 +125,9 @@ def run(io: IOConfig, cfg: AnnotateConfig, engine_cfg: EngineConfig | None = Non
         raise InputError(f"--format must be one of {', '.join(FORMATS)}, got {cfg.format!r}")
     if cfg.test_size < 0:
         raise InputError(f"--test-size must be >= 0, got {cfg.test_size}")
+    if cfg.max_tokens < 1 or cfg.chunk_size < 1 or not cfg.temperature >= 0:
+        raise InputError(f"--max-tokens and --chunk-size must be >= 1 and --temperature >= 0, got {cfg.max_tokens}, "
+                         f"{cfg.chunk_size} and {cfg.temperature:g}")
     if cfg.test_size and not cfg.test_output:
         raise InputError("--test-size needs --test-output PATH")
     if cfg.test_size and io.output == "-":

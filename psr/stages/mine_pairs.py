@@ -63,6 +63,9 @@ class MCTSConfig:
             raise InputError("--simulation-depth, --margin and --exploration must be >= 0")
         if self.width < 2:
             raise InputError(f"--width must be >= 2 to compare candidates, got {self.width}")
+        if not self.temperature >= 0 or not 0 < self.top_p <= 1:
+            raise InputError(f"--temperature must be >= 0 and --top-p in (0, 1], got {self.temperature:g} and "
+                             f"{self.top_p:g}")
 
 
 @dataclass

@@ -159,6 +159,9 @@ def run(io: IOConfig, cfg: SegmentConfig, engine_cfg: EngineConfig | None = None
         raise InputError(f"--method must be one of {', '.join(METHODS)}, got {cfg.method!r}")
     if cfg.max_retries < 0:
         raise InputError(f"--content-retries must be >= 0, got {cfg.max_retries}")
+    if cfg.max_tokens < 1 or cfg.chunk_size < 1 or not cfg.temperature >= 0:
+        raise InputError(f"--max-tokens and --chunk-size must be >= 1 and --temperature >= 0, got {cfg.max_tokens}, "
+                         f"{cfg.chunk_size} and {cfg.temperature:g}")
     if cfg.rejects is not None and cfg.rejects == io.output and io.output != "-":
         raise InputError("--rejects must differ from --output")
     counts = {"ok": 0, "retried": 0, "rejected": 0}
