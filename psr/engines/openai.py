@@ -167,8 +167,12 @@ class OpenAIEngine(Engine):
                     log.warn(f"{self.where} returned {len(outs)} of n={n} choices; sending one request per sample")
                     self._use_n = False
             # The server does not do n: one request per missing sample, each with its own seed.
+            # (all of them run to the end: one given up must not leave the others running unawaited)
             rest = await asyncio.gather(*[self._request(client, sem, chat, sampling, 1, nth_seed(sampling.seed, i))
-                                          for i in range(len(outs), n)])
+                                          for i in range(len(outs), n)], return_exceptions=True)
+            for r in rest:
+                if isinstance(r, BaseException):
+                    raise r
         except GaveUp:
             return None
         return outs + [o[0] for o in rest]
