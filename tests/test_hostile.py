@@ -224,6 +224,23 @@ def test_a_training_output_that_is_an_input_is_refused(command, tmp_path, monkey
                   monkeypatch, capsys)
 
 
+@pytest.mark.parametrize("command", ["sft", "step-dpo", "train-prm"])
+def test_a_training_output_that_is_the_model_or_holds_an_input_is_refused(command, tiny_model_dir, tmp_path,
+                                                                          monkeypatch, capsys):
+    import shutil
+
+    model = tmp_path / "m0"
+    shutil.copytree(tiny_model_dir, model)
+    src = _training_inputs(tmp_path)[command]
+    check_refused([command, "-i", src, "-o", str(model), "--model", str(model), "--overwrite"],
+                  "is the starting model --model", tmp_path, monkeypatch, capsys)
+    inside = tmp_path / "out" / "data.jsonl"
+    inside.parent.mkdir()
+    shutil.copy(src, inside)
+    check_refused([command, "-i", str(inside), "-o", str(tmp_path / "out"), "--model", str(model), "--overwrite"],
+                  "is inside the output directory", tmp_path, monkeypatch, capsys)
+
+
 def test_step_dpo_beta_must_be_positive(tmp_path, monkeypatch, capsys):
     src = _training_inputs(tmp_path)["step-dpo"]
     check_refused(["step-dpo", "-i", src, "-o", str(tmp_path / "m1"), "--model", "m", "--beta", "0"],
@@ -241,6 +258,9 @@ def test_single_hostile_cases(tmp_path, monkeypatch, capsys):
                   monkeypatch, capsys)
     check_refused(["annotate-eft", "-i", "x", "--request-timeout", "0"], "--request-timeout: must be > 0",
                   tmp_path, monkeypatch, capsys)
+    bench = write_jsonl(tmp_path / "b.jsonl", [PROBLEM])
+    check_refused(["eval", "-i", f"mybench={bench}", "-o", bench, "--engine", "oracle"],
+                  "is the same file as the input", tmp_path, monkeypatch, capsys)  # a NAME=PATH input
     src = write_jsonl(tmp_path / "g.jsonl", [INPUTS["grade"]])
     check_refused(["grade", "-i", src, "-o", str(tmp_path / "g_out.jsonl"), "--summary", str(tmp_path / "g_out.jsonl")],
                   "-o", tmp_path, monkeypatch, capsys)  # two outputs on one file

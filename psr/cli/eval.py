@@ -122,4 +122,6 @@ def eval_cmd(
         check_outputs(inputs or ["-"], outputs)
         stage.summarize_file(inputs or ["-"], cfg)
         return
+    # benchmarks may come as NAME=PATH: the paths are what an output must not overwrite
+    check_outputs([stage.benchmark_name(s)[1] for s in inputs or ["-"]], {"-o": output, **outputs})
     stage.run(O.io_config(inputs, output, overwrite, limit, shard, outputs), engine_cfg, cfg)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -86,6 +87,7 @@ def train_job(
                   per_device_batch_size=per_device_batch_size, max_length=max_length, warmup=warmup,
                   save_steps=save_steps, max_steps=max_steps, lora_r=lora_r, lora_alpha=lora_alpha)
     check_outputs(inputs or ["-"], {"-o": output}, files=False)
+    check_training_output(output, inputs or [], model)
     cfg = TrainConfig(model=model or "", output=output, epochs=epochs, learning_rate=learning_rate,
                       batch_size=batch_size, per_device_batch_size=per_device_batch_size, max_length=max_length,
                       seed=seed, lr_scheduler=lr_scheduler, warmup=warmup, save_steps=save_steps,
@@ -118,6 +120,21 @@ def check_numbers(**values: float) -> None:
             fail(name, ">= 0 (steps, or a fraction of all steps)")
         if name == "max_steps" and v != -1 and v < 1:
             fail(name, ">= 1, or -1 for all epochs")
+
+
+def check_training_output(output: str, inputs: list[str], model: str | None) -> None:
+    """The output directory is rewritten (wholly, with --overwrite): it must not be the starting model nor hold
+    an input."""
+    if not output:
+        return
+    out = os.path.realpath(output)
+    if model and os.path.exists(model) and os.path.realpath(model) == out:
+        raise InputError(f"-o {output} is the starting model --model {model}; training would overwrite it: "
+                         "write the new model to another directory")
+    for i in inputs:
+        if i != "-" and os.path.realpath(i).startswith(out + os.sep):
+            raise InputError(f"the input -i {i} is inside the output directory -o {output}, which training "
+                             "rewrites; move it out or choose another -o")
 
 
 def training_options(epochs: float, learning_rate: float, batch_size: int, **defaults: Any):
