@@ -7,7 +7,8 @@ set), "slow" (answers after ``slow_s``), "garbage" (200 with a body that is not 
 JSON without choices), "drop" (closes the connection without answering), "400" (a request the server cannot
 take: not worth retrying), "context" (400: the prompt is longer than the model's context), "null" (200, the
 message's content is null), "nomessage" (200, a choice without a message), "empty" (200, empty content and no
-completion tokens), "hang" (answers after ``hang_s``, longer than any test's request timeout).
+completion tokens), "hang" (answers after ``hang_s``, longer than any test's request timeout), "trickle" (200,
+then the body one byte every 50 ms, so that no single read waits long).
 ``failure_rate`` makes that share of all other requests answer 500, drawn from a seeded generator.
 """
 
@@ -105,6 +106,8 @@ class ChatServer:
             time.sleep(self.slow_s)
         if fault == "hang":
             time.sleep(self.hang_s)
+        if fault == "trickle":
+            return 200, ("trickle", self._completion(body, user)), {}
         if fault == "garbage":
             return 200, b'{"id": "x", "choices": [{"message": ', {}
         if fault == "nochoices":
@@ -179,6 +182,9 @@ class ChatServer:
                 self._send(status, payload, headers)
 
             def _send(self, status, payload, headers):
+                trickle = isinstance(payload, tuple)
+                if trickle:
+                    payload = payload[1]
                 data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -187,7 +193,13 @@ class ChatServer:
                     self.send_header(k, v)
                 self.end_headers()
                 try:
-                    self.wfile.write(data)
+                    if trickle:
+                        for k in range(len(data)):
+                            self.wfile.write(data[k:k + 1])
+                            self.wfile.flush()
+                            time.sleep(0.05)
+                    else:
+                        self.wfile.write(data)
                 except OSError:
                     pass  # the client gave up (timeout) before the answer came
 

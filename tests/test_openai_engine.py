@@ -264,6 +264,14 @@ def test_a_hung_server_is_bounded_by_the_request_timeout():
     assert engine.counters.requests == 3 and engine.counters.retries == 1
 
 
+def test_a_server_trickling_its_answer_is_bounded_by_the_request_timeout():
+    with ChatServer(faults={"t": ["trickle", "trickle"]}) as server:
+        engine = engine_for(server, timeout=0.5, max_retries=1)
+        outs = engine.generate_partial([Chat("t"), Chat("ok")], Sampling())  # each read is quick, the whole not
+    assert outs[0] is None and outs[1][0].text.startswith("answer to ok")
+    assert (engine.counters.requests, engine.counters.failures) == (3, 1)
+
+
 def test_retries_are_logged_with_a_running_count_at_a_low_rate(capsys):
     with ChatServer(faults={"p": ["500"] * 3, "q": ["500"] * 3, "s": ["500"] * 2}) as server:
         engine = engine_for(server, concurrency=1)

@@ -191,7 +191,9 @@ class OpenAIEngine(Engine):
                 self.counters.requests += 1
                 self._in_flight(+1)
                 try:
-                    resp = await client.chat.completions.create(**body)
+                    # The client's timeout bounds each read, so a server that trickles its answer a byte at a
+                    # time never trips it: the whole request gets the same bound here.
+                    resp = await asyncio.wait_for(client.chat.completions.create(**body), self.cfg.timeout)
                     return self._completions(resp, sampling)
                 except openai.BadRequestError as e:
                     if adapted <= len(_ADAPTABLE) and self._adapt(e, n):
@@ -210,7 +212,7 @@ class OpenAIEngine(Engine):
                         self.counters.failures += 1
                         raise PsrError(f"{self.where} answered {e.status_code}: {self._scrub(e.message)}") from None
                     err = Transient(f"HTTP {e.status_code}", retry_after_seconds(e.response.headers))
-                except openai.APITimeoutError:
+                except (openai.APITimeoutError, TimeoutError):
                     err = Transient(f"no answer within {self.cfg.timeout:g}s")
                 except openai.APIConnectionError as e:
                     err = Transient(f"connection error: {e.__cause__ or e}")
