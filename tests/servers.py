@@ -5,7 +5,8 @@ request: ``faults[user_text]`` lists what the 1st, 2nd, ... request carrying tha
 it is answered normally. Faults: "429", "500", "503" (with ``retry_after`` as a Retry-After header when
 set), "slow" (answers after ``slow_s``), "garbage" (200 with a body that is not JSON), "nochoices" (200,
 JSON without choices), "drop" (closes the connection without answering), "400" (a request the server cannot
-take: not worth retrying), "context" (400: the prompt is longer than the model's context), "null" (200, the
+take: not worth retrying), "context" (400: the prompt is longer than the model's context), "maxtokens" (400: the
+prompt fits, max_tokens does not), "null" (200, the
 message's content is null), "nomessage" (200, a choice without a message), "empty" (200, empty content and no
 completion tokens), "hang" (answers after ``hang_s``, longer than any test's request timeout), "trickle" (200,
 then the body one byte every 50 ms, so that no single read waits long).
@@ -96,6 +97,10 @@ class ChatServer:
         if fault == "context":
             return 400, _error("This model's maximum context length is 10 tokens. However, you requested 4106 "
                                "tokens (10 in the messages, 4096 in the completion).", "context_length_exceeded"), {}
+        if fault == "maxtokens":  # newer vLLM: the prompt fits, max_tokens does not
+            return 400, _error(f"'max_tokens' or 'max_completion_tokens' is too large: {body.get('max_tokens')}. This "
+                               "model's maximum context length is 100 tokens and your request has 30 input tokens "
+                               f"({body.get('max_tokens')} > 100 - 30).", None), {}
         if fault in ("null", "nomessage", "empty"):
             choice = {"index": 0, "finish_reason": "stop"}
             if fault != "nomessage":

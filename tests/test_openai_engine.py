@@ -322,3 +322,12 @@ def test_a_prompt_longer_than_the_context_is_an_outcome_not_a_crash():
         again = engine.generate([Chat("long")], Sampling())  # known too long: not sent again
     assert again[0][0].finish_reason == TOO_LONG and len(server.bodies) == sent
     assert (engine.counters.too_long, engine.counters.failures) == (1, 0)
+
+
+def test_a_max_tokens_beyond_the_context_is_capped_not_counted_too_long():
+    with ChatServer(faults={"p": ["maxtokens"]}) as server:
+        engine = engine_for(server)
+        [[c]] = engine.generate([Chat("p")], Sampling(max_tokens=4096))
+    assert c.text.startswith("answer to p") and c.finish_reason != TOO_LONG
+    assert [b["max_tokens"] for b in server.bodies] == [4096, 70]  # 100 tokens of context, 30 of them prompt
+    assert engine.counters.too_long == 0 and engine.fits([Chat("p")]) == [True]

@@ -47,6 +47,7 @@ from psr.engines.openai_wire import (
     GaveUp,
     Malformed,
     Transient,
+    completion_room,
     nth_seed,
     retry_after_seconds,
     split_usage,
@@ -200,6 +201,13 @@ class OpenAIEngine(Engine):
                         adapted += 1
                         continue
                     if CONTEXT_400.search(e.message or ""):
+                        room = completion_room(e.message or "", sampling.max_tokens)
+                        if room is not None and adapted <= len(_ADAPTABLE):
+                            # the prompt fits; only max_tokens overshoots the context: cap it for this prompt
+                            self._warn_capped(sampling.max_tokens, room)
+                            sampling = replace(sampling, max_tokens=room)
+                            adapted += 1
+                            continue
                         self._refused_as_too_long(chat, e.message or "")
                         return too_long_answers(n)
                     self.counters.failures += 1
@@ -250,6 +258,12 @@ class OpenAIEngine(Engine):
         self.counters.in_flight += k
         c = self.counters
         log.status(f"{c.in_flight} in flight" + (f", {c.retries} retries" if c.retries else ""))
+
+    def _warn_capped(self, max_tokens: int, room: int) -> None:
+        if not getattr(self, "_warned_cap", False):
+            self._warned_cap = True
+            log.warn(f"{self.where}: a prompt leaves {room} of the model's context for the answer, fewer than "
+                     f"--max-tokens {max_tokens}; such answers are capped at what fits")
 
     def _refused_as_too_long(self, chat: Chat, message: str) -> None:
         self._too_long.add(chat)

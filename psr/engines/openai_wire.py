@@ -47,6 +47,18 @@ class Empty(Malformed):
 CONTEXT_400 = re.compile(r"context[ _-]length|context window|maximum context|too many tokens|prompt is too long|"
                           r"exceeds? the (?:model'?s? )?(?:maximum|context)", re.I)
 CONTEXT_LIMIT = re.compile(r"maximum context length is (\d+)", re.I)
+# How many of those tokens the prompt takes (OpenAI and older vLLM; newer vLLM).
+_PROMPT_TOKENS = re.compile(r"(\d+) in the messages|messages resulted in (\d+) tokens|has (\d+) input tokens", re.I)
+
+
+def completion_room(message: str, max_tokens: int) -> int | None:
+    """When a context-length 400 says the prompt fits and only ``max_tokens`` is too many, the tokens the
+    context leaves for the completion; None when the prompt itself is too long (or the message does not say)."""
+    limit, prompt = CONTEXT_LIMIT.search(message), _PROMPT_TOKENS.search(message)
+    if limit is None or prompt is None:
+        return None
+    room = int(limit.group(1)) - int(next(g for g in prompt.groups() if g is not None))
+    return room if 0 < room < max_tokens else None
 
 
 def too_long_answers(n: int) -> list[Completion]:
