@@ -161,10 +161,12 @@ def _snapshot(root) -> dict[str, bytes | None]:
 def run_psr(argv, monkeypatch, capsys) -> tuple[int, str]:
     monkeypatch.setattr(sys, "argv", ["psr", *argv])
     monkeypatch.setattr(log, "_QUIET", True)
-    with pytest.raises(SystemExit) as done:
-        main()  # any other exception (a traceback for the user) fails the test here
-    code = done.value.code
-    return (0 if code is None else code), capsys.readouterr().err
+    code = 0
+    try:
+        main()  # any exception but SystemExit (a traceback for the user) fails the test here
+    except SystemExit as done:
+        code = 0 if done.code is None else done.code
+    return code, capsys.readouterr().err
 
 
 def check_refused(argv, needle, root, monkeypatch, capsys, code=2):
@@ -297,3 +299,31 @@ def test_the_real_command_exits_2_with_one_line(tmp_path):
     assert [ln for ln in bad.stderr.splitlines() if ln.strip()] == [
         "error: psr segment: Invalid value for '--limit': Input should be a valid integer, unable to parse string "
         "as an integer (see psr segment --help)"]
+
+
+def test_a_pipe_or_device_as_output_is_written_to_never_replaced(tmp_path, monkeypatch, capsys):
+    """-o /dev/null --overwrite must not delete /dev/null, nor --summary /dev/null rename a file over it; a FIFO
+    stands in for the device here."""
+    import stat
+    import threading
+
+    def read_all(path, into):
+        with open(path, "rb") as fh:
+            into.append(fh.read())
+
+    src = write_jsonl(tmp_path / "sol.jsonl", [INPUTS["segment"]])
+    bench = write_jsonl(tmp_path / "bench.jsonl", [PROBLEM])
+    for argv_of in (lambda pipe: ["segment", "--method", "rules", "-i", src, "-o", pipe, "--overwrite"],
+                    lambda pipe: ["eval", "--engine", "oracle", "-i", bench, "-o", str(tmp_path / "preds.jsonl"),
+                                  "--summary", pipe, "--summary-md", str(tmp_path / "s.md"), "--overwrite"]):
+        pipe = str(tmp_path / "pipe")
+        os.mkfifo(pipe)
+        got: list[bytes] = []
+        reader = threading.Thread(target=read_all, args=(pipe, got), daemon=True)
+        reader.start()
+        rc, err = run_psr(argv_of(pipe), monkeypatch, capsys)
+        reader.join(timeout=60)
+        assert rc == 0, err
+        assert stat.S_ISFIFO(os.stat(pipe).st_mode) and not os.path.exists(pipe + ".tmp")
+        assert got and got[0].strip()  # what was written went through the pipe
+        os.remove(pipe)

@@ -1,8 +1,10 @@
-"""Output paths, checked before any work: an output that is an input (or another output), or that cannot be
-written, is a usage error found at the start, not after hours of work, nor after the input was emptied."""
+"""Output files. Their paths are checked before any work: an output that is an input (or another output), or
+that cannot be written, is a usage error found at the start, not after hours of work, nor after the input was
+emptied. Whole files (summaries, stats, splits) are written atomically."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable
 
@@ -58,3 +60,30 @@ def check_outputs(inputs: Iterable[str], outputs: dict[str, str | None], *, file
     if files:
         for _, p in given:
             check_writable(p)
+
+
+def write_json(path: str, value) -> None:
+    """Write one JSON document (a summary, stats) atomically: tmp file + rename."""
+    replace_file(path, (json.dumps(value, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+
+
+def write_text(path: str, text: str) -> None:
+    """Write a whole text file (a Markdown table) atomically: tmp file + rename."""
+    replace_file(path, text.encode("utf-8"))
+
+
+def replace_file(path: str, data: bytes) -> None:
+    """Write a whole file at once: a tmp file renamed over it, so a kill never leaves it half-written."""
+    check_writable(path)
+    tmp = path + ".tmp"
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        if os.path.exists(path) and not os.path.isfile(path):  # /dev/null, a pipe: a rename would replace it
+            with open(path, "wb") as fh:
+                fh.write(data)
+            return
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise InputError(f"cannot write output: {e.strerror}", e.filename or path) from None

@@ -20,7 +20,7 @@ from typing import Any
 
 from psr.core.errors import InputError, PsrError
 from psr.core.log import warn
-from psr.core.paths import check_outputs, check_writable
+from psr.core.paths import check_outputs, check_writable, replace_file
 
 # ---------------------------------------------------------------------------------------------
 # Record contracts (design.md). A field spec is (kind, required). Extra fields are kept as-is.
@@ -246,11 +246,12 @@ class RecordWriter:
         sidecar = path + ".done"
         try:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            # A device or a pipe (-o /dev/null, /dev/stdout) is only written to: never read back, never removed.
             if overwrite:
                 for p in (path, sidecar):
-                    if os.path.lexists(p):
+                    if os.path.islink(p) or os.path.isfile(p):
                         os.remove(p)
-            elif os.path.exists(path):
+            elif os.path.isfile(path):
                 self._recover(sidecar)
             self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             if group_field is not None:
@@ -350,25 +351,8 @@ def write_records(path: str, recs: Iterable[dict]) -> int:
         sys.stdout.write("".join(_dumps(r).decode() for r in recs))
         sys.stdout.flush()
     else:
-        _replace(path, b"".join(_dumps(r) for r in recs))
+        replace_file(path, b"".join(_dumps(r) for r in recs))
     return len(recs)
-
-
-def write_json(path: str, value) -> None:
-    """Write one JSON document (a summary, stats) atomically: tmp file + rename."""
-    _replace(path, (json.dumps(value, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
-
-
-def _replace(path: str, data: bytes) -> None:
-    check_writable(path)
-    tmp = path + ".tmp"
-    try:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except OSError as e:
-        raise InputError(f"cannot write output: {e.strerror}", e.filename or path) from None
 
 
 @dataclass

@@ -141,7 +141,7 @@ def run(io: IOConfig, cfg: AnnotateConfig, engine_cfg: EngineConfig | None = Non
     writer = RecordWriter(io.output, overwrite=io.overwrite, group_field="id" if cfg.format == "pairwise" else "pair_id")
     test_done = set()
     if cfg.test_output and os.path.exists(cfg.test_output):
-        if io.overwrite:
+        if io.overwrite and os.path.isfile(cfg.test_output):  # never a device (/dev/null)
             os.remove(cfg.test_output)
         else:
             test_done = {r.get("pair_id", r["id"]) for r in _read(cfg.test_output, _kind(cfg))}

@@ -21,6 +21,7 @@ from statistics import mean
 
 from psr.core.errors import InputError, PsrError
 from psr.core.log import console, info, progress, warn
+from psr.core.paths import write_text
 from psr.core.prompts import (
     QWEN_COT_SYSTEM,
     judge_prompt,
@@ -29,7 +30,15 @@ from psr.core.prompts import (
     srlm_score_prompt,
     step_prompt,
 )
-from psr.core.records import IOConfig, RecordWriter, eft_kind, iter_lines, parse_shard, read_records, select
+from psr.core.records import (
+    IOConfig,
+    RecordWriter,
+    eft_kind,
+    iter_lines,
+    parse_shard,
+    read_records,
+    select,
+)
 from psr.core.steps import parse_steps
 from psr.engines.base import Chat, Engine, EngineConfig, Sampling, judge_fitting
 
@@ -515,21 +524,10 @@ def write_summary(summary: dict, cfg: EvalConfig) -> None:
     print_table(title, head, rows, math_caption(summary) if summary["task"] == "math" else None)
     md_path = cfg.summary_md
     if cfg.summary:
-        _write_text(cfg.summary, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+        write_text(cfg.summary, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
         md_path = md_path or os.path.splitext(cfg.summary)[0] + ".md"
     if md_path:
-        _write_text(md_path, summary_markdown(summary))
-
-
-def _write_text(path: str, text: str) -> None:
-    tmp = path + ".tmp"
-    try:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except OSError as e:
-        raise InputError(f"cannot write: {e.strerror}", e.filename or path) from None
+        write_text(md_path, summary_markdown(summary))
 
 
 def summary_outputs(summary: str | None, summary_md: str | None, plot: str | None = None) -> dict:
@@ -661,13 +659,13 @@ def compare(paths: list[str], plot: str | None = None, markdown: str | None = No
     print_table(title, head, rows)
     md = f"{title}\n\n" + markdown_table(head, rows)
     if markdown:
-        _write_text(markdown, md)
+        write_text(markdown, md)
     result = {"task": runs[0]["task"], "columns": cols, "rows": [
         {"name": r["name"], "values": dict(zip(cols, vals, strict=True)),
          "delta": {c: (None if v is None or v0 is None else round(v - v0, 2)) for c, v, v0 in zip(cols, vals, first, strict=True)}}
         for r, vals in zip(runs, values, strict=True)]}
     if output_json:
-        _write_text(output_json, json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+        write_text(output_json, json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     if plot:
         plot_accuracy([r["name"] for r in runs], cols, values, plot)
     result["markdown"] = md

@@ -32,7 +32,8 @@ from dataclasses import asdict, dataclass, field
 
 from psr.core.errors import InputError
 from psr.core.log import info, progress
-from psr.core.records import IOConfig, RecordWriter, write_json
+from psr.core.paths import write_json
+from psr.core.records import IOConfig, RecordWriter
 from psr.engines import EngineConfig, Sampling, load_engine
 from psr.engines.base import derive_seed
 from psr.engines.prm import CONFIG_KEY, PRMScorer, is_prm_dir
