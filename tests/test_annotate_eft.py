@@ -349,3 +349,17 @@ def test_a_server_failing_45_percent_keeps_what_finished_and_the_rerun_completes
     redone = {p["id"] for p in pairs} - finished
     assert asked == {judge_prompt(p["question"], [], *steps) for p in pairs if p["id"] in redone
                      for steps in ((p["chosen"], p["rejected"]), (p["rejected"], p["chosen"]))}
+
+
+def test_a_hung_judge_is_bounded_by_request_timeout_on_the_command_line(tmp_path):
+    pairs, verdicts = crafted_case()
+    src = write_jsonl(tmp_path / "pairs.jsonl", pairs)
+    out = tmp_path / "eft.jsonl"
+    hung = judge_prompt(pairs[0]["question"], [], pairs[0]["chosen"], pairs[0]["rejected"])
+    with VerdictServer(verdicts, faults={hung: ["hang"] * 2}, hang_s=60.0, models=("judge",)) as server:
+        res = subprocess.run([*PSR, "annotate-eft", "-i", src, "-o", str(out), "--model", "judge", "--base-url",
+                              server.base_url, "--api-key-env", "PSR_TEST_NO_KEY", "--request-timeout", "0.5",
+                              "--max-retries", "1"], capture_output=True, text=True, timeout=50)
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
+    assert "no answer within 0.5s" in res.stderr and "1 pair(s) got no judgment" in " ".join(res.stderr.split())
+    assert _done_ids(out) == {p["id"] for p in pairs} - {pairs[0]["id"]}  # all but the hung one are done
