@@ -43,7 +43,7 @@ ORDER = ["segment", "train-prm", "mine-pairs", "annotate-eft", "sft", "search", 
 app.registered_commands.sort(key=lambda c: ORDER.index(c.name) if c.name in ORDER else len(ORDER))
 
 
-# Usage errors (unknown option or command, a bad value, a missing argument). Typer >= 0.24 raises the click
+# Usage errors (unknown option or command, a bad value, a missing argument). Typer 0.29 raises the click
 # exceptions it bundles (typer._click), which are not click's own; catch both so that no usage error ever
 # reaches the user as a traceback (pyproject pins the tested typer range).
 _CLICK_ERRORS: tuple[type[Exception], ...] = (
@@ -52,7 +52,7 @@ try:
     import click
 
     _CLICK_ERRORS += (click.ClickException,)
-except ImportError:  # typer >= 0.24 no longer needs click installed
+except ImportError:  # the bundling typer does not need click installed
     pass
 
 
