@@ -487,7 +487,7 @@ def test_a_request_out_of_retries_leaves_only_its_problem_undone(tmp_path):
     probs = [{"id": f"q{i}", "question": f"What is {i} + 1?", "answer": str(i + 1)} for i in range(5)]
     src = write_jsonl(tmp_path / "bench.jsonl", probs)
     out = str(tmp_path / "preds.jsonl")
-    faults = {step_prompt(probs[2]["question"]): ["500"] * 2}
+    faults = {step_prompt(probs[2]["question"]): ["500"] * 2, step_prompt(probs[4]["question"]): ["context"]}
     with ChatServer(faults=faults) as server:
         ecfg = EngineConfig(engine="openai", model="m", base_url=server.base_url, api_key_env="PSR_TEST_NO_KEY",
                             max_retries=1)
@@ -496,5 +496,7 @@ def test_a_request_out_of_retries_leaves_only_its_problem_undone(tmp_path):
         assert sorted(r["id"] for r in read_jsonl(out)) == ["bench/q0", "bench/q1", "bench/q3", "bench/q4"]
         summary = ev.run(IOConfig([src], out), ecfg, ev.EvalConfig(chunk_size=8))  # the rerun asks for q2
         assert summary["n"] == 5 and sorted(r["id"] for r in read_jsonl(out)) == [f"bench/q{i}" for i in range(5)]
+        # a prompt too long for the model is an answer of its own kind, counted, not a failure
+        assert summary["benchmarks"]["bench"]["prompt_too_long"] == 1
     asked = [b["messages"][-1]["content"] for b in server.bodies]
-    assert len(asked) == 4 + 2 + 1 and asked.count(step_prompt(probs[2]["question"])) == 3  # 2 failed, 1 answered
+    assert len(asked) == 5 + 1 + 1 and asked.count(step_prompt(probs[2]["question"])) == 3  # q2: 2 failed, 1 answered; q4 refused once

@@ -40,7 +40,7 @@ from psr.core.records import (
     select,
 )
 from psr.core.steps import parse_steps
-from psr.engines.base import Chat, Engine, EngineConfig, Sampling, judge_fitting
+from psr.engines.base import TOO_LONG, Chat, Engine, EngineConfig, Sampling, judge_fitting
 
 PROMPTS = ("step", "qwen-cot")
 TASKS = ("math", "judge")
@@ -278,6 +278,8 @@ def summarize_math(preds: list[dict], order: list[str] | None = None) -> dict:
             "grade_timeouts": sum(1 for r in rs if r.get("grade_failure") == "timeout"),
             # greedy: hit --max-tokens; tts: the search hit --max-iterations before a final answer
             "truncated": sum(1 for r in rs if r.get("finish_reason") in ("length", "max_iterations")),
+            # the prompt did not fit the model's context: answered empty, graded wrong
+            "prompt_too_long": sum(1 for r in rs if r.get("finish_reason") == TOO_LONG),
             "accuracy": round(100.0 * n_correct / len(graded), 2) if graded else None,
             "mean_steps": round(mean(len(r["steps"]) for r in rs), 2),
             "mean_step_tokens": round(mean(step_tokens), 2) if step_tokens else None,
