@@ -331,3 +331,20 @@ def test_a_max_tokens_beyond_the_context_is_capped_not_counted_too_long():
     assert c.text.startswith("answer to p") and c.finish_reason != TOO_LONG
     assert [b["max_tokens"] for b in server.bodies] == [4096, 70]  # 100 tokens of context, 30 of them prompt
     assert engine.counters.too_long == 0 and engine.fits([Chat("p")]) == [True]
+
+
+class EndsAtOnce(ChatServer):
+    """A model that ends its turn at once: empty text, one generated token (the end of turn), as vLLM reports."""
+
+    def _completion(self, body, user):
+        return {"id": "x", "object": "chat.completion", "model": body["model"],
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": ""}, "finish_reason": "stop",
+                             "stop_reason": None}],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}
+
+
+def test_an_empty_answer_the_model_generated_is_an_answer_not_a_failure():
+    with EndsAtOnce() as server:
+        engine = engine_for(server)
+        [[c]] = engine.generate([Chat("p")], Sampling())
+    assert (c.text, c.finish_reason) == ("", "eos") and engine.counters.retries == 0

@@ -322,8 +322,8 @@ class OpenAIEngine(Engine):
                 raise Empty("no message content" if msg is not None else "no message")
             if not isinstance(text, str):
                 raise Malformed("message content is not text")
-            if not text and total == 0:
-                raise Empty("empty content and no completion tokens")
+            if not text and (total == 0 or getattr(c, "finish_reason", None) not in ("stop", "length")):
+                raise Empty("empty content, and no tokens generated or no finish reason")
             text, reason = self._finish(text, c, sampling)
             texts.append(text)
             reasons.append(reason)

@@ -30,15 +30,7 @@ from psr.core.prompts import (
     srlm_score_prompt,
     step_prompt,
 )
-from psr.core.records import (
-    IOConfig,
-    RecordWriter,
-    eft_kind,
-    iter_lines,
-    parse_shard,
-    read_records,
-    select,
-)
+from psr.core.records import IOConfig, RecordWriter, eft_kind, iter_lines, parse_shard, read_records, select
 from psr.core.steps import parse_steps
 from psr.engines.base import TOO_LONG, Chat, Engine, EngineConfig, Sampling, judge_fitting
 
