@@ -7,6 +7,7 @@ import sys
 import typer
 from rich.markup import escape
 
+from psr.cli.config import ConfigCommand
 from psr.core.errors import InputError, PsrError
 from psr.core.log import console
 
@@ -41,6 +42,9 @@ from psr.cli import (  # noqa: E402,F401
 # --help lists the stages in the order of the loop, then the tools.
 ORDER = ["segment", "train-prm", "mine-pairs", "annotate-eft", "sft", "search", "step-dpo", "eval", "grade", "world"]
 app.registered_commands.sort(key=lambda c: ORDER.index(c.name) if c.name in ORDER else len(ORDER))
+# Every command reads --config FILE.yaml and writes its resolved options (psr/cli/config.py).
+for _command in app.registered_commands:
+    _command.cls = ConfigCommand
 
 
 # Usage errors (unknown option or command, a bad value, a missing argument). Typer 0.29 raises the click
