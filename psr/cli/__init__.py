@@ -7,26 +7,8 @@ import sys
 import typer
 from rich.markup import escape
 
-from psr.cli.config import ConfigCommand
-from psr.core.errors import InputError, PsrError
-from psr.core.log import console
-
-app = typer.Typer(
-    name="psr",
-    help=(
-        "Process-based Self-Rewarding language models (Zhang et al., 2025). The loop: segment (IFT data) + "
-        "train-prm -> mine-pairs -> annotate-eft (EFT data) -> sft (M0 -> M1) -> then repeat search (the model "
-        "judges its own candidate steps: PPD pairs) -> step-dpo (Mi -> Mi+1); eval measures each Mi. Every stage "
-        "reads and writes JSONL, so stages pipe, resume (rerun the same command) and split across machines "
-        "(--shard K/N)."
-    ),
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-
-# Each module registers its command on `app` when imported.
-from psr.cli import (  # noqa: E402,F401
+# Each command module registers its command on `app` (psr/cli/root.py) when imported.
+from psr.cli import (  # noqa: F401
     annotate_eft,
     eval,
     grade,
@@ -38,6 +20,10 @@ from psr.cli import (  # noqa: E402,F401
     train_prm,
     world,
 )
+from psr.cli.config import ConfigCommand
+from psr.cli.root import app
+from psr.core.errors import InputError, PsrError
+from psr.core.log import console
 
 # --help lists the stages in the order of the loop, then the tools.
 ORDER = ["segment", "train-prm", "mine-pairs", "annotate-eft", "sft", "search", "step-dpo", "eval", "grade", "world"]

@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from psr.cli import app
 from psr.cli import options as O
+from psr.cli.root import app
 from psr.core.errors import InputError
 from psr.core.paths import check_outputs
 from psr.engines.base import EngineConfig

@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from psr.cli import app
 from psr.cli import options as O
+from psr.cli.root import app
 from psr.stages import mine_pairs as stage
 
 _D = stage.MCTSConfig()

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from psr.cli import app
 from psr.cli import options as O
+from psr.cli.root import app
 from psr.engines.base import EngineConfig
 from psr.stages import search as stage
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from psr.cli import app
+from psr.cli.root import app
 from psr.cli.training_options import LAUNCH_HELP, TrainJob, training_options
 from psr.stages import sft as stage
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from psr.cli import app
+from psr.cli.root import app
 from psr.cli.training_options import LAUNCH_HELP, TrainJob, training_options
 from psr.stages import step_dpo as stage
 from psr.training.step_dpo import DEFAULT_BETA, LOSSES, DPOOptions

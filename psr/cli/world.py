@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from psr.cli import app
 from psr.cli import options as O
+from psr.cli.root import app
 from psr.core.errors import InputError
 from psr.core.log import info
 
@@ -33,7 +33,7 @@ def world(
     search: Annotated[int, typer.Option("--search", help="Problems for search.jsonl (0: no file).")] = 0,
     seed: O.Seed = 0,
 ) -> None:
-    from psr.world.generator import write_world
+    from psr.world.data import write_world
 
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise InputError("-o names a file; psr world writes a directory of files", out_dir)

@@ -2,29 +2,28 @@
 
 from __future__ import annotations
 
+import importlib
+
 from psr.core.errors import InputError
 from psr.engines.base import Chat, Completion, Engine, EngineConfig, Sampling, Step
 
-ENGINES = ("hf", "vllm", "openai", "oracle")
+# The engine registry: --engine NAME -> "module:class", imported when that engine is first loaded (vLLM, torch and
+# the world are heavy or optional). The oracle engine is world code (it reads the world's problems): the table
+# names where it lives, as a package's entry points would, so this layer imports nothing of psr.world.
+REGISTRY: dict[str, str] = {
+    "hf": "psr.engines.hf:HFEngine",
+    "vllm": "psr.engines.vllm:VLLMEngine",
+    "openai": "psr.engines.openai:OpenAIEngine",
+    "oracle": "psr.world.oracle:OracleEngine",
+}
+ENGINES = tuple(REGISTRY)
 
-__all__ = ["Chat", "Completion", "Engine", "EngineConfig", "Sampling", "Step", "ENGINES", "load_engine"]
+__all__ = ["Chat", "Completion", "Engine", "EngineConfig", "Sampling", "Step", "ENGINES", "REGISTRY", "load_engine"]
 
 
 def load_engine(cfg: EngineConfig) -> Engine:
-    if cfg.engine == "hf":
-        from psr.engines.hf import HFEngine
-
-        return HFEngine(cfg)
-    if cfg.engine == "vllm":
-        from psr.engines.vllm import VLLMEngine
-
-        return VLLMEngine(cfg)
-    if cfg.engine == "openai":
-        from psr.engines.openai import OpenAIEngine
-
-        return OpenAIEngine(cfg)
-    if cfg.engine == "oracle":
-        from psr.world.oracle import OracleEngine
-
-        return OracleEngine(cfg)
-    raise InputError(f"--engine must be one of {', '.join(ENGINES)}, got {cfg.engine!r}")
+    entry = REGISTRY.get(cfg.engine)
+    if entry is None:
+        raise InputError(f"--engine must be one of {', '.join(ENGINES)}, got {cfg.engine!r}")
+    module, cls = entry.split(":")
+    return getattr(importlib.import_module(module), cls)(cfg)
