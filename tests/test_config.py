@@ -142,3 +142,13 @@ def test_a_training_run_writes_its_options_into_the_model_directory(tiny_model_d
     options = yaml.safe_load((model / "psr_options.yaml").read_text())
     assert options["lr"] == 1e-4 and options["max-steps"] == 1 and options["output"] == str(model)
     assert options["input"] == [ift] and (model / "psr_config.json").exists()
+
+
+def test_psr_demo_says_what_it_writes_and_refuses_a_missing_base_model(tmp_path):
+    helped = " ".join(psr("demo", "--help").stdout.split())
+    for words in ("world/", "ift.jsonl", "m1/", "evals/", "accuracy.md", "Rerunning resumes"):
+        assert words in helped, words
+    res = psr("demo", "-o", tmp_path / "run", "--m0", tmp_path / "no_m0", "--size", "ci")
+    assert res.returncode == 2 and "no base model at" in res.stderr and "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()

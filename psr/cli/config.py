@@ -95,7 +95,7 @@ def _read_config(ctx: typer.Context, value: str | None) -> None:
 ConfigOption = Annotated[str | None, typer.Option(
     "--config", metavar="FILE.yaml", is_eager=True, expose_value=False, callback=_read_config,
     help="Option defaults from a YAML file: keys are the long option names (max-iterations or max_iterations; "
-    "input: [a.jsonl, b.jsonl]; prefix-sharing: false); options on the command line override it. Every run "
+    "a list for a repeatable option such as input; prefix-sharing: false); options on the command line override it. Every run "
     "writes its resolved options in this format beside its output (OUTPUT.config.yaml; a model directory: "
     f"DIR/{TRAINING_FILE}), so `--config` of that file repeats it.")]
 

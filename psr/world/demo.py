@@ -34,6 +34,7 @@ import time
 from rich.console import Console
 from rich.table import Table
 
+from psr.core.errors import InputError, PsrError
 from psr.core.stats import wilson
 
 console = Console(stderr=True, highlight=False)
@@ -346,34 +347,43 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--oracle-judge", action="store_true", help="also run a control branch (O2, O3, ...) from M1: "
                     "the same step search with the oracle as the judge, i.e. step-DPO on right preferences")
     a = ap.parse_args(argv)
-    if not os.path.exists(os.path.join(a.m0, "config.json")):
-        raise SystemExit(f"demo: no base model at {a.m0}; build it with `python -m psr.world.pretrain --out {a.m0}`")
-    d = Demo(a.out, a.size, a.seed, a.m0)
-    if a.srlm and os.path.exists(d.p("s2", "config.json")) and not os.path.exists(d.p("s1", "config.json")):
+    try:
+        run(a.out, a.size, a.seed, a.m0, a.iterations, a.iterate, a.gate, a.srlm, a.oracle_judge)
+    except PsrError as e:
+        raise SystemExit(f"demo: {e}") from None
+
+
+def run(out: str = "runs/demo", size: str = "full", seed: int = 0, m0: str = DEFAULT_M0, iterations: int = 2,
+        iterate: int = 0, gate_mode: str = "warn", srlm: bool = False, oracle_judge: bool = False) -> None:
+    """The whole demo (`psr demo`, `python -m psr.world.demo`); main() says what each option means."""
+    if not os.path.exists(os.path.join(m0, "config.json")):
+        raise InputError(f"no base model at {m0}; build it with `python -m psr.world.pretrain --out {m0}`")
+    d = Demo(out, size, seed, m0)
+    if srlm and os.path.exists(d.p("s2", "config.json")) and not os.path.exists(d.p("s1", "config.json")):
         # Runs made before S1 existed branched the SRLM baseline off M1; resuming would keep those S2, S3.
-        raise SystemExit(f"demo: {d.p('s2')} was made by the old SRLM branch from M1 (there is no s1); "
+        raise InputError(f"{d.p('s2')} was made by the old SRLM branch from M1 (there is no s1); "
                          "remove s2, s3, ..., *_srlm.jsonl and evals/s* there, or use a new --out")
     t0 = time.time()
     d.data()
     d.sft()
     gate = d.judge_gate()
-    if not gate["passed"] and a.gate == "stop":
+    if not gate["passed"] and gate_mode == "stop":
         raise SystemExit(1)
-    if a.srlm:
+    if srlm:
         d.srlm_data()
         d.sft("s1")
-    rounds = a.iterations
-    if a.iterate:
+    rounds = iterations
+    if iterate:
         done = 1
         while os.path.exists(d.p(f"m{done + 1}", "config.json")):
             done += 1
-        rounds = done - 1 + a.iterate
+        rounds = done - 1 + iterate
     while len(d.cfg["search_problems"]) < rounds:
         d.cfg["search_problems"].append(d.cfg["search_problems"][-1])
     for i in range(1, rounds + 1):
         d.iteration(i, d.cfg["search_problems"][i - 1])
     models = ["m0", *[f"m{i}" for i in range(1, rounds + 2)]]
-    for mode in [m for m, on in (("srlm", a.srlm), ("oracle", a.oracle_judge)) if on]:
+    for mode in [m for m, on in (("srlm", srlm), ("oracle", oracle_judge)) if on]:
         for i in range(1, rounds + 1):
             d.iteration(i, d.cfg["search_problems"][i - 1], mode=mode)
         models += [d.name(i, mode) for i in range(1 if mode == "srlm" else 2, rounds + 2)]
