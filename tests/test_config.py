@@ -142,6 +142,9 @@ def test_a_training_run_writes_its_options_into_the_model_directory(tiny_model_d
     options = yaml.safe_load((model / "psr_options.yaml").read_text())
     assert options["lr"] == 1e-4 and options["max-steps"] == 1 and options["output"] == str(model)
     assert options["input"] == [ift] and (model / "psr_config.json").exists()
+    again = CliRunner().invoke(app, ["sft", "--config", cfg, "-o", str(model), "--lr", "0.5"])
+    assert again.exit_code == 0, again.output  # a finished model is left as it is, and so are its options
+    assert yaml.safe_load((model / "psr_options.yaml").read_text()) == options
 
 
 def test_psr_demo_says_what_it_writes_and_refuses_a_missing_base_model(tmp_path):

@@ -138,7 +138,11 @@ def written_path(command, params: dict[str, Any]) -> str | None:
     if not target or target == "-":
         return None
     if os.path.isdir(target):
-        return os.path.join(target, TRAINING_FILE)
+        path = os.path.join(target, TRAINING_FILE)
+        model = os.path.join(target, "psr_config.json")  # a training stage's, written when training ends
+        if os.path.exists(path) and os.path.exists(model) and os.path.getmtime(path) >= os.path.getmtime(model):
+            return None  # a finished model left as it was: its options are those that trained it, not this rerun's
+        return path
     return target + ".config.yaml" if os.path.isfile(target) else None
 
 
