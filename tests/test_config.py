@@ -155,3 +155,23 @@ def test_psr_demo_says_what_it_writes_and_refuses_a_missing_base_model(tmp_path)
     assert res.returncode == 2 and "no base model at" in res.stderr and "Traceback" not in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_a_search_with_engine_options_from_the_file_repeats_from_what_it_wrote(tmp_path):
+    from psr.world.generator import generate_problems
+
+    write_jsonl(tmp_path / "q.jsonl", generate_problems(3, seed=1, split="test"))
+    cfg = config(tmp_path / "c.yaml", {"input": ["q.jsonl"], "engine": "oracle", "width": 2, "max_iterations": 6,
+                                       "trajectories": "traj.jsonl", "seed": 3})
+    assert psr("search", "--config", cfg, "-o", "ppd.jsonl", "--temperature", "0.9", cwd=tmp_path).returncode == 0
+    written = yaml.safe_load((tmp_path / "ppd.jsonl.config.yaml").read_text())
+    assert (written["engine"], written["width"], written["max-iterations"], written["temperature"]) == \
+        ("oracle", 2, 6, 0.9)
+    first = read_jsonl(tmp_path / "traj.jsonl")
+    assert len(first) == 3
+    for name in ("ppd.jsonl", "ppd.jsonl.done", "traj.jsonl"):
+        if (tmp_path / name).exists():
+            os.remove(tmp_path / name)
+    res = psr("search", "--config", "ppd.jsonl.config.yaml", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert read_jsonl(tmp_path / "traj.jsonl") == first
