@@ -43,6 +43,10 @@ GradCkpt = Annotated[bool | None, typer.Option("--gradient-checkpointing/--no-gr
 Lora = Annotated[bool, typer.Option("--lora", help="Train a LoRA adapter (peft, all linear layers) and merge it "
                                     "into the saved model.")]
 LoraR = Annotated[int, typer.Option("--lora-r", help="LoRA rank.")]
+ReportTo = Annotated[str, typer.Option("--report-to", help="Also log the training metrics to: none | wandb "
+                                       "(WANDB_PROJECT, WANDB_MODE=offline, ... from the environment) | tensorboard "
+                                       "(to DIR/runs, or $TENSORBOARD_LOGGING_DIR). metrics.jsonl is written "
+                                       "either way.")]
 LoraAlpha = Annotated[int, typer.Option("--lora-alpha", help="LoRA alpha.")]
 
 
@@ -79,13 +83,14 @@ def train_job(
     lora_r: LoraR = 16,
     lora_alpha: LoraAlpha = 32,
     trust_remote_code: O.TrustRemoteCode = False,
+    report_to: ReportTo = "none",
 ) -> TrainJob:
     cfg = TrainConfig(model=model or "", output=output, epochs=epochs, learning_rate=learning_rate,
                       batch_size=batch_size, per_device_batch_size=per_device_batch_size, max_length=max_length,
                       seed=seed, lr_scheduler=lr_scheduler, warmup=warmup, save_steps=save_steps,
                       keep_checkpoints=keep_checkpoints, resume=resume, overwrite=overwrite, max_steps=max_steps,
                       gradient_checkpointing=gradient_checkpointing, dtype=dtype, trust_remote_code=trust_remote_code,
-                      lora=lora, lora_r=lora_r, lora_alpha=lora_alpha)
+                      lora=lora, lora_r=lora_r, lora_alpha=lora_alpha, report_to=report_to)
     return TrainJob(inputs or ["-"], cfg, limit)
 
 
