@@ -25,7 +25,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
-# (model size, SFT steps, DPO steps, per-device batch, search problems, width, rounds, step tokens, judge tokens)
+# Model size, optimizer steps, per-device batch, and the search: problems, width, rounds, step / judgment tokens.
 PLANS = {
     "gpu": dict(size="50m", sft_steps=60, dpo_steps=30, batch=16, problems=32, width=6, rounds=3,
                 step_tokens=40, judge_tokens=16, max_length=512),
@@ -161,7 +161,8 @@ def search_rows(rows: Rows, plan: dict, model: str, seed: int) -> None:
     base = dict(width=plan["width"], max_iterations=plan["rounds"], max_step_tokens=plan["step_tokens"],
                 judge_max_tokens=plan["judge_tokens"], seed=seed)
     measure(engine, problems[:1], SearchConfig(**base, working_set=1))  # warm-up: kernels, allocator
-    rows.add("search warm-up", t, problems=1, note=f"hf engine on {engine.device}, {str(engine.model.dtype)[6:]}")
+    dtype = str(engine.model.dtype).removeprefix("torch.")
+    rows.add("search warm-up", t, problems=1, note=f"hf engine on {engine.device}, {dtype}")
     results = {}
     for name, ws in (("search, one problem at a time", 1), ("search, batched", len(problems))):
         t = rows.start()
@@ -178,8 +179,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     ap.add_argument("--tiny", action="store_true", help="the tiny plan (CPU tests): 0.2M model, a few steps")
-    ap.add_argument("--size", choices=sorted(MODEL_SIZES), help="model size of psr.core.tiny.MODEL_SIZES instead of the plan's (e.g. --tiny "
-                    "--size 50m: the GPU model through the tiny plan's few steps)")
+    ap.add_argument("--size", choices=sorted(MODEL_SIZES), help="model size instead of the plan's "
+                    "(--tiny --size 50m: the GPU model through the tiny plan's few steps)")
     ap.add_argument("--work", help="working folder (default: a temporary one, removed)")
     ap.add_argument("--json", help="also write the rows to this file")
     ap.add_argument("--seed", type=int, default=0)
@@ -221,7 +222,9 @@ def main(argv: list[str] | None = None) -> None:
             search_model = train_rows(rows, plan, m0, work, a.seed)
         search_rows(rows, plan, search_model, a.seed)
     dev = torch.cuda.get_device_name() if a.device == "cuda" else "cpu"
-    rows.print(f"psr GPU smoke on {dev}: torch {torch.__version__}, plan {'tiny' if a.tiny else 'gpu'} "
+    trl = "absent" if missing else __import__("trl").__version__
+    rows.print(f"psr GPU smoke on {dev}: torch {torch.__version__}, transformers {transformers.__version__}, "
+               f"trl {trl}, plan {'tiny' if a.tiny else 'gpu'} "
                f"({plan['size']} model); peak_mib: " + ("torch.cuda.max_memory_allocated per row" if rows.cuda
                                                         else "process peak RSS so far"))
     if a.json:

@@ -199,7 +199,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="named shape (default tiny); the three flags below override its parts")
     p.add_argument("--hidden-size", type=int, help="default: the size's (tiny: 64)")
     p.add_argument("--num-layers", type=int, help="default: the size's (tiny: 2)")
-    p.add_argument("--num-heads", type=int, help="default: the size's (tiny: 2; head_dim = hidden/heads must be >= 32)")
+    p.add_argument("--num-heads", type=int, help="default: the size's (tiny: 2); head_dim = hidden/heads must be "
+                   ">= 32")
     p.add_argument("--intermediate-size", type=int, default=None, help="default 4 x hidden")
     p.add_argument("--max-position-embeddings", type=int, default=2048, help="default 2048")
     a = p.parse_args(argv)
