@@ -13,7 +13,9 @@ from psr.training.common import TrainConfig
 LAUNCH_HELP = (
     "Several GPUs or CPU processes: `accelerate launch --config_file configs/accelerate/ddp.yaml -m psr.cli "
     "{cmd} -i FILE ...` (or `accelerate launch $(which psr) {cmd} ...`); configs for cpu_ddp, deepspeed_zero2, "
-    "deepspeed_zero3 and fsdp ship in configs/accelerate/ (on CPU use cpu_ddp.yaml: `accelerate launch --cpu` "
+    "deepspeed_zero3 and fsdp ship in configs/accelerate/, with ddp_2x8 and deepspeed_zero3_2x8 for two 8-GPU "
+    "boxes (--machine_rank, --main_process_ip) and deepspeed_zero3_offload (72B full fine-tuning) "
+    "(on CPU use cpu_ddp.yaml: `accelerate launch --cpu` "
     "starts a single process). GPU: bf16 and gradient checkpointing; CPU: fp32. "
     "Writes to -o DIR: the model (weights, tokenizer, chat template), psr_config.json (the resolved config, "
     "written last), metrics.jsonl (one line per optimizer step), and DIR/checkpoints/ while training: rerunning "
