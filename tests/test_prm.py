@@ -167,6 +167,42 @@ def test_lora_training_writes_a_plain_merged_prm(tiny_model_dir, tmp_path):
     assert scorer.score(item) != base.score(item)  # the adapter was merged into the weights
 
 
+@pytest.mark.slow
+def test_held_out_eval_under_two_processes_matches_one_process(tiny_model_dir, tmp_path):
+    """Every rank takes part in the eval forwards (ZeRO-3 / FSDP hang otherwise); the gathered metric is the
+    single-process one. lr 0 keeps the weights at their start, so the after-training eval must match too."""
+    import os
+    import shutil
+    import subprocess
+
+    data = write_jsonl(tmp_path / "train.jsonl", doubling_examples(26, seed=3))  # 13 held out: uneven shards
+    cfg = TrainConfig(model=tiny_model_dir, output=str(tmp_path / "one"), max_steps=2, learning_rate=0.0,
+                      batch_size=4, per_device_batch_size=2, save_steps=1000)
+    train_prm.run([data], cfg, eval_fraction=0.5)
+    accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable))
+    config = os.path.join(os.path.dirname(__file__), "..", "configs", "accelerate", "cpu_ddp.yaml")
+    run = subprocess.run([accelerate, "launch", "--config_file", config, "--num_processes", "2", "-m", "psr.cli",
+                          "train-prm", "-i", data, "-o", str(tmp_path / "two"), "--model", tiny_model_dir,
+                          "--max-steps", "2", "--lr", "0", "--batch-size", "4", "--per-device-batch-size", "2",
+                          "--save-steps", "1000", "--eval-fraction", "0.5"],
+                         capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1", "PSR_QUIET": "0"},
+                         timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    # Both ranks ran eval forwards (shards of 7 and 6), before and after training: on rank 0 alone, ZeRO-3 hangs.
+    assert run.stderr.count("rank 0 of 2: scored 7 of 13 held-out examples") == 2
+    assert run.stderr.count("rank 1 of 2: scored 6 of 13 held-out examples") == 2
+
+    def evals(name):
+        return [m for m in map(json.loads, open(tmp_path / name / "metrics.jsonl")) if "eval_auc" in m]
+
+    one, two = evals("one"), evals("two")
+    assert [m["step"] for m in two] == [0, 2]  # written once (by rank 0), before and after training
+    assert one[0]["eval_steps"] > 13  # every held-out step of all 13 examples, not one rank's share
+    for a, b in zip(one, two, strict=True):
+        assert b["eval_steps"] == a["eval_steps"]
+        assert b["eval_accuracy"] == pytest.approx(a["eval_accuracy"]) and b["eval_auc"] == pytest.approx(a["eval_auc"])
+
+
 def test_auc_matches_a_hand_count():
     assert prm_training.auc([0.9, 0.8, 0.3, 0.1], [True, True, False, False]) == 1.0
     assert prm_training.auc([0.1, 0.2, 0.8, 0.9], [True, True, False, False]) == 0.0

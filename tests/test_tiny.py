@@ -104,3 +104,10 @@ def test_script_entry(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main([str(tmp_path / "x"), "--num-heads", "4"])
     assert exc.value.code == 2 and "head_dim" in capsys.readouterr().err
+
+
+def test_named_size_sets_the_shape_and_flags_override_its_parts(tmp_path):
+    main([str(tmp_path / "m"), "--size", "50m", "--num-layers", "1"])  # the GPU smoke's width, one layer
+    conf = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert (conf["hidden_size"], conf["num_attention_heads"], conf["num_hidden_layers"]) == (512, 8, 1)
+    assert conf["intermediate_size"] == 4 * 512

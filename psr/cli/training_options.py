@@ -16,7 +16,9 @@ from psr.training.common import TrainConfig
 LAUNCH_HELP = (
     "Several GPUs or CPU processes: `accelerate launch --config_file configs/accelerate/ddp.yaml -m psr.cli "
     "{cmd} -i FILE ...` (or `accelerate launch $(which psr) {cmd} ...`); configs for cpu_ddp, deepspeed_zero2, "
-    "deepspeed_zero3 and fsdp ship in configs/accelerate/ (on CPU use cpu_ddp.yaml: `accelerate launch --cpu` "
+    "deepspeed_zero3 and fsdp ship in configs/accelerate/, with ddp_2x8 and deepspeed_zero3_2x8 for two 8-GPU "
+    "boxes (--machine_rank, --main_process_ip) and deepspeed_zero3_offload (72B full fine-tuning) "
+    "(on CPU use cpu_ddp.yaml: `accelerate launch --cpu` "
     "starts a single process). GPU: bf16 and gradient checkpointing; CPU: fp32. "
     "Writes to -o DIR: the model (weights, tokenizer, chat template), psr_config.json (the resolved config, "
     "written last), metrics.jsonl (one line per optimizer step), and DIR/checkpoints/ while training: rerunning "
@@ -46,6 +48,10 @@ GradCkpt = Annotated[bool | None, typer.Option("--gradient-checkpointing/--no-gr
 Lora = Annotated[bool, typer.Option("--lora", help="Train a LoRA adapter (peft, all linear layers) and merge it "
                                     "into the saved model.")]
 LoraR = Annotated[int, typer.Option("--lora-r", help="LoRA rank.")]
+ReportTo = Annotated[str, typer.Option("--report-to", help="Also log the training metrics to: none | wandb "
+                                       "(WANDB_PROJECT, WANDB_MODE=offline, ... from the environment) | tensorboard "
+                                       "(to DIR/runs, or $TENSORBOARD_LOGGING_DIR). metrics.jsonl is written "
+                                       "either way.")]
 LoraAlpha = Annotated[int, typer.Option("--lora-alpha", help="LoRA alpha.")]
 
 
@@ -82,6 +88,7 @@ def train_job(
     lora_r: LoraR = 16,
     lora_alpha: LoraAlpha = 32,
     trust_remote_code: O.TrustRemoteCode = False,
+    report_to: ReportTo = "none",
 ) -> TrainJob:
     check_numbers(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
                   per_device_batch_size=per_device_batch_size, max_length=max_length, warmup=warmup,
@@ -93,7 +100,7 @@ def train_job(
                       seed=seed, lr_scheduler=lr_scheduler, warmup=warmup, save_steps=save_steps,
                       keep_checkpoints=keep_checkpoints, resume=resume, overwrite=overwrite, max_steps=max_steps,
                       gradient_checkpointing=gradient_checkpointing, dtype=dtype, trust_remote_code=trust_remote_code,
-                      lora=lora, lora_r=lora_r, lora_alpha=lora_alpha)
+                      lora=lora, lora_r=lora_r, lora_alpha=lora_alpha, report_to=report_to)
     return TrainJob(inputs or ["-"], cfg, limit)
 
 

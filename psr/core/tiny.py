@@ -8,7 +8,7 @@ tokenizer as ``Qwen2Tokenizer``, which rebuilds the pipeline from vocab + merges
 normalizer (NFC), pre-tokenizer (the Qwen split regex, then ByteLevel without its own regex) and
 ByteLevel decoder. Training with exactly that pipeline keeps token ids identical after a reload.
 
-Script: ``python -m psr.core.tiny OUT_DIR [--seed N] [--hidden-size 64] ...``
+Script: ``python -m psr.core.tiny OUT_DIR [--seed N] [--size tiny|50m] [--hidden-size 64] ...``
 """
 
 from __future__ import annotations
@@ -46,6 +46,14 @@ CHAT_TEMPLATE = (
     "{%- endfor %}"
     "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
 )
+
+# Named shapes for ``build_tiny_model(out, **MODEL_SIZES[name])`` and ``--size``. "tiny" (~0.2M parameters)
+# is the tests' default; "50m" (~51M: 12 layers of width 512) is the GPU smoke's (bench/gpu_smoke.py),
+# big enough that a GPU step is bound by its matrix products rather than Python.
+MODEL_SIZES: dict[str, dict[str, int]] = {
+    "tiny": dict(hidden_size=64, num_layers=2, num_heads=2),
+    "50m": dict(hidden_size=512, num_layers=12, num_heads=8),
+}
 
 _NAMES = ["Ann", "Bob", "Chen", "Dana", "Eli", "Fatima", "Goro", "Hana", "Ivan", "Jia", "Kofi", "Lena", "Maria",
           "Noah", "Olga", "Priya", "Quinn", "Ravi", "Sofia", "Tom"]
@@ -187,15 +195,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("out_dir")
     p.add_argument("--seed", type=int, default=0, help="weights seed (default 0)")
     p.add_argument("--vocab-size", type=int, default=1024, help="default 1024")
-    p.add_argument("--hidden-size", type=int, default=64, help="default 64")
-    p.add_argument("--num-layers", type=int, default=2, help="default 2")
-    p.add_argument("--num-heads", type=int, default=2, help="default 2 (head_dim = hidden/heads must be >= 32)")
+    p.add_argument("--size", choices=sorted(MODEL_SIZES), default="tiny",
+                   help="named shape (default tiny); the three flags below override its parts")
+    p.add_argument("--hidden-size", type=int, help="default: the size's (tiny: 64)")
+    p.add_argument("--num-layers", type=int, help="default: the size's (tiny: 2)")
+    p.add_argument("--num-heads", type=int, help="default: the size's (tiny: 2); head_dim = hidden/heads must be "
+                   ">= 32")
     p.add_argument("--intermediate-size", type=int, default=None, help="default 4 x hidden")
     p.add_argument("--max-position-embeddings", type=int, default=2048, help="default 2048")
     a = p.parse_args(argv)
+    shape = {**MODEL_SIZES[a.size], **{k: v for k in ("hidden_size", "num_layers", "num_heads")
+                                       if (v := getattr(a, k)) is not None}}
     try:
-        out = build_tiny_model(a.out_dir, seed=a.seed, vocab_size=a.vocab_size, hidden_size=a.hidden_size,
-                               num_layers=a.num_layers, num_heads=a.num_heads,
+        out = build_tiny_model(a.out_dir, seed=a.seed, vocab_size=a.vocab_size, **shape,
                                intermediate_size=a.intermediate_size,
                                max_position_embeddings=a.max_position_embeddings)
     except ValueError as e:

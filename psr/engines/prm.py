@@ -194,7 +194,11 @@ class PRMScorer:
         was_training = self.model.training
         self.model.eval()
         try:
-            with torch.inference_mode():
+            # no_grad, not inference_mode: train-prm scores its held-out split between training steps, and
+            # under ZeRO-3 the parameters gathered in an inference-mode forward become inference tensors that
+            # the next training step cannot save for backward (DeepSpeed + Trainer: "Inference tensors cannot be
+            # saved for backward").
+            with torch.no_grad():
                 for start in range(0, len(order), self.batch_size):
                     idx = [i for i in order[start:start + self.batch_size] if encoded[i][1]]
                     if not idx:

@@ -59,6 +59,7 @@ class TrainConfig:
     lora_alpha: int = 32
     lora_dropout: float = 0.05
     logging_steps: int = 1
+    report_to: str = "none"  # none | wandb | tensorboard: TrainingArguments.report_to (TRL logs there)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -196,6 +197,26 @@ def checkpoints_dir(cfg: TrainConfig) -> str:
     return os.path.join(cfg.output, CHECKPOINTS)
 
 
+REPORT_TO = {"none": None, "wandb": "wandb", "tensorboard": "tensorboard"}  # value -> the module it needs
+
+
+def report_to(cfg: TrainConfig) -> str:
+    """``--report-to`` checked up front: a missing logging library is a one-line error, not the Trainer's."""
+    if cfg.report_to not in REPORT_TO:
+        raise InputError(f"--report-to must be one of {', '.join(REPORT_TO)}, got {cfg.report_to!r}")
+    needs = REPORT_TO[cfg.report_to]
+    if needs is not None:
+        import importlib.util
+
+        if importlib.util.find_spec(needs) is None and not (needs == "tensorboard"
+                                                            and importlib.util.find_spec("tensorboardX")):
+            raise InputError(f"--report-to {cfg.report_to} needs the {needs} package (pip install {needs})")
+    if cfg.report_to == "tensorboard":
+        # transformers' default is under output_dir, DIR/checkpoints/, which is removed after a finished run.
+        os.environ.setdefault("TENSORBOARD_LOGGING_DIR", os.path.join(cfg.output, "runs"))
+    return cfg.report_to
+
+
 def trainer_kwargs(cfg: TrainConfig) -> dict[str, Any]:
     """Arguments common to SFTConfig and DPOConfig (both are transformers TrainingArguments)."""
     gpu = on_gpu()
@@ -222,7 +243,7 @@ def trainer_kwargs(cfg: TrainConfig) -> dict[str, Any]:
         save_steps=cfg.save_steps,
         save_total_limit=1,
         logging_steps=cfg.logging_steps,
-        report_to="none",
+        report_to=report_to(cfg),
         disable_tqdm=os.environ.get("PSR_QUIET") == "1",
         dataloader_num_workers=0,
         remove_unused_columns=False,

@@ -125,9 +125,31 @@ def auc(scores: list[float], labels: list[bool]) -> float | None:
     return (rank_sum - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))
 
 
+def score_sharded(scorer: PRMScorer, items: list[tuple[str, list[str]]]) -> list[list[float]]:
+    """``scorer.score(items)`` with the items split over the processes of an ``accelerate launch``.
+
+    Every process must call it: under ZeRO-3 and FSDP each forward gathers parameters from all ranks, so a
+    forward on one rank alone waits for the others forever. Each rank scores one contiguous shard of the
+    same length (the last shard is padded with copies, dropped again), hence the same number of forward
+    batches everywhere; the shards are gathered back in rank order, so every rank returns all scores.
+    """
+    n = common.world_size()
+    if n == 1:
+        return scorer.score(items)
+    from accelerate.utils import gather_object
+
+    per = -(-len(items) // n)
+    mine = items[common.rank() * per:(common.rank() + 1) * per]
+    probs = scorer.score(mine + [items[-1]] * (per - len(mine)))[:len(mine)]
+    info(f"rank {common.rank()} of {n}: scored {len(mine)} of {len(items)} held-out examples")
+    return gather_object(probs)
+
+
 def evaluate(scorer: PRMScorer, examples: list[dict]) -> dict:
-    """Step-level accuracy (P(+) > 0.5 vs label) and AUC over every step of ``examples``."""
-    probs = scorer.score([(r["prompt"], r["completions"]) for r in examples])
+    """Step-level accuracy (P(+) > 0.5 vs label) and AUC over every step of ``examples``.
+
+    Under ``accelerate launch`` every process calls it and gets the same result (see score_sharded)."""
+    probs = score_sharded(scorer, [(r["prompt"], r["completions"]) for r in examples])
     scores = [p for ps in probs for p in ps]
     labels = [y for r, ps in zip(examples, probs, strict=True) for y in r["labels"][:len(ps)]]
     acc = sum((s > 0.5) == y for s, y in zip(scores, labels, strict=True)) / len(scores) if scores else None
@@ -236,15 +258,17 @@ def train(examples: list[dict], cfg: TrainConfig, fmt: PRMFormat, eval_fraction:
     found: dict = {}
 
     class EvalSplit(TrainerCallback):
-        """Step-level accuracy / AUC on the eval split, on the main process, before and after training."""
+        """Step-level accuracy / AUC on the eval split, before and after training: every process scores its
+        share (ZeRO-3 / FSDP need all ranks in each forward), the main process writes the line."""
 
         def _eval(self, state, model):
-            if not state.is_world_process_zero or not eval_ex:
+            if not eval_ex:
                 return
             scorer = PRMScorer(model, tok, fmt, batch_size=cfg.per_device_batch_size * 4, max_length=cfg.max_length)
             found.update(evaluate(scorer, eval_ex))
-            with open(metrics_path, "a") as fh:
-                fh.write(json.dumps({"step": state.global_step, **found}) + "\n")
+            if state.is_world_process_zero:
+                with open(metrics_path, "a") as fh:
+                    fh.write(json.dumps({"step": state.global_step, **found}) + "\n")
 
         def on_train_begin(self, args, state, control, model=None, **kw):
             if state.global_step == 0:
