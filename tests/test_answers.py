@@ -3,17 +3,9 @@ import os
 
 import pytest
 
-from psr.core.answers import (
-    extract_answer,
-    find_boxed,
-    normalize,
-    qwen_extract_answer,
-    qwen_strip_string,
-    split_top_level,
-    strip_thousands,
-    strip_units,
-    word_to_number,
-)
+from psr.core.answers import extract_answer, find_boxed
+from psr.core.normalize import normalize, split_top_level, strip_thousands, strip_units
+from psr.core.qwen_eval import qwen_extract_answer, qwen_strip_string, word_to_number
 
 
 def _bench(bench_dir, name):

@@ -88,8 +88,9 @@ def run(io: IOConfig, grader: str = "default", *, timeout: float = DEFAULT_TIMEO
                     next_out += 1
                 advance()
 
+            questions = [r.get("question") if isinstance(r.get("question"), str) else None for r in recs]
             grade_many([r["output"] for r in recs], [r["answer"] for r in recs], grader, timeout=timeout,
-                       workers=workers, on_result=on_result)
+                       workers=workers, questions=questions, on_result=on_result)
     # the summary covers the whole output file, records of earlier (resumed) runs included
     everything = graded if io.output == "-" or not done_before else _read_output(io.output)
     summary = summarize([r for r in everything if r is not None], grader)
