@@ -59,9 +59,26 @@ def _choice_letter(output: str) -> str | None:
     return got[0] if got and isinstance(got[0], str) else None
 
 
+MAX_NESTING = 100  # brackets deeper than this are no answer a parser should spend seconds on
+
+
+def nesting(s: str) -> int:
+    depth = deepest = 0
+    for c in s:
+        if c in "([{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in ")]}":
+            depth -= 1
+    return deepest
+
+
 def grade_default(output: str, gold: str, extract: bool = True, question: str | None = None,
                   on_pred: OnPred = _noop) -> Grade:
     pred = extract_answer(output) if extract else output.strip()
+    if pred is not None and nesting(pred) > MAX_NESTING:  # 100k nested brackets: say so, at once
+        on_pred(pred[:200])
+        return Grade(pred[:200], False, f"error: brackets nested deeper than {MAX_NESTING}")
     gold_choice = _CHOICE.fullmatch(normalize(gold).upper()) if len(gold.strip()) <= 8 else None
     if extract and gold_choice and not (pred and _CHOICE.fullmatch(normalize(pred).upper())):
         pred = _choice_letter(output) or pred

@@ -123,7 +123,7 @@ def normalize(s: str, drop_label: bool = True) -> str:
 
 
 # a name standing for the answer: x, x_1, y_{2}, f(x), W(n), AB, |AB|, \angle ABC, (x, y), a:b names
-_LABEL = re.compile(r"\s*(?:\\?[a-zA-Z]{1,3}(?:_\{?\w+\}?)?(?:\^\{?\w+\}?)?(?:\([a-zA-Z, ]*\))?|\|[A-Za-z]{1,3}\|"
+_LABEL = re.compile(r"\s*(?:\\?[a-zA-Z]{1,3}(?:_\{?\w+\}?)?(?:\^\{?-?\w+\}?)?(?:\([a-zA-Z, ]*\))?|\|[A-Za-z]{1,3}\|"
                     r"|\\angle\s*[A-Z]{1,3}|\([a-zA-Z](?:\s*,\s*[a-zA-Z])+\)"
                     r"|[A-Za-z]{1,2}(?:_\{?\w+\}?)?\s*:\s*[A-Za-z]{1,2}(?:_\{?\w+\}?)?"
                     r"|\\frac\{[A-Za-z]{1,3}\}\{[A-Za-z]{1,3}\})\s*")
