@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import re
 
+from psr.core.normalize import is_label
+
 _BOX = re.compile(r"\\(?:boxed|fbox)(?![a-zA-Z])")
 
 
@@ -97,15 +99,25 @@ _SECTION = re.compile(r"(?m)^[ \t]*#+[ \t]*(?:Final )?Answer[ \t]*:?[ \t]*$")
 _MATH_SPAN = re.compile(r"\$\$(.+?)\$\$|(?<![\\$])\$((?:\\\$|[^$\n])+?)(?<!\\)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.S)
 _SPAN = r"(?:\$[^$]+\$|\\\(.+?\\\))"
 _JOINED_SPANS = re.compile(_SPAN + r"(?:\s*(?:,|and|or|,\s*and)\s*" + _SPAN + r")+")
+_CALCULATOR = re.compile(r"<<[^<>\n]{0,200}>>")  # GSM8K's calculator marks: "= <<9+6=15>>15"
+_SPAN_JOIN = re.compile(r"[ \t]*\n?[ \t]*(?:,|,?\s*and|,?\s*or)[ \t]*\n?[ \t]*")
+_ROWS = re.compile(r"\\begin\{(aligned|align\*?|gathered|array|split|eqnarray\*?)\}(?:\{[^{}]*\})?(.*)\\end\{\1\}", re.S)
 _JUNK = re.compile(r"<\|im_(?:start|end)\|>.*|<\|endoftext\|>.*|\s*I hope it is correct\.?.*", re.S)
 NUMBER = r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:[.,]\d+)?(?:\s*/\s*\d+)?(?:\s*(?:\\?%|percent\b))?|-?\.\d+"
 _NUMBER = re.compile(r"(?<![\w.])(?:" + NUMBER + r")(?!\d)")
+_RESTATED = [re.compile(p + r"[$€£]?\s*(" + NUMBER + r")(?![\d,.]\d|\d|\s*(?:[-+*=×(]|[/x]\s*\d))") for p in (
+    r"=\s*", r"round(?:s|ed|ing)?(?: up| down)? to (?:about )?", r"which is ")]
 _STEP_MARKER = re.compile(r"(?m)^[ \t>#*_]*Step[ \t]*\d+[ \t]*[:.)]")
 _ANSWERISH = re.compile(r"\d|\\|\$|^[A-Za-z]$|^\(?[A-E]\)?$")
 
 
 def _math_content(m: re.Match) -> str:
-    return next(g for g in m.groups() if g is not None).strip()
+    s = next(g for g in m.groups() if g is not None).strip()
+    rows = _ROWS.fullmatch(s)
+    if rows:  # a derivation: its last row ("x & = 9") holds the result
+        last = [r for r in re.split(r"\\\\", rows.group(2)) if r.strip(" \n.,")][-1:]
+        s = re.sub(r"^\s*=", "", last[0].replace("&", "")).strip(" \n.,") if last else s
+    return s
 
 
 def _answer_in_prose(tail: str) -> str:
@@ -156,20 +168,30 @@ def _phrase_candidates(text: str) -> list[tuple[int, str]]:
 def _last_inline_math_or_number(text: str) -> str | None:
     text = _JUNK.sub("", _STEP_MARKER.sub(" ", text))
     spans = [m for m in _MATH_SPAN.finditer(text) if re.search(r"[\d=<>\\]", _math_content(m))
-             and not re.match(r"[\d.,]+\s+[a-zA-Z]", _math_content(m))]  # "$5 and $6": money, not math
+             and not re.match(r"[\d.,]+\s+[a-zA-Z]", _math_content(m))  # "$5 and $6": money, not math
+             and not is_label(_math_content(m))]  # "the values of $\angle BAC$": a name, not a value
     nums = list(_NUMBER.finditer(_strip_math(text)))
     if spans and (not nums or spans[-1].start() > nums[-1].start()):
-        return _math_content(spans[-1])
+        group = [spans[-1]]  # "the values are $n=69$ and $n=84$.": one answer set
+        for prev in reversed(spans[:-1]):
+            if not _SPAN_JOIN.fullmatch(text[prev.end():group[0].start()]):
+                break
+            group.insert(0, prev)
+        return ", ".join(_math_content(m) for m in group)
     if not nums:
         return None
-    # "so 9 + 6 = 15 liters of the 24": the value the last line computes, not its last number
+    # "so 9 + 6 = 15 liters of the 24": the value the last line computes, not its last number, unless
+    # the line goes on to round it ("= 15.36 minutes, which rounds down to 15")
     last_line = text.rstrip()[text.rstrip().rfind("\n") + 1:]
-    computed = re.search(r"=\s*(?:<<[^>]*>>)?\s*[$€£]?\s*(" + NUMBER + r")(?!.*=)", last_line)
+    last_line = re.split(r"(?<=[.!?])\s+(?=[A-Z])", last_line)[-1]  # its last sentence
+    said = [m for rx in _RESTATED for m in rx.finditer(last_line)]
+    computed = max(said, key=lambda m: m.start(1), default=None)
     return (computed.group(1) if computed else nums[-1].group(0)).rstrip(",")
 
 
 def extract_answer(text: str, use_last_number: bool = True) -> str | None:
     """The final answer in model text, as written (not normalized); None if there is none."""
+    text = _CALCULATOR.sub("", text)
     candidates = _phrase_candidates(text)
     boxes = find_boxes(text)
     if boxes:

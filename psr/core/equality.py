@@ -192,9 +192,9 @@ def _equal_one(pred: str, gold: str, percent_question: bool, depth: int) -> bool
     elif rg and not is_label(rg[0]):
         return False  # "7 = 11a+c" is not "11a+c" (math-verify strips that left side)
     elif rp and not is_label(rp[0]):
-        if re.search(r"[a-zA-Z]", re.sub(r"\\[a-zA-Z]+", "", rp[0])):
-            return False  # "x + y = 5" is not "5"
-        np_ = rp[1]  # "\frac12 \cdot 3 = 1.5": a computation and its value
+        if re.search(r"[a-zA-Z]", re.sub(r"\\(?:frac|sqrt|pi|cdot|times|circ)", "", rp[1])):
+            return False  # "x + y = 2z" is not "2z"
+        np_ = normalize(rp[1])  # "f(9)-f(3) = 210", "\frac12 \cdot 3 = 1.5": what it computes, and the value
     # benchmark golds are Qwen-stripped (benchmarks README): compare in that form too, without the
     # unit-word removal that mangles single letters
     qp, qg = qwen_strip_string(pred, skip_unit=True), qwen_strip_string(gold, skip_unit=True)

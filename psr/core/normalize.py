@@ -107,11 +107,12 @@ def normalize(s: str, drop_label: bool = True) -> str:
     s = strip_units(s)
     s = strip_text_commands(s)
     s = s.rstrip(".").strip()
+    s = _DOMAIN.sub("", s)
     if drop_label:
         s = label_value(s)
-    m = re.match(r"^[a-zA-Z]\s*\\in\s*(.+)$", s)
-    if m:
-        s = m.group(1)
+    m = re.match(r"^(.+?)\\in\s*(.+)$", s)
+    if m and is_label(m.group(1)):
+        s = m.group(2)
     s = strip_thousands(s)
     s = re.sub(r"\s+", "", s)
     s = re.sub(r"\\sqrt(\w)", r"\\sqrt{\1}", s)
@@ -126,7 +127,10 @@ def normalize(s: str, drop_label: bool = True) -> str:
 _LABEL = re.compile(r"\s*(?:\\?[a-zA-Z]{1,3}(?:_\{?\w+\}?)?(?:\^\{?-?\w+\}?)?(?:\([a-zA-Z, ]*\))?|\|[A-Za-z]{1,3}\|"
                     r"|\\angle\s*[A-Z]{1,3}|\([a-zA-Z](?:\s*,\s*[a-zA-Z])+\)"
                     r"|[A-Za-z]{1,2}(?:_\{?\w+\}?)?\s*:\s*[A-Za-z]{1,2}(?:_\{?\w+\}?)?"
-                    r"|\\frac\{[A-Za-z]{1,3}\}\{[A-Za-z]{1,3}\})\s*")
+                    r"|\\frac\{[A-Za-z]{1,3}\}\{[A-Za-z]{1,3}\}|[A-Za-z]{1,3}\s*/\s*[A-Za-z]{1,3})\s*")
+# "f(x)=x-1, x \in \mathbb{R}", "... \text{ for all } x": where an answer holds, not part of it
+_DOMAIN = re.compile(r"(?:,|\\quad|\s)\s*(?:\\forall\s*\w|\\text\{\s*for (?:all|every|any)\b|for (?:all|every) |"
+                     r"[a-z]\s*\\in\s*\\mathbb\{[RNZQC]\}\S*$).*$")
 _NOT_LABELS = {"\\pi", "\\infty", "e", "i"}
 
 
