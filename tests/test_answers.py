@@ -133,7 +133,7 @@ def test_qwen_extraction_reproduces_all_math_test_golds(bench_dir):
     # GSM8K's calculator marks are not answers
     ("so she has 8.\nThe answer is <<8=8>>8.", "8"),
     # a derivation in an aligned block: its last row
-    ("Hence\n$$\n\\begin{aligned}\n2 x-2 & =16 \\\\\nx & =9\n\\end{aligned}\n$$", "x =9"),
+    ("Hence\n$$\n\\begin{aligned}\n2 x-2 & =16 \\\\\nx & =9\n\\end{aligned}\n$$", "x  =9"),  # "&" dropped, spaces kept: normalize removes them
     # inline answers joined by "and"/"or" are one set; a bare name is not an answer
     ("the possible values are $n=69$ and $n=84$.", "n=69, n=84"),
     ("This proves $90^{\\circ}$ and $60^{\\circ}$ are the values of $\\angle BAC$.", "90^{\\circ}, 60^{\\circ}"),
