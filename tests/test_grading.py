@@ -78,6 +78,11 @@ QWEN_CASES = [  # the evaluator's documented verdicts, its leniencies included
     (r"\begin{pmatrix}1&2\\3&4\end{pmatrix}", r"\begin{pmatrix}1&2\\3&4\end{pmatrix}", True),
     ("x = 10", "10", True), ("1,000", "1000", True), (r"\frac{1}{2}", "0.5", True), ("10", "20", False),
     ("(2,1)", "(1,2)", False), (r"x^2+2x+1", "(x+1)^2", True), ("3", "2", False),
+    # where latex2sympy2_extended reads more than the evaluator's parsers, psr's qwen mode follows the
+    # evaluator: lists keep their order, "1:00" is no "12:00" (both 1/0 to the extended parser), no \cfrac
+    ("-2,1", "1,-2", False), ("1:00", "12:00", False), (r"\cfrac{1}{3}", "1/3", False),
+    # constants compare as floats with rel_tol 1e-4, underflow included
+    (r"27000-4500\pi", r"27001-4500\pi", True), (r"\frac{1}{2004!}", r"\frac{2}{2004!}", True),
 ]
 
 

@@ -34,8 +34,8 @@ CASES = [
     ("boxes, one answer wrong", r"The roots are $\boxed{5}$ and $\boxed{-1}$.", "-1, 6", False, False, False),
     (r"\text{ and }", r"$\boxed{3 \text{ and } 8}$", "3, 8", True, True, True),  # qwen: "38" vs "3,8", commas dropped
     (r"\quad", r"$\boxed{x = 2 \quad x = 9}$", "2, 9", True, False, False),
-    ("semicolon", r"$\boxed{4; 7}$", "4, 7", True, True, True),
-    (r"\text{ or }", r"$\boxed{10 \text{ or } 20}$", "10, 20", True, True, True),
+    ("semicolon", r"$\boxed{4; 7}$", "4, 7", True, False, True),  # qwen: "4;7" and "4,7" are two texts there
+    (r"\text{ or }", r"$\boxed{10 \text{ or } 20}$", "10, 20", True, False, True),
     (r"\pm vs a set", r"$\boxed{\pm 7}$", "-7, 7", True, False, True),  # qwen: "pm" is in its unit list
     (r"a set vs \pm", r"$\boxed{\{-3, 3\}}$", r"\pm 3", True, False, True),
     ("repeated tuples", r"$\boxed{(1, 4), (4, 1), (1,4)}$", "(4,1),(1,4)", True, False, True),
