@@ -11,7 +11,9 @@ second opinion from latex2sympy where math-verify rounds. What each rule is for 
   cannot be a thousands separator (not exactly three digits after it, or a leading ``0,``).
 * percent: ``50\\%`` equals 0.5 and 50; when the question asks for a percent, a bare number is read
   as a percent only (so 0.2 does not answer "what percent" with gold 20).
-* inequalities vs intervals: both sides turned into intervals (psr.core.normalize).
+* inequalities vs intervals: a gold inequality is answered by its interval (``k < -5`` by
+  ``(-\\infty,-5)``), two inequalities compare as intervals; a gold interval is not answered by an
+  inequality (the question asked for interval notation; math-verify decides the same).
 * equations: ``2x+4y-3=0`` vs ``y=-\\frac12x+\\frac34`` are equal when left minus right differ by a
   nonzero constant factor; an equation never equals a bare expression (``7 = 11a+c`` vs
   ``11a+c``: math-verify strips the left side there).
@@ -203,8 +205,10 @@ def _equal_one(pred: str, gold: str, percent_question: bool, depth: int) -> bool
     if gold == qwen_strip_string(gold) and qwen_strip_string(pred) == gold:
         return True  # a gold in the evaluator's form, mangled by its unit list ("\\pm" -> "\\", "(a+5)" -> "(+5)")
     ip, ig = inequality_interval(np_), inequality_interval(ng)
-    if (ip and ig) or (ip and _is_set(ng)) or (ig and _is_set(np_)):
-        return _equal(ip or np_, ig or ng, percent_question, depth + 1)
+    if ip and ig or ig and _is_set(np_):
+        return _equal(ip, ig, percent_question, depth + 1) if ip else _equal(np_, ig, percent_question, depth + 1)
+    if ip and _is_set(ng):
+        return False  # an inequality does not answer "in interval notation" (math-verify's rule too)
     bp_, bg_ = _BASE.fullmatch(np_), _BASE.fullmatch(ng)
     if bp_ or bg_:  # "1101_4": digits and base must both agree (a missing base is taken as the gold's)
         dp, basep = (bp_.group(1), bp_.group(2)) if bp_ else (np_, None)
