@@ -130,6 +130,10 @@ def test_qwen_extraction_reproduces_all_math_test_golds(bench_dir):
     ("Each serving is 768 / 50 = 15.36 minutes, which rounds down to 15 minutes", "15"),
     ("She runs 6/3=.5 hour which is 30 minutes.", "30"),
     ("The yearly payment is $1500 * 12 = $18,000/year", "18,000"),
+    # a sentence that ends in several values; GSM8K's "####" line
+    ("So x = 2 or x = 3.", "x = 2, x = 3"),
+    ("We add 3, 4 and 5.", "5"),
+    ("so she earns 72.\n#### 72\n\nI used 5 steps", "72"),
     # GSM8K's calculator marks are not answers
     ("so she has 8.\nThe answer is <<8=8>>8.", "8"),
     # a derivation in an aligned block: its last row

@@ -93,7 +93,7 @@ def _box_group(text: str, boxes: list[tuple[int, int, str]]) -> tuple[int, str]:
 
 _PHRASE = re.compile(
     r"(?:[Tt]he (?:final )?answer is|[Ff]inal [Aa]nswer\s*(?:is)?\s*[:：]?|(?:^|(?<=[\n.!>*#]))[ \t]*(?:\*\*)?[Aa]nswer(?:\*\*)?\s*[:：]"
-    r"|(?m:^[ \t>*_]*(?:\*\*)?[Aa]nswer(?:\*\*)?(?=[ \t]*[$\\]))|答案是)"
+    r"|(?m:^[ \t>*_]*(?:\*\*)?[Aa]nswer(?:\*\*)?(?=[ \t]*[$\\]))|(?m:^[ \t]*####)|答案是)"
     r"(?:\s*\*\*)?\s*[:：]?\s*(?:\*\*\s*)?")
 _SECTION = re.compile(r"(?m)^[ \t]*#+[ \t]*(?:Final )?Answer[ \t]*:?[ \t]*$")
 _MATH_SPAN = re.compile(r"\$\$(.+?)\$\$|(?<![\\$])\$((?:\\\$|[^$\n])+?)(?<!\\)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.S)
@@ -105,6 +105,8 @@ _ROWS = re.compile(r"\\begin\{(aligned|align\*?|gathered|array|split|eqnarray\*?
 _JUNK = re.compile(r"<\|im_(?:start|end)\|>.*|<\|endoftext\|>.*|\s*I hope it is correct\.?.*", re.S)
 NUMBER = r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:[.,]\d+)?(?:\s*/\s*\d+)?(?:\s*(?:\\?%|percent\b))?|-?\.\d+"
 _NUMBER = re.compile(r"(?<![\w.])(?:" + NUMBER + r")(?!\d)")
+_VALUE = r"(?:[a-z]\s*=\s*)?(?:" + NUMBER + r")"
+_LISTED = re.compile(r"(?<![\w.=+*/-])" + _VALUE + r"(?:\s*(?:,|,?\s*and|,?\s*or)\s*" + _VALUE + r")+\s*\.?\s*$")
 _RESTATED = [re.compile(p + r"[$€£]?\s*(" + NUMBER + r")(?![\d,.]\d|\d|\s*(?:[-+*=×(]|[/x]\s*\d))") for p in (
     r"=\s*", r"round(?:s|ed|ing)?(?: up| down)? to (?:about )?", r"which is ")]
 _STEP_MARKER = re.compile(r"(?m)^[ \t>#*_]*Step[ \t]*\d+[ \t]*[:.)]")
@@ -184,6 +186,10 @@ def _last_inline_math_or_number(text: str) -> str | None:
     # the line goes on to round it ("= 15.36 minutes, which rounds down to 15")
     last_line = text.rstrip()[text.rstrip().rfind("\n") + 1:]
     last_line = re.split(r"(?<=[.!?])\s+(?=[A-Z])", last_line)[-1]  # its last sentence
+    listed = _LISTED.search(last_line)
+    if listed and ("=" in listed.group(0) or re.search(r"\bor\b", listed.group(0))):
+        # "so x = 2 or x = 3.", "it is 4 or 5": the sentence ends in several values
+        return ", ".join(m.group(0).strip() for m in re.finditer(_VALUE, listed.group(0)))
     said = [m for rx in _RESTATED for m in rx.finditer(last_line)]
     computed = max(said, key=lambda m: m.start(1), default=None)
     return (computed.group(1) if computed else nums[-1].group(0)).rstrip(",")
