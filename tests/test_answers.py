@@ -156,3 +156,23 @@ def test_step_markers_are_not_answers():
 
     assert extract_answer("Step 1: Tom starts with some apples") is None
     assert extract_answer("Step 1: 8 - 3 = 5.\nStep 2: then") == "5"
+
+
+HOSTILE = {
+    "unclosed boxes": "\\boxed{" * 16_000, "\\(": "\\(" * 30_000, "\\[": "\\[" * 30_000, "$$": "$$" * 20_000,
+    "phrases": "The answer is " * 20_000, "or-lists": "1 or " * 30_000, "comma digits": "1," * 50_000,
+    "spaces": " " * 100_000, "nested": "(" * 100_000, "labels": "x = 1 or " * 20_000,
+}
+
+
+def test_no_text_makes_extraction_slow():
+    # eval and search extract answers in their own process too: no shape may make that quadratic or
+    # exponential (these took from 25 s to hours before); the thread only guards against a hang
+    import threading
+
+    done: dict = {}
+    t = threading.Thread(target=lambda: done.update({k: extract_answer(v) for k, v in HOSTILE.items()}), daemon=True)
+    t.start()
+    t.join(120)
+    assert not t.is_alive() and set(done) == set(HOSTILE)
+    assert done["unclosed boxes"] is None and done["or-lists"] == "1"

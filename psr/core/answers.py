@@ -25,6 +25,7 @@ import re
 
 from psr.core.normalize import is_label
 
+TAIL = 20_000  # characters at the end of a text where phrases and inline answers are looked for
 _BOX = re.compile(r"\\(?:boxed|fbox)(?![a-zA-Z])")
 
 
@@ -96,17 +97,22 @@ _PHRASE = re.compile(
     r"|(?m:^[ \t>*_]*(?:\*\*)?[Aa]nswer(?:\*\*)?(?=[ \t]*[$\\]))|(?m:^[ \t]*####)|答案是)"
     r"(?:\s*\*\*)?\s*[:：]?\s*(?:\*\*\s*)?")
 _SECTION = re.compile(r"(?m)^[ \t]*#+[ \t]*(?:Final )?Answer[ \t]*:?[ \t]*$")
-_MATH_SPAN = re.compile(r"\$\$(.+?)\$\$|(?<![\\$])\$((?:\\\$|[^$\n])+?)(?<!\\)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.S)
+# a span's content never holds its own opening delimiter, so a text of 30,000 "\(" is scanned once, not
+# once per opening
+_MATH_SPAN = re.compile(r"\$\$((?:(?!\$\$).)+?)\$\$|(?<![\\$])\$((?:\\\$|[^$\n])+?)(?<!\\)\$"
+                        r"|\\\(((?:(?!\\\().)+?)\\\)|\\\[((?:(?!\\\[).)+?)\\\]", re.S)
 _SPAN = r"(?:\$[^$]+\$|\\\(.+?\\\))"
 _JOINED_SPANS = re.compile(_SPAN + r"(?:\s*(?:,|and|or|,\s*and)\s*" + _SPAN + r")+")
 _CALCULATOR = re.compile(r"<<[^<>\n]{0,200}>>")  # GSM8K's calculator marks: "= <<9+6=15>>15"
 _SPAN_JOIN = re.compile(r"[ \t]*\n?[ \t]*(?:,|,?\s*and|,?\s*or)[ \t]*\n?[ \t]*")
 _ROWS = re.compile(r"\\begin\{(aligned|align\*?|gathered|array|split|eqnarray\*?)\}(?:\{[^{}]*\})?(.*)\\end\{\1\}", re.S)
-_JUNK = re.compile(r"<\|im_(?:start|end)\|>.*|<\|endoftext\|>.*|\s*I hope it is correct\.?.*", re.S)
+_JUNK = re.compile(r"<\|im_(?:start|end)\|>.*|<\|endoftext\|>.*|I hope it is correct\.?.*", re.S)
 NUMBER = r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:[.,]\d+)?(?:\s*/\s*\d+)?(?:\s*(?:\\?%|percent\b))?|-?\.\d+"
 _NUMBER = re.compile(r"(?<![\w.])(?:" + NUMBER + r")(?!\d)")
-_VALUE = r"(?:[a-z]\s*=\s*)?(?:" + NUMBER + r")"
-_LISTED = re.compile(r"(?<![\w.=+*/-])" + _VALUE + r"(?:\s*(?:,|,?\s*and|,?\s*or)\s*" + _VALUE + r")+\s*\.?\s*$")
+# one reading per text: no decimal commas, and a comma before three digits is a thousands separator
+_VALUE = r"(?:[a-z]\s*=\s*)?-?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?(?:/\d+)?"
+_LISTED = re.compile(r"(?<![\w.=+*/-])" + _VALUE + r"(?:(?:\s*,(?!\d{3}(?!\d))\s*(?:(?:and|or)\s+)?|\s+(?:and|or)\s+)" + _VALUE
+                     + r")+\s*\.?\s*$")  # each separator one way only: no backtracking blow-up
 _RESTATED = [re.compile(p + r"[$€£]?\s*(" + NUMBER + r")(?![\d,.]\d|\d|\s*(?:[-+*=×(]|[/x]\s*\d))") for p in (
     r"=\s*", r"round(?:s|ed|ing)?(?: up| down)? to (?:about )?", r"which is ")]
 _STEP_MARKER = re.compile(r"(?m)^[ \t>#*_]*Step[ \t]*\d+[ \t]*[:.)]")
@@ -156,7 +162,7 @@ def _strip_math(s: str) -> str:
 
 def _phrase_candidates(text: str) -> list[tuple[int, str]]:
     out = []
-    for m in _PHRASE.finditer(text):
+    for m in list(_PHRASE.finditer(text))[-20:]:  # the last few: only the last one that holds an answer counts
         got = _answer_in_prose(text[m.end():m.end() + 2000])
         if got and _ANSWERISH.search(got):
             out.append((m.end(), got))
@@ -185,7 +191,7 @@ def _last_inline_math_or_number(text: str) -> str | None:
     # "so 9 + 6 = 15 liters of the 24": the value the last line computes, not its last number, unless
     # the line goes on to round it ("= 15.36 minutes, which rounds down to 15")
     last_line = text.rstrip()[text.rstrip().rfind("\n") + 1:]
-    last_line = re.split(r"(?<=[.!?])\s+(?=[A-Z])", last_line)[-1]  # its last sentence
+    last_line = re.split(r"(?<=[.!?])\s+(?=[A-Z])", last_line[-1000:])[-1]  # its last sentence
     listed = _LISTED.search(last_line)
     if listed and ("=" in listed.group(0) or re.search(r"\bor\b", listed.group(0))):
         # "so x = 2 or x = 3.", "it is 4 or 5": the sentence ends in several values
@@ -198,7 +204,10 @@ def _last_inline_math_or_number(text: str) -> str | None:
 def extract_answer(text: str, use_last_number: bool = True) -> str | None:
     """The final answer in model text, as written (not normalized); None if there is none."""
     text = _CALCULATOR.sub("", text)
-    candidates = _phrase_candidates(text)
+    # phrases, inline math and numbers are looked for near the end only (where answers are), so no
+    # text makes this slow; boxes anywhere (one linear pass)
+    start = max(0, len(text) - TAIL)
+    candidates = [(start + i, got) for i, got in _phrase_candidates(text[start:])]
     boxes = find_boxes(text)
     if boxes:
         candidates.append(_box_group(text, boxes))
@@ -207,5 +216,5 @@ def extract_answer(text: str, use_last_number: bool = True) -> str | None:
         inner = find_boxed(got)
         return inner if inner is not None else got
     if use_last_number:
-        return _last_inline_math_or_number(text)
+        return _last_inline_math_or_number(text[start:])
     return None
