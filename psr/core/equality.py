@@ -34,7 +34,8 @@ from psr.core.normalize import (
     split_top_level,
     strip_text_commands,
 )
-from psr.core.qwen_eval import qwen_strip_string, surely_different
+from psr.core.qwen_equal import surely_different
+from psr.core.qwen_eval import qwen_strip_string
 
 _INT = r"[+-]?\d+"
 _DEC = r"[+-]?(?:\d+\.\d*|\.\d+|\d+)"

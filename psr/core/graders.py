@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from psr.core.answers import extract_answer
 from psr.core.equality import answers_equal, mv
 from psr.core.normalize import normalize
-from psr.core.qwen_eval import qwen_extract_answer, qwen_math_equal, qwen_strip_string
+from psr.core.qwen_equal import qwen_math_equal
+from psr.core.qwen_eval import qwen_extract_answer, qwen_strip_string
 
 GRADERS = ("default", "qwen", "math-verify")
 OnPred = Callable[[str | None], None]
