@@ -3,17 +3,9 @@ import os
 
 import pytest
 
-from psr.core.answers import (
-    extract_answer,
-    find_boxed,
-    normalize,
-    qwen_extract_answer,
-    qwen_strip_string,
-    split_top_level,
-    strip_thousands,
-    strip_units,
-    word_to_number,
-)
+from psr.core.answers import extract_answer, find_boxed
+from psr.core.normalize import normalize, split_top_level, strip_thousands, strip_units
+from psr.core.qwen_eval import qwen_extract_answer, qwen_strip_string, word_to_number
 
 
 def _bench(bench_dir, name):
@@ -37,6 +29,12 @@ def test_find_boxed_handles_fbox_unbraced_and_escaped_braces():
 def test_find_boxed_skips_a_box_cut_off_by_the_token_limit():
     assert find_boxed(r"\boxed{7} and later \boxed{\frac{1}{") == "7"
     assert find_boxed("no box here") is None
+
+
+def test_find_boxes_is_linear_on_unclosed_boxes():
+    # 16,000 unclosed boxes took 77 s (each box re-scanned the rest of the text); one pass now
+    assert find_boxed("\\boxed{" * 16_000) is None
+    assert find_boxed("\\boxed{" * 16_000 + "\\boxed{3}") == "3"
 
 
 def test_extract_answer_fallbacks_in_order():
@@ -125,8 +123,56 @@ def test_qwen_extraction_reproduces_all_math_test_golds(bench_dir):
         assert qwen_strip_string(qwen_extract_answer(r["solution"])) == r["answer"], r["id"]
 
 
+@pytest.mark.parametrize("text, answer", [
+    # the value the last sentence computes, not its last number; a rounding after it wins
+    ("So 9 + 6 = <<9+6=15>>15 liters of the 24 liters.", "15"),
+    ("It costs 12 = 3 * 4. Therefore, there are 7 ways.", "7"),
+    ("Each serving is 768 / 50 = 15.36 minutes, which rounds down to 15 minutes", "15"),
+    ("She runs 6/3=.5 hour which is 30 minutes.", "30"),
+    ("The yearly payment is $1500 * 12 = $18,000/year", "18,000"),
+    # a sentence that ends in several values; GSM8K's "####" line
+    ("So x = 2 or x = 3.", "x = 2, x = 3"),
+    ("We add 3, 4 and 5.", "5"),
+    ("so she earns 72.\n#### 72\n\nI used 5 steps", "72"),
+    # GSM8K's calculator marks are not answers
+    ("so she has 8.\nThe answer is <<8=8>>8.", "8"),
+    # a derivation in an aligned block: its last row
+    ("Hence\n$$\n\\begin{aligned}\n2 x-2 & =16 \\\\\nx & =9\n\\end{aligned}\n$$", "x  =9"),  # "&" dropped, spaces kept: normalize removes them
+    # inline answers joined by "and"/"or" are one set; a bare name is not an answer
+    ("the possible values are $n=69$ and $n=84$.", "n=69, n=84"),
+    ("This proves $90^{\\circ}$ and $60^{\\circ}$ are the values of $\\angle BAC$.", "90^{\\circ}, 60^{\\circ}"),
+    # prose after a phrase: the value, not the sentence
+    ("Final Answer: The largest $n$ is 34.", "34"),
+    ("**Answer:** \\( 7 \\)", "7"),
+    ("We may check our answer: $3 = 3$. So $\\boxed{5}$.", "5"),  # "our answer:" is no answer line
+    ("The final answer is \\\"$12$ and $13$\\\". I hope it is correct.", "12, 13"),
+])
+def test_where_the_final_answer_is(text, answer):
+    assert extract_answer(text) == answer
+
+
 def test_step_markers_are_not_answers():
     from psr.core.answers import extract_answer
 
     assert extract_answer("Step 1: Tom starts with some apples") is None
     assert extract_answer("Step 1: 8 - 3 = 5.\nStep 2: then") == "5"
+
+
+HOSTILE = {
+    "unclosed boxes": "\\boxed{" * 16_000, "\\(": "\\(" * 30_000, "\\[": "\\[" * 30_000, "$$": "$$" * 20_000,
+    "phrases": "The answer is " * 20_000, "or-lists": "1 or " * 30_000, "comma digits": "1," * 50_000,
+    "spaces": " " * 100_000, "nested": "(" * 100_000, "labels": "x = 1 or " * 20_000,
+}
+
+
+def test_no_text_makes_extraction_slow():
+    # eval and search extract answers in their own process too: no shape may make that quadratic or
+    # exponential (these took from 25 s to hours before); the thread only guards against a hang
+    import threading
+
+    done: dict = {}
+    t = threading.Thread(target=lambda: done.update({k: extract_answer(v) for k, v in HOSTILE.items()}), daemon=True)
+    t.start()
+    t.join(120)
+    assert not t.is_alive() and set(done) == set(HOSTILE)
+    assert done["unclosed boxes"] is None and done["or-lists"] == "1"

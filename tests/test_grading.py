@@ -78,6 +78,11 @@ QWEN_CASES = [  # the evaluator's documented verdicts, its leniencies included
     (r"\begin{pmatrix}1&2\\3&4\end{pmatrix}", r"\begin{pmatrix}1&2\\3&4\end{pmatrix}", True),
     ("x = 10", "10", True), ("1,000", "1000", True), (r"\frac{1}{2}", "0.5", True), ("10", "20", False),
     ("(2,1)", "(1,2)", False), (r"x^2+2x+1", "(x+1)^2", True), ("3", "2", False),
+    # where latex2sympy2_extended reads more than the evaluator's parsers, psr's qwen mode follows the
+    # evaluator: lists keep their order, "1:00" is no "12:00" (both 1/0 to the extended parser), no \cfrac
+    ("-2,1", "1,-2", False), ("1:00", "12:00", False), (r"\cfrac{1}{3}", "1/3", False),
+    # constants compare as floats with rel_tol 1e-4, underflow included
+    (r"27000-4500\pi", r"27001-4500\pi", True), (r"\frac{1}{2004!}", r"\frac{2}{2004!}", True),
 ]
 
 
@@ -90,7 +95,7 @@ def test_qwen_grader_documented_verdicts():
 def test_math_verify_grader_and_missing_answers():
     got = grade_many([boxed(r"\frac{1}{2}"), boxed("3"), "I do not know.", "so it is 7"], ["0.5", "4", "1", "7"],
                      "math-verify", timeout=T)
-    assert [r.correct for r in got] == [True, False, False, False]
+    assert [r.correct for r in got] == [True, False, False, True]  # plain math-verify reads plain numbers too
     assert got[2].failure == "no answer" and got[2].pred is None
     default = grade_many(["I do not know.", "so it is 7"], ["1", "7"], "default", timeout=T)
     assert default[0].failure == "no answer" and default[1].correct  # the last-number fallback

@@ -16,11 +16,14 @@ HELP = "\n\n".join([
     "answer), e.g. psr eval predictions; writes each record back with pred (the extracted final answer), correct "
     "(true/false) and, for an item that could not be graded, grade_failure (\"no answer\", \"timeout\", "
     "\"error: ...\"; graded incorrect).",
-    "--grader default (math-verify plus normalization: fractions vs decimals, units, degrees, percent, intervals, "
-    "sets, tuples, matrices, text answers, thousands separators) | qwen (the Qwen2.5-Math evaluator's extraction "
-    "and math_equal, as in the paper's tables) | math-verify (plain math-verify).",
-    "Each item is graded in a worker process (--workers, default one per CPU) and given at most --timeout seconds "
-    "(default 3). A summary (accuracy, count, no answer, timeouts, errors; per benchmark when records have a "
+    "--grader default (psr's extraction and comparison on math-verify's parser: answer sections and lines, "
+    "several boxed answers as a set, fractions vs decimals, units, degrees, percent, inequalities vs intervals, "
+    "equations, sets, tuples, matrices, text answers, thousands separators and decimal commas; a record's question, "
+    "when it has one, says whether a percent is asked for) | qwen (the Qwen2.5-Math evaluator's extract_answer and "
+    "math_equal, as in the paper's tables) | math-verify (plain math-verify: verify(parse(\"$\"+gold+\"$\"), "
+    "parse(output))).",
+    "Each item, extraction included, is graded in a worker process (--workers, default one per CPU) and given at most "
+    "--timeout seconds (default 3); workers end with psr, even after kill -9. A summary (accuracy, count, no answer, timeouts, errors; per benchmark when records have a "
     "benchmark field) is printed on stderr and saved with --summary PATH.json. Resumes by id; --shard K/N, "
     "--limit N, --overwrite.",
 ])

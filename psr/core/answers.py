@@ -1,423 +1,220 @@
-"""Final answers: extract them from model text and normalize them for comparison.
+"""Where is the final answer in model text? psr's extraction, for the ``default`` grader.
 
-Two families live here:
+Candidates are found by kind and the one that starts last wins, so a later "the final answer is 7"
+beats an earlier intermediate ``\\boxed{}`` and a box written after "The answer is" beats the phrase.
+Each rule names the failure kind it exists for (issue 21):
 
-* psr's own extraction (``extract_answer``): the last ``\\boxed{...}``/``\\fbox{...}`` with brace
-  matching, then the usual phrases ("The answer is ...", "Final Answer: ..."), then the last number;
-  plus the normalization helpers that the ``default`` grader uses.
-* ``qwen_extract_answer`` / ``qwen_strip_string``: the Qwen2.5-Math evaluator's rules (its
-  ``evaluation/parser.py``), re-written from their documented behaviour, quirks included (the
-  benchmark golds in ../shared/benchmarks were produced by exactly these rules).
+* boxes (``\\boxed``/``\\fbox``, braces matched in one linear pass): the usual answer. Several boxes
+  in the final sentence joined only by "and", "or", commas, ``\\quad``, ``\\text{...}`` are one
+  answer set (``\\boxed{3} and \\boxed{4}``).
+* phrases: "The (final) answer is", "Answer:", "**Answer:**", "Final Answer:", "答案是", an
+  "Answer" line; when the phrase runs on as prose ("Final Answer: The largest n is 34.") the
+  answer is what follows its last "is", or its last math span or number.
+* PRM800K's ``# Answer`` section (the answer is the paragraph after the heading).
+* with none of those: the last inline math of the text (``We find that $x \\lt 3$.``, a matrix in
+  ``$...$``) unless a plain number comes after it, then the last number (fractions, percents,
+  thousands and decimal commas included), never a "Step n:" marker.
 
-Everything here is plain string work: nothing is evaluated.
+Choice letters ("Final answer is B", "A. Because ...") depend on the gold being a letter, so the
+grader handles them (psr.core.graders). Everything here is plain string work: nothing is evaluated.
 """
 
 from __future__ import annotations
 
-import functools
 import re
 
-# ---------------------------------------------------------------------------------------------
-# psr's extraction
+from psr.core.normalize import is_label
 
-_BOX = re.compile(r"\\(?:boxed|fbox)\b")
+TAIL = 20_000  # characters at the end of a text where phrases and inline answers are looked for
+_BOX = re.compile(r"\\(?:boxed|fbox)(?![a-zA-Z])")
 
 
-def _match_braces(text: str, start: int) -> str | None:
-    """Content of the brace group opening at ``text[start] == "{"``, or None if it never closes."""
-    depth = 0
-    for i in range(start, len(text)):
-        c = text[i]
-        if c == "{" and text[i - 1:i] != "\\":
-            depth += 1
-        elif c == "}" and text[i - 1:i] != "\\":
-            depth -= 1
-            if depth == 0:
-                return text[start + 1:i]
-    return None
+def brace_pairs(text: str) -> dict[int, int]:
+    """Position of each unescaped ``{`` -> position of its matching ``}`` (one pass, so linear)."""
+    pairs, stack = {}, []
+    for i, c in enumerate(text):
+        if c not in "{}" or (i and text[i - 1] == "\\"):
+            continue
+        if c == "{":
+            stack.append(i)
+        elif stack:
+            pairs[stack.pop()] = i
+    return pairs
+
+
+def find_boxes(text: str) -> list[tuple[int, int, str]]:
+    """Every complete ``\\boxed{...}``/``\\fbox{...}`` (also ``\\boxed 5``) as (start, end, content),
+    outermost only; a box cut off by the token limit is skipped."""
+    pairs = None
+    boxes: list[tuple[int, int, str]] = []
+    for m in _BOX.finditer(text):
+        if boxes and m.start() < boxes[-1][1]:
+            continue  # a box inside the previous one
+        j = m.end()
+        while j < len(text) and text[j] == " ":
+            j += 1
+        if j < len(text) and text[j] == "{":
+            pairs = brace_pairs(text) if pairs is None else pairs
+            if j in pairs:
+                boxes.append((m.start(), pairs[j] + 1, text[j + 1:pairs[j]].strip()))
+        elif j > m.end():
+            tok = re.match(r"[^\s$]+", text[j:])
+            if tok:
+                boxes.append((m.start(), j + tok.end(), tok.group(0)))
+    return boxes
 
 
 def find_boxed(text: str) -> str | None:
-    """Content of the last ``\\boxed{...}`` or ``\\fbox{...}`` (nested braces matched), or None.
-
-    ``\\boxed 5`` (no braces) gives ``5``. A box that never closes (a cut-off output) is skipped in
-    favour of an earlier complete one.
-    """
-    for m in reversed(list(_BOX.finditer(text))):
-        rest = text[m.end():]
-        stripped = rest.lstrip()
-        if stripped.startswith("{"):
-            got = _match_braces(text, m.end() + len(rest) - len(stripped))
-            if got is not None:
-                return got.strip()
-        elif stripped and rest[:1] == " ":
-            tok = re.match(r"[^\s$]+", stripped)
-            if tok:
-                return tok.group(0)
-    return None
+    """Content of the last complete box, or None."""
+    boxes = find_boxes(text)
+    return boxes[-1][2] if boxes else None
 
 
-# "The answer is X", "final answer is X", "Final Answer: X", "答案是 X"; the last one wins.
-_PHRASE = re.compile(r"(?:[Tt]he (?:final )?answer is|[Ff]inal [Aa]nswer\s*[:：]|答案是)\s*[:：]?\s*")
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
+# between two boxes of one answer set: connectors, labels ("y_2 ="), short \text{...}, math
+# delimiters; no sentence end and no paragraph break
+_BOX_JOIN = re.compile(r"(?:[\s,;$]|\\[()\[\]]|\\q?quad|\\text\{[^{}]{0,40}\}|\b(?:and|or)\b"
+                       r"|[a-zA-Z](?:_\{?\w+\}?)?\s*=)*")
 
 
-def _answer_after_phrase(tail: str) -> str:
-    tail = tail.strip()
-    if tail.startswith("$"):
-        # a math span: "$\frac{1}{2}$." or "$$x=3$$"
-        m = re.match(r"\$\$(.+?)\$\$|\$(.+?)\$", tail, re.S)
-        if m:
-            return (m.group(1) or m.group(2)).strip()
-    if tail.startswith("\\(") and "\\)" in tail:
-        return tail[2:tail.index("\\)")].strip()
-    if tail.startswith("\\[") and "\\]" in tail:
-        return tail[2:tail.index("\\]")].strip()
+def _box_group(text: str, boxes: list[tuple[int, int, str]]) -> tuple[int, str]:
+    """The last box and the boxes joined to it: (start, answer text; several joined with ", ")."""
+    group = [boxes[-1]]
+    for prev in reversed(boxes[:-1]):
+        gap = text[prev[1]:group[0][0]]
+        if len(gap) > 80 or "\n\n" in gap or not _BOX_JOIN.fullmatch(gap):
+            break
+        group.insert(0, prev)
+    if len(group) > 1 and len({b[2] for b in group}) == 1:
+        group = group[-1:]  # the same answer boxed twice
+    return group[0][0], ", ".join(b[2] for b in group)
+
+
+# ---------------------------------------------------------------------------------------------
+# phrases and sections
+
+_PHRASE = re.compile(
+    r"(?:[Tt]he (?:final )?answer is|[Ff]inal [Aa]nswer\s*(?:is)?\s*[:：]?|(?:^|(?<=[\n.!>*#]))[ \t]*(?:\*\*)?[Aa]nswer(?:\*\*)?\s*[:：]"
+    r"|(?m:^[ \t>*_]*(?:\*\*)?[Aa]nswer(?:\*\*)?(?=[ \t]*[$\\]))|(?m:^[ \t]*####)|答案是)"
+    r"(?:\s*\*\*)?\s*[:：]?\s*(?:\*\*\s*)?")
+_SECTION = re.compile(r"(?m)^[ \t]*#+[ \t]*(?:Final )?Answer[ \t]*:?[ \t]*$")
+# a span's content never holds its own opening delimiter, so a text of 30,000 "\(" is scanned once, not
+# once per opening
+_MATH_SPAN = re.compile(r"\$\$((?:(?!\$\$).)+?)\$\$|(?<![\\$])\$((?:\\\$|[^$\n])+?)(?<!\\)\$"
+                        r"|\\\(((?:(?!\\\().)+?)\\\)|\\\[((?:(?!\\\[).)+?)\\\]", re.S)
+_SPAN = r"(?:\$[^$]+\$|\\\(.+?\\\))"
+_JOINED_SPANS = re.compile(_SPAN + r"(?:\s*(?:,|and|or|,\s*and)\s*" + _SPAN + r")+")
+_CALCULATOR = re.compile(r"<<[^<>\n]{0,200}>>")  # GSM8K's calculator marks: "= <<9+6=15>>15"
+_SPAN_JOIN = re.compile(r"[ \t]*\n?[ \t]*(?:,|,?\s*and|,?\s*or)[ \t]*\n?[ \t]*")
+_ROWS = re.compile(r"\\begin\{(aligned|align\*?|gathered|array|split|eqnarray\*?)\}(?:\{[^{}]*\})?(.*)\\end\{\1\}", re.S)
+_JUNK = re.compile(r"<\|im_(?:start|end)\|>.*|<\|endoftext\|>.*|I hope it is correct\.?.*", re.S)
+NUMBER = r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:[.,]\d+)?(?:\s*/\s*\d+)?(?:\s*(?:\\?%|percent\b))?|-?\.\d+"
+_NUMBER = re.compile(r"(?<![\w.])(?:" + NUMBER + r")(?!\d)")
+# one reading per text: no decimal commas, and a comma before three digits is a thousands separator
+_VALUE = r"(?:[a-z]\s*=\s*)?-?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?(?:/\d+)?"
+_LISTED = re.compile(r"(?<![\w.=+*/-])" + _VALUE + r"(?:(?:\s*,(?!\d{3}(?!\d))\s*(?:(?:and|or)\s+)?|\s+(?:and|or)\s+)" + _VALUE
+                     + r")+\s*\.?\s*$")  # each separator one way only: no backtracking blow-up
+_RESTATED = [re.compile(p + r"[$€£]?\s*(" + NUMBER + r")(?![\d,.]\d|\d|\s*(?:[-+*=×(]|[/x]\s*\d))") for p in (
+    r"=\s*", r"round(?:s|ed|ing)?(?: up| down)? to (?:about )?", r"which is ")]
+_STEP_MARKER = re.compile(r"(?m)^[ \t>#*_]*Step[ \t]*\d+[ \t]*[:.)]")
+_ANSWERISH = re.compile(r"\d|\\|\$|^[A-Za-z]$|^\(?[A-E]\)?$")
+
+
+def _math_content(m: re.Match) -> str:
+    s = next(g for g in m.groups() if g is not None).strip()
+    rows = _ROWS.fullmatch(s)
+    if rows:  # a derivation: its last row ("x & = 9") holds the result
+        last = [r for r in re.split(r"\\\\", rows.group(2)) if r.strip(" \n.,")][-1:]
+        s = re.sub(r"^\s*=", "", last[0].replace("&", "")).strip(" \n.,") if last else s
+    return s
+
+
+def _answer_in_prose(tail: str) -> str:
+    """The answer at the start of ``tail`` (the text after a phrase): a math span, or the
+    sentence, cut down to its answer when it runs on as prose."""
+    tail = re.sub(r"^(?:\\?[\"'“])+", "", _JUNK.sub("", tail).strip()).strip()  # a quoted answer
+    joined = _JOINED_SPANS.match(tail)
+    if joined and len(list(_MATH_SPAN.finditer(joined.group(0)))) > 1:  # "$12$ and $13$"
+        return ", ".join(_math_content(m) for m in _MATH_SPAN.finditer(joined.group(0)))
+    m = _MATH_SPAN.match(tail)
+    if m:
+        rest = tail[m.end():].lstrip()
+        if not rest or rest[0] in ".,;\n" or not re.match(r"[a-zA-Z]", rest):
+            return _math_content(m)
     line = tail.split("\n", 1)[0].strip()
-    # end of the sentence: a period followed by a space or the end, not a decimal point
-    line = re.split(r"\.(?:\s|$)", line, maxsplit=1)[0]
-    return line.strip().strip("$").strip()
+    line = re.split(r"\.(?:\s|$)", line, maxsplit=1)[0].strip().strip("*").strip()
+    if re.search(r"[a-zA-Z]{2,}\s+[a-zA-Z]{2,}", re.sub(r"\$[^$]*\$|\\\(.*?\\\)|\\[a-zA-Z]+", "", line)):
+        # prose: "The largest $n$ is 34", "Jane started growing 3 hours ago"
+        after_is = re.split(r"\s(?:is|are|was|equals|be)\s", line)
+        line = after_is[-1].strip() if len(after_is) > 1 else line
+        spans = list(_MATH_SPAN.finditer(line))
+        nums = list(_NUMBER.finditer(_strip_math(line)))
+        if spans and (not nums or spans[-1].end() >= len(line) - 2 or _ANSWERISH.search(_math_content(spans[-1]))):
+            return _math_content(spans[-1])
+        if nums:
+            return nums[-1].group(0)
+    return line.strip("$").strip()
+
+
+def _strip_math(s: str) -> str:
+    """``s`` with its math spans blanked out (same length, so positions still line up)."""
+    return _MATH_SPAN.sub(lambda m: " " * len(m.group(0)), s)
+
+
+def _phrase_candidates(text: str) -> list[tuple[int, str]]:
+    out = []
+    for m in list(_PHRASE.finditer(text))[-20:]:  # the last few: only the last one that holds an answer counts
+        got = _answer_in_prose(text[m.end():m.end() + 2000])
+        if got and _ANSWERISH.search(got):
+            out.append((m.end(), got))
+    for m in _SECTION.finditer(text):
+        body = text[m.end():].strip().split("\n\n", 1)[0].strip()
+        if body:
+            out.append((m.end(), _answer_in_prose(body) if "\n" not in body else body))
+    return out
+
+
+def _last_inline_math_or_number(text: str) -> str | None:
+    text = _JUNK.sub("", _STEP_MARKER.sub(" ", text))
+    spans = [m for m in _MATH_SPAN.finditer(text) if re.search(r"[\d=<>\\]", _math_content(m))
+             and not re.match(r"[\d.,]+\s+[a-zA-Z]", _math_content(m))  # "$5 and $6": money, not math
+             and not is_label(_math_content(m))]  # "the values of $\angle BAC$": a name, not a value
+    nums = list(_NUMBER.finditer(_strip_math(text)))
+    if spans and (not nums or spans[-1].start() > nums[-1].start()):
+        group = [spans[-1]]  # "the values are $n=69$ and $n=84$.": one answer set
+        for prev in reversed(spans[:-1]):
+            if not _SPAN_JOIN.fullmatch(text[prev.end():group[0].start()]):
+                break
+            group.insert(0, prev)
+        return ", ".join(_math_content(m) for m in group)
+    if not nums:
+        return None
+    # "so 9 + 6 = 15 liters of the 24": the value the last line computes, not its last number, unless
+    # the line goes on to round it ("= 15.36 minutes, which rounds down to 15")
+    last_line = text.rstrip()[text.rstrip().rfind("\n") + 1:]
+    last_line = re.split(r"(?<=[.!?])\s+(?=[A-Z])", last_line[-1000:])[-1]  # its last sentence
+    listed = _LISTED.search(last_line)
+    if listed and ("=" in listed.group(0) or re.search(r"\bor\b", listed.group(0))):
+        # "so x = 2 or x = 3.", "it is 4 or 5": the sentence ends in several values
+        return ", ".join(m.group(0).strip() for m in re.finditer(_VALUE, listed.group(0)))
+    said = [m for rx in _RESTATED for m in rx.finditer(last_line)]
+    computed = max(said, key=lambda m: m.start(1), default=None)
+    return (computed.group(1) if computed else nums[-1].group(0)).rstrip(",")
 
 
 def extract_answer(text: str, use_last_number: bool = True) -> str | None:
     """The final answer in model text, as written (not normalized); None if there is none."""
-    boxed = find_boxed(text)
-    if boxed is not None:
-        return boxed
-    if "final answer is $" in text and "$. I hope" in text:  # the Minerva few-shot format
-        return text.split("final answer is $", 1)[1].split("$. I hope", 1)[0].strip()
-    hits = list(_PHRASE.finditer(text))
-    if hits:
-        got = _answer_after_phrase(text[hits[-1].end():])
-        if got:
-            return got
+    text = _CALCULATOR.sub("", text)
+    # phrases, inline math and numbers are looked for near the end only (where answers are), so no
+    # text makes this slow; boxes anywhere (one linear pass)
+    start = max(0, len(text) - TAIL)
+    candidates = [(start + i, got) for i, got in _phrase_candidates(text[start:])]
+    boxes = find_boxes(text)
+    if boxes:
+        candidates.append(_box_group(text, boxes))
+    if candidates:
+        _, got = max(candidates, key=lambda c: c[0])
+        inner = find_boxed(got)
+        return inner if inner is not None else got
     if use_last_number:
-        # "Step 3:" markers are numbering, not answers: an unfinished "Step 1: Tom starts" has none.
-        nums = _NUMBER.findall(_STEP_MARKER.sub(" ", text))
-        if nums:
-            return nums[-1].rstrip(",")
+        return _last_inline_math_or_number(text[start:])
     return None
-
-
-_STEP_MARKER = re.compile(r"(?m)^[ \t>#*_]*Step[ \t]*\d+[ \t]*[:.)]")
-
-
-# ---------------------------------------------------------------------------------------------
-# Normalization helpers for the default grader. They only rewrite strings; sympy comparison is
-# in psr.core.grading.
-
-_TEXT_CMD = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mathit|mbox|operatorname)\s*\{([^{}]*)\}")
-_THOUSANDS = re.compile(r"^[+-]?\d{1,3}(?:(?:,|\{,\}|\\,)\d{3})+(?:\.\d+)?$")
-_DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree")
-_PERCENT = re.compile(r"\\?%|\s*\\text\{\s*percent\s*\}|\s+percent$")
-UNIT_WORDS = {
-    # length, area, volume, mass, time, speed, money, counting nouns that often trail a number
-    "mm", "cm", "m", "km", "in", "inch", "inches", "ft", "foot", "feet", "yd", "yard", "yards", "mile", "miles",
-    "meter", "meters", "metre", "metres", "centimeter", "centimeters", "kilometer", "kilometers",
-    "sq", "square", "cubic", "units", "unit", "g", "kg", "gram", "grams", "kilogram", "kilograms", "lb", "lbs",
-    "pound", "pounds", "ounce", "ounces", "oz", "l", "liter", "liters", "litre", "litres", "ml", "gallon", "gallons",
-    "s", "sec", "second", "seconds", "min", "minute", "minutes", "h", "hr", "hrs", "hour", "hours", "day", "days",
-    "week", "weeks", "month", "months", "year", "years", "mph", "kph", "dollar", "dollars", "cent", "cents",
-    "degree", "degrees", "radian", "radians", "percent", "people", "students", "times", "ways", "points",
-}
-# a number, then words (and ^2/^3) up to the end; one flat character class, so no backtracking blow-up
-_TRAILING_WORDS = re.compile(r"^(.*?\d[^a-zA-Z]*?)\s*([a-zA-Z][a-zA-Z.\s^{}²³23]*)$")
-
-
-def strip_text_commands(s: str) -> str:
-    """``\\text{Monday}`` -> ``Monday`` (also \\mathrm, \\mbox, ... one level at a time)."""
-    for _ in range(3):
-        new = _TEXT_CMD.sub(r"\1", s)
-        if new == s:
-            break
-        s = new
-    return s
-
-
-def strip_units(s: str) -> str:
-    """Drop a unit after a number: ``5\\text{ cm}``, ``12 inches``, ``3 square feet`` -> the number part."""
-    s = s.strip()
-    m = re.match(r"^(.*?\S)\s*\\(?:text|mbox|mathrm)\s*\{\s*[a-zA-Z][a-zA-Z .^]*\}\s*(?:\^\{?[23]\}?)?$", s)
-    if m and re.search(r"\d", m.group(1)):
-        s = m.group(1).strip()
-    m = _TRAILING_WORDS.match(s)
-    if m and all(w.strip(".").lower() in UNIT_WORDS for w in re.findall(r"[a-zA-Z]+\.?", m.group(2))):
-        # a one-letter unit ("5 s", "3 m") needs a space before it: "3s^2" is algebra
-        if len(re.match(r"[a-zA-Z]*", m.group(2)).group(0)) > 1 or s[len(m.group(1)):][:1].isspace():
-            s = m.group(1).strip()
-    return s
-
-
-def strip_thousands(s: str) -> str:
-    """``1,234,567`` / ``1{,}234`` / ``1\\,234`` -> ``1234567``; a tuple such as ``1,23`` is left alone."""
-    t = s.strip()
-    if _THOUSANDS.match(t):
-        return re.sub(r"\{,\}|\\,|,", "", t)
-    return s
-
-
-def normalize(s: str) -> str:
-    """A canonical string for equality: LaTeX noise, units, degrees, thousands separators removed.
-
-    Percent signs are kept (``50\\%`` must not silently equal ``50`` or ``0.5`` by string); the
-    grader compares percents numerically.
-    """
-    s = s.strip()
-    s = re.sub(r"\\[\[\]()]", "", s)  # \[ \] \( \) delimiters
-    s = s.replace("\\$", "").replace("$", "").replace("\\!", "").replace("\\displaystyle", "")
-    s = re.sub(r"\\[dt]frac", r"\\frac", s)
-    s = re.sub(r"\\(?:left|right|bigg|Bigg|big|Big)(?![a-zA-Z])", "", s)
-    s = s.replace("\\{", "{").replace("\\}", "}")
-    s = re.sub(r"(?<!\\)\\[ ;,:]", " ", s).replace("\\quad", " ")  # LaTeX spaces, not a "\\" row break
-    s = s.replace("bmatrix", "pmatrix").replace("\\le ", "\\leq ").replace("\\ge ", "\\geq ")
-    s = _DEGREES.sub("", s)
-    s = strip_units(s)
-    s = strip_text_commands(s)
-    s = s.rstrip(".").strip()
-    # "x = 5", "k=5" -> "5" (a short name on the left only, so real equations stay whole)
-    m = re.match(r"^\\?[a-zA-Z]{1,2}(?:_\{?\w+\}?)?\s*=\s*([^=]+)$", s)
-    if m:
-        s = m.group(1)
-    m = re.match(r"^[a-zA-Z]\s*\\in\s*(.+)$", s)
-    if m:
-        s = m.group(1)
-    s = strip_thousands(s)
-    s = re.sub(r"\s+", "", s)
-    s = re.sub(r"\\sqrt(\w)", r"\\sqrt{\1}", s)
-    s = re.sub(r"\\frac(\d)(\d)", r"\\frac{\1}{\2}", s)
-    s = re.sub(r"(\d)\.0+(?!\d)", r"\1", s)  # 3.00 -> 3
-    s = re.sub(r"^\((\w)\)$", r"\1", s)  # "(C)" -> "C" (a choice letter)
-    return s.lower() if re.fullmatch(r"[A-Za-z ]+", s) else s
-
-
-def split_top_level(s: str, sep: str = ",") -> list[str]:
-    """Split on ``sep`` outside any (), [], {} nesting."""
-    parts, depth, cur = [], 0, []
-    for c in s:
-        if c in "([{":
-            depth += 1
-        elif c in ")]}":
-            depth -= 1
-        if c == sep and depth == 0:
-            parts.append("".join(cur))
-            cur = []
-        else:
-            cur.append(c)
-    parts.append("".join(cur))
-    return [p.strip() for p in parts]
-
-
-# ---------------------------------------------------------------------------------------------
-# The Qwen2.5-Math evaluator's rules (QwenLM/Qwen2.5-Math, evaluation/parser.py), kept faithful,
-# quirks included: e.g. its unit list holds "a", "c", "t", "east", so "b > a > c" strips to ""
-# (benchmarks README, `gold_issue`). Unit patterns are regexes there (not escaped), so "q ." also
-# matches "q x"; reproduced as such.
-
-_QWEN_UNITS = [
-    "east", "degree", "mph", "kmph", "ft", "m sqaure", " m east", "sq m", "deg", "mile", "q .", "monkey", "prime",
-    "ratio", "profit of rs", "rd", "o", "gm", "p . m", "lb", "tile", "per", "dm", "lt", "gain", "ab", "way", "west",
-    "a .", "b .", "c .", "d .", "e .", "f .", "g .", "h .", "t", "a", "h", "no change", "men", "soldier", "pie", "bc",
-    "excess", "st", "inches", "noon", "percent", "by", "gal", "kmh", "c", "acre", "rise", "a . m", "th", "π r 2", "sq",
-    "mark", "l", "toy", "coin", "sq . m", "gallon", "° f", "profit", "minw", "yr", "women", "feet", "am", "pm", "hr",
-    "cu cm", "square", "v â € ™", "are", "rupee", "rounds", "cubic", "cc", "mtr", "s", "ohm", "number", "kmph", "day",
-    "hour", "minute", "min", "second", "man", "woman", "sec", "cube", "mt", "sq inch", "mp", "∏ cm ³", "hectare",
-    "more", "sec", "unit", "cu . m", "cm 2", "rs .", "rs", "kg", "g", "month", "km", "m", "cm", "mm", "apple", "liter",
-    "loss", "yard", "pure", "year", "increase", "decrease", "d", "less", "Surface", "litre", "pi sq m", "s .",
-    "metre", "meter", "inch",
-]
-_QWEN_UNITS = _QWEN_UNITS + [u + "s" for u in _QWEN_UNITS]
-# (pattern, literal text that must occur for it to match): the substring test skips most patterns
-_QWEN_UNIT_RES = [(re.compile(r"(^|\W)" + u + r"($|\W)"), None if "." in u else u) for u in _QWEN_UNITS]
-
-# The word2number package's vocabulary (used by the evaluator's convert_word_number).
-_SMALL = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
-          "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
-_W2N = {w: i for i, w in enumerate(_SMALL)}
-_W2N.update({w: 10 * i for i, w in enumerate(["twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty",
-                                              "ninety"], 2)})
-_W2N.update({"hundred": 100, "thousand": 1000, "million": 10**6, "billion": 10**9})
-
-
-def _w2n_group(words: list[str]) -> int:
-    # word2number's number_formation: it only knows up to four words per group
-    n = [_W2N[w] for w in words]
-    if len(n) == 4:
-        return n[0] * n[1] + n[2] + n[3]
-    if len(n) == 3:
-        return n[0] * n[1] + n[2]
-    if len(n) == 2:
-        return n[0] * n[1] if 100 in n else n[0] + n[1]
-    return n[0]  # IndexError on an empty group, as in word2number
-
-
-def word_to_number(text: str) -> str | None:
-    """word2number's ``word_to_num`` as the evaluator uses it: number words anywhere in ``text``
-    (other words ignored) -> the number as a string; None where it would raise."""
-    t = text.replace("-", " ").lower()
-    if t.isdigit():
-        try:
-            return str(int(t))
-        except ValueError:  # digits int() rejects, such as "²"
-            return None
-    words = [w for w in t.strip().split() if w in _W2N or w == "point"]
-    if not words or any(words.count(w) > 1 for w in ("thousand", "million", "billion", "point")):
-        return None
-    dec: list[str] = []
-    if "point" in words:
-        i = words.index("point")
-        words, dec = words[:i], words[i + 1:]
-    idx = {k: (words.index(k) if k in words else -1) for k in ("billion", "million", "thousand")}
-    b, m, th = idx["billion"], idx["million"], idx["thousand"]
-    if (th > -1 and (th < m or th < b)) or (m > -1 and m < b):
-        return None
-    try:
-        total: float = 0
-        if len(words) == 1:
-            total += _W2N[words[0]]
-        elif words:
-            if b > -1:
-                total += _w2n_group(words[:b]) * 10**9
-            if m > -1:
-                total += _w2n_group(words[b + 1:m] if b > -1 else words[:m]) * 10**6
-            if th > -1:
-                start = m + 1 if m > -1 else (b + 1 if b > -1 else 0)
-                total += _w2n_group(words[start:th]) * 1000
-            if th > -1 and th != len(words) - 1:
-                total += _w2n_group(words[th + 1:])
-            elif m > -1 and m != len(words) - 1:
-                total += _w2n_group(words[m + 1:])
-            elif b > -1 and b != len(words) - 1:
-                total += _w2n_group(words[b + 1:])
-            elif th == -1 and m == -1 and b == -1:
-                total += _w2n_group(words)
-        if dec and all(w in _SMALL[:10] for w in dec):  # other words after "point" add 0 there
-            total += float("0." + "".join(str(_W2N[w]) for w in dec))
-    except (IndexError, KeyError):
-        return None
-    return str(total)
-
-
-def _qwen_fix_fracs(s: str) -> str:
-    parts = s.split("\\frac")
-    out = parts[0]
-    for sub in parts[1:]:
-        out += "\\frac"
-        if sub[:1] == "{":
-            out += sub
-        elif len(sub) < 2:
-            return s
-        elif sub[1] != "{":
-            out += "{" + sub[0] + "}{" + sub[1] + "}" + sub[2:]
-        else:
-            out += "{" + sub[0] + "}" + sub[1:]
-    return out
-
-
-def _qwen_fix_a_slash_b(s: str) -> str:
-    if len(s.split("/")) != 2:
-        return s
-    a, b = s.split("/")
-    try:
-        a2 = a if "sqrt" in a else int(a)
-        b2 = b if "sqrt" in b else int(b)
-    except ValueError:
-        return s
-    if s != f"{a2}/{b2}":
-        return s
-    return "\\frac{" + str(a2) + "}{" + str(b2) + "}"
-
-
-@functools.lru_cache(maxsize=4096)
-def qwen_strip_string(string: str, skip_unit: bool = False) -> str:
-    """The Qwen2.5-Math evaluator's ``strip_string``, step for step."""
-    s = str(string).strip().replace("\n", "").rstrip(".").replace("\\!", "")
-    s = re.sub(r"\\begin\{array\}\{.*?\}", r"\\begin{pmatrix}", s)
-    s = re.sub(r"\\end\{array\}", r"\\end{pmatrix}", s)
-    s = s.replace("bmatrix", "pmatrix").replace("tfrac", "frac").replace("dfrac", "frac")
-    s = s.replace("\\neq", "\\ne").replace("\\leq", "\\le").replace("\\geq", "\\ge")
-    s = s.replace("\\left", "").replace("\\right", "").replace("\\{", "{").replace("\\}", "}")
-    t = re.sub(r"\\text{.*?}$", "", s).strip()
-    if t != "" and t != s:
-        s = t
-    if not skip_unit:
-        for _ in range(2):
-            for rx, literal in _QWEN_UNIT_RES:
-                if literal is not None and literal not in s:
-                    continue
-                t = rx.sub(r"\1\2", s)
-                if t != "":
-                    s = t
-    s = s.replace("^{\\circ}", "").replace("^\\circ", "")
-    s = s.replace("\\$", "").replace("$", "").replace("\\(", "").replace("\\)", "")
-    w = word_to_number(s)
-    if w is not None:
-        s = w
-    s = re.sub(r"\\text\{(.*?)\}", r"\1", s)
-    for key in ["x=", "y=", "z=", "x\\in", "y\\in", "z\\in", "x\\to", "y\\to", "z\\to"]:
-        s = s.replace(key, "")
-    s = s.replace("\\emptyset", "{}").replace("(-\\infty,\\infty)", "\\mathbb{R}")
-    s = s.replace("\\%", "").replace("%", "")
-    s = s.replace(" .", " 0.").replace("{.", "{0.")
-    if s.isalnum() and ((s[:1], s[-1:]) in (("{", "}"), ("(", ")"), ("[", "]"))):
-        s = s[1:-1]  # never true for an alphanumeric string, as in the original
-    s = s.replace("infinity", "\\infty")
-    if "\\infty" not in s:
-        s = s.replace("inf", "\\infty")
-    s = s.replace("+\\inity", "\\infty").replace("and", "").replace("\\mathbf", "")
-    s = re.sub(r"\\mbox{.*?}", "", s)
-    if "j" in s and "i" not in s:
-        s = s.replace("j", "i")
-    s = re.sub(r"(\d+)\.0*([^\d])", r"\1\2", s)
-    s = re.sub(r"(\d+)\.0*$", r"\1", s)
-    if not s:
-        return s
-    if s[0] == ".":
-        s = "0" + s
-    if len(s.split("=")) == 2 and len(s.split("=")[0]) <= 2:
-        s = s.split("=")[1]
-    s = re.sub(r"\\sqrt(\w+)", r"\\sqrt{\1}", s).replace(" ", "")
-    return _qwen_fix_a_slash_b(_qwen_fix_fracs(s))
-
-
-def qwen_extract_answer(text: str, data_name: str = "math", use_last_number: bool = True) -> str:
-    """The Qwen2.5-Math evaluator's ``extract_answer`` (open-ended benchmarks; no multiple choice)."""
-    text = text.replace("\u043a\u0438", "")
-    if "final answer is $" in text and "$. I hope" in text:
-        pred = text.split("final answer is $", 1)[1].split("$. I hope", 1)[0].strip()
-    elif "boxed" in text:
-        # it splits on the bare word "boxed" and takes the text after the last one
-        ans = text.split("boxed")[-1]
-        if not ans:
-            return ""
-        if ans[0] == "{":
-            depth, chars = 1, []
-            for c in ans[1:]:
-                if c == "{":
-                    depth += 1
-                elif c == "}":
-                    depth -= 1
-                    if depth == 0:
-                        break
-                chars.append(c)
-            pred = "".join(chars)
-        else:
-            pred = ans.split("$")[0].strip()
-    elif "he answer is" in text:
-        pred = text.split("he answer is")[-1].strip()
-    elif "final answer is" in text:
-        pred = text.split("final answer is")[-1].strip()
-    elif "答案是" in text:
-        pred = text.split("答案是")[1].strip().split("\n\n")[0].strip()
-    elif use_last_number:
-        nums = re.findall(r"-?\d*\.?\d+", text.replace(",", ""))
-        pred = nums[-1] if nums else ""
-    else:
-        pred = ""
-    pred = re.sub(r"\n\s*", "", pred)
-    if pred[:1] == ":":
-        pred = pred[1:]
-    if pred[-1:] == ".":
-        pred = pred[:-1]
-    if pred[-1:] == "/":
-        pred = pred[:-1]
-    return qwen_strip_string(pred, skip_unit=data_name in ("carp_en", "minerva_math"))

@@ -8,7 +8,6 @@ Records are written in input order as they finish, so a killed run resumes where
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 
 from rich.table import Table
@@ -16,6 +15,7 @@ from rich.table import Table
 from psr.core.errors import InputError
 from psr.core.grading import DEFAULT_TIMEOUT, GRADERS, grade_many
 from psr.core.log import console, info, progress
+from psr.core.paths import write_json
 from psr.core.records import IOConfig, RecordWriter
 
 FAILURE_FIELD = "grade_failure"
@@ -88,18 +88,14 @@ def run(io: IOConfig, grader: str = "default", *, timeout: float = DEFAULT_TIMEO
                     next_out += 1
                 advance()
 
+            questions = [r.get("question") if isinstance(r.get("question"), str) else None for r in recs]
             grade_many([r["output"] for r in recs], [r["answer"] for r in recs], grader, timeout=timeout,
-                       workers=workers, on_result=on_result)
+                       workers=workers, questions=questions, on_result=on_result)
     # the summary covers the whole output file, records of earlier (resumed) runs included
     everything = graded if io.output == "-" or not done_before else _read_output(io.output)
     summary = summarize([r for r in everything if r is not None], grader)
     if show:
         print_summary(summary)
     if summary_path:
-        os.makedirs(os.path.dirname(os.path.abspath(summary_path)), exist_ok=True)
-        tmp = summary_path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(summary, fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, summary_path)
+        write_json(summary_path, summary)  # atomic; a device such as /dev/null is only written to
     return summary
