@@ -500,3 +500,13 @@ def test_a_request_out_of_retries_leaves_only_its_problem_undone(tmp_path):
         assert summary["benchmarks"]["bench"]["prompt_too_long"] == 1
     asked = [b["messages"][-1]["content"] for b in server.bodies]
     assert len(asked) == 5 + 1 + 1 and asked.count(step_prompt(probs[2]["question"])) == 3  # q2: 2 failed, 1 answered; q4 refused once
+
+
+def test_eval_grading_sees_the_question_as_psr_grade_does():
+    """A percent question: 0.2 does not answer it (0.2%), as in `psr grade`; without the question it would."""
+    from psr.stages.eval import grade_outputs
+
+    q = "What percent of the marbles are red?"
+    outs, golds = [r"$\boxed{0.2}$", r"$\boxed{20}$"], [r"20\%", r"20\%"]
+    assert [c for _, c, _ in grade_outputs(outs, golds, "default", questions=[q, q])] == [False, True]
+    assert [c for _, c, _ in grade_outputs(outs, golds, "default")] == [True, True]

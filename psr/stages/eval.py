@@ -119,16 +119,18 @@ def _chunks(items: list, size: int):
 # Grading (psr.core.grading: bounded in time, never evaluates model text)
 
 
-def grade_outputs(outputs: list[str], golds: list[str | None], grader: str,
-                  timeout: float = 3.0) -> list[tuple[str | None, bool | None, str | None]]:
+def grade_outputs(outputs: list[str], golds: list[str | None], grader: str, timeout: float = 3.0,
+                  questions: list[str | None] | None = None) -> list[tuple[str | None, bool | None, str | None]]:
     """(extracted answer, correct, failure) for each output, as ``psr grade`` computes them; correct is
-    None where there is no gold answer; failure is "no answer", "timeout", ... or None."""
+    None where there is no gold answer; failure is "no answer", "timeout", ... or None. ``questions``
+    lets the default grader see whether a question asks for a percent, as ``psr grade`` does."""
     from psr.core.grading import grade_many
 
     idx = [i for i, g in enumerate(golds) if g is not None]
     res: list[tuple[str | None, bool | None, str | None]] = [(None, None, None)] * len(outputs)
     if idx:
-        results = grade_many([outputs[i] for i in idx], [golds[i] for i in idx], grader=grader, timeout=timeout)
+        results = grade_many([outputs[i] for i in idx], [golds[i] for i in idx], grader=grader, timeout=timeout,
+                             questions=[questions[i] for i in idx] if questions is not None else None)
         for i, r in zip(idx, results, strict=True):
             res[i] = (r.pred, bool(r.correct), r.failure)
     if len(idx) != len(outputs):
@@ -190,7 +192,7 @@ def _answer_tts(engine: Engine, todo: list[dict], cfg: EvalConfig, seed: int, un
 
 def _predictions(engine: Engine, batch: list[dict], answers: list[dict], cfg: EvalConfig) -> list[dict]:
     graded = grade_outputs([a["output"] for a in answers], [p["answer"] for p in batch], cfg.grader,
-                           cfg.grade_timeout)
+                           cfg.grade_timeout, questions=[p.get("question") for p in batch])
     steps = [parse_steps(a["output"]) for a in answers]
     counts = iter(engine.count_tokens([x for st in steps for x in st]))  # one tokenizer call per batch
     out = []
