@@ -266,3 +266,6 @@ def test_step_dpo_ends_each_step_by_its_own_is_final_on_this_tokenizer(m1s, work
            "--lora", "--lr", "1e-4", "--batch-size", str(len(recs)), "--per-device-batch-size", str(len(recs)))
     assert GenerationConfig.from_pretrained(out).eos_token_id[0] == eot
     assert json.loads((out / "psr_config.json").read_text())["pairs"] == len(recs)
+    print(f"real tier: step-dpo on {len(recs) - len(mixed)} pairs of an oracle-judged search of M1's candidates "
+          f"(of {len(ppd)}; {sum(r['is_final'] != r['rejected_is_final'] for r in ppd)} with one step final and "
+          f"the other not) + {len(mixed)} mixed-finality pairs")
