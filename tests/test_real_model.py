@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 
 import pytest
@@ -120,7 +121,7 @@ def test_the_provisioned_folder_is_a_plain_chat_model_and_reprovisioning_is_a_no
     assert GenerationConfig.from_pretrained(real_model).eos_token_id == [eot]
     rendered = tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
     assert rendered.endswith("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n")
-    again = subprocess.run([str(REPO / ".venv" / "bin" / "python"), str(REPO / "scripts" / "real_model.py")],
+    again = subprocess.run([sys.executable, str(REPO / "scripts" / "real_model.py")],
                            capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and "up to date" in again.stderr, again.stderr
 
