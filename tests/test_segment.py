@@ -122,7 +122,12 @@ def test_check_segmentation():
     sol = "We add $1+1=2$.  Then we get\n\\boxed{2}."
     assert seg.check_segmentation("Step 1: We add $1+1=2$.\nStep 2: Then we get \\boxed{2}.", sol)[0] == [
         "We add $1+1=2$.", "Then we get \\boxed{2}."]
-    assert seg.check_segmentation("Here you go:\nStep 1: We add $1+1=2$. Then we get \\boxed{2}.", sol)[0]
+    assert seg.check_segmentation("Here you go:\nStep 1: We add $1+1=2$.\nStep 2: Then we get \\boxed{2}.", sol)[0]
+    # The content kept, but all under one marker: not a segmentation (a real small model does this).
+    steps, why = seg.check_segmentation("Step 1: We add $1+1=2$. Then we get \\boxed{2}.", sol)
+    assert steps is None and "one step for a solution of 2 sentences" in why, why
+    one = "So the answer is \\boxed{2}."
+    assert seg.check_segmentation(f"Step 1: {one}", one)[0] == [one]  # one sentence, one step: fine
     steps, why = seg.check_segmentation("Step 1: We add $1+1=2$.\nStep 2: Then we get 2.", sol)
     assert steps is None and "content changed" in why
     steps, why = seg.check_segmentation("We add $1+1=2$. Then we get \\boxed{2}.", sol)

@@ -133,6 +133,47 @@ def test_short_run_learns_the_step_format_and_counts_long_records(tiny_model_dir
     assert again["global_steps"] == summary["global_steps"]
 
 
+@pytest.fixture(scope="module")
+def base_like_model(tiny_model_dir, tmp_path_factory):
+    """The tiny model as a base model is set up (Qwen2.5-Math-7B, for one): its tokenizer's EOS and its
+    generation_config's eos are <|endoftext|>, while its chat template closes turns with <|im_end|>."""
+    import shutil
+
+    from transformers import AutoTokenizer, GenerationConfig
+
+    d = str(tmp_path_factory.mktemp("base") / "m0")
+    shutil.copytree(tiny_model_dir, d)
+    tok = AutoTokenizer.from_pretrained(d)
+    tok.eos_token = "<|endoftext|>"
+    tok.save_pretrained(d)
+    GenerationConfig(eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id).save_pretrained(d)
+    return d
+
+
+@pytest.mark.parametrize("stage", ["sft", "sft-lora", "step-dpo"])
+def test_the_saved_model_stops_at_the_chats_end_of_turn(base_like_model, tmp_path, stage):
+    """The trained model closes its answers with <|im_end|>; the engines stop at what generation_config
+    names, so it must name that token (the Trainer aligns it with the tokenizer's EOS, <|endoftext|>)."""
+    from transformers import AutoTokenizer, GenerationConfig
+
+    from psr.stages import step_dpo
+
+    out = str(tmp_path / "out")
+    cfg = TrainConfig(model=base_like_model, output=out, max_steps=1, batch_size=2, per_device_batch_size=2,
+                      lora=stage == "sft-lora", save_steps=1000)
+    if stage == "step-dpo":
+        ppd = {"id": "p", "question": "What is 2 + 3?", "previous_steps": [], "chosen": "2 + 3 = 5.",
+               "rejected": "2 + 3 = 6.", "is_final": True, "rejected_is_final": True}
+        summary = step_dpo.run([write_jsonl(tmp_path / "ppd.jsonl", [ppd, {**ppd, "id": "q"}])], cfg)
+    else:
+        summary = sft.run([write_jsonl(tmp_path / "ift.jsonl", ift_records()[:2])], cfg)
+    tok = AutoTokenizer.from_pretrained(base_like_model)
+    eot, eos = tok.convert_tokens_to_ids("<|im_end|>"), tok.eos_token_id
+    assert eot != eos
+    saved = GenerationConfig.from_pretrained(out).eos_token_id
+    assert saved == summary["eos_token_ids"] == [eot, eos], saved
+
+
 class StopAfterFirstSave(Exception):
     pass
 

@@ -77,6 +77,22 @@ def test_a_final_step_ends_with_the_end_of_turn_token_even_when_eos_differs(tiny
     assert tok.eos_token_id not in ex["chosen_ids"]
 
 
+@pytest.mark.parametrize("chosen_final,rejected_final", [(True, False), (False, True), (True, True), (False, False)])
+def test_each_step_ends_by_its_own_is_final(tok, chosen_final, rejected_final):
+    """Search writes is_final for the chosen step and rejected_is_final for the rejected one: a final
+    chosen step against an inner rejected one (or the reverse) ends only the final one with end-of-turn."""
+    rec = {**ppd_records()[0], "is_final": chosen_final, "rejected_is_final": rejected_final}
+    ex, _ = dpo_training.tokenize_pair(tok, rec)
+    for key, final, content in (("chosen_ids", chosen_final, rec["chosen"]),
+                                ("rejected_ids", rejected_final, rec["rejected"])):
+        ending = tok.eos_token if final else "\n"
+        assert tok.decode(ex[key]) == f"Step 1: {content}{ending}", key
+    # A record without rejected_is_final (older files) has one is_final for both steps.
+    old = {k: v for k, v in rec.items() if k != "rejected_is_final"}
+    ex_old, _ = dpo_training.tokenize_pair(tok, old)
+    assert (ex_old["rejected_ids"][-1] == tok.eos_token_id) == chosen_final
+
+
 def test_long_prompts_lose_their_start_and_overlong_steps_are_counted(tok):
     rec = {**ppd_records()[1], "question": "What is 2 + 3? " * 40}
     full, cut = dpo_training.tokenize_pair(tok, rec)

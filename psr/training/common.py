@@ -180,6 +180,40 @@ def load_model(cfg: TrainConfig):
     return model
 
 
+def end_of_turn_id(tokenizer) -> int:
+    """The token the chat template closes an assistant turn with (``<|im_end|>`` for ChatML).
+
+    Not always ``eos_token``: Qwen2.5 base models, for one, have ``<|endoftext|>`` as EOS but
+    close chat turns with ``<|im_end|>``, which is what a finished answer must end with.
+    """
+    probe = "PSR-END-OF-TURN-PROBE"
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "q"}, {"role": "assistant", "content": probe}],
+                                         tokenize=False)
+    after = tokenizer(text[text.rindex(probe) + len(probe):], add_special_tokens=False)["input_ids"]
+    added = tokenizer.added_tokens_decoder
+    if after and (after[0] in tokenizer.all_special_ids or (after[0] in added and added[after[0]].special)):
+        return after[0]
+    return tokenizer.eos_token_id
+
+
+def stop_at_end_of_turn(model, tokenizer) -> list[int]:
+    """Make the model's generation_config stop at the chat's end-of-turn token; returns its eos ids.
+
+    The model was trained to close every answer with that token, but what the engines stop at is the
+    saved generation_config's eos (vLLM and ``generate`` both read it), which the Trainer aligns with the
+    tokenizer's ``eos_token``: for a base model whose EOS is ``<|endoftext|>`` an M1 would then run on
+    past its answers to the token limit. The end-of-turn token goes first, the other eos ids stay.
+    """
+    gen = model.generation_config
+    old = gen.eos_token_id
+    old = [] if old is None else [old] if isinstance(old, int) else list(old)
+    ids = list(dict.fromkeys([end_of_turn_id(tokenizer), *old]))
+    gen.eos_token_id = ids
+    if gen.pad_token_id is None:
+        gen.pad_token_id = tokenizer.pad_token_id
+    return ids
+
+
 def lora_config(cfg: TrainConfig):
     if not cfg.lora:
         return None
@@ -403,9 +437,11 @@ def finish(trainer, tokenizer, cfg: TrainConfig, stage: str, extra: dict) -> dic
     if cfg.lora:
         # Merge the adapter so the output is a plain model the engines (hf, vLLM) load directly.
         model = trainer.accelerator.unwrap_model(model).merge_and_unload()
+        eos_ids = stop_at_end_of_turn(model, tokenizer)
         if trainer.accelerator.is_main_process:
             model.save_pretrained(tmp)
     else:
+        eos_ids = stop_at_end_of_turn(trainer.accelerator.unwrap_model(model), tokenizer)
         trainer.save_model(tmp)  # every process: ZeRO-3 / FSDP gather the weights here
     summary = {
         "stage": stage,
@@ -416,6 +452,7 @@ def finish(trainer, tokenizer, cfg: TrainConfig, stage: str, extra: dict) -> dic
         "effective_batch_size": trainer.args.per_device_train_batch_size
         * trainer.args.gradient_accumulation_steps * world_size(),
         "global_steps": trainer.state.global_step,
+        "eos_token_ids": eos_ids,
         "config": dataclasses.asdict(cfg),
         **extra,
         "versions": _versions(),

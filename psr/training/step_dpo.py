@@ -5,7 +5,8 @@ One PPD record is one preference pair for step l = len(previous_steps) + 1:
 - prompt: the Figure 4 chat prompt rendered by the chat template with the generation prompt, then
   the previous steps as the start of the assistant answer (exactly what search continued from);
 - chosen / rejected: ``"Step l: <content>"`` followed by ``"\\n"`` for an inner step (the next
-  step follows) or the end-of-turn token when the step ends the solution (``is_final``).
+  step follows) or the end-of-turn token when the step ends the solution (``is_final`` for the
+  chosen step, ``rejected_is_final`` for the rejected one).
 
 TRL 1.16's DPOTrainer appends EOS to every non-conversational completion in ``_prepare_dataset``,
 which would teach the model to stop after any step. We tokenize here and ``StepDPOTrainer``
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from psr.core.prompts import step_prompt
 from psr.core.steps import assistant_prefix, step_prefix
 from psr.training import common
-from psr.training.common import TrainConfig
+from psr.training.common import TrainConfig, end_of_turn_id
 
 DEFAULT_BETA = 0.1  # TRL's default; the paper leaves β unspecified
 # TRL's pairwise preference losses (DPOConfig.loss_type). "sigmoid" is DPO, the paper's step-DPO; the others
@@ -51,26 +52,17 @@ def prompt_text(tokenizer, rec: dict) -> str:
     return chat + assistant_prefix(rec["previous_steps"])
 
 
-def step_text(rec: dict, content: str) -> str:
+def step_text(rec: dict, content: str, final: bool) -> str:
     """``Step l: content`` plus the newline that leads into the next step (inner steps only)."""
     text = step_prefix(len(rec["previous_steps"]) + 1) + content
-    return text if rec["is_final"] else text + "\n"
+    return text if final else text + "\n"
 
 
-def end_of_turn_id(tokenizer) -> int:
-    """The token the chat template closes an assistant turn with (``<|im_end|>`` for ChatML).
-
-    Not always ``eos_token``: Qwen2.5 base models, for one, have ``<|endoftext|>`` as EOS but
-    close chat turns with ``<|im_end|>``, which is what a finished answer must end with.
-    """
-    probe = "PSR-END-OF-TURN-PROBE"
-    text = tokenizer.apply_chat_template([{"role": "user", "content": "q"}, {"role": "assistant", "content": probe}],
-                                         tokenize=False)
-    after = tokenizer(text[text.rindex(probe) + len(probe):], add_special_tokens=False)["input_ids"]
-    added = tokenizer.added_tokens_decoder
-    if after and (after[0] in tokenizer.all_special_ids or (after[0] in added and added[after[0]].special)):
-        return after[0]
-    return tokenizer.eos_token_id
+def rejected_is_final(rec: dict) -> bool:
+    """Whether the rejected step ends its solution: search writes ``rejected_is_final``; records without it
+    (older files, hand-made pairs) have one ``is_final`` for both steps."""
+    v = rec.get("rejected_is_final")
+    return rec["is_final"] if v is None else bool(v)
 
 
 def tokenize_pair(tokenizer, rec: dict, max_length: int | None = None,
@@ -79,10 +71,13 @@ def tokenize_pair(tokenizer, rec: dict, max_length: int | None = None,
     steps alone do not fit in ``max_length``. Long prompts lose tokens on the left (the question's
     start), keeping the steps right before the pair intact."""
     enc = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
-    end = [end_of_turn_id(tokenizer) if eot is None else eot] if rec["is_final"] else []
+    eot = end_of_turn_id(tokenizer) if eot is None else eot
+    # Each step by its own is_final: the chosen step may end the solution where the rejected one goes on
+    # (or the other way round), and only a step that ends it may teach the model to stop.
+    side = lambda content, final: enc(step_text(rec, content, final)) + ([eot] if final else [])  # noqa: E731
     prompt = enc(prompt_text(tokenizer, rec))
-    chosen = enc(step_text(rec, rec["chosen"])) + end
-    rejected = enc(step_text(rec, rec["rejected"])) + end
+    chosen = side(rec["chosen"], rec["is_final"])
+    rejected = side(rec["rejected"], rejected_is_final(rec))
     truncated = False
     if max_length is not None:
         room = max_length - max(len(chosen), len(rejected))
