@@ -298,5 +298,5 @@ def paper(
         run(recipe, override or [], dry_run, until)
     except RecipeFailed as e:
         print(f"error: {e}", file=sys.stderr)
-        raise typer.Exit(e.code) from None
+        raise SystemExit(e.code) from None  # click returns a typer.Exit's code instead of exiting with it
 
