@@ -28,6 +28,8 @@ from psr.cli.root import app
 from psr.core.errors import InputError
 
 TRAINING = ("train-prm", "sft", "step-dpo")
+KEYS = {"data", "data_paths", "run", "base_model", "policy_model", "accelerate_config", "env", "rounds",
+        "new_questions", "round_options", "srlm", "judge_few_shot", "tts_models", "stages"}
 # stages --until accepts, in the order they run (srlm-* and eval-* are all of their kind)
 UNTIL = ("world", "segment", "train-prm", "mine-pairs", "annotate-eft", "sft", "rounds", "eval", "compare")
 
@@ -79,6 +81,9 @@ class Recipe:
         data_path = recipe.get("data")
         self.data = _read(data_path) if isinstance(data_path, str) else dict(data_path or {})
         self.data.update(recipe.get("data_paths") or {})  # an override file can point at other data
+        unknown = sorted(set(recipe) - KEYS)
+        if unknown:
+            raise InputError(f"the recipe has an unknown key {unknown[0]!r} (known: {', '.join(sorted(KEYS))})")
         for key in ("run", "base_model"):
             if not recipe.get(key):
                 raise InputError(f"the recipe sets no {key!r}")
@@ -121,6 +126,8 @@ class Recipe:
                     "psr.cli", command]
         else:
             shown, argv = ["psr", command], [sys.executable, "-m", "psr.cli", command]
+        env = {str(k): str(v) for k, v in (self.r.get("env") or {}).items()}
+        shown = [f"{k}={v}" for k, v in env.items()] + shown  # as a shell line sets them
         tail = ["--config", config, *args]
         self.commands.append([*shown, *tail])
         if done and os.path.exists(os.path.join(done, "psr_config.json")):
@@ -130,7 +137,7 @@ class Recipe:
         print("$ " + shlex.join([*shown, *tail]), file=sys.stderr, flush=True)
         if self.dry_run:
             return
-        rc = subprocess.call([*argv, *tail])
+        rc = subprocess.call([*argv, *tail], env={**os.environ, **env})
         if rc != 0:
             raise RecipeFailed(rc, f"paper: stage `{command}` failed with exit code {rc}: {shlex.join(shown + tail)}")
 
