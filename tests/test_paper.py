@@ -145,5 +145,5 @@ def test_the_tiny_recipe_runs_end_to_end_and_resumes(tmp_path):
                                                    "m4/psr_config.json"]}
     res = subprocess.run(args, capture_output=True, text=True, env=ENV, cwd=ROOT)
     assert res.returncode == 0, res.stderr[-3000:]
-    assert res.stderr.count("skip (finished") == 5  # prm, m1..m4
+    assert res.stderr.count("skip (finished") == 6  # world, prm, m1..m4
     assert outputs == {f: (run / f).read_bytes() for f in outputs}

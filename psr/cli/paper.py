@@ -116,7 +116,7 @@ class Recipe:
 
     def psr(self, command: str, block: str, *args: Any, done: str | None = None) -> None:
         """Run `psr COMMAND --config RUN/configs/BLOCK.yaml ARGS` (training stages through accelerate when the
-        recipe names a config); skipped when ``done`` exists (a finished model directory)."""
+        recipe names a config); skipped when the file ``done`` exists (a finished model's psr_config.json)."""
         args = [str(a) for a in args]
         config = self.block(block)
         accelerate = self.r.get("accelerate_config")
@@ -130,8 +130,8 @@ class Recipe:
         shown = [f"{k}={v}" for k, v in env.items()] + shown  # as a shell line sets them
         tail = ["--config", config, *args]
         self.commands.append([*shown, *tail])
-        if done and os.path.exists(os.path.join(done, "psr_config.json")):
-            print(f"skip (finished: {done}/psr_config.json) $ {shlex.join([*shown, *tail])}", file=sys.stderr,
+        if done and os.path.exists(done):
+            print(f"skip (finished: {done}) $ {shlex.join([*shown, *tail])}", file=sys.stderr,
                   flush=True)
             return
         print("$ " + shlex.join([*shown, *tail]), file=sys.stderr, flush=True)
@@ -145,7 +145,8 @@ class Recipe:
 
     def world(self) -> None:
         if "world" in self.r.get("stages", {}):  # the tiny override builds its data first
-            self.psr("world", "world", "-o", self.p("world"))
+            # psr world writes its files afresh each run (the same ones, by seed): a finished world is kept
+            self.psr("world", "world", "-o", self.p("world"), done=self.p("world", "psr_options.yaml"))
 
     def initial(self, until: str) -> None:
         base = self.r["base_model"]
@@ -154,7 +155,7 @@ class Recipe:
         if until == "segment":
             return
         self.psr("train-prm", "train-prm", "-i", self.d("prm800k"), "--model", base, "-o", self.p("prm"),
-                 done=self.p("prm"))
+                 done=self.p("prm", "psr_config.json"))
         if until == "train-prm":
             return
         self.psr("mine-pairs", "mine-pairs", "-i", self.d("numina"), "--model", self.r.get("policy_model") or base,
@@ -169,10 +170,10 @@ class Recipe:
         if until == "annotate-eft":
             return
         self.psr("sft", "sft", "-i", self.p("ift.jsonl"), "-i", self.p("eft.jsonl"), "--model", base,
-                 "-o", self.p("m1"), done=self.p("m1"))
+                 "-o", self.p("m1"), done=self.p("m1", "psr_config.json"))
         if self.r.get("srlm"):
             self.psr("sft", "sft", "-i", self.p("ift.jsonl"), "-i", self.p("eft_scoring.jsonl"), "--model", base,
-                     "-o", self.p("s1"), done=self.p("s1"))
+                     "-o", self.p("s1"), done=self.p("s1", "psr_config.json"))
 
     def rounds_of(self, branch: str) -> None:
         """M1 -> M2 -> ... (branch "m"), or the SRLM baseline S1 -> S2 -> ... ("s"), each round on its own new
@@ -187,7 +188,8 @@ class Recipe:
                      *[a for k, v in per_round.items() for a in (f"--{k}", v)],
                      "--model", src, "-o", ppd, "--trajectories", self.p(f"trajectories_{branch}{i}.jsonl"),
                      "--seed", i)
-            self.psr("step-dpo", "step-dpo", "-i", ppd, "--model", src, "-o", dst, done=dst)
+            self.psr("step-dpo", "step-dpo", "-i", ppd, "--model", src, "-o", dst,
+                     done=os.path.join(dst, "psr_config.json"))
 
     def models(self) -> list[str]:
         names = [f"m{i}" for i in range(self.rounds + 2)]
