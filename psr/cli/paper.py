@@ -102,11 +102,11 @@ class Recipe:
         value = self.data.get(key)
         if not value:
             raise InputError(f"the data file sets no {key!r}")
-        return value.format(run=self.run) if isinstance(value, str) else value
+        return value.replace("{run}", self.run) if isinstance(value, str) else value
 
-    def block(self, name: str, extra: dict | None = None) -> str:
-        """RUN/configs/NAME.yaml: the recipe's block for NAME (+ extra), what `psr COMMAND --config` reads."""
-        values = {**(self.r.get("stages", {}).get(name) or {}), **(extra or {})}
+    def block(self, name: str) -> str:
+        """RUN/configs/NAME.yaml: the recipe's block for NAME, what `psr COMMAND --config` reads."""
+        values = self.r.get("stages", {}).get(name) or {}
         path = self.p("configs", f"{name}.yaml")
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "w", encoding="utf-8") as fh:
@@ -182,7 +182,7 @@ class Recipe:
         for i in range(1, self.rounds + 1):
             src, dst = self.p(f"{branch}{i}"), self.p(f"{branch}{i + 1}")
             ppd = self.p(f"ppd_{branch}{i}.jsonl")
-            questions = self.data["questions"][i - 1].format(run=self.run)
+            questions = self.data["questions"][i - 1].replace("{run}", self.run)
             per_round = (self.r.get("round_options") or [{}] * self.rounds)[i - 1] or {}
             self.psr("search", search, "-i", questions, "--limit", self.r["new_questions"][i - 1],
                      *[a for k, v in per_round.items() for a in (f"--{k}", v)],
