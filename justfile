@@ -57,3 +57,8 @@ bench: setup
     {{py}} bench/bench_engines.py
     {{py}} bench/bench_openai.py
     {{py}} bench/bench_search.py
+
+# The paper's pipeline from a recipe (configs/paper/7b.yaml, 72b.yaml; edit configs/paper/data.yaml):
+# `just paper configs/paper/7b.yaml --dry-run` prints every command; rerun to resume.
+paper CONFIG *ARGS: setup
+    {{py}} -m psr.cli paper {{CONFIG}} {{ARGS}}

@@ -14,6 +14,7 @@ from psr.cli import (  # noqa: F401
     eval,
     grade,
     mine_pairs,
+    paper,
     search,
     segment,
     sft,
@@ -27,7 +28,7 @@ from psr.core.errors import InputError, PsrError
 from psr.core.log import console
 
 # --help lists the stages in the order of the loop, then the tools.
-ORDER = ["segment", "train-prm", "mine-pairs", "annotate-eft", "sft", "search", "step-dpo", "eval", "grade", "world", "demo"]
+ORDER = ["segment", "train-prm", "mine-pairs", "annotate-eft", "sft", "search", "step-dpo", "eval", "grade", "world", "demo", "paper"]
 app.registered_commands.sort(key=lambda c: ORDER.index(c.name) if c.name in ORDER else len(ORDER))
 # Every command reads --config FILE.yaml and writes its resolved options (psr/cli/config.py).
 for _command in app.registered_commands:

@@ -69,6 +69,11 @@ Compare = Annotated[bool, typer.Option("--compare", help="Compare the summary JS
 Summarize = Annotated[bool, typer.Option("--summarize", help="Summarize the prediction files given with -i; no "
                                          "model.")]
 Plot = Annotated[str | None, typer.Option("--plot", help="--compare: write a PNG of accuracy by iteration.")]
+FewShot = Annotated[int, typer.Option("--few-shot", help="judge: K worked examples (Figure 5 prompts with their "
+                                      "judgments) before each prompt, for a base model (Table 3: M0 3-shot).")]
+FewShotExamples = Annotated[str | None, typer.Option("--few-shot-examples", help="judge: pairwise EFT records the "
+                                                     "--few-shot examples are drawn from (the EFT training split), "
+                                                     "none of them a judged record.")]
 Summaries = Annotated[list[str] | None, typer.Argument(help="--compare: summary JSON files, M0 first.",
                                                        show_default=False)]
 
@@ -93,6 +98,8 @@ def eval_cmd(
     temperature: Temperature = 0.5,
     top_p: TopP = 0.95,
     max_iterations: MaxIterations = 20,
+    few_shot: FewShot = 0,
+    few_shot_examples: FewShotExamples = None,
     name: Name = None,
     summary: Summary = None,
     summary_md: SummaryMd = None,
@@ -116,12 +123,14 @@ def eval_cmd(
         raise InputError("--plot goes with --compare")
     cfg = stage.EvalConfig(task=task, prompt=prompt, grader=grader, grade_timeout=grade_timeout, max_tokens=max_tokens, chunk_size=chunk_size,
                            tts=tts, width=width, temperature=temperature, top_p=top_p,
-                           max_iterations=max_iterations, name=name, summary=summary, summary_md=summary_md)
+                           max_iterations=max_iterations, few_shot=few_shot,
+                           few_shot_examples=few_shot_examples, name=name, summary=summary, summary_md=summary_md)
     outputs = stage.summary_outputs(summary, summary_md)
     if summarize:
         check_outputs(inputs or ["-"], outputs)
         stage.summarize_file(inputs or ["-"], cfg)
         return
     # benchmarks may come as NAME=PATH: the paths are what an output must not overwrite
-    check_outputs([stage.benchmark_name(s)[1] for s in inputs or ["-"]], {"-o": output, **outputs})
+    examples = [few_shot_examples] if few_shot_examples else []
+    check_outputs([stage.benchmark_name(s)[1] for s in inputs or ["-"]] + examples, {"-o": output, **outputs})
     stage.run(O.io_config(inputs, output, overwrite, limit, shard, outputs), engine_cfg, cfg)

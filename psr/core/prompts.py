@@ -120,6 +120,20 @@ def judge_prompt(question: str, previous_steps: list[str], step_a: str, step_b: 
         .replace("{Step A}", f"Step {n}: {step_a}").replace("{Step B}", f"Step {n}: {step_b}")
 
 
+# Few-shot judging (Table 3's M0 row: the base model judges 3-shot). The paper gives no few-shot template; the
+# worked examples go before the Figure 5 prompt in the same user turn (the engines' chats carry one), each a
+# filled Figure 5 prompt followed by its judgment, so a base model continues the pattern.
+FEW_SHOT_START, FEW_SHOT_END = "[The Start of Example {k}]\n", "\n[The End of Example {k}]\n\n"
+
+
+def few_shot_judge_prompt(examples: list[tuple[str, str]], prompt: str) -> str:
+    """``prompt`` (a filled Figure 5 prompt) after the worked ``examples``: (filled Figure 5 prompt, judgment)."""
+    # concatenated, not filled in: a prompt or judgment may itself contain a placeholder's text
+    shots = "".join(FEW_SHOT_START.replace("{k}", str(k)) + p + "\n" + j + FEW_SHOT_END.replace("{k}", str(k))
+                    for k, (p, j) in enumerate(examples, 1))
+    return shots + prompt
+
+
 def srlm_score_prompt(question: str, response: str) -> str:
     return _fill(SRLM_SCORE_PROMPT, instruction=step_prompt(question), response=response)
 

@@ -24,6 +24,7 @@ from psr.core.log import console, info, progress, warn
 from psr.core.paths import write_text
 from psr.core.prompts import (
     QWEN_COT_SYSTEM,
+    few_shot_judge_prompt,
     judge_prompt,
     parse_score,
     parse_verdict,
@@ -56,6 +57,8 @@ class EvalConfig:
     name: str | None = None  # the row label of this run in --compare (default: the summary's file name)
     summary: str | None = None  # JSON path
     summary_md: str | None = None  # Markdown path (default: next to the JSON)
+    few_shot: int = 0  # judge: worked judge examples before each prompt (Table 3's M0 row is 3-shot)
+    few_shot_examples: str | None = None  # judge: pairwise EFT records they are drawn from
 
 
 # ---------------------------------------------------------------------------------------------
@@ -329,6 +332,9 @@ def run_judge(io: IOConfig, engine: Engine, cfg: EvalConfig, recs: list[dict], m
     """Pairwise records: each pair judged greedily in both A/B orders (Figure 5). Scoring-format records:
     each response scored once (greedy) with Yuan et al.'s prompt."""
     if eft_kind(recs[0]) == "eft_scoring":
+        if cfg.few_shot:
+            raise InputError("--few-shot judges pairwise EFT records, not scoring-format ones", io.inputs[0])
+        shot_ids: list[str] = []
         title, per_record, summarize = "eval judge (scoring)", 1, summarize_scoring
 
         def chats(r):
@@ -338,10 +344,11 @@ def run_judge(io: IOConfig, engine: Engine, cfg: EvalConfig, recs: list[dict], m
             return _score_prediction(r, outs[0][0].text)
     else:
         title, per_record, summarize = "eval judge", 2, summarize_judge
+        shot_ids, shots = few_shot_examples(cfg, recs, seed)
 
         def chats(r):
-            return [Chat(judge_prompt(r["question"], r["previous_steps"], r["step_a"], r["step_b"])),
-                    Chat(judge_prompt(r["question"], r["previous_steps"], r["step_b"], r["step_a"]))]
+            return [Chat(few_shot_judge_prompt(shots, judge_prompt(r["question"], r["previous_steps"], a, b)))
+                    for a, b in ((r["step_a"], r["step_b"]), (r["step_b"], r["step_a"]))]
 
         def predict(r, outs):
             return _judge_prediction(r, outs[0][0].text, outs[1][0].text)
@@ -368,7 +375,31 @@ def run_judge(io: IOConfig, engine: Engine, cfg: EvalConfig, recs: list[dict], m
     _fail_if_unanswered(unanswered, io.output)
     summary = summarize(_read_back(io.output, ids, written))
     summary.update(model=model, name=cfg.name, shard=io.shard, limit=io.limit)
+    if cfg.few_shot:
+        summary.update(few_shot=cfg.few_shot, few_shot_examples=cfg.few_shot_examples, few_shot_ids=shot_ids)
     return summary
+
+
+def few_shot_examples(cfg: EvalConfig, recs: list[dict], seed: int) -> tuple[list[str], list[tuple[str, str]]]:
+    """The ids and the ``cfg.few_shot`` worked examples (a filled Figure 5 prompt, its judgment), drawn by ``seed`` from
+    ``cfg.few_shot_examples``; none of them is a record being judged (an example that is the test answers it)."""
+    import random
+
+    if not cfg.few_shot:
+        return [], []
+    path = cfg.few_shot_examples
+    pool = read_records([path], eft_kind)
+    if any(eft_kind(r) != "eft" for r in pool):
+        raise InputError("--few-shot-examples takes pairwise EFT records (annotate-eft's -o)", path)
+    shared = sorted({r["id"] for r in pool} & {r["id"] for r in recs})
+    if shared:
+        raise InputError(f"{len(shared)} few-shot examples are records being judged (e.g. {shared[0]!r}): draw "
+                         "them from another split (the EFT training data)", path)
+    if len(pool) < cfg.few_shot:
+        raise InputError(f"--few-shot {cfg.few_shot} needs as many examples, the file has {len(pool)}", path)
+    chosen = random.Random(seed).sample(pool, cfg.few_shot)
+    return [r["id"] for r in chosen], [(judge_prompt(r["question"], r["previous_steps"], r["step_a"], r["step_b"]), r["judgment"])
+            for r in chosen]
 
 
 def _score_prediction(rec: dict, text: str) -> dict:
@@ -549,6 +580,8 @@ def run(io: IOConfig, engine_cfg: EngineConfig, cfg: EvalConfig, engine: Engine 
         raise InputError(f"--prompt must be one of {', '.join(PROMPTS)}, got {cfg.prompt!r}")
     if cfg.task == "judge" and cfg.tts:
         raise InputError("--tts applies to --task math only")
+    if cfg.few_shot < 0 or (cfg.few_shot and (cfg.task != "judge" or not cfg.few_shot_examples)):
+        raise InputError("--few-shot K (>= 0) goes with --task judge and --few-shot-examples FILE")
     from psr.core.grading import GRADERS
 
     if cfg.task == "math" and cfg.grader not in GRADERS:
