@@ -113,6 +113,11 @@ def test_seeded_runs_are_identical_and_write_stats(tiny_model_dir, tiny_prm, tmp
     assert summary["pairs_per_problem"] == pytest.approx(len(recs) / 4, abs=1e-3)
     assert summary["iterations"] == 4 * SMALL["num_iterations"]
     assert summary["nodes"] > 0 and summary["generation_s"] > 0 and summary["scoring_s"] > 0
+    # a rerun with nothing left to do keeps the stats of the run that did the work
+    again = mine_pairs.run(IOConfig(inputs=[probs], output=str(out)),
+                           EngineConfig(engine="hf", model=tiny_model_dir, seed=7), tiny_prm,
+                           MCTSConfig(**SMALL, seed=7), stats_path=str(stats))
+    assert again["problems"] == 0 and json.loads(stats.read_text()) == summary
     for r in recs:
         assert set(r) >= {"id", "problem_id", "question", "previous_steps", "chosen", "rejected",
                           "chosen_score", "rejected_score"}

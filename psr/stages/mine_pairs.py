@@ -288,7 +288,8 @@ def run(io: IOConfig, engine_cfg: EngineConfig, prm_path: str, cfg: MCTSConfig, 
     miner_stats.total_s = time.perf_counter() - start
     summary = miner_stats.summary()
     info("mine-pairs: " + ", ".join(f"{k} {v}" for k, v in summary.items()))
-    if stats_path:
+    # A rerun with nothing left to do keeps the stats of the run that did the work instead of writing zeros
+    if stats_path and (todo or not os.path.exists(stats_path)):
         write_json(stats_path, summary)
     return summary
 
