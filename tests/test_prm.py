@@ -170,20 +170,21 @@ def test_lora_training_writes_a_plain_merged_prm(tiny_model_dir, tmp_path):
 @pytest.mark.slow
 def test_held_out_eval_under_two_processes_matches_one_process(tiny_model_dir, tmp_path):
     """Every rank takes part in the eval forwards (ZeRO-3 / FSDP hang otherwise); the gathered metric is the
-    single-process one. lr 0 keeps the weights at their start, so the after-training eval must match too."""
+    single-process one. lr 1e-30 keeps the fp32 weights at their start (the CLI refuses lr 0), so the
+    after-training eval must match too."""
     import os
     import shutil
     import subprocess
 
     data = write_jsonl(tmp_path / "train.jsonl", doubling_examples(26, seed=3))  # 13 held out: uneven shards
-    cfg = TrainConfig(model=tiny_model_dir, output=str(tmp_path / "one"), max_steps=2, learning_rate=0.0,
+    cfg = TrainConfig(model=tiny_model_dir, output=str(tmp_path / "one"), max_steps=2, learning_rate=1e-30,
                       batch_size=4, per_device_batch_size=2, save_steps=1000)
     train_prm.run([data], cfg, eval_fraction=0.5)
     accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable))
     config = os.path.join(os.path.dirname(__file__), "..", "configs", "accelerate", "cpu_ddp.yaml")
     run = subprocess.run([accelerate, "launch", "--config_file", config, "--num_processes", "2", "-m", "psr.cli",
                           "train-prm", "-i", data, "-o", str(tmp_path / "two"), "--model", tiny_model_dir,
-                          "--max-steps", "2", "--lr", "0", "--batch-size", "4", "--per-device-batch-size", "2",
+                          "--max-steps", "2", "--lr", "1e-30", "--batch-size", "4", "--per-device-batch-size", "2",
                           "--save-steps", "1000", "--eval-fraction", "0.5"],
                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1", "PSR_QUIET": "0"},
                          timeout=600)
