@@ -42,7 +42,7 @@ def test_segment_through_the_server(server, tmp_path):
     sols = read_jsonl(WORLD / "train_solutions.jsonl")[:3]
     out, rejects = tmp_path / "ift.jsonl", tmp_path / "rejects.jsonl"
     psr_ok("segment", *server, "-i", str(WORLD / "train_solutions.jsonl"), "--limit", "3", "-o", str(out),
-           "--rejects", str(rejects), "--max-tokens", "160", "--max-retries", "1")
+           "--rejects", str(rejects), "--max-tokens", "160", "--content-retries", "1")
     ift, rej = read_jsonl(out), read_jsonl(rejects)
     assert sorted(r["id"] for r in ift + rej) == sorted(s["id"] for s in sols)
     by_id = {s["id"]: s for s in sols}
