@@ -16,8 +16,8 @@ _D = stage.MCTSConfig()
 @app.command(
     "mine-pairs",
     help=(
-        "MCTS on a policy model (--engine/--model) with a PRM (--prm DIR from `psr train-prm`, run with "
-        "transformers) as value. Reads problem records (id, question); writes candidate pair records (id, "
+        "MCTS on a policy model (--engine/--model) with a PRM (--prm DIR from `psr train-prm`; run with "
+        "transformers, sharded by --prm-device-map, or with --prm-engine vllm) as value. Reads problem records (id, question); writes candidate pair records (id, "
         "problem_id, question, previous_steps, chosen, rejected, chosen_score, rejected_score): at every expanded "
         "node the PRM's best and worst candidate next steps, kept when P(+) differs by more than --margin. "
         "Expansion samples --width steps for the whole working set in one engine call; the PRM scores them in one "
@@ -50,6 +50,21 @@ def mine_pairs(
     working_set: Annotated[int, typer.Option("--working-set", help="Problems searched together (model calls "
                                              "batch across them).")] = _D.working_set,
     prm_batch_size: Annotated[int, typer.Option("--prm-batch-size", help="Sequences per PRM forward pass.")] = _D.prm_batch_size,
+    prm_engine: Annotated[str, typer.Option("--prm-engine", help="hf: the PRM in transformers (on one device, or "
+                                            "sharded with --prm-device-map) | vllm: a vLLM engine of its own "
+                                            "(--prm-tensor-parallel-size, --prm-gpu-memory-utilization).")] = _D.prm_engine,
+    prm_device_map: Annotated[str | None, typer.Option("--prm-device-map", help="hf PRM: shard its layers over "
+                                                       "the visible GPUs (then CPU) with accelerate: auto | balanced "
+                                                       "| sequential; for a PRM larger than one GPU (72B). Default: "
+                                                       "all on one device.")] = _D.prm_device_map,
+    prm_tensor_parallel_size: Annotated[int, typer.Option("--prm-tensor-parallel-size", help="vllm PRM: GPUs for "
+                                                          "the PRM.")] = _D.prm_tensor_parallel_size,
+    prm_gpu_memory_utilization: Annotated[float, typer.Option("--prm-gpu-memory-utilization", help="vllm PRM: "
+                                                              "share of each GPU's memory it takes (the policy's "
+                                                              "--gpu-memory-utilization plus this must stay under "
+                                                              "1 on shared GPUs).")] = _D.prm_gpu_memory_utilization,
+    prm_max_model_len: Annotated[int | None, typer.Option("--prm-max-model-len", help="vllm PRM: context length "
+                                                          "(default: the model's).")] = _D.prm_max_model_len,
     stats: Annotated[str | None, typer.Option("--stats", help="Also write the stats to this JSON file.")] = None,
     overwrite: O.Overwrite = False,
     limit: O.Limit = None,
@@ -58,6 +73,9 @@ def mine_pairs(
     batch_size: O.BatchSize = 64,
     concurrency: O.Concurrency = 32,
     tensor_parallel_size: O.TensorParallel = 1,
+    gpu_memory_utilization: O.GpuMemory = 0.9,
+    max_model_len: O.MaxModelLen = None,
+    enforce_eager: O.EnforceEager = False,
     dtype: O.Dtype = "auto",
     trust_remote_code: O.TrustRemoteCode = False,
     request_timeout: O.RequestTimeout = 120.0,
@@ -66,9 +84,12 @@ def mine_pairs(
     cfg = stage.MCTSConfig(num_iterations=num_iterations, simulation_depth=simulation_depth, temperature=temperature,
                            top_p=top_p, width=width, exploration=exploration, margin=margin, max_depth=max_depth,
                            max_step_tokens=max_step_tokens, working_set=working_set, prm_batch_size=prm_batch_size,
-                           seed=seed)
+                           seed=seed, prm_engine=prm_engine, prm_device_map=prm_device_map,
+                           prm_tensor_parallel_size=prm_tensor_parallel_size,
+                           prm_gpu_memory_utilization=prm_gpu_memory_utilization, prm_max_model_len=prm_max_model_len)
     stage.run(O.io_config(inputs, output, overwrite, limit, shard, {"--stats": stats}),
               O.engine_config(engine, model, base_url, api_key_env, seed, trust_remote_code, tensor_parallel_size,
                               concurrency, batch_size, dtype, request_timeout=request_timeout,
-                              max_retries=max_retries),
+                              max_retries=max_retries, gpu_memory_utilization=gpu_memory_utilization,
+                              max_model_len=max_model_len, enforce_eager=enforce_eager),
               prm, cfg, stats_path=stats, prm_dtype=dtype)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from psr.core.errors import InputError
 from psr.core.log import info, progress
@@ -55,6 +55,13 @@ class MCTSConfig:
     working_set: int = 32  # problems advanced together
     prm_batch_size: int = 16
     seed: int = 0
+    # Where the PRM runs (a 72B PRM fits no single GPU): "hf" on one device, or sharded over the visible GPUs
+    # with prm_device_map; "vllm" its own vLLM engine with its own tensor parallelism and memory share.
+    prm_engine: str = "hf"
+    prm_device_map: str | None = None  # hf: auto | balanced | sequential (accelerate)
+    prm_tensor_parallel_size: int = 1
+    prm_gpu_memory_utilization: float = 0.4  # vllm: leaves room for a vllm policy on the same GPUs
+    prm_max_model_len: int | None = None
 
     def check(self) -> None:
         for name in ("num_iterations", "width", "max_depth", "max_step_tokens", "working_set", "prm_batch_size"):
@@ -64,6 +71,15 @@ class MCTSConfig:
             raise InputError("--simulation-depth, --margin and --exploration must be >= 0")
         if self.width < 2:
             raise InputError(f"--width must be >= 2 to compare candidates, got {self.width}")
+        if self.prm_engine not in ("hf", "vllm"):
+            raise InputError(f"--prm-engine must be hf or vllm, got {self.prm_engine!r}")
+        if self.prm_device_map is not None and self.prm_engine != "hf":
+            raise InputError("--prm-device-map is for --prm-engine hf (vLLM shards with --prm-tensor-parallel-size)")
+        if self.prm_device_map not in (None, "auto", "balanced", "balanced_low_0", "sequential"):
+            raise InputError(f"--prm-device-map must be auto, balanced, balanced_low_0 or sequential, got "
+                             f"{self.prm_device_map!r}")
+        if not 0 < self.prm_gpu_memory_utilization <= 1 or self.prm_tensor_parallel_size < 1:
+            raise InputError("--prm-gpu-memory-utilization must be in (0, 1] and --prm-tensor-parallel-size >= 1")
         if not self.temperature >= 0 or not 0 < self.top_p <= 1:
             raise InputError(f"--temperature must be >= 0 and --top-p in (0, 1], got {self.temperature:g} and "
                              f"{self.top_p:g}")
@@ -263,8 +279,9 @@ class Miner:
 
 
 def run(io: IOConfig, engine_cfg: EngineConfig, prm_path: str, cfg: MCTSConfig, *, stats_path: str | None = None,
-        prm_device: str = "auto", prm_dtype: str = "auto") -> dict:
-    """Mine candidate pairs for every problem of ``io.inputs``; returns the stats (also on stderr / ``stats_path``)."""
+        prm_device: str = "auto", prm_dtype: str = "auto", prm=None) -> dict:
+    """Mine candidate pairs for every problem of ``io.inputs``; returns the stats (also on stderr / ``stats_path``).
+    ``prm``: an already loaded scorer (``load_prm``'s result), used instead of loading ``prm_path`` and not closed."""
     cfg.check()
     if not prm_path:
         raise InputError("--prm is required: a PRM directory written by `psr train-prm`")
@@ -279,11 +296,15 @@ def run(io: IOConfig, engine_cfg: EngineConfig, prm_path: str, cfg: MCTSConfig, 
         todo = io.todo("problem", writer)
         miner_stats = Stats()
         if todo:
-            prm = PRMScorer.load(prm_path, device=prm_device, dtype=prm_dtype, batch_size=cfg.prm_batch_size,
-                                 trust_remote_code=engine_cfg.trust_remote_code)
-            with load_engine(engine_cfg) as policy:
-                miner = Miner(policy, prm, cfg)
-                _mine(miner, todo, writer, cfg)
+            own = prm is None
+            prm = load_prm(prm_path, engine_cfg, cfg, prm_device, prm_dtype) if own else prm
+            try:
+                with load_engine(engine_cfg) as policy:
+                    miner = Miner(policy, prm, cfg)
+                    _mine(miner, todo, writer, cfg)
+            finally:
+                if own and hasattr(prm, "close"):
+                    prm.close()
             miner_stats = miner.stats
     miner_stats.total_s = time.perf_counter() - start
     summary = miner_stats.summary()
@@ -292,6 +313,18 @@ def run(io: IOConfig, engine_cfg: EngineConfig, prm_path: str, cfg: MCTSConfig, 
     if stats_path and (todo or not os.path.exists(stats_path)):
         write_json(stats_path, summary)
     return summary
+
+
+def load_prm(prm_path: str, engine_cfg: EngineConfig, cfg: MCTSConfig, device: str = "auto", dtype: str = "auto"):
+    """The PRM as an object with ``score(items)``: transformers on one device or sharded by ``prm_device_map``,
+    or a vLLM engine of its own (``VLLMEngine.score``: the same P(+), read from prompt log-probabilities)."""
+    if cfg.prm_engine == "vllm":
+        return load_engine(replace(engine_cfg, engine="vllm", model=prm_path, dtype=dtype,
+                                   tensor_parallel_size=cfg.prm_tensor_parallel_size,
+                                   gpu_memory_utilization=cfg.prm_gpu_memory_utilization,
+                                   max_model_len=cfg.prm_max_model_len))
+    return PRMScorer.load(prm_path, device=device, dtype=dtype, batch_size=cfg.prm_batch_size,
+                          trust_remote_code=engine_cfg.trust_remote_code, device_map=cfg.prm_device_map)
 
 
 def _mine(miner: Miner, todo: list[dict], writer: RecordWriter, cfg: MCTSConfig) -> None:
