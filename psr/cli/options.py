@@ -24,7 +24,9 @@ EngineChoice = Literal[ENGINES]
 EngineName = Annotated[EngineChoice, typer.Option("--engine", help="hf (transformers) | vllm | openai | oracle (the "
                                                   "offline world).")]
 Model = Annotated[str | None, typer.Option("--model", "-m", help="Model directory or hub name (openai: the served model name).")]
-BaseUrl = Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1.")]
+BaseUrl = Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1; "
+                                             "several comma-separated (one vLLM server per GPU): each request goes to "
+                                             "the least busy, a failing server's requests to the others.")]
 ApiKeyEnv = Annotated[str, typer.Option("--api-key-env", help="Name of the environment variable holding the API key.")]
 Seed = Annotated[int, typer.Option("--seed", help="Random seed (sampling, shuffles, training).")]
 TrustRemoteCode = Annotated[bool, typer.Option("--trust-remote-code", help="Allow model repos to run their own code (off by default).")]
