@@ -276,7 +276,7 @@ if __name__ == "__main__":
     seen = {"max_len": prm.max_len, "model_max_len": vc.model_config.max_model_len,
             "enforce_eager": vc.model_config.enforce_eager, "gpu_memory": vc.cache_config.gpu_memory_utilization,
             "fits": prm.fits([Chat("What is 2 + 3?"), Chat("one two three " * 400)])}
-    mp.run(IOConfig(inputs=[spec["problems"]], output=spec["output"]), policy, spec["prm"], cfg, prm=prm)
+    mp.run(IOConfig(inputs=[spec["problems"]], output=spec["output"]), policy, spec["prm"], cfg, prm_scorer=prm)
     prm.close()
     print("RESULT " + json.dumps(seen))
 """

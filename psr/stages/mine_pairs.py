@@ -279,9 +279,9 @@ class Miner:
 
 
 def run(io: IOConfig, engine_cfg: EngineConfig, prm_path: str, cfg: MCTSConfig, *, stats_path: str | None = None,
-        prm_device: str = "auto", prm_dtype: str = "auto", prm=None) -> dict:
+        prm_device: str = "auto", prm_dtype: str = "auto", prm_scorer=None) -> dict:
     """Mine candidate pairs for every problem of ``io.inputs``; returns the stats (also on stderr / ``stats_path``).
-    ``prm``: an already loaded scorer (``load_prm``'s result), used instead of loading ``prm_path`` and not closed."""
+    ``prm_scorer``: an already loaded scorer (``load_prm``'s result), used instead of loading ``prm_path``, not closed."""
     cfg.check()
     if not prm_path:
         raise InputError("--prm is required: a PRM directory written by `psr train-prm`")
@@ -296,8 +296,8 @@ def run(io: IOConfig, engine_cfg: EngineConfig, prm_path: str, cfg: MCTSConfig, 
         todo = io.todo("problem", writer)
         miner_stats = Stats()
         if todo:
-            own = prm is None
-            prm = load_prm(prm_path, engine_cfg, cfg, prm_device, prm_dtype) if own else prm
+            own = prm_scorer is None
+            prm = load_prm(prm_path, engine_cfg, cfg, prm_device, prm_dtype) if own else prm_scorer
             try:
                 with load_engine(engine_cfg) as policy:
                     miner = Miner(policy, prm, cfg)
