@@ -14,8 +14,8 @@ import pytest
 from psr.core.errors import InputError
 from psr.core.records import IOConfig
 from psr.engines import EngineConfig
+from psr.search import MCTSConfig, Miner, Tree
 from psr.stages import mine_pairs
-from psr.stages.mine_pairs import MCTSConfig, Miner, Tree
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUESTIONS = ["What is 2 + 3?", "Solve for $x$: $2x + 1 = 7$.", "What is the area of a circle with radius 2?",

@@ -177,7 +177,7 @@ def _answer_greedy(engine: Engine, todo: list[dict], cfg: EvalConfig, seed: int,
 def _answer_tts(engine: Engine, todo: list[dict], cfg: EvalConfig, seed: int, unanswered: list[str]):
     """Yield (problems, answers) as the step search finishes them; ``chunk_size`` problems are searched
     at once and a finished one is replaced at once, so the batch stays full."""
-    from psr.stages.search import SearchConfig, iter_search
+    from psr.search import SearchConfig, iter_search
 
     if cfg.prompt != "step":
         raise InputError("--tts searches with the Figure 4 step prompt; drop --prompt")
