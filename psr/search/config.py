@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from psr.core.errors import InputError
+from psr.core.options import option
 
 MODES = ("psr", "srlm")
 
@@ -13,18 +15,24 @@ MODES = ("psr", "srlm")
 class SearchConfig:
     """Search hyper-parameters; the defaults are the paper's (§4) where it gives one."""
 
-    mode: str = "psr"  # psr: step search (the paper) | srlm: whole-solution scoring baseline (Yuan et al.)
-    tts: bool = False  # answer with the search (test-time scaling) instead of making pairs
-    width: int = 6  # candidates a step (srlm: solutions a problem)
-    temperature: float = 0.5
-    top_p: float = 0.95
-    max_iterations: int = 20  # generation rounds per problem, rollbacks included
-    judge_orders: int = 1  # 1: each pair once (positions balanced) | 2: both orders, win only if they agree
-    max_step_tokens: int = 512
-    max_solution_tokens: int = 2048  # srlm samples
-    judge_max_tokens: int = 1024
-    judge_temperature: float = 0.0  # greedy judging: a verdict should not be a coin flip
-    working_set: int = 128  # problems searched at once
+    mode: Literal["psr", "srlm"] = option(
+        "psr", "--mode", help="psr: step search (the paper) | srlm: whole-solution scoring baseline (Yuan et al. 2024).")
+    tts: bool = option(False, "--tts", help="Test-time scaling: answer with the search, write trajectories to -o, no "
+                       "pairs; a tie takes the first candidate instead of rolling back.")
+    width: int = option(6, "--width", "-w", help="Candidates a step (srlm: solutions a problem).")
+    temperature: float = option(0.5, "--temperature", help="Sampling temperature of candidates.")
+    top_p: float = option(0.95, "--top-p", help="Nucleus sampling of candidates.")
+    max_iterations: int = option(20, "--max-iterations", help="Generation rounds a problem, rollbacks included.")
+    judge_orders: int = option(1, "--judge-orders", help="1: judge each pair once, A/B positions balanced (paper "
+                               "cost) | 2: both orders, a win only when they agree (2x judge cost, robust to position "
+                               "bias).")
+    max_step_tokens: int = option(512, "--max-step-tokens", help="Token limit of one step.")
+    max_solution_tokens: int = option(2048, "--max-solution-tokens", help="srlm: token limit of a solution.")
+    judge_max_tokens: int = option(1024, "--judge-max-tokens", help="Token limit of one judgment.")
+    # greedy judging: a verdict should not be a coin flip
+    judge_temperature: float = option(0.0, "--judge-temperature", help="0 = greedy judging.")
+    working_set: int = option(128, "--working-set", help="Problems searched together (one engine call per round "
+                              "for all of them).")
     seed: int = 0
 
     def check(self) -> None:
@@ -45,22 +53,24 @@ class SearchConfig:
             raise InputError("temperatures must be >= 0")
 
 
-
 @dataclass
 class MCTSConfig:
     """Paper §4: simulation_depth=3, num_iterations=100, T=0.7, top_p=0.95; the rest are psr's choices."""
 
-    num_iterations: int = 100
-    simulation_depth: int = 3
-    temperature: float = 0.7
-    top_p: float = 0.95
-    width: int = 6  # candidates per expansion (the paper's search width, §4; its MCTS width is not given)
-    exploration: float = 1.0  # UCT exploration constant c
-    margin: float = 0.0  # a pair needs chosen_score > rejected_score + margin
-    max_depth: int = 20  # steps in a solution before a node is terminal
-    max_step_tokens: int = 512
-    working_set: int = 32  # problems advanced together
-    prm_batch_size: int = 16
+    num_iterations: int = option(100, "--num-iterations", help="MCTS iterations per problem.")
+    simulation_depth: int = option(3, "--simulation-depth", help="Rollout steps after an expansion (0: value = the "
+                                   "new step's P(+)).")
+    # the paper's search width (§4); its MCTS width is not given
+    width: int = option(6, "--width", help="Candidate next steps sampled per expansion.")
+    exploration: float = option(1.0, "--exploration", "--c-puct", help="UCT exploration constant.")
+    margin: float = option(0.0, "--margin", help="Keep a pair only if chosen P(+) > rejected P(+) + margin.")
+    temperature: float = option(0.7, "--temperature", help="Sampling temperature.")
+    top_p: float = option(0.95, "--top-p", help="Nucleus sampling.")
+    max_depth: int = option(20, "--max-depth", help="Steps in a solution before a node is terminal.")
+    max_step_tokens: int = option(512, "--max-step-tokens", help="Token limit of one step.")
+    working_set: int = option(32, "--working-set", help="Problems searched together (model calls batch across "
+                              "them).")
+    prm_batch_size: int = option(16, "--prm-batch-size", help="Sequences per PRM forward pass.")
     seed: int = 0
 
     def check(self) -> None:

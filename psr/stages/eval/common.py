@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 from psr.core.errors import PsrError
+from psr.core.options import option
 from psr.core.records import iter_lines
+from psr.search import SearchConfig
 
 PROMPTS = ("step", "qwen-cot")
 TASKS = ("math", "judge")
@@ -13,22 +16,30 @@ TASKS = ("math", "judge")
 
 @dataclass
 class EvalConfig:
-    task: str = "math"  # math | judge
-    prompt: str = "step"  # step: Figure 4 | qwen-cot: Qwen2.5-Math CoT system prompt, for base models
-    grader: str = "default"
-    grade_timeout: float = 3.0  # seconds per answer, as the Qwen2.5-Math evaluator (psr.core.grading)
-    max_tokens: int = 2048
-    chunk_size: int = 512  # prompts per engine call; results are graded and written after each call
-    tts: bool = False  # answer with the self-judged step search instead of greedy decoding
-    width: int = 6
-    temperature: float = 0.5
-    top_p: float = 0.95
-    max_iterations: int = 20
-    name: str | None = None  # the row label of this run in --compare (default: the summary's file name)
-    summary: str | None = None  # JSON path
-    summary_md: str | None = None  # Markdown path (default: next to the JSON)
-    few_shot: int = 0  # judge: worked judge examples before each prompt (Table 3's M0 row is 3-shot)
-    few_shot_examples: str | None = None  # judge: pairwise EFT records they are drawn from
+    task: Literal["math", "judge"] = option(
+        "math", "--task", help="math (benchmark accuracy) | judge (step-wise judge on EFT records).")
+    prompt: Literal["step", "qwen-cot"] = option(
+        "step", "--prompt", help="step (Figure 4) | qwen-cot (Qwen2.5-Math CoT system prompt).")
+    grader: str = option("default", "--grader", help="default (math-verify + normalization) | qwen (Qwen2.5-Math "
+                         "evaluator) | math-verify.")
+    # seconds per answer, as the Qwen2.5-Math evaluator (psr.core.grading)
+    grade_timeout: float = option(3.0, "--grade-timeout", help="Seconds to grade one answer; a slower one is graded "
+                                  "wrong (grade_failure: timeout).")
+    max_tokens: int = option(2048, "--max-tokens", help="Most new tokens per answer, judgment or step.")
+    chunk_size: int = option(512, "--chunk-size", help="Prompts per engine call; results are written after each call.")
+    tts: bool = option(False, "--tts", help="Test-time scaling: answer with the self-judged step search.")
+    # the search --tts answers with (its width, temperature, top_p, max_iterations: the command's --tts options)
+    search: SearchConfig = field(default_factory=lambda: SearchConfig(tts=True))
+    few_shot: int = option(0, "--few-shot", help="judge: K worked examples (Figure 5 prompts with their judgments) "
+                           "before each prompt, for a base model (Table 3: M0 3-shot).")
+    few_shot_examples: str | None = option(None, "--few-shot-examples", help="judge: pairwise EFT records the "
+                                           "--few-shot examples are drawn from (the EFT training split), none of "
+                                           "them a judged record.")
+    name: str | None = option(None, "--name", help="Label of this run in --compare (default: the summary's file "
+                              "name).")
+    summary: str | None = option(None, "--summary", help="Write the summary JSON here.")
+    summary_md: str | None = option(None, "--summary-md", help="Write the Markdown table here (default: beside "
+                                    "--summary, .md).")
 
 
 def chunks(items: list, size: int):

@@ -4,6 +4,7 @@ self-judged step search (``--tts``, Tables 5, 9)."""
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from statistics import mean
 
 from psr.core.errors import InputError
@@ -117,16 +118,15 @@ def _answer_greedy(engine: Engine, todo: list[dict], cfg: EvalConfig, seed: int,
 def _answer_tts(engine: Engine, todo: list[dict], cfg: EvalConfig, seed: int, unanswered: list[str]):
     """Yield (problems, answers) as the step search finishes them; ``chunk_size`` problems are searched
     at once and a finished one is replaced at once, so the batch stays full."""
-    from psr.search import SearchConfig, iter_search
+    from psr.search import iter_tts
 
     if cfg.prompt != "step":
         raise InputError("--tts searches with the Figure 4 step prompt; drop --prompt")
     # --max-tokens bounds each step and each judgment (the search's own defaults: 512 and 1024).
-    scfg = SearchConfig(tts=True, width=cfg.width, temperature=cfg.temperature, top_p=cfg.top_p,
-                        max_iterations=cfg.max_iterations, max_step_tokens=min(cfg.max_tokens, 512),
-                        judge_max_tokens=min(cfg.max_tokens, 1024), working_set=cfg.chunk_size, seed=seed)
+    scfg = replace(cfg.search, tts=True, max_step_tokens=min(cfg.max_tokens, 512),
+                   judge_max_tokens=min(cfg.max_tokens, 1024), working_set=cfg.chunk_size, seed=seed)
     by_id = {p["id"]: p for p in todo}
-    for trajs in iter_search(engine, ({"id": p["id"], "question": p["question"]} for p in todo), scfg):
+    for trajs in iter_tts(engine, ({"id": p["id"], "question": p["question"]} for p in todo), scfg):
         yield [by_id[t["id"]] for t in trajs], [
             {"output": t["output"], "finish_reason": t["stop_reason"], "output_tokens": t["generated_tokens"],
              "tts": {k: t[k] for k in ("iterations", "ties", "rollbacks", "judge_calls", "judge_failures")}}
@@ -172,8 +172,7 @@ def run_math(io: IOConfig, engine: Engine, cfg: EvalConfig, problems: list[dict]
     summary.update(model=model, grader=cfg.grader, prompt=cfg.prompt, tts=cfg.tts,
                    tokens_unit=_tokens_unit(engine), name=cfg.name, shard=io.shard, limit=io.limit)
     if cfg.tts:
-        summary["tts_config"] = {"width": cfg.width, "temperature": cfg.temperature, "top_p": cfg.top_p,
-                                 "max_iterations": cfg.max_iterations}
+        summary["tts_config"] = {k: getattr(cfg.search, k) for k in ("width", "temperature", "top_p", "max_iterations")}
     return summary
 
 
