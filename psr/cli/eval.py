@@ -107,4 +107,4 @@ def eval_cmd(
     # benchmarks may come as NAME=PATH: the paths are what an output must not overwrite
     examples = [few_shot_examples] if few_shot_examples else []
     check_outputs([stage.benchmark_name(s)[1] for s in inputs or ["-"]] + examples, {"-o": output, **outputs})
-    stage.run(O.io_config(inputs, output, overwrite, limit, shard, outputs), engine_cfg, cfg)
+    stage.run(O.io_config(inputs, output, overwrite, limit, shard, outputs), cfg, engine_cfg)

@@ -51,8 +51,8 @@ def mine_pairs(
     cfg: stage.MCTSConfig,
 ) -> None:
     cfg = replace(cfg, seed=seed)
-    stage.run(O.io_config(inputs, output, overwrite, limit, shard, {"--stats": stats}),
+    stage.run(O.io_config(inputs, output, overwrite, limit, shard, {"--stats": stats}), cfg,
               O.engine_config(engine, model, base_url, api_key_env, seed, trust_remote_code, tensor_parallel_size,
                               concurrency, batch_size, dtype, request_timeout=request_timeout,
                               max_retries=max_retries),
-              prm, cfg, stats_path=stats, prm_dtype=dtype)
+              prm=prm, stats_path=stats, prm_dtype=dtype)

@@ -52,5 +52,5 @@ def search(
     judge_cfg = None
     if judge_engine or judge_model:
         judge_cfg = replace(engine_cfg, engine=judge_engine or engine_cfg.engine, model=judge_model or engine_cfg.model)
-    stage.run(O.io_config(inputs, output, overwrite, limit, shard, {"--trajectories": trajectories}), engine_cfg, cfg, trajectories=trajectories,
-              judge_cfg=judge_cfg)
+    stage.run(O.io_config(inputs, output, overwrite, limit, shard, {"--trajectories": trajectories}), cfg, engine_cfg,
+              trajectories=trajectories, judge=judge_cfg)

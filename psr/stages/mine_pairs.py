@@ -11,14 +11,16 @@ from psr.core.errors import InputError
 from psr.core.log import info, progress
 from psr.core.paths import write_json
 from psr.core.records import IOConfig, RecordWriter
-from psr.engines import EngineConfig, load_engine
+from psr.engines import Engine, EngineConfig, open_engine
 from psr.engines.prm import CONFIG_KEY, PRMScorer, is_prm_dir
 from psr.search import MCTSConfig, Stats, search
 
 
-def run(io: IOConfig, engine_cfg: EngineConfig, prm_path: str, cfg: MCTSConfig, *, stats_path: str | None = None,
+def run(io: IOConfig, cfg: MCTSConfig, engine: EngineConfig | Engine, *, prm: str, stats_path: str | None = None,
         prm_device: str = "auto", prm_dtype: str = "auto") -> dict:
-    """Mine candidate pairs for every problem of ``io.inputs``; returns the stats (also on stderr / ``stats_path``)."""
+    """Mine candidate pairs for every problem of ``io.inputs`` with the policy ``engine`` (an ``EngineConfig`` or a
+    ready ``Engine``) and the PRM directory ``prm``; returns the stats (also on stderr / ``stats_path``)."""
+    prm_path = prm
     cfg.check()
     if not prm_path:
         raise InputError("--prm is required: a PRM directory written by `psr train-prm`")
@@ -33,10 +35,11 @@ def run(io: IOConfig, engine_cfg: EngineConfig, prm_path: str, cfg: MCTSConfig, 
         todo = io.todo("problem", writer)
         miner_stats = Stats()
         if todo:
-            prm = PRMScorer.load(prm_path, device=prm_device, dtype=prm_dtype, batch_size=cfg.prm_batch_size,
-                                 trust_remote_code=engine_cfg.trust_remote_code)
-            with load_engine(engine_cfg) as policy, progress("mine-pairs", len(todo)) as advance:
-                for trees in search("mcts", policy, todo, cfg, prm, stats=miner_stats):
+            trust = engine.trust_remote_code if isinstance(engine, EngineConfig) else False
+            scorer = PRMScorer.load(prm_path, device=prm_device, dtype=prm_dtype, batch_size=cfg.prm_batch_size,
+                                    trust_remote_code=trust)
+            with open_engine(engine) as policy, progress("mine-pairs", len(todo)) as advance:
+                for trees in search("mcts", policy, todo, cfg, scorer, stats=miner_stats):
                     for t in trees:
                         writer.write_group(t["id"], t["pairs"])
                     advance(len(trees))

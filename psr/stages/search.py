@@ -9,13 +9,14 @@ between the two writes, the next run rebuilds the missing PPD group from the tra
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 from psr.core.errors import InputError
 from psr.core.grading import grade_many
 from psr.core.log import info, progress, warn
 from psr.core.records import IOConfig, RecordWriter
-from psr.engines import Engine, EngineConfig, load_engine
+from psr.engines import Engine, EngineConfig, open_engine
 from psr.search import SearchConfig, approach_name, search
 
 
@@ -46,13 +47,13 @@ def _read_trajectories(path: str, ids: set[str]) -> dict[str, dict]:
     return found
 
 
-def run(io: IOConfig, engine_cfg: EngineConfig | None = None, cfg: SearchConfig | None = None, *,
-        trajectories: str | None = None, engine: Engine | None = None, judge_cfg: EngineConfig | None = None,
-        judge: Engine | None = None) -> dict:
+def run(io: IOConfig, cfg: SearchConfig | None = None, engine: EngineConfig | Engine | None = None, *,
+        trajectories: str | None = None, judge: EngineConfig | Engine | None = None) -> dict:
     """Read problems, search, write PPD records to ``io.output`` and trajectories to ``trajectories``.
 
-    With ``cfg.tts`` the trajectories themselves go to ``io.output``. ``engine`` overrides ``engine_cfg``
-    (tests, the demo). ``judge_cfg`` / ``judge`` give an external judge (default: the policy judges itself).
+    With ``cfg.tts`` the trajectories themselves go to ``io.output``. ``engine`` (an ``EngineConfig`` or a ready
+    ``Engine``, psr.engines.open_engine) is the policy; ``judge`` an external judge (default: the policy judges
+    itself).
     Returns the summary it also logs.
     """
     cfg = cfg or SearchConfig()
@@ -92,12 +93,9 @@ def run(io: IOConfig, engine_cfg: EngineConfig | None = None, cfg: SearchConfig 
         if not problems:
             info("nothing to do")
             return summary
-        own = engine is None
-        engine = load_engine(engine_cfg or EngineConfig()) if own else engine
-        own_judge = judge is None and judge_cfg is not None
-        judge = load_engine(judge_cfg) if own_judge else judge
-        try:
-            batches = search(approach_name(cfg), engine, problems, cfg, judge)
+        judging = open_engine(judge) if judge is not None else contextlib.nullcontext(None)
+        with open_engine(engine) as policy, judging as judge_engine:
+            batches = search(approach_name(cfg), policy, problems, cfg, judge_engine)
             with progress("search (tts)" if cfg.tts else f"search ({cfg.mode})", len(problems)) as advance:
                 for batch in batches:
                     _grade(batch)
@@ -112,11 +110,6 @@ def run(io: IOConfig, engine_cfg: EngineConfig | None = None, cfg: SearchConfig 
                             summary["pairs"] += len(recs)
                         _add(summary, t)
                     advance(len(batch))
-        finally:
-            if own:
-                engine.close()
-            if own_judge:
-                judge.close()
     finally:
         main.close()
         if traj is not None:

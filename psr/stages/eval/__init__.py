@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from psr.core.errors import InputError
 from psr.core.records import IOConfig, read_records
-from psr.engines.base import Engine, EngineConfig
+from psr.engines import Engine, EngineConfig, engine_seed, open_engine
 from psr.stages.eval.common import PROMPTS, TASKS, EvalConfig
 from psr.stages.eval.compare import compare, load_summary, plot_accuracy
 from psr.stages.eval.judge import load_eft, run_judge, summarize_judge, summarize_scoring
@@ -24,11 +24,11 @@ from psr.stages.eval.math import benchmark_name, grade_outputs, load_problems, r
 from psr.stages.eval.report import summary_markdown, summary_outputs, write_summary
 
 
-def run(io: IOConfig, engine_cfg: EngineConfig, cfg: EvalConfig, engine: Engine | None = None) -> dict:
+def run(io: IOConfig, cfg: EvalConfig, engine: EngineConfig | Engine) -> dict:
     """Evaluate and write predictions to ``io.output``; return (and write) the summary.
 
-    ``engine`` may be given ready-made (tests inject a scripted one); otherwise it is loaded from
-    ``engine_cfg``.
+    ``engine``: an ``EngineConfig`` to load (and close), or a ready ``Engine`` (tests inject a scripted one); the
+    summary's model and the run seed are those of the config (a ready engine's own, when it has one).
     """
     if cfg.task not in TASKS:
         raise InputError(f"--task must be one of {', '.join(TASKS)}, got {cfg.task!r}")
@@ -49,15 +49,12 @@ def run(io: IOConfig, engine_cfg: EngineConfig, cfg: EvalConfig, engine: Engine 
     if not items:
         raise InputError("nothing to evaluate (check --limit and --shard)")
     stage = run_math if cfg.task == "math" else run_judge
-    if engine is None:
-        if not engine_cfg.model and engine_cfg.engine != "oracle":
-            raise InputError("--model is required")
-        from psr.engines import load_engine
-
-        with load_engine(engine_cfg) as eng:
-            summary = stage(io, eng, cfg, items, engine_cfg.model, engine_cfg.seed)
-    else:
-        summary = stage(io, engine, cfg, items, engine_cfg.model, engine_cfg.seed)
+    engine_cfg = engine if isinstance(engine, EngineConfig) else getattr(engine, "cfg", None)
+    model = engine_cfg.model if isinstance(engine_cfg, EngineConfig) else None
+    if isinstance(engine, EngineConfig) and not engine.model and engine.engine != "oracle":
+        raise InputError("--model is required")
+    with open_engine(engine) as eng:
+        summary = stage(io, eng, cfg, items, model, engine_seed(engine))
     write_summary(summary, cfg)
     return summary
 
