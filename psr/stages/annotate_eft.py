@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from psr.core.errors import InputError, PsrError
 from psr.core.log import info, progress, warn
 from psr.core.prompts import judge_prompt, parse_score, parse_verdict, srlm_score_prompt
-from psr.core.records import IOConfig, RecordWriter, read_records, write_records
+from psr.core.records import IOConfig, RecordWriter, read_records, skip_done, write_records
 from psr.core.steps import format_steps
 from psr.engines import Engine, open_engine
 from psr.engines.base import TOO_LONG, Chat, EngineConfig, Sampling
@@ -148,9 +148,7 @@ def run(io: IOConfig, cfg: AnnotateConfig, engine: EngineConfig | Engine | None 
             test_done = {r.get("pair_id", r["id"]) for r in _read(cfg.test_output, _kind(cfg))}
     try:
         all_pairs = io.todo("pair")
-        todo = [p for p in all_pairs if p["id"] not in writer.done and p["id"] not in test_done]
-        if len(todo) < len(all_pairs):
-            info(f"resuming: {len(all_pairs) - len(todo)} of {len(all_pairs)} pairs already judged")
+        todo = skip_done(all_pairs, writer.done | test_done, io.output)
         if todo:
             _judge_all(todo, cfg, engine, writer, counts)
     finally:

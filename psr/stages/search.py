@@ -15,7 +15,7 @@ import json
 from psr.core.errors import InputError
 from psr.core.grading import grade_many
 from psr.core.log import info, progress, warn
-from psr.core.records import IOConfig, RecordWriter
+from psr.core.records import IOConfig, RecordWriter, skip_done
 from psr.engines import Engine, EngineConfig, open_engine
 from psr.search import SearchConfig, approach_name, search
 
@@ -84,10 +84,7 @@ def run(io: IOConfig, cfg: SearchConfig | None = None, engine: EngineConfig | En
                 warn(f"{len(missing)} problem(s) already in {io.output} have no trajectory in {trajectories}; "
                      "they are not searched again (use --overwrite to redo everything)")
             done = main.done | traj.done
-        before = len(problems)
-        problems = [p for p in problems if p["id"] not in done]
-        if before != len(problems):
-            info(f"resuming: {before - len(problems)} of {before} problems already done")
+        problems = skip_done(problems, done, io.output)
         summary = {"problems": 0, "pairs": 0, "finished": 0, "judge_calls": 0, "judge_failures": 0,
                    "rollbacks": 0, "unanimous": 0, "iterations": 0, "generated_tokens": 0, "graded": 0, "correct": 0}
         if not problems:

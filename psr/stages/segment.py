@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from psr.core.errors import InputError, PsrError
 from psr.core.log import info, progress, warn
 from psr.core.prompts import segment_prompt
-from psr.core.records import IOConfig, RecordWriter
+from psr.core.records import IOConfig, RecordWriter, skip_done
 from psr.core.steps import parse_steps
 from psr.engines import Engine, engine_seed, open_engine
 from psr.engines.base import TOO_LONG, Chat, EngineConfig, Sampling
@@ -177,7 +177,7 @@ def run(io: IOConfig, cfg: SegmentConfig, engine: EngineConfig | Engine | None =
     rejects = RecordWriter(cfg.rejects, overwrite=io.overwrite) if cfg.rejects else None
     try:
         done = writer.done | (rejects.done if rejects else set())
-        todo = [r for r in io.todo("solution") if r["id"] not in done]
+        todo = skip_done(io.todo("solution"), done, io.output)
         for rec in todo:
             if not prepare(rec, box_answer=False):
                 _reject(rec, "the solution is empty", rejects, counts)
