@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -35,7 +35,7 @@ def step_dpo(
     sft_weight: Annotated[float, typer.Option(
         "--sft-weight", help="Add the NLL of the chosen step to the DPO loss with this weight (RPO; TRL's "
         "'sft' loss). 0, the default, is the paper's plain step-DPO.")] = 0.0,
-    loss: Annotated[str, typer.Option(
+    loss: Annotated[Literal[LOSSES], typer.Option(
         "--loss", help="TRL's preference loss: sigmoid (DPO, the paper's; the default), or "
         f"{', '.join(LOSSES[1:])}. apo_zero raises the chosen step and lowers the rejected one outright, "
         "where DPO may lower both.")] = "sigmoid",
@@ -46,7 +46,5 @@ def step_dpo(
         raise typer.BadParameter("must be > 0", param_hint="--beta")
     if sft_weight < 0:
         raise typer.BadParameter("must be >= 0", param_hint="--sft-weight")
-    if loss not in LOSSES:
-        raise typer.BadParameter(f"must be one of {', '.join(LOSSES)}", param_hint="--loss")
     stage.run(job.inputs, job.cfg, DPOOptions(beta=beta, precompute_ref_log_probs=precompute_ref_log_probs,
                                               sft_weight=sft_weight, loss=loss), limit=job.limit)
