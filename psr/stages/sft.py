@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from psr.core.errors import InputError
 from psr.core.records import eft_kind, iter_lines, select, validate
-from psr.training import common
+from psr.training import common, models
 from psr.training import sft as sft_training
 from psr.training.common import TrainConfig
 
@@ -50,7 +50,7 @@ def run(inputs: list[str], cfg: TrainConfig, *, limit: int | None = None, callba
     records = select(read_sft_records(inputs), None, limit)
     if not records:
         raise InputError("no records to train on (--limit 0?)")
-    tokenizer = common.load_tokenizer(cfg)
+    tokenizer = models.load_tokenizer(cfg)
     examples, too_long = sft_training.build_examples(tokenizer, records, cfg.max_length)
     n_ift = sum("steps" in r for r in records)
     long_ids = set(too_long)

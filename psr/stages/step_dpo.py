@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from psr.core.errors import InputError
 from psr.core.records import read_records, select
-from psr.training import common
+from psr.training import common, models
 from psr.training import step_dpo as dpo_training
 from psr.training.common import TrainConfig
 from psr.training.step_dpo import DPOOptions
@@ -30,7 +30,7 @@ def run(inputs: list[str], cfg: TrainConfig, opts: DPOOptions | None = None, *, 
     records = select(read_records(inputs, "ppd"), None, limit)
     if not records:
         raise InputError("no records to train on (--limit 0?)")
-    tokenizer = common.load_tokenizer(cfg)
+    tokenizer = models.load_tokenizer(cfg)
     examples, too_long, truncated = dpo_training.build_examples(tokenizer, records, cfg.max_length)
     if too_long:
         common.main_warn(f"step-dpo: {len(too_long)} of {len(records)} pairs have a step longer than "

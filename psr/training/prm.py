@@ -18,7 +18,7 @@ from psr.core.errors import InputError
 from psr.core.log import info, warn
 from psr.core.records import read_records
 from psr.engines.prm import CONFIG_KEY, PRMFormat, PRMScorer, PRMTokens, encode, label_logits, pad_batch
-from psr.training import common
+from psr.training import common, models
 from psr.training.common import TrainConfig
 
 # ---------------------------------------------------------------------------------------------
@@ -207,8 +207,8 @@ def featurize(tokens: PRMTokens, examples: list[dict], max_length: int) -> tuple
 
 
 def load_tokenizer(cfg: TrainConfig):
-    """Like common.load_tokenizer, without its chat-template check: a PRM reads plain text."""
-    common.check_model(cfg.model)
+    """Like models.load_tokenizer, without its chat-template check: a PRM reads plain text."""
+    models.check_model(cfg.model)
     from transformers import AutoTokenizer
 
     try:
@@ -245,8 +245,8 @@ def train(examples: list[dict], cfg: TrainConfig, fmt: PRMFormat, eval_fraction:
          f"{len(eval_ex)} held out for eval; {cfg.epochs:g} epochs, lr {cfg.learning_rate:g}, "
          f"effective batch {cfg.batch_size}")
 
-    model = common.load_model(cfg)
-    peft_cfg = common.lora_config(cfg)
+    model = models.load_model(cfg)
+    peft_cfg = models.lora_config(cfg)
     if peft_cfg is not None:
         from peft import get_peft_model
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from psr.core.prompts import judge_prompt, srlm_score_prompt, step_prompt
 from psr.core.steps import format_steps
-from psr.training import common
+from psr.training import common, models
 from psr.training.common import TrainConfig
 
 
@@ -78,8 +78,8 @@ def make_trainer(cfg: TrainConfig, examples: list[dict], tokenizer, callbacks=()
     from trl import SFTConfig, SFTTrainer
 
     args = SFTConfig(**common.trainer_kwargs(cfg), completion_only_loss=True, packing=False)
-    trainer = SFTTrainer(model=common.load_model(cfg), args=args, train_dataset=Dataset.from_list(examples),
-                         processing_class=tokenizer, peft_config=common.lora_config(cfg),
+    trainer = SFTTrainer(model=models.load_model(cfg), args=args, train_dataset=Dataset.from_list(examples),
+                         processing_class=tokenizer, peft_config=models.lora_config(cfg),
                          callbacks=[common.metrics_writer(cfg.output), *callbacks])
     common.logs_to_stderr(trainer)
     return trainer

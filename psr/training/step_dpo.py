@@ -24,8 +24,9 @@ from dataclasses import dataclass
 
 from psr.core.prompts import step_prompt
 from psr.core.steps import assistant_prefix, step_prefix
-from psr.training import common
-from psr.training.common import TrainConfig, end_of_turn_id
+from psr.training import common, models
+from psr.training.common import TrainConfig
+from psr.training.models import end_of_turn_id
 
 DEFAULT_BETA = 0.1  # TRL's default; the paper leaves β unspecified
 # TRL's pairwise preference losses (DPOConfig.loss_type). "sigmoid" is DPO, the paper's step-DPO; the others
@@ -119,8 +120,8 @@ def make_trainer(cfg: TrainConfig, opts: DPOOptions, examples: list[dict], token
     args = DPOConfig(**common.trainer_kwargs(cfg), beta=opts.beta, **losses,
                      precompute_ref_log_probs=opts.precompute_ref_log_probs,
                      trust_remote_code=cfg.trust_remote_code)
-    trainer = StepDPOTrainer(model=common.load_model(cfg), args=args, train_dataset=Dataset.from_list(examples),
-                             processing_class=tokenizer, peft_config=common.lora_config(cfg),
+    trainer = StepDPOTrainer(model=models.load_model(cfg), args=args, train_dataset=Dataset.from_list(examples),
+                             processing_class=tokenizer, peft_config=models.lora_config(cfg),
                              callbacks=[common.metrics_writer(cfg.output), *callbacks])
     common.logs_to_stderr(trainer)
     return trainer
