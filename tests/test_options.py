@@ -15,7 +15,9 @@ from helpers import PSR, read_jsonl
 from psr.cli.options import dataclass_options
 from psr.core.options import option
 from psr.search import MCTSConfig, SearchConfig
+from psr.stages.annotate_eft import AnnotateConfig
 from psr.stages.eval import EvalConfig
+from psr.stages.segment import SegmentConfig
 
 ENV = {**os.environ, "PSR_QUIET": "1", "COLUMNS": "250"}
 
@@ -42,18 +44,42 @@ def test_the_group_builds_the_dataclass_from_its_declared_fields_only():
         option(1, "-w", help="x")
 
 
-@pytest.mark.parametrize("command, cls", [("search", SearchConfig), ("mine-pairs", MCTSConfig), ("eval", EvalConfig)])
+def test_a_field_whose_name_a_shared_group_takes_gets_its_own_parameter_name():
+    import inspect
+
+    build = dataclass_options(SegmentConfig)
+    params = inspect.signature(build).parameters
+    assert "content_retries" in params and "max_retries" not in params  # the engine group's --max-retries
+    cfg = build(**{**{n: p.default for n, p in params.items()}, "content_retries": 5})
+    assert cfg == SegmentConfig(max_retries=5)
+
+
+def test_content_retries_and_request_retries_are_two_options(tmp_path):
+    """segment's --content-retries fills SegmentConfig.max_retries, the engine group's --max-retries the engine's:
+    the resolved options a run writes keep them apart."""
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"id": "p1", "question": "q?", "solution": "One. Two. \\boxed{2}"}) + "\n")
+    out = tmp_path / "ift.jsonl"
+    res = psr("segment", "-i", src, "-o", out, "--method", "rules", "--content-retries", "5", "--max-retries", "1")
+    assert res.returncode == 0, res.stderr
+    written = yaml.safe_load((tmp_path / "ift.jsonl.config.yaml").read_text())
+    assert written["content-retries"] == 5 and written["max-retries"] == 1, written
+
+
+@pytest.mark.parametrize("command, cls", [("search", SearchConfig), ("mine-pairs", MCTSConfig), ("eval", EvalConfig),
+                                          ("segment", SegmentConfig), ("annotate-eft", AnnotateConfig)])
 def test_help_lists_every_declared_field_with_its_flags_help_and_default(command, cls):
     res = psr(command, "--help")
     assert res.returncode == 0, res.stderr
     lines = {line.split()[1].split(",")[0]: line for line in res.stdout.splitlines() if line.startswith("│ --")}
     for f in declared(cls):
-        flags = f.metadata["flags"]
+        flags = [g for flag in f.metadata["flags"] for g in flag.split("/")]  # --x/--no-x: two flags on one line
         line = lines[flags[0]]
         assert all(flag in line for flag in flags[1:]), (flags, line)
         assert f.metadata["help"].split()[0] in line  # the help starts on the option's own line
         # every option is shown with its default except a bool flag (off) and one without a default (None)
-        if f.default not in (None, False):
+        if f.default not in (None, False) and len(flags) == len(f.metadata["flags"]):
+            # (a --x/--no-x flag shows the flag that is on as its default)
             text = res.stdout[res.stdout.index(line):]
             shown = text[:text.index("│ --", 3)] if "│ --" in text[3:] else text
             assert f"[default: {f.default}]" in " ".join(shown.replace("│", " ").split()), (f.name, shown)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-import typer
+from dataclasses import replace
 
 from psr.cli import options as O
 from psr.cli.root import app
 from psr.engines.base import EngineConfig
+from psr.stages.annotate_eft import AnnotateConfig
 
 HELP = """\
 Annotate step pairs with a strong judge (EFT data, paper §3.2). Reads candidate pair records from
@@ -37,27 +36,18 @@ its own --test-size), --limit N.
 
 @app.command("annotate-eft", help=HELP)
 @O.with_options(O.engine_config, "engine_cfg", engine="openai", omit=("tensor_parallel_size",))
+@O.with_options(O.dataclass_options(AnnotateConfig), "cfg")
 def annotate_eft(
     inputs: O.Inputs = None,
     output: O.Output = "-",
     overwrite: O.Overwrite = False,
     limit: O.Limit = None,
     shard: O.Shard = None,
-    format: Annotated[str, typer.Option("--format", help="pairwise (Figure 5, PSRLM) | scoring (Yuan et al.'s "
-                                        "0-5 prompt, the SRLM baseline).")] = "pairwise",
-    test_size: Annotated[int, typer.Option("--test-size", help="EFT records to hold out (paper: 500); 0: none.")] = 0,
-    test_output: Annotated[str | None, typer.Option("--test-output", help="JSONL path of the held-out split.")]
-    = None,
-    max_tokens: Annotated[int, typer.Option("--max-tokens", help="Most new tokens per judgment.")] = 4096,
-    temperature: Annotated[float, typer.Option("--temperature", help="Judge sampling temperature (0: greedy).")]
-    = 0.0,
-    chunk_size: Annotated[int, typer.Option("--chunk-size", help="Pairs per engine call (two prompts each).")] = 128,
     *,
+    cfg: AnnotateConfig,
     engine_cfg: EngineConfig,
 ) -> None:
     from psr.stages import annotate_eft as stage
 
-    cfg = stage.AnnotateConfig(format=format, test_size=test_size, test_output=test_output, max_tokens=max_tokens,
-                               temperature=temperature, chunk_size=chunk_size, seed=engine_cfg.seed)
-    stage.run(O.io_config(inputs, output, overwrite, limit, shard, {"--test-output": test_output}), cfg,
-              engine_cfg)
+    stage.run(O.io_config(inputs, output, overwrite, limit, shard, {"--test-output": cfg.test_output}),
+              replace(cfg, seed=engine_cfg.seed), engine_cfg)

@@ -134,17 +134,19 @@ def dataclass_options(cls: type, *, omit: tuple[str, ...] = ()) -> Callable[...,
     option for each field declared with ``psr.core.options.option`` (its flags, help, default; its type, so a
     ``Literal`` field is a choice), returning ``Config(**values)``; other fields keep their defaults, as do ``omit``."""
     hints = typing.get_type_hints(cls, include_extras=True)
-    params = []
+    params, field_of = [], {}
     for f in dataclasses.fields(cls):
         if "flags" not in f.metadata or f.name in omit:
             continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        name = f.metadata.get("param", f.name)
+        field_of[name] = f.name
         params.append(inspect.Parameter(
-            f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default,
+            name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default,
             annotation=Annotated[hints[f.name], typer.Option(*f.metadata["flags"], help=f.metadata["help"])]))
 
     def build(**values: Any) -> Any:
-        return cls(**values)
+        return cls(**{field_of[k]: v for k, v in values.items()})
 
     build.__name__ = cls.__name__
     build.__signature__ = inspect.Signature(params)

@@ -12,8 +12,13 @@ from dataclasses import field
 from typing import Any
 
 
-def option(default: Any, *flags: str, help: str) -> Any:  # noqa: A002 (the name Typer and click use)
-    """``field(default=default)`` carrying ``flags`` (the long name first, then aliases) and ``help``."""
+def option(default: Any, *flags: str, help: str, param: str | None = None) -> Any:  # noqa: A002 (Typer's name)
+    """``field(default=default)`` carrying ``flags`` (the long name first, then aliases) and ``help``. ``param``
+    names the command's parameter when the field's own name is taken by a shared group's option (segment's
+    ``max_retries`` is ``--content-retries``; the engine group's ``max_retries`` is ``--max-retries``)."""
     if not flags or not flags[0].startswith("--"):
         raise ValueError(f"an option needs its long flag first, got {flags!r}")
-    return field(default=default, metadata={"flags": flags, "help": help})
+    meta = {"flags": flags, "help": help}
+    if param:
+        meta["param"] = param
+    return field(default=default, metadata=meta)

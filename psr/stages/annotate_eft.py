@@ -39,6 +39,7 @@ from dataclasses import dataclass
 
 from psr.core.errors import InputError, PsrError
 from psr.core.log import info, progress, warn
+from psr.core.options import option
 from psr.core.prompts import judge_prompt, parse_score, parse_verdict, srlm_score_prompt
 from psr.core.records import IOConfig, RecordWriter, read_records, skip_done, write_records
 from psr.core.steps import format_steps
@@ -52,13 +53,15 @@ SCORING_DROPS = ("prm_tie", "no_score", "score_tie", "disagrees_with_prm")
 
 @dataclass
 class AnnotateConfig:
-    format: str = "pairwise"  # pairwise: Figure 5 (PSRLM) | scoring: Yuan et al.'s 0-5 prompt (SRLM baseline)
-    test_size: int = 0
-    test_output: str | None = None
-    max_tokens: int = 4096  # reasoning judges (o1-style) spend hidden tokens inside this bound
-    temperature: float = 0.0
-    chunk_size: int = 128  # pairs per engine call (2 judge prompts each)
-    seed: int = 0
+    format: str = option("pairwise", "--format", help="pairwise (Figure 5, PSRLM) | scoring (Yuan et al.'s 0-5 "
+                         "prompt, the SRLM baseline).")
+    test_size: int = option(0, "--test-size", help="EFT records to hold out (paper: 500); 0: none.")
+    test_output: str | None = option(None, "--test-output", help="JSONL path of the held-out split.")
+    # reasoning judges (o1-style) spend hidden tokens inside this bound
+    max_tokens: int = option(4096, "--max-tokens", help="Most new tokens per judgment.")
+    temperature: float = option(0.0, "--temperature", help="Judge sampling temperature (0: greedy).")
+    chunk_size: int = option(128, "--chunk-size", help="Pairs per engine call (two prompts each).")
+    seed: int = 0  # from --seed
 
 
 def _hash(*parts) -> int:

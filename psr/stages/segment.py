@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from psr.core.errors import InputError, PsrError
 from psr.core.log import info, progress, warn
+from psr.core.options import option
 from psr.core.prompts import segment_prompt
 from psr.core.records import IOConfig, RecordWriter, skip_done
 from psr.core.steps import parse_steps
@@ -34,13 +35,18 @@ _HAS_MARKER = re.compile(r"(?m)^[ \t>#*_]*Step[ \t]*\d+[ \t]*[:.)]")
 
 @dataclass
 class SegmentConfig:
-    method: str = "llm"
-    max_retries: int = 2
-    rejects: str | None = None
-    box_answer: bool = True
-    temperature: float = 0.0  # first attempt; retries sample at RETRY_TEMPERATURE when this is 0
-    max_tokens: int = 4096
-    chunk_size: int = 256  # records per engine call (the openai engine runs a call's requests concurrently)
+    method: str = option("llm", "--method", help="llm (Figure 3 prompt through --engine) | rules (offline).")
+    max_retries: int = option(2, "--content-retries", param="content_retries", help="llm: retries of an output "
+                              "that changed the content (--max-retries: of a failed request).")
+    rejects: str | None = option(None, "--rejects", help="llm: JSONL path for records that failed every attempt, "
+                                 "with reject_reason.")
+    box_answer: bool = option(True, "--box-answer/--no-box-answer", help="Append \"The answer is \\boxed{ANSWER}.\" "
+                              "to solutions that box nothing.")
+    # first attempt; retries sample at RETRY_TEMPERATURE when this is 0
+    temperature: float = option(0.0, "--temperature", help="llm: sampling temperature of the first attempt.")
+    max_tokens: int = option(4096, "--max-tokens", help="llm: most new tokens per answer.")
+    chunk_size: int = option(256, "--chunk-size", help="llm: records per engine call (the openai engine sends a "
+                             "call's requests concurrently).")
 
 
 RETRY_TEMPERATURE = 0.7
