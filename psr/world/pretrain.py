@@ -301,8 +301,9 @@ def pretrain(out_dir: str, *, minutes: float = 16.0, seed: int = 0, seq_len: int
     acc = greedy_accuracy(model, tok, test)
     acc_chat = greedy_accuracy(model, tok, test, chat=True)
     recipe = {
-        "what": "M0 of the psr embedded world: a Qwen2-architecture base model pretrained from scratch",
-        "command": (f"python -m psr.world.pretrain --out {out_dir} --minutes {minutes} --seed {seed} "
+        "what": "M0 of the psr embedded world: a Qwen2-architecture base model "
+                + (f"pretrained further from {init}" if init else "pretrained from scratch"),
+        "command": (f"python -m psr.world.pretrain --out {out_dir} --minutes {minutes} --seed {seed} --lr {lr} "
                     f"--seq-len {seq_len} --batch-size {batch_size} --reviews {reviews} --review-style {review_style} "
                     f"--checks {checks} --checks-per-step {checks_per_step} --checks-first {checks_first} "
                     f"--comparisons {comparisons}"
