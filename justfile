@@ -49,7 +49,7 @@ seeds +SEEDS="0 1 2": setup
     {{py}} bench/demo_seeds.py $(for s in {{SEEDS}}; do echo runs/seed$s; done)
 
 # Issue 18, the events world (psr/world/events.py, M0 data/m0-events): the gates. Each seed runs the demo at the
-# events size (500 held-out problems, 250 search problems a round) with the oracle-judged control and the SRLM
+# events size (500 held-out problems, 200 search problems a round) with the oracle-judged control and the SRLM
 # baseline, then bench/demo_seeds.py prints accuracy per model, the gains with 95% intervals and the three gates.
 events-seeds +SEEDS="0 1 2": setup
     for s in {{SEEDS}}; do {{py}} -m psr.world.demo --world events --srlm --oracle-judge --seed $s --out runs/events-seed$s; done

@@ -60,10 +60,13 @@ SIZES = {
                prm_epochs=3, prm_lr=1e-3, max_tokens=160, margin=0.0),
 }
 # The events world's research size (--world events): 500 held-out problems, so that a 5-point difference has a
-# 95% interval narrower than itself, and search rounds of 250 problems (3x the arithmetic world's) for hundreds of pairs; no GSM8K column
-# (a model trained on the world alone scores 0-3% there: noise, not a measurement).
-SIZES["events"] = {**SIZES["full"], "test": 500, "search": 600, "search_problems": [250, 250], "gsm8k": 0,
-                   "max_tokens": 160}
+# 95% interval narrower than itself, and search rounds of 200 problems (2.5x the arithmetic world's) for hundreds of pairs; no GSM8K column
+# (a model trained on the world alone scores 0-3% there: noise, not a measurement). The rest is smaller than full
+# (800 IFT, a 300-example PRM, 300 mined problems, 2 SFT epochs) so that a seed ran in ~40 min on 2 cores shared
+# with other jobs (load 5-7).
+SIZES["events"] = {**SIZES["full"], "train": 800, "prm": 300, "prm_epochs": 1, "mine_problems": 300,
+                   "mine_iterations": 4, "eft_test": 60, "sft_epochs": 2, "test": 500, "search": 400,
+                   "search_problems": [200, 200], "gsm8k": 0, "max_tokens": 160}
 SIZES["events-ci"] = {**SIZES["ci"], "gsm8k": 0}
 
 
