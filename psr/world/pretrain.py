@@ -6,7 +6,7 @@ plain text and half inside the chat template under the Figure 4 prompt (Qwen2.5-
 have seen chat-formatted reasoning too: the paper's M0 answers its prompt at 70% on GSM8K), plus
 arithmetic checks such as a base model picks up from the web, and graded solutions (review_document).
 It never sees the judge prompt, and in data/m0's recipe no comparison of two steps either (``--comparisons``
-adds some, as an experiment: README, "What we measured", item 9): judging is what the EFT half of the SFT
+adds some, as an experiment: README, "The arithmetic world: the null result"): judging is what the EFT half of the SFT
 data teaches (M1). A first M0 trained on plain text only answered the chat prompt with degenerate text
 ("dollars dollars dollars ..."), so no stage could start from it.
 
@@ -98,8 +98,8 @@ def comparison_document(problem: dict, rng: random.Random) -> str:
     The web's version of comparing two answers (forums, graded homework), not the Figure 5 prompt: no
     assistants, no verdict tags. Its point is the reading a pairwise judge needs: the two answers usually
     differ in one number only, so quoting one of them means finding it by which answer it is, not by the
-    words around it (a copy that the tiny judge gets wrong after SFT; README, "What we measured", item 8).
-    Measured (item 9): the 0.9M model learns to quote both answers from these documents, but grades them
+    words around it (a copy that the tiny judge gets wrong after SFT; README, "The arithmetic world: the null result").
+    Measured (session 6): the 0.9M model learns to quote both answers from these documents, but grades them
     by position, so its judge gains nothing significant.
     """
     from psr.world.oracle import check_step, corrupt_step, corruptions
@@ -142,7 +142,7 @@ def review_document(problem: dict, rng: random.Random, style: str = "cut") -> st
     check what it quoted: the reading a judge needs, without the judge prompt or a comparison.
 
     ``style`` "cut" ends the solution at its wrong step, so the last step reviewed is the wrong one
-    whenever there is one: a cue M0 learned instead of checking (README, "What we measured", item 7).
+    whenever there is one: a cue M0 learned instead of checking (README, "The arithmetic world: the null result").
     "continue" goes on after the wrong step, each later step computed right from the result before it
     (what the oracle, like a PRM800K grader, counts as a right step), so a wrong step sits anywhere.
     """
