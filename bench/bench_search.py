@@ -136,7 +136,7 @@ def raw_throughput(engine, problems: list[dict], cfg) -> dict:
 
 
 def measure(engine, problems: list[dict], cfg) -> dict:
-    from psr.stages.search import iter_search
+    from psr.search import iter_search
 
     # Start without the engine's memo of encoded prompts and without vLLM's cached KV blocks: a repeat run
     # asks the same prompts (same seeds) and would otherwise find them there.
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(a.threads)
 
     from psr.engines import EngineConfig, load_engine
-    from psr.stages.search import SearchConfig
+    from psr.search import SearchConfig
     from psr.world.generator import generate_problems
 
     model = a.model

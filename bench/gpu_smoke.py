@@ -152,7 +152,7 @@ def search_rows(rows: Rows, plan: dict, model: str, seed: int) -> None:
     from bench_search import measure
 
     from psr.engines import EngineConfig, load_engine
-    from psr.stages.search import SearchConfig
+    from psr.search import SearchConfig
     from psr.world.generator import generate_problems
 
     t = rows.start()

@@ -50,7 +50,7 @@ if __name__ == "__main__":
         t = time.monotonic()
         with VLLMEngine(cfg, enforce_eager=True) as engine:
             loaded = time.monotonic() - t
-            eval_stage.run(io, cfg, eval_stage.EvalConfig(max_tokens=run["max_tokens"]), engine=engine)
+            eval_stage.run(io, eval_stage.EvalConfig(max_tokens=run["max_tokens"]), engine)
             if run.get("chats"):
                 outs = engine.generate([Chat(u) for u in run["chats"]], Sampling(max_tokens=run["max_tokens"]))
                 with open(run["output"] + ".chats.json", "w") as fh:

@@ -270,7 +270,7 @@ def test_scoring_format_with_the_oracle_end_to_end(tmp_path):
 def test_scoring_responses_match_what_the_srlm_search_scores():
     # The SRLM search scores the policy's whole text; the oracle policy writes "Step n:" lines, as a trained
     # model does. Training responses must look exactly like that (here: a whole solution as one pair).
-    from psr.stages.search import SearchConfig, iter_srlm
+    from psr.search import SearchConfig, iter_srlm
 
     probs = generate_problems(5, seed=2)
     trajs = [t for batch in iter_srlm(OracleEngine(), probs, SearchConfig(mode="srlm", width=2)) for t in batch]

@@ -67,7 +67,7 @@ def run_math(tmp_path, inputs, out="preds.jsonl", engine=None, **kw):
     io = IOConfig(inputs=inputs, output=str(tmp_path / out), **io_kw)
     # generous: on a busy 2-core machine a slow grade must not turn into a timeout
     cfg = ev.EvalConfig(**{"grade_timeout": 60.0, **kw})
-    return ev.run(io, EngineConfig(model="scripted"), cfg, engine=engine or math_engine())
+    return ev.run(io, cfg, engine or math_engine())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -236,7 +236,7 @@ def shown_a(chat):
 def run_judge(tmp_path, respond, n=6, out="judge.jsonl"):
     path = write_jsonl(tmp_path / "eft_test.jsonl", eft_records(n))
     io = IOConfig(inputs=[path], output=str(tmp_path / out))
-    return ev.run(io, EngineConfig(model="scripted"), ev.EvalConfig(task="judge"), engine=ScriptedEngine(respond))
+    return ev.run(io, ev.EvalConfig(task="judge"), ScriptedEngine(respond))
 
 
 def test_judge_perfect_judge(tmp_path):
@@ -288,7 +288,7 @@ def test_judge_scoring_records(tmp_path):
     engine = ScriptedEngine(lambda c: said[c.user.split("<response>Step 1: ")[1].split("</response>")[0]])
     path = write_jsonl(tmp_path / "eft_scoring_test.jsonl", scoring_records())
     io = IOConfig(inputs=[path], output=str(tmp_path / "judge.jsonl"))
-    s = ev.run(io, EngineConfig(model="scripted"), ev.EvalConfig(task="judge", summary=str(tmp_path / "S1.json")),
+    s = ev.run(io, ev.EvalConfig(task="judge", summary=str(tmp_path / "S1.json")),
                engine=engine)
     assert engine.calls == [6]  # one scoring prompt a record, no swapped order
     assert s["format"] == "scoring" and s["n"] == 6 and s["pairs"] == 3
@@ -313,11 +313,11 @@ def test_judge_refuses_pairwise_and_scoring_records_in_one_run(tmp_path):
     path = write_jsonl(tmp_path / "mixed.jsonl", eft_records(2) + scoring_records())
     io = IOConfig(inputs=[path], output=str(tmp_path / "judge.jsonl"))
     with pytest.raises(InputError, match="not both"):
-        ev.run(io, EngineConfig(model="scripted"), ev.EvalConfig(task="judge"), engine=ScriptedEngine(str))
+        ev.run(io, ev.EvalConfig(task="judge"), ScriptedEngine(str))
     bad = write_jsonl(tmp_path / "bad.jsonl", [{**scoring_records()[0], "score": 9}])
     with pytest.raises(InputError) as e:
-        ev.run(IOConfig(inputs=[bad], output=str(tmp_path / "j.jsonl")), EngineConfig(model="scripted"),
-               ev.EvalConfig(task="judge"), engine=ScriptedEngine(str))
+        ev.run(IOConfig(inputs=[bad], output=str(tmp_path / "j.jsonl")), ev.EvalConfig(task="judge"),
+               ScriptedEngine(str))
     assert (e.value.path, e.value.line) == (bad, 1) and "must be 0 to 5" in e.value.message
 
 
@@ -476,7 +476,7 @@ def test_a_judge_prompt_longer_than_the_model_is_counted_not_a_crash(tmp_path, t
     path = write_jsonl(tmp_path / "eft_scoring_test.jsonl", recs)
     io = IOConfig(inputs=[path], output=str(tmp_path / "judge.jsonl"))
     engine = HFEngine(EngineConfig(model=tiny_model_dir, seed=0))
-    s = ev.run(io, EngineConfig(model=tiny_model_dir), ev.EvalConfig(task="judge", max_tokens=4), engine=engine)
+    s = ev.run(io, ev.EvalConfig(task="judge", max_tokens=4), engine)
     preds = {p["id"]: p for p in read_jsonl(tmp_path / "judge.jsonl")}
     assert s["n"] == 2 and set(preds) == {"p0/chosen", "p0/rejected"}
     assert preds["p0/rejected"]["output"] == "" and preds["p0/rejected"]["score"] is None
@@ -492,9 +492,9 @@ def test_a_request_out_of_retries_leaves_only_its_problem_undone(tmp_path):
         ecfg = EngineConfig(engine="openai", model="m", base_url=server.base_url, api_key_env="PSR_TEST_NO_KEY",
                             max_retries=1)
         with pytest.raises(PsrError, match=r"1 record\(s\) got no answer \(first: bench/q2\)"):
-            ev.run(IOConfig([src], out), ecfg, ev.EvalConfig(chunk_size=8))
+            ev.run(IOConfig([src], out), ev.EvalConfig(chunk_size=8), ecfg)
         assert sorted(r["id"] for r in read_jsonl(out)) == ["bench/q0", "bench/q1", "bench/q3", "bench/q4"]
-        summary = ev.run(IOConfig([src], out), ecfg, ev.EvalConfig(chunk_size=8))  # the rerun asks for q2
+        summary = ev.run(IOConfig([src], out), ev.EvalConfig(chunk_size=8), ecfg)  # the rerun asks for q2
         assert summary["n"] == 5 and sorted(r["id"] for r in read_jsonl(out)) == [f"bench/q{i}" for i in range(5)]
         # a prompt too long for the model is an answer of its own kind, counted, not a failure
         assert summary["benchmarks"]["bench"]["prompt_too_long"] == 1

@@ -49,7 +49,7 @@ def test_each_judge_prompt_follows_k_worked_examples_from_another_split(tmp_path
     engine_cfg = EngineConfig(engine="hf", model=tiny_model_dir)
     with load_engine(engine_cfg) as real:
         engine = Recording(real)
-        summary = ev.run(IOConfig(inputs=[test], output=str(tmp_path / "j.jsonl")), engine_cfg, cfg, engine=engine)
+        summary = ev.run(IOConfig(inputs=[test], output=str(tmp_path / "j.jsonl")), cfg, engine)
     assert summary["few_shot"] == 2 and summary["n"] == 3
     shots = [r for r in train if r["id"] in summary["few_shot_ids"]]
     assert len(shots) == 2

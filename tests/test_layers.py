@@ -8,8 +8,9 @@ import pathlib
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 # A module may import its own package and every package of a lower rank; engines and training are siblings that
-# do not import each other, and the world (problems, the oracle engine, the demo) stands on core and engines.
-RANK = {"core": 0, "engines": 1, "training": 2, "world": 2, "stages": 3, "cli": 4}
+# do not import each other, and the world (problems, the oracle engine, the demo) stands on core and engines. The search
+# methods (psr.search) stand on engines too, below the stages that read, write and resume around them.
+RANK = {"core": 0, "engines": 1, "training": 2, "world": 2, "search": 2, "stages": 3, "cli": 4}
 
 
 def modules() -> dict[str, pathlib.Path]:

@@ -14,8 +14,8 @@ import pytest
 from psr.core.errors import InputError
 from psr.core.records import IOConfig
 from psr.engines import EngineConfig
+from psr.search import MCTSConfig, Miner, Tree
 from psr.stages import mine_pairs
-from psr.stages.mine_pairs import MCTSConfig, Miner, Tree
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUESTIONS = ["What is 2 + 3?", "Solve for $x$: $2x + 1 = 7$.", "What is the area of a circle with radius 2?",
@@ -100,9 +100,9 @@ def test_seeded_runs_are_identical_and_write_stats(tiny_model_dir, tiny_prm, tmp
     outs = []
     for k in range(2):
         out, stats = tmp_path / f"pairs{k}.jsonl", tmp_path / f"stats{k}.json"
-        summary = mine_pairs.run(IOConfig(inputs=[probs], output=str(out)),
-                                 EngineConfig(engine="hf", model=tiny_model_dir, seed=7), tiny_prm,
-                                 MCTSConfig(**SMALL, seed=7), stats_path=str(stats))
+        summary = mine_pairs.run(IOConfig(inputs=[probs], output=str(out)), MCTSConfig(**SMALL, seed=7),
+                                 EngineConfig(engine="hf", model=tiny_model_dir, seed=7), prm=tiny_prm,
+                                 stats_path=str(stats))
         outs.append(out.read_bytes())
         on_disk = json.loads(stats.read_text())
         assert on_disk == summary
@@ -114,21 +114,21 @@ def test_seeded_runs_are_identical_and_write_stats(tiny_model_dir, tiny_prm, tmp
     assert summary["iterations"] == 4 * SMALL["num_iterations"]
     assert summary["nodes"] > 0 and summary["generation_s"] > 0 and summary["scoring_s"] > 0
     # a rerun with nothing left to do keeps the stats of the run that did the work
-    again = mine_pairs.run(IOConfig(inputs=[probs], output=str(out)),
-                           EngineConfig(engine="hf", model=tiny_model_dir, seed=7), tiny_prm,
-                           MCTSConfig(**SMALL, seed=7), stats_path=str(stats))
+    again = mine_pairs.run(IOConfig(inputs=[probs], output=str(out)), MCTSConfig(**SMALL, seed=7),
+                           EngineConfig(engine="hf", model=tiny_model_dir, seed=7), prm=tiny_prm,
+                           stats_path=str(stats))
     assert again["problems"] == 0 and json.loads(stats.read_text()) == summary
     for r in recs:
         assert set(r) >= {"id", "problem_id", "question", "previous_steps", "chosen", "rejected",
                           "chosen_score", "rejected_score"}
     # another seed samples other steps
     other = tmp_path / "other.jsonl"
-    mine_pairs.run(IOConfig(inputs=[probs], output=str(other)), EngineConfig(engine="hf", model=tiny_model_dir),
-                   tiny_prm, MCTSConfig(**SMALL, seed=8))
+    mine_pairs.run(IOConfig(inputs=[probs], output=str(other)), MCTSConfig(**SMALL, seed=8),
+                   EngineConfig(engine="hf", model=tiny_model_dir), prm=tiny_prm)
     assert other.read_bytes() != outs[0]
     # a finished output is resumed: nothing to do, nothing added
-    again = mine_pairs.run(IOConfig(inputs=[probs], output=str(tmp_path / "pairs0.jsonl")),
-                           EngineConfig(engine="hf", model=tiny_model_dir, seed=7), tiny_prm, MCTSConfig(**SMALL, seed=7))
+    again = mine_pairs.run(IOConfig(inputs=[probs], output=str(tmp_path / "pairs0.jsonl")), MCTSConfig(**SMALL, seed=7),
+                           EngineConfig(engine="hf", model=tiny_model_dir, seed=7), prm=tiny_prm)
     assert again["problems"] == 0 and (tmp_path / "pairs0.jsonl").read_bytes() == outs[0]
 
 
@@ -153,7 +153,7 @@ def test_resumed_sharded_and_reordered_runs_make_the_same_pairs(tiny_model_dir, 
     cfg = MCTSConfig(**{**SMALL, "working_set": 2, "top_p": 0.9}, seed=3)
 
     def mine(out, inputs=probs, **io):
-        mine_pairs.run(IOConfig(inputs=[inputs], output=str(out), **io), eng, tiny_prm, cfg)
+        mine_pairs.run(IOConfig(inputs=[inputs], output=str(out), **io), cfg, eng, prm=tiny_prm)
         return _pairs(out)
 
     full = mine(tmp_path / "full.jsonl")
@@ -171,14 +171,14 @@ def test_bad_options_and_input(tiny_model_dir, tiny_prm, tmp_path):
     probs = problems_file(tmp_path / "p.jsonl", 1)
     eng = EngineConfig(engine="hf", model=tiny_model_dir)
     with pytest.raises(InputError, match="--width"):
-        mine_pairs.run(IOConfig(inputs=[probs], output=str(tmp_path / "o.jsonl")), eng, tiny_prm, MCTSConfig(width=1))
+        mine_pairs.run(IOConfig(inputs=[probs], output=str(tmp_path / "o.jsonl")), MCTSConfig(width=1), eng, prm=tiny_prm)
     with pytest.raises(InputError, match="--prm"):
-        mine_pairs.run(IOConfig(inputs=[probs], output=str(tmp_path / "o.jsonl")), eng, str(tmp_path / "nope"),
-                       MCTSConfig())
+        mine_pairs.run(IOConfig(inputs=[probs], output=str(tmp_path / "o.jsonl")), MCTSConfig(), eng,
+                       prm=str(tmp_path / "nope"))
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "a", "question": "Q"}\n{"id": "b"}\n')
     with pytest.raises(InputError) as e:
-        mine_pairs.run(IOConfig(inputs=[str(bad)], output=str(tmp_path / "o.jsonl")), eng, tiny_prm, MCTSConfig())
+        mine_pairs.run(IOConfig(inputs=[str(bad)], output=str(tmp_path / "o.jsonl")), MCTSConfig(), eng, prm=tiny_prm)
     assert str(e.value).startswith(f"{bad}:2: missing field 'question'")
 
 

@@ -16,7 +16,8 @@ from psr.core.prompts import JUDGE_PROMPT, SRLM_SCORE_PROMPT
 from psr.core.records import IOConfig, read_records
 from psr.core.steps import parse_steps
 from psr.engines import Completion, Engine
-from psr.stages.search import SearchConfig, iter_search, judge_plan, pick, ppd_records, run, solve_tts, tally
+from psr.search import SearchConfig, iter_search, judge_plan, pick, solve_tts, tally
+from psr.stages.search import ppd_records, run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _A = re.compile(r"A’s Next Reasoning Step\]\nStep \d+: (.*?)\n\[The End of Assistant A", re.S)
@@ -325,7 +326,7 @@ def test_srlm_pairs_the_best_and_worst_solution_and_drops_ties():
 
 
 def iter_search_srlm(engine, problems):
-    from psr.stages.search import iter_srlm
+    from psr.search import iter_srlm
 
     return iter_srlm(engine, problems, cfg(mode="srlm"))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated
 
 import typer
@@ -11,6 +12,8 @@ from psr.cli.root import app
 from psr.core.errors import InputError
 from psr.core.paths import check_outputs
 from psr.engines.base import EngineConfig
+from psr.search import SearchConfig
+from psr.stages.eval.common import EvalConfig
 
 HELP = """\
 Benchmark accuracy and step statistics, judge accuracy, or a comparison of iterations (paper §5).
@@ -43,16 +46,8 @@ matrix (rows = runs, columns = benchmarks + average, deltas vs the first row); -
 Markdown, --summary the JSON, --plot PATH.png a plot of accuracy by iteration.
 """
 
-Task = Annotated[str, typer.Option("--task", help="math (benchmark accuracy) | judge (step-wise judge on EFT records).")]
-Prompt = Annotated[str, typer.Option("--prompt", help="step (Figure 4) | qwen-cot (Qwen2.5-Math CoT system prompt).")]
-Grader = Annotated[str, typer.Option("--grader", help="default (math-verify + normalization) | qwen (Qwen2.5-Math "
-                                     "evaluator) | math-verify.")]
-GradeTimeout = Annotated[float, typer.Option("--grade-timeout", help="Seconds to grade one answer; a slower one is "
-                                             "graded wrong (grade_failure: timeout).")]
-MaxTokens = Annotated[int, typer.Option("--max-tokens", help="Most new tokens per answer, judgment or step.")]
-ChunkSize = Annotated[int, typer.Option("--chunk-size", help="Prompts per engine call; results are written after "
-                                        "each call.")]
-Tts = Annotated[bool, typer.Option("--tts", help="Test-time scaling: answer with the self-judged step search.")]
+# --tts: the search's own options, with help that says they serve --tts (their defaults are the search's)
+_TTS = SearchConfig()
 Width = Annotated[int, typer.Option("--width", help="--tts: candidates a step.")]
 Temperature = Annotated[float, typer.Option("--temperature", help="--tts: sampling temperature of the candidates.")]
 TopP = Annotated[float, typer.Option("--top-p", help="--tts: nucleus sampling of the candidates.")]
@@ -60,26 +55,17 @@ MaxIterations = Annotated[int, typer.Option("--max-iterations", help="--tts: gen
                                             "rollbacks included.")]
 Limit = Annotated[int | None, typer.Option("--limit", help="math: the first N problems of each benchmark; judge: "
                                            "at most N records (after --shard).")]
-Name = Annotated[str | None, typer.Option("--name", help="Label of this run in --compare (default: the summary's "
-                                          "file name).")]
-Summary = Annotated[str | None, typer.Option("--summary", help="Write the summary JSON here.")]
-SummaryMd = Annotated[str | None, typer.Option("--summary-md", help="Write the Markdown table here (default: beside "
-                                               "--summary, .md).")]
 Compare = Annotated[bool, typer.Option("--compare", help="Compare the summary JSON files given as arguments.")]
 Summarize = Annotated[bool, typer.Option("--summarize", help="Summarize the prediction files given with -i; no "
                                          "model.")]
 Plot = Annotated[str | None, typer.Option("--plot", help="--compare: write a PNG of accuracy by iteration.")]
-FewShot = Annotated[int, typer.Option("--few-shot", help="judge: K worked examples (Figure 5 prompts with their "
-                                      "judgments) before each prompt, for a base model (Table 3: M0 3-shot).")]
-FewShotExamples = Annotated[str | None, typer.Option("--few-shot-examples", help="judge: pairwise EFT records the "
-                                                     "--few-shot examples are drawn from (the EFT training split), "
-                                                     "none of them a judged record.")]
 Summaries = Annotated[list[str] | None, typer.Argument(help="--compare: summary JSON files, M0 first.",
                                                        show_default=False)]
 
 
 @app.command("eval", help=HELP)
 @O.with_options(O.engine_config, "engine_cfg")
+@O.with_options(O.dataclass_options(EvalConfig), "cfg")
 def eval_cmd(
     summaries: Summaries = None,
     inputs: O.Inputs = None,
@@ -87,30 +73,20 @@ def eval_cmd(
     overwrite: O.Overwrite = False,
     limit: Limit = None,
     shard: O.Shard = None,
-    task: Task = "math",
-    prompt: Prompt = "step",
-    grader: Grader = "default",
-    grade_timeout: GradeTimeout = 3.0,
-    max_tokens: MaxTokens = 2048,
-    chunk_size: ChunkSize = 512,
-    tts: Tts = False,
-    width: Width = 6,
-    temperature: Temperature = 0.5,
-    top_p: TopP = 0.95,
-    max_iterations: MaxIterations = 20,
-    few_shot: FewShot = 0,
-    few_shot_examples: FewShotExamples = None,
-    name: Name = None,
-    summary: Summary = None,
-    summary_md: SummaryMd = None,
+    width: Width = _TTS.width,
+    temperature: Temperature = _TTS.temperature,
+    top_p: TopP = _TTS.top_p,
+    max_iterations: MaxIterations = _TTS.max_iterations,
     compare: Compare = False,
     summarize: Summarize = False,
     plot: Plot = None,
     *,
+    cfg: EvalConfig,
     engine_cfg: EngineConfig,
 ) -> None:
     from psr.stages import eval as stage
 
+    summary, summary_md, few_shot_examples = cfg.summary, cfg.summary_md, cfg.few_shot_examples
     if compare:
         if inputs:
             raise InputError("--compare takes summary JSON files as arguments, not -i")
@@ -121,10 +97,8 @@ def eval_cmd(
         raise InputError(f"unexpected argument {summaries[0]!r} (summaries are compared with --compare)")
     if plot:
         raise InputError("--plot goes with --compare")
-    cfg = stage.EvalConfig(task=task, prompt=prompt, grader=grader, grade_timeout=grade_timeout, max_tokens=max_tokens, chunk_size=chunk_size,
-                           tts=tts, width=width, temperature=temperature, top_p=top_p,
-                           max_iterations=max_iterations, few_shot=few_shot,
-                           few_shot_examples=few_shot_examples, name=name, summary=summary, summary_md=summary_md)
+    cfg = replace(cfg, search=SearchConfig(tts=True, width=width, temperature=temperature, top_p=top_p,
+                                           max_iterations=max_iterations))
     outputs = stage.summary_outputs(summary, summary_md)
     if summarize:
         check_outputs(inputs or ["-"], outputs)
@@ -133,4 +107,4 @@ def eval_cmd(
     # benchmarks may come as NAME=PATH: the paths are what an output must not overwrite
     examples = [few_shot_examples] if few_shot_examples else []
     check_outputs([stage.benchmark_name(s)[1] for s in inputs or ["-"]] + examples, {"-o": output, **outputs})
-    stage.run(O.io_config(inputs, output, overwrite, limit, shard, outputs), engine_cfg, cfg)
+    stage.run(O.io_config(inputs, output, overwrite, limit, shard, outputs), cfg, engine_cfg)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated
 
 import typer
@@ -9,8 +10,6 @@ import typer
 from psr.cli import options as O
 from psr.cli.root import app
 from psr.stages import mine_pairs as stage
-
-_D = stage.MCTSConfig()
 
 
 @app.command(
@@ -27,6 +26,7 @@ _D = stage.MCTSConfig()
         "--stats."
     ),
 )
+@O.with_options(O.dataclass_options(stage.MCTSConfig), "cfg")
 def mine_pairs(
     inputs: O.Inputs = None,
     output: O.Output = "-",
@@ -35,21 +35,6 @@ def mine_pairs(
     model: O.Model = None,
     base_url: O.BaseUrl = None,
     api_key_env: O.ApiKeyEnv = "OPENAI_API_KEY",
-    num_iterations: Annotated[int, typer.Option("--num-iterations", help="MCTS iterations per problem.")] = _D.num_iterations,
-    simulation_depth: Annotated[int, typer.Option("--simulation-depth", help="Rollout steps after an expansion "
-                                                  "(0: value = the new step's P(+)).")] = _D.simulation_depth,
-    width: Annotated[int, typer.Option("--width", help="Candidate next steps sampled per expansion.")] = _D.width,
-    exploration: Annotated[float, typer.Option("--exploration", "--c-puct", help="UCT exploration constant.")] = _D.exploration,
-    margin: Annotated[float, typer.Option("--margin", help="Keep a pair only if chosen P(+) > rejected P(+) + "
-                                          "margin.")] = _D.margin,
-    temperature: Annotated[float, typer.Option("--temperature", help="Sampling temperature.")] = _D.temperature,
-    top_p: Annotated[float, typer.Option("--top-p", help="Nucleus sampling.")] = _D.top_p,
-    max_depth: Annotated[int, typer.Option("--max-depth", help="Steps in a solution before a node is "
-                                           "terminal.")] = _D.max_depth,
-    max_step_tokens: Annotated[int, typer.Option("--max-step-tokens", help="Token limit of one step.")] = _D.max_step_tokens,
-    working_set: Annotated[int, typer.Option("--working-set", help="Problems searched together (model calls "
-                                             "batch across them).")] = _D.working_set,
-    prm_batch_size: Annotated[int, typer.Option("--prm-batch-size", help="Sequences per PRM forward pass.")] = _D.prm_batch_size,
     stats: Annotated[str | None, typer.Option("--stats", help="Also write the stats to this JSON file.")] = None,
     overwrite: O.Overwrite = False,
     limit: O.Limit = None,
@@ -62,13 +47,12 @@ def mine_pairs(
     trust_remote_code: O.TrustRemoteCode = False,
     request_timeout: O.RequestTimeout = 120.0,
     max_retries: O.MaxRetries = 4,
+    *,
+    cfg: stage.MCTSConfig,
 ) -> None:
-    cfg = stage.MCTSConfig(num_iterations=num_iterations, simulation_depth=simulation_depth, temperature=temperature,
-                           top_p=top_p, width=width, exploration=exploration, margin=margin, max_depth=max_depth,
-                           max_step_tokens=max_step_tokens, working_set=working_set, prm_batch_size=prm_batch_size,
-                           seed=seed)
-    stage.run(O.io_config(inputs, output, overwrite, limit, shard, {"--stats": stats}),
+    cfg = replace(cfg, seed=seed)
+    stage.run(O.io_config(inputs, output, overwrite, limit, shard, {"--stats": stats}), cfg,
               O.engine_config(engine, model, base_url, api_key_env, seed, trust_remote_code, tensor_parallel_size,
                               concurrency, batch_size, dtype, request_timeout=request_timeout,
                               max_retries=max_retries),
-              prm, cfg, stats_path=stats, prm_dtype=dtype)
+              prm=prm, stats_path=stats, prm_dtype=dtype)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
+import typing
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
@@ -99,9 +101,33 @@ def with_options(group: Callable[..., Any], into: str, *, after: str | None = No
             options = {name: kwargs.pop(name) for name in names}
             return command(**kwargs, **{into: group(**options)})
 
-        params = shared[:cut] + own + shared[cut:]
+        # keyword-only parameters (another group's `into`, for a later with_options) stay last
+        kw_only = [p for p in own if p.kind is p.KEYWORD_ONLY]
+        params = shared[:cut] + [p for p in own if p not in kw_only] + shared[cut:] + kw_only
         run.__signature__ = inspect.Signature(params)
         run.__annotations__ = {p.name: p.annotation for p in params}
         return run
 
     return decorate
+
+
+def dataclass_options(cls: type, *, omit: tuple[str, ...] = ()) -> Callable[..., Any]:
+    """The option group of a config dataclass, for ``with_options(dataclass_options(Config), "cfg")``: one Typer
+    option for each field declared with ``psr.core.options.option`` (its flags, help, default; its type, so a
+    ``Literal`` field is a choice), returning ``Config(**values)``; other fields keep their defaults, as do ``omit``."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    params = []
+    for f in dataclasses.fields(cls):
+        if "flags" not in f.metadata or f.name in omit:
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        params.append(inspect.Parameter(
+            f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default,
+            annotation=Annotated[hints[f.name], typer.Option(*f.metadata["flags"], help=f.metadata["help"])]))
+
+    def build(**values: Any) -> Any:
+        return cls(**values)
+
+    build.__name__ = cls.__name__
+    build.__signature__ = inspect.Signature(params)
+    return build

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from psr.cli.root import app
-from psr.cli.training_options import LAUNCH_HELP, TrainJob, training_options
+from psr.cli.training_options import LAUNCH_HELP, TrainJob, paper_defaults, training_options
 from psr.stages import sft as stage
 
 
@@ -15,10 +15,10 @@ from psr.stages import sft as stage
         "response, judgment, score, format 'scoring'), mixed in any -i files. IFT trains user: Figure 4 prompt -> "
         "assistant: the steps as 'Step n: ...' lines; EFT trains user: Figure 5 judge prompt (scoring: Yuan et "
         "al.'s 0-5 prompt on the response) -> assistant: the judgment. Loss on the assistant turn only. Records "
-        "longer than --max-length tokens are left out and counted, not truncated. Paper defaults: 3 epochs, "
-        "lr 1e-6, effective batch 32. " + LAUNCH_HELP.format(cmd="sft")
+        "longer than --max-length tokens are left out and counted, not truncated. " + paper_defaults(stage.SFT_DEFAULTS)
+        + LAUNCH_HELP.format(cmd="sft")
     ),
 )
-@training_options(epochs=3.0, learning_rate=1e-6, batch_size=32)
+@training_options(**stage.SFT_DEFAULTS)
 def sft(*, job: TrainJob) -> None:
     stage.run(job.inputs, job.cfg, limit=job.limit)

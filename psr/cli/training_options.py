@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Annotated, Any
-
-import typer
+from dataclasses import dataclass, replace
+from typing import Any
 
 from psr.cli import options as O
 from psr.core.errors import InputError
@@ -25,36 +23,6 @@ LAUNCH_HELP = (
     "the same command resumes from the last checkpoint; a finished DIR is left as it is unless --overwrite."
 )
 
-OutputDir = Annotated[str, typer.Option("-o", "--output", help="Output model directory.")]
-Epochs = Annotated[float, typer.Option("--epochs", help="Training epochs.")]
-LearningRate = Annotated[float, typer.Option("--lr", "--learning-rate", help="Peak learning rate.")]
-EffectiveBatch = Annotated[int, typer.Option("--batch-size", help="Effective batch: per-device x gradient "
-                                             "accumulation x processes; psr computes the accumulation.")]
-PerDevice = Annotated[int, typer.Option("--per-device-batch-size", help="Sequences per forward pass per process.")]
-MaxLength = Annotated[int, typer.Option("--max-length", help="Token limit of one example; longer records are "
-                                        "counted and left out.")]
-SaveSteps = Annotated[int, typer.Option("--save-steps", help="Checkpoint every N optimizer steps.")]
-KeepCheckpoints = Annotated[bool, typer.Option("--keep-checkpoints", help="Keep DIR/checkpoints/ after success.")]
-Resume = Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from the last checkpoint in "
-                                      "DIR/checkpoints/ when there is one.")]
-Overwrite = Annotated[bool, typer.Option("--overwrite", help="Delete a previous run in DIR (finished or not) "
-                                         "and start afresh.")]
-MaxSteps = Annotated[int, typer.Option("--max-steps", help="Stop after N optimizer steps (-1: all epochs).")]
-Warmup = Annotated[float, typer.Option("--warmup", help="Linear warmup: steps (>= 1) or a fraction of all steps.")]
-Scheduler = Annotated[str, typer.Option("--lr-scheduler", help="transformers scheduler name: linear | cosine | "
-                                        "constant | ...")]
-GradCkpt = Annotated[bool | None, typer.Option("--gradient-checkpointing/--no-gradient-checkpointing",
-                                               help="Default: on for GPU; always off on CPU.")]
-Lora = Annotated[bool, typer.Option("--lora", help="Train a LoRA adapter (peft, all linear layers) and merge it "
-                                    "into the saved model.")]
-LoraR = Annotated[int, typer.Option("--lora-r", help="LoRA rank.")]
-ReportTo = Annotated[str, typer.Option("--report-to", help="Also log the training metrics to: none | wandb "
-                                       "(WANDB_PROJECT, WANDB_MODE=offline, ... from the environment) | tensorboard "
-                                       "(to DIR/runs, or $TENSORBOARD_LOGGING_DIR). metrics.jsonl is written "
-                                       "either way.")]
-LoraAlpha = Annotated[int, typer.Option("--lora-alpha", help="LoRA alpha.")]
-
-
 @dataclass
 class TrainJob:
     """What a training command gets from the shared options."""
@@ -64,43 +32,23 @@ class TrainJob:
     limit: int | None
 
 
+@O.with_options(O.dataclass_options(TrainConfig), "cfg")
 def train_job(
     inputs: O.Inputs = None,
-    output: OutputDir = "",
     model: O.Model = None,
-    epochs: Epochs = 1.0,
-    learning_rate: LearningRate = 5e-7,
-    batch_size: EffectiveBatch = 32,
-    per_device_batch_size: PerDevice = 1,
-    max_length: MaxLength = 4096,
-    warmup: Warmup = 0.0,
-    lr_scheduler: Scheduler = "linear",
-    save_steps: SaveSteps = 200,
-    keep_checkpoints: KeepCheckpoints = False,
-    resume: Resume = True,
-    overwrite: Overwrite = False,
-    max_steps: MaxSteps = -1,
     limit: O.Limit = None,
     seed: O.Seed = 0,
     dtype: O.Dtype = "auto",
-    gradient_checkpointing: GradCkpt = None,
-    lora: Lora = False,
-    lora_r: LoraR = 16,
-    lora_alpha: LoraAlpha = 32,
     trust_remote_code: O.TrustRemoteCode = False,
-    report_to: ReportTo = "none",
+    *,
+    cfg: TrainConfig,
 ) -> TrainJob:
-    check_numbers(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
-                  per_device_batch_size=per_device_batch_size, max_length=max_length, warmup=warmup,
-                  save_steps=save_steps, max_steps=max_steps, lora_r=lora_r, lora_alpha=lora_alpha)
-    check_outputs(inputs or ["-"], {"-o": output}, files=False)
-    check_training_output(output, inputs or [], model)
-    cfg = TrainConfig(model=model or "", output=output, epochs=epochs, learning_rate=learning_rate,
-                      batch_size=batch_size, per_device_batch_size=per_device_batch_size, max_length=max_length,
-                      seed=seed, lr_scheduler=lr_scheduler, warmup=warmup, save_steps=save_steps,
-                      keep_checkpoints=keep_checkpoints, resume=resume, overwrite=overwrite, max_steps=max_steps,
-                      gradient_checkpointing=gradient_checkpointing, dtype=dtype, trust_remote_code=trust_remote_code,
-                      lora=lora, lora_r=lora_r, lora_alpha=lora_alpha, report_to=report_to)
+    check_numbers(**{k: getattr(cfg, k) for k in ("epochs", "learning_rate", "batch_size", "per_device_batch_size",
+                                                  "max_length", "warmup", "save_steps", "max_steps", "lora_r",
+                                                  "lora_alpha")})
+    check_outputs(inputs or ["-"], {"-o": cfg.output}, files=False)
+    check_training_output(cfg.output, inputs or [], model)
+    cfg = replace(cfg, model=model or "", seed=seed, dtype=dtype, trust_remote_code=trust_remote_code)
     return TrainJob(inputs or ["-"], cfg, limit)
 
 
@@ -149,3 +97,10 @@ def training_options(epochs: float, learning_rate: float, batch_size: int, **def
     options (--help: -i, -o, --model, the command's own, then the rest); the command gets them as `job`."""
     return O.with_options(train_job, "job", after="model", epochs=epochs, learning_rate=learning_rate,
                           batch_size=batch_size, **defaults)
+
+
+def paper_defaults(defaults: dict[str, float], more: str = "") -> str:
+    """The help's sentence on a command's paper defaults, from the same dict its options default to."""
+    epochs, lr = defaults["epochs"], f"{defaults['learning_rate']:g}".replace("e-0", "e-")  # 1e-6, not 1e-06
+    return (f"Paper defaults: {epochs:g} epoch{'s' if epochs != 1 else ''}, lr {lr}, "
+            f"effective batch {defaults['batch_size']}{more}. ")

@@ -373,11 +373,14 @@ class IOConfig:
     def todo(self, kind: str | None, writer: RecordWriter | None = None, key: str = "id", **kw) -> list[dict]:
         """Read, validate, shard and limit the inputs, then drop what ``writer`` already finished."""
         recs = select(read_records(self.inputs, kind, **kw), parse_shard(self.shard), self.limit)
-        if writer is not None and writer.done:
-            before = len(recs)
-            recs = [r for r in recs if r[key] not in writer.done]
-            if before != len(recs):
-                from psr.core.log import info
+        return skip_done(recs, writer.done, writer.path, key) if writer is not None else recs
 
-                info(f"resuming: {before - len(recs)} of {before} already in {writer.path}")
-        return recs
+
+def skip_done(recs: list[dict], done: set[str], where: str, key: str = "id") -> list[dict]:
+    """The records whose ``key`` is not in ``done`` (finished in ``where``): the one resume filter of every stage."""
+    todo = [r for r in recs if r[key] not in done] if done else recs
+    if len(todo) != len(recs):
+        from psr.core.log import info
+
+        info(f"resuming: {len(recs) - len(todo)} of {len(recs)} already in {where}")
+    return todo

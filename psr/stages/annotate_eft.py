@@ -40,8 +40,9 @@ from dataclasses import dataclass
 from psr.core.errors import InputError, PsrError
 from psr.core.log import info, progress, warn
 from psr.core.prompts import judge_prompt, parse_score, parse_verdict, srlm_score_prompt
-from psr.core.records import IOConfig, RecordWriter, read_records, write_records
+from psr.core.records import IOConfig, RecordWriter, read_records, skip_done, write_records
 from psr.core.steps import format_steps
+from psr.engines import Engine, open_engine
 from psr.engines.base import TOO_LONG, Chat, EngineConfig, Sampling
 
 FORMATS = ("pairwise", "scoring")
@@ -118,7 +119,7 @@ def _kind(cfg: AnnotateConfig) -> str:
     return "eft" if cfg.format == "pairwise" else "eft_scoring"
 
 
-def run(io: IOConfig, cfg: AnnotateConfig, engine_cfg: EngineConfig | None = None, engine=None) -> dict:
+def run(io: IOConfig, cfg: AnnotateConfig, engine: EngineConfig | Engine | None = None) -> dict:
     """Judge every pair; returns counts: ``kept``, each drop reason of the format (DROPS or SCORING_DROPS),
     ``train``, ``test``, and ``label_a``, ``label_b`` (pairwise) or ``scores`` (scoring: records per score)."""
     if cfg.format not in FORMATS:
@@ -147,11 +148,9 @@ def run(io: IOConfig, cfg: AnnotateConfig, engine_cfg: EngineConfig | None = Non
             test_done = {r.get("pair_id", r["id"]) for r in _read(cfg.test_output, _kind(cfg))}
     try:
         all_pairs = io.todo("pair")
-        todo = [p for p in all_pairs if p["id"] not in writer.done and p["id"] not in test_done]
-        if len(todo) < len(all_pairs):
-            info(f"resuming: {len(all_pairs) - len(todo)} of {len(all_pairs)} pairs already judged")
+        todo = skip_done(all_pairs, writer.done | test_done, io.output)
         if todo:
-            _judge_all(todo, cfg, engine_cfg, engine, writer, counts)
+            _judge_all(todo, cfg, engine, writer, counts)
     finally:
         writer.close()
     if counts["unanswered"]:
@@ -169,14 +168,9 @@ def _drops(cfg: AnnotateConfig) -> tuple[str, ...]:
     return DROPS if cfg.format == "pairwise" else SCORING_DROPS
 
 
-def _judge_all(todo, cfg, engine_cfg, engine, writer, counts) -> None:
-    own = engine is None
-    if own:
-        from psr.engines import load_engine
-
-        engine = load_engine(engine_cfg or EngineConfig(engine="openai"))
+def _judge_all(todo, cfg, engine, writer, counts) -> None:
     sampling = Sampling(n=1, temperature=cfg.temperature, max_tokens=cfg.max_tokens, seed=cfg.seed)
-    try:
+    with open_engine(engine, EngineConfig(engine="openai")) as engine:
         with progress("annotate-eft", len(todo)) as advance:
             for start in range(0, len(todo), cfg.chunk_size):
                 chunk = todo[start:start + cfg.chunk_size]
@@ -218,9 +212,6 @@ def _judge_all(todo, cfg, engine_cfg, engine, writer, counts) -> None:
                     counts["kept" if kind == "keep" else kind] += 1
                     writer.write_group(p["id"], recs)
                 advance(len(chunk))
-    finally:
-        if own:
-            engine.close()
 
 
 def _read(path: str, kind: str) -> list[dict]:

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from psr.core.errors import InputError, PsrError
 from psr.core.log import info, progress, warn
 from psr.core.prompts import segment_prompt
-from psr.core.records import IOConfig, RecordWriter
+from psr.core.records import IOConfig, RecordWriter, skip_done
 from psr.core.steps import parse_steps
+from psr.engines import Engine, engine_seed, open_engine
 from psr.engines.base import TOO_LONG, Chat, EngineConfig, Sampling
 
 METHODS = ("rules", "llm")
@@ -160,7 +161,7 @@ def _ift(rec: dict, steps: list[str]) -> dict:
     return out
 
 
-def run(io: IOConfig, cfg: SegmentConfig, engine_cfg: EngineConfig | None = None, engine=None) -> dict[str, int]:
+def run(io: IOConfig, cfg: SegmentConfig, engine: EngineConfig | Engine | None = None) -> dict[str, int]:
     """Segment every input solution; returns counts ``ok``, ``retried`` (ok after a retry), ``rejected``."""
     if cfg.method not in METHODS:
         raise InputError(f"--method must be one of {', '.join(METHODS)}, got {cfg.method!r}")
@@ -176,7 +177,7 @@ def run(io: IOConfig, cfg: SegmentConfig, engine_cfg: EngineConfig | None = None
     rejects = RecordWriter(cfg.rejects, overwrite=io.overwrite) if cfg.rejects else None
     try:
         done = writer.done | (rejects.done if rejects else set())
-        todo = [r for r in io.todo("solution") if r["id"] not in done]
+        todo = skip_done(io.todo("solution"), done, io.output)
         for rec in todo:
             if not prepare(rec, box_answer=False):
                 _reject(rec, "the solution is empty", rejects, counts)
@@ -186,7 +187,7 @@ def run(io: IOConfig, cfg: SegmentConfig, engine_cfg: EngineConfig | None = None
                 writer.write(_ift(rec, split_rules(prepare(rec, cfg.box_answer))))
                 counts["ok"] += 1
         else:
-            _run_llm(todo, cfg, engine_cfg, engine, writer, rejects, counts)
+            _run_llm(todo, cfg, engine, writer, rejects, counts)
     finally:
         writer.close()
         if rejects:
@@ -204,15 +205,10 @@ def _reject(rec: dict, why: str, rejects: RecordWriter | None, counts: dict) -> 
         warn(f"rejected {rec['id']}: {why} (use --rejects PATH to keep them)")
 
 
-def _run_llm(todo, cfg: SegmentConfig, engine_cfg, engine, writer, rejects, counts) -> None:
-    own = engine is None
-    if own:
-        from psr.engines import load_engine
-
-        engine = load_engine(engine_cfg or EngineConfig(engine="openai"))
-    seed = (engine_cfg.seed if engine_cfg else 0)
+def _run_llm(todo, cfg: SegmentConfig, engine, writer, rejects, counts) -> None:
+    seed = engine_seed(engine)
     unanswered = 0  # records whose requests failed on every retry: neither written nor rejected
-    try:
+    with open_engine(engine, EngineConfig(engine="openai")) as engine:
         with progress("segment", len(todo)) as advance:
             for start in range(0, len(todo), cfg.chunk_size):
                 chunk = todo[start:start + cfg.chunk_size]
@@ -248,9 +244,6 @@ def _run_llm(todo, cfg: SegmentConfig, engine_cfg, engine, writer, rejects, coun
                 for rec in pending:
                     _reject(rec, f"after {cfg.max_retries + 1} attempt(s): {reasons[rec['id']]}", rejects, counts)
                     advance()
-    finally:
-        if own:
-            engine.close()
     if unanswered:
         raise PsrError(f"{unanswered} record(s) got no answer: the engine's requests failed on every retry; the "
                        f"others are written to {writer.path}; rerun the same command to segment the rest")

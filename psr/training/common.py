@@ -26,6 +26,7 @@ from typing import Any
 
 from psr.core.errors import InputError, PsrError
 from psr.core.log import info, warn
+from psr.core.options import option
 
 CONFIG_NAME = "psr_config.json"
 METRICS_NAME = "metrics.jsonl"
@@ -36,30 +37,41 @@ CHECKPOINTS = "checkpoints"
 class TrainConfig:
     """Options shared by the training stages (the CLI flags of ``psr sft`` and ``psr step-dpo``)."""
 
+    # model, seed, dtype, trust_remote_code: set from the options the training commands share with the engines
     model: str = ""  # starting model: a directory (or a hub name)
-    output: str = ""  # output model directory
-    epochs: float = 1.0
-    learning_rate: float = 5e-7
-    batch_size: int = 32  # effective: per-device x accumulation x processes
-    per_device_batch_size: int = 1
-    max_length: int = 4096
+    output: str = option("", "--output", "-o", help="Output model directory.")
+    epochs: float = option(1.0, "--epochs", help="Training epochs.")
+    learning_rate: float = option(5e-7, "--lr", "--learning-rate", help="Peak learning rate.")
+    batch_size: int = option(32, "--batch-size", help="Effective batch: per-device x gradient accumulation x "
+                             "processes; psr computes the accumulation.")
+    per_device_batch_size: int = option(1, "--per-device-batch-size", help="Sequences per forward pass per process.")
+    max_length: int = option(4096, "--max-length", help="Token limit of one example; longer records are counted "
+                             "and left out.")
     seed: int = 0
-    lr_scheduler: str = "linear"
-    warmup: float = 0.0  # warmup steps (an integer) or a fraction of all steps (< 1)
-    save_steps: int = 200  # checkpoint every N optimizer steps
-    keep_checkpoints: bool = False
-    resume: bool = True  # continue from the last checkpoint in DIR/checkpoints when there is one
-    overwrite: bool = False  # delete a previous run in DIR (finished or not) and start afresh
-    max_steps: int = -1  # stop after N optimizer steps (-1: run all epochs)
-    gradient_checkpointing: bool | None = None  # None: on for GPU, always off on CPU
+    warmup: float = option(0.0, "--warmup", help="Linear warmup: steps (>= 1) or a fraction of all steps.")
+    lr_scheduler: str = option("linear", "--lr-scheduler", help="transformers scheduler name: linear | cosine | "
+                               "constant | ...")
+    save_steps: int = option(200, "--save-steps", help="Checkpoint every N optimizer steps.")
+    keep_checkpoints: bool = option(False, "--keep-checkpoints", help="Keep DIR/checkpoints/ after success.")
+    resume: bool = option(True, "--resume/--no-resume", help="Continue from the last checkpoint in DIR/checkpoints/ "
+                          "when there is one.")
+    overwrite: bool = option(False, "--overwrite", help="Delete a previous run in DIR (finished or not) and start "
+                             "afresh.")
+    max_steps: int = option(-1, "--max-steps", help="Stop after N optimizer steps (-1: all epochs).")
+    gradient_checkpointing: bool | None = option(None, "--gradient-checkpointing/--no-gradient-checkpointing",
+                                                 help="Default: on for GPU; always off on CPU.")
     dtype: str = "auto"  # auto: bf16 on GPU, fp32 on CPU
     trust_remote_code: bool = False
-    lora: bool = False
-    lora_r: int = 16
-    lora_alpha: int = 32
+    lora: bool = option(False, "--lora", help="Train a LoRA adapter (peft, all linear layers) and merge it into the "
+                        "saved model.")
+    lora_r: int = option(16, "--lora-r", help="LoRA rank.")
+    lora_alpha: int = option(32, "--lora-alpha", help="LoRA alpha.")
     lora_dropout: float = 0.05
     logging_steps: int = 1
-    report_to: str = "none"  # none | wandb | tensorboard: TrainingArguments.report_to (TRL logs there)
+    # TrainingArguments.report_to (TRL logs there)
+    report_to: str = option("none", "--report-to", help="Also log the training metrics to: none | wandb "
+                            "(WANDB_PROJECT, WANDB_MODE=offline, ... from the environment) | tensorboard (to "
+                            "DIR/runs, or $TENSORBOARD_LOGGING_DIR). metrics.jsonl is written either way.")
 
 
 # ---------------------------------------------------------------------------------------------
