@@ -18,4 +18,4 @@ for LR in 1e-5 5e-5; do
   nice -n 5 $PY eval -i world=$R/world/test.jsonl --model $R/o2-lr$LR -o $R/evals/o2-lr$LR.jsonl --summary $R/evals/o2-lr$LR.json --name O2-lr$LR --max-tokens 160 --seed $S > $R/eval_o2_$LR.log 2>&1 &
 done
 wait
-echo done
+.venv/bin/python bench/events_gate1_report.py $R
