@@ -19,3 +19,6 @@ for LR in 1e-5 5e-5; do
 done
 wait
 .venv/bin/python bench/events_gate1_report.py $R
+# The D = 0 measurement in the README used the same search / step-dpo (lr 1e-5) / eval commands on
+# `psr world -o RUN/world-d0 --world events --events 4 --distractors 0 --train 0 --prm 0 --test 300 --search 200
+# --seed SEED` (test.jsonl and search.jsonl of that directory), from the same RUN/m1.
