@@ -19,7 +19,7 @@ from psr.engines.openai_wire import retry_after_seconds  # noqa: E402
 
 
 def engine_for(server, **kw) -> OpenAIEngine:
-    cfg = EngineConfig(engine="openai", model=kw.pop("model", "m"), base_url=server.base_url,
+    cfg = EngineConfig(engine="openai", model=kw.pop("model", "m"), base_url=kw.pop("base_url", server.base_url),
                        api_key_env=kw.pop("api_key_env", "PSR_TEST_NO_SUCH_KEY"), **kw)
     engine = load_engine(cfg)
     engine.backoff_base = 0.01  # keep retries quick; Retry-After still rules when the server sends it
@@ -348,3 +348,31 @@ def test_an_empty_answer_the_model_generated_is_an_answer_not_a_failure():
         engine = engine_for(server)
         [[c]] = engine.generate([Chat("p")], Sampling())
     assert (c.text, c.finish_reason) == ("", "eos") and engine.counters.retries == 0
+
+
+def test_several_base_urls_share_the_requests_and_a_dead_one_is_skipped():
+    """--base-url A,B: both servers answer (least in flight first), the answers are one server's answers; with a
+    dead server (nothing listening) and a server that drops connections in the list, every request still gets
+    its answer from the live one, with no retries counted."""
+    import socket
+
+    chats = [Chat(f"q{i}") for i in range(12)]
+    sampling = Sampling(n=2, temperature=0.7, seed=3)
+    with ChatServer(delay=0.05) as one:
+        want = [[c.text for c in outs] for outs in engine_for(one).generate(chats, sampling)]
+    with ChatServer(delay=0.05) as a, ChatServer(delay=0.05) as b:
+        engine = engine_for(a, base_url=f"{a.base_url},{b.base_url}", concurrency=4)
+        got = engine.generate(chats, sampling)
+        assert [[c.text for c in outs] for outs in got] == want
+        assert len(a.bodies) >= 3 and len(b.bodies) >= 3 and len(a.bodies) + len(b.bodies) == len(chats)
+    with socket.socket() as s:  # a port nothing listens on: a server that is down
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    faults = {c.user: ["drop"] * 50 for c in chats}  # answers nothing: every connection closed unanswered
+    with ChatServer(faults=faults) as dropping, ChatServer() as live:
+        engine = engine_for(live, base_url=f"{dead},{dropping.base_url},{live.base_url}", concurrency=4,
+                            max_retries=0)
+        got = engine.generate(chats, sampling)
+        assert [[c.text for c in outs] for outs in got] == want
+        assert engine.counters.retries == 0 and len(live.bodies) == len(chats)
+    assert "3 servers" in engine.where

@@ -140,10 +140,27 @@ def test_the_tiny_recipe_runs_end_to_end_and_resumes(tmp_path):
     table = json.loads((run / "table1.json").read_text())
     assert [row["name"] for row in table["rows"]] == ["M0", "M1", "M2", "M3", "M4"]
     assert json.loads((run / "evals/judge_m0.json").read_text()).get("few_shot") == 3
+    # the run directory's log: every stage once, with its wall time, its counts and its resolved options
+    from psr.cli import run_log
+
+    log = run_log.read(str(run))
+    stages = [e["stage"] for e in log]
+    assert {"segment", "train-prm", "mine-pairs", "annotate-eft", "sft", "search", "step-dpo", "eval", "compare"} <= \
+        set(stages)
+    assert all(e["status"] == "done" and e["exit_code"] == 0 and e["wall_s"] >= 0 for e in log)
+    mine = next(e for e in log if e["stage"] == "mine-pairs")
+    assert mine["records"] == mine["pairs"] == len((run / "pairs.jsonl").read_text().splitlines())
+    assert mine["resolved_config"]["prm"] == str(run / "prm")
+    m1 = next(e for e in log if e["stage"] == "eval" and e["output"].endswith("m1.jsonl"))
+    assert m1["average"] == json.loads((run / "evals/m1.json").read_text())["average"]
+    assert next(e for e in log if e["stage"] == "sft")["global_steps"] > 0
+    assert "paper: the run so far" in res.stderr and "mine-pairs" in res.stderr.split("the run so far")[-1]
     # rerun: the finished models are skipped, every other stage resumes to nothing; no output changes
     outputs = {f: (run / f).read_bytes() for f in ["ift.jsonl", "pairs.jsonl", "ppd_m1.jsonl", "evals/m2.jsonl",
                                                    "m4/psr_config.json"]}
     res = subprocess.run(args, capture_output=True, text=True, env=ENV, cwd=ROOT)
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stderr.count("skip (finished") == 6  # world, prm, m1..m4
+    again = run_log.read(str(run))[len(log):]
+    assert sum(e["status"] == "skipped" for e in again) == 6 and all(e["status"] != "failed" for e in again)
     assert outputs == {f: (run / f).read_bytes() for f in outputs}

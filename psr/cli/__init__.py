@@ -13,6 +13,7 @@ from psr.cli import (  # noqa: F401
     demo,
     eval,
     grade,
+    launch,
     mine_pairs,
     paper,
     search,

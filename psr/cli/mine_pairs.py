@@ -15,8 +15,8 @@ from psr.stages import mine_pairs as stage
 @app.command(
     "mine-pairs",
     help=(
-        "MCTS on a policy model (--engine/--model) with a PRM (--prm DIR from `psr train-prm`, run with "
-        "transformers) as value. Reads problem records (id, question); writes candidate pair records (id, "
+        "MCTS on a policy model (--engine/--model) with a PRM (--prm DIR from `psr train-prm`; run with "
+        "transformers, sharded by --prm-device-map, or with --prm-engine vllm) as value. Reads problem records (id, question); writes candidate pair records (id, "
         "problem_id, question, previous_steps, chosen, rejected, chosen_score, rejected_score): at every expanded "
         "node the PRM's best and worst candidate next steps, kept when P(+) differs by more than --margin. "
         "Expansion samples --width steps for the whole working set in one engine call; the PRM scores them in one "
@@ -43,6 +43,9 @@ def mine_pairs(
     batch_size: O.BatchSize = 64,
     concurrency: O.Concurrency = 32,
     tensor_parallel_size: O.TensorParallel = 1,
+    gpu_memory_utilization: O.GpuMemory = 0.9,
+    max_model_len: O.MaxModelLen = None,
+    enforce_eager: O.EnforceEager = False,
     dtype: O.Dtype = "auto",
     trust_remote_code: O.TrustRemoteCode = False,
     request_timeout: O.RequestTimeout = 120.0,
@@ -54,5 +57,6 @@ def mine_pairs(
     stage.run(O.io_config(inputs, output, overwrite, limit, shard, {"--stats": stats}), cfg,
               O.engine_config(engine, model, base_url, api_key_env, seed, trust_remote_code, tensor_parallel_size,
                               concurrency, batch_size, dtype, request_timeout=request_timeout,
-                              max_retries=max_retries),
+                              max_retries=max_retries, gpu_memory_utilization=gpu_memory_utilization,
+                              max_model_len=max_model_len, enforce_eager=enforce_eager),
               prm=prm, stats_path=stats, prm_dtype=dtype)

@@ -26,11 +26,22 @@ EngineChoice = Literal[ENGINES]
 EngineName = Annotated[EngineChoice, typer.Option("--engine", help="hf (transformers) | vllm | openai | oracle (the "
                                                   "offline world).")]
 Model = Annotated[str | None, typer.Option("--model", "-m", help="Model directory or hub name (openai: the served model name).")]
-BaseUrl = Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1.")]
+BaseUrl = Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1; "
+                                             "several comma-separated (one vLLM server per GPU): each request goes to "
+                                             "the least busy, a failing server's requests to the others.")]
 ApiKeyEnv = Annotated[str, typer.Option("--api-key-env", help="Name of the environment variable holding the API key.")]
 Seed = Annotated[int, typer.Option("--seed", help="Random seed (sampling, shuffles, training).")]
 TrustRemoteCode = Annotated[bool, typer.Option("--trust-remote-code", help="Allow model repos to run their own code (off by default).")]
-TensorParallel = Annotated[int, typer.Option("--tensor-parallel-size", help="vllm: GPUs per model.")]
+TensorParallel = Annotated[int, typer.Option("--tensor-parallel-size", help="vllm: GPUs per model (tensor "
+                                              "parallel); the engine uses the first N GPUs CUDA_VISIBLE_DEVICES shows.")]
+GpuMemory = Annotated[float, typer.Option("--gpu-memory-utilization", help="vllm: share (0-1] of each GPU's memory "
+                                          "this engine may take (weights + KV cache); lower it when a second model "
+                                          "(the PRM, a judge) shares the GPUs.")]
+MaxModelLen = Annotated[int | None, typer.Option("--max-model-len", help="vllm, hf: context length in tokens (prompt + "
+                                                 "answer; longer prompts are refused or skipped as too long). Default: "
+                                                 "the model's own.")]
+EnforceEager = Annotated[bool, typer.Option("--enforce-eager", help="vllm: no CUDA graphs / torch.compile (less "
+                                            "memory and a faster start, slower decoding).")]
 Concurrency = Annotated[int, typer.Option("--concurrency", help="openai: requests in flight.")]
 RequestTimeout = Annotated[float, typer.Option("--request-timeout", help="openai: seconds to wait for one answer "
                                                "before the request is retried.")]
@@ -62,7 +73,8 @@ def engine_config(engine: EngineName = "hf", model: Model = None, base_url: Base
                   trust_remote_code: TrustRemoteCode = False, tensor_parallel_size: TensorParallel = 1,
                   concurrency: Concurrency = 32, batch_size: BatchSize = 64, dtype: Dtype = "auto",
                   prefix_sharing: PrefixSharing = True, request_timeout: RequestTimeout = 120.0,
-                  max_retries: MaxRetries = 4) -> EngineConfig:
+                  max_retries: MaxRetries = 4, gpu_memory_utilization: GpuMemory = 0.9,
+                  max_model_len: MaxModelLen = None, enforce_eager: EnforceEager = False) -> EngineConfig:
     """The engine options of a command (with_options(engine_config, ...)), or called directly."""
     if not request_timeout > 0:
         raise typer.BadParameter(f"must be > 0, got {request_timeout:g}", param_hint="--request-timeout")
@@ -70,10 +82,16 @@ def engine_config(engine: EngineName = "hf", model: Model = None, base_url: Base
         raise typer.BadParameter(f"must be >= 0, got {max_retries}", param_hint="--max-retries")
     if concurrency < 1 or batch_size < 1:
         raise typer.BadParameter("--concurrency and --batch-size must be >= 1")
+    if not 0 < gpu_memory_utilization <= 1:
+        raise typer.BadParameter(f"must be in (0, 1], got {gpu_memory_utilization:g}", param_hint="--gpu-memory-utilization")
+    if tensor_parallel_size < 1 or (max_model_len is not None and max_model_len < 1):
+        raise typer.BadParameter("--tensor-parallel-size and --max-model-len must be >= 1")
     return EngineConfig(engine=engine, model=model, base_url=base_url, api_key_env=api_key_env, seed=seed,
                         trust_remote_code=trust_remote_code, tensor_parallel_size=tensor_parallel_size,
                         concurrency=concurrency, batch_size=batch_size, dtype=dtype, prefix_sharing=prefix_sharing,
-                        timeout=request_timeout, max_retries=max_retries)
+                        timeout=request_timeout, max_retries=max_retries,
+                        gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len,
+                        enforce_eager=enforce_eager)
 
 
 def with_options(group: Callable[..., Any], into: str, *, after: str | None = None, omit: tuple[str, ...] = (),

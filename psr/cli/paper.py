@@ -8,7 +8,8 @@ the paths (-i, -o, --model, ...) as flags. Order:
     segment -> train-prm -> mine-pairs -> annotate-eft -> sft (M1) -> (search -> step-dpo) x rounds (M2..)
     -> eval of M0..Mn (+ judge accuracy, M0 few-shot; + TTS) -> eval --compare (Table 1)
 
-A finished model directory (psr_config.json) is skipped without launching anything; every other stage is
+RUN/run.jsonl logs every stage launched or skipped (command, resolved options, wall time, exit code, records,
+pairs, accuracy: psr/cli/run_log.py); the run ends with it as a table. A finished model directory (psr_config.json) is skipped without launching anything; every other stage is
 rerun and its own resume makes a finished one a no-op. The first failing command stops the recipe with its
 exit code.
 """
@@ -19,11 +20,13 @@ import os
 import shlex
 import subprocess
 import sys
+import time
 from typing import Annotated, Any
 
 import typer
 import yaml
 
+from psr.cli import run_log
 from psr.cli.root import app
 from psr.core.errors import InputError
 
@@ -130,14 +133,20 @@ class Recipe:
         shown = [f"{k}={v}" for k, v in env.items()] + shown  # as a shell line sets them
         tail = ["--config", config, *args]
         self.commands.append([*shown, *tail])
+        line = shlex.join([*shown, *tail])
+        entry = {"stage": block, "command": line, "config": config, "output": run_log.option_value(args, "-o", "--output")}
         if done and os.path.exists(done):
-            print(f"skip (finished: {done}) $ {shlex.join([*shown, *tail])}", file=sys.stderr,
-                  flush=True)
+            print(f"skip (finished: {done}) $ {line}", file=sys.stderr, flush=True)
+            if not self.dry_run:
+                run_log.append(self.run, {**entry, "status": "skipped", **run_log.stage_facts(args)})
             return
-        print("$ " + shlex.join([*shown, *tail]), file=sys.stderr, flush=True)
+        print("$ " + line, file=sys.stderr, flush=True)
         if self.dry_run:
             return
+        start = time.monotonic()
         rc = subprocess.call([*argv, *tail], env={**os.environ, **env})
+        run_log.append(self.run, {**entry, "status": "done" if rc == 0 else "failed", "exit_code": rc,
+                                  "wall_s": round(time.monotonic() - start, 1), **run_log.stage_facts(args)})
         if rc != 0:
             raise RecipeFailed(rc, f"paper: stage `{command}` failed with exit code {rc}: {shlex.join(shown + tail)}")
 
@@ -304,8 +313,10 @@ def paper(
     if until is not None and until not in UNTIL:
         raise typer.BadParameter(f"--until must be one of {', '.join(UNTIL)}")
     try:
-        run(recipe, override or [], dry_run, until)
+        r = run(recipe, override or [], dry_run, until)
     except RecipeFailed as e:
         print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(e.code) from None  # click returns a typer.Exit's code instead of exiting with it
+        raise SystemExit(e.code) from None
+    if not dry_run and run_log.read(r.run):
+        print(f"paper: the run so far ({os.path.join(r.run, run_log.LOG)}):\n{run_log.table(r.run)}", file=sys.stderr)  # click returns a typer.Exit's code instead of exiting with it
 

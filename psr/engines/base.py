@@ -93,6 +93,7 @@ class EngineConfig:
     tensor_parallel_size: int = 1
     gpu_memory_utilization: float = 0.9
     max_model_len: int | None = None
+    enforce_eager: bool = False  # vllm: no CUDA graphs (less memory, faster start)
     batch_size: int = 64  # hf: sequences per forward batch
     prefix_sharing: bool = True  # hf: a prompt prefix shared by rows of a batch is prefilled once
     concurrency: int = 32  # openai: requests in flight

@@ -38,6 +38,7 @@ from dataclasses import replace
 from psr.core import log
 from psr.core.errors import InputError, PsrError
 from psr.engines.base import Chat, Completion, Engine, EngineConfig, RequestsFailed, Sampling
+from psr.engines.openai_pool import ServerPool, split_urls
 from psr.engines.openai_wire import (
     CONTEXT_400,
     CONTEXT_LIMIT,
@@ -73,7 +74,9 @@ class OpenAIEngine(Engine):
             raise InputError("the openai engine needs --model (the model name the server serves)")
         self.cfg = cfg
         self.model = cfg.model
-        self.base_url = cfg.base_url.rstrip("/") if cfg.base_url else None
+        # --base-url URL1,URL2: one server per GPU (group), requests spread over them (psr.engines.openai_pool)
+        self.base_urls = split_urls(cfg.base_url)
+        self.base_url = self.base_urls[0]
         key = os.environ.get(cfg.api_key_env)
         if not key:
             if self.base_url is None:
@@ -93,12 +96,16 @@ class OpenAIEngine(Engine):
         self._too_long: set[Chat] = set()  # chats the server refused as longer than the context
         self._last_retry_log = -float("inf")
         self._last_failure = ""
+        self.pool = ServerPool(self.base_urls)
 
     # -- public --------------------------------------------------------------------------------
 
     @property
     def where(self) -> str:
-        return f"{self.base_url or 'https://api.openai.com/v1'} (model {self.model!r})"
+        where = self.base_url or "https://api.openai.com/v1"
+        if len(self.base_urls) > 1:
+            where = f"{len(self.base_urls)} servers ({', '.join(self.base_urls)})"
+        return f"{where} (model {self.model!r})"
 
     def generate(self, chats: list[Chat], sampling: Sampling) -> list[list[Completion]]:
         """Every chat's answers; RequestsFailed (with the answers that did come) when some chat's request
@@ -132,7 +139,9 @@ class OpenAIEngine(Engine):
     async def _generate(self, chats: list[Chat], sampling: Sampling) -> list[list[Completion] | None]:
         from openai import AsyncOpenAI
 
-        client = AsyncOpenAI(api_key=self._key, base_url=self.base_url, max_retries=0, timeout=self.cfg.timeout)
+        clients = [AsyncOpenAI(api_key=self._key, base_url=u, max_retries=0, timeout=self.cfg.timeout)
+                   for u in self.base_urls]
+        client = (clients, self.pool)
         sem = asyncio.Semaphore(max(1, self.cfg.concurrency))
         try:
             per_chat = ([sampling] * len(chats) if sampling.seeds is None else
@@ -147,7 +156,8 @@ class OpenAIEngine(Engine):
                 await asyncio.gather(*tasks, return_exceptions=True)
                 raise
         finally:
-            await client.close()
+            for c in clients:
+                await c.close()
 
     async def _one_chat(self, client, sem, chat: Chat, sampling: Sampling) -> list[Completion] | None:
         """The chat's ``n`` answers, or None when a request for it failed on every retry."""
@@ -183,7 +193,9 @@ class OpenAIEngine(Engine):
         """The choices of one request, retried as needed; None when the server turned out to reject n."""
         import openai
 
+        clients, pool = client
         attempt = adapted = 0
+        tried: set[int] = set()  # servers this request failed on since its last backoff
         while True:
             async with sem:
                 if n > 1 and not self._use_n:
@@ -191,10 +203,12 @@ class OpenAIEngine(Engine):
                 body = self._body(chat, sampling, n, seed)  # built late: uses what other requests learned
                 self.counters.requests += 1
                 self._in_flight(+1)
+                k = pool.pick(tried)
+                pool.in_flight[k] += 1
                 try:
                     # The client's timeout bounds each read, so a server that trickles its answer a byte at a
                     # time never trips it: the whole request gets the same bound here.
-                    resp = await asyncio.wait_for(client.chat.completions.create(**body), self.cfg.timeout)
+                    resp = await asyncio.wait_for(clients[k].chat.completions.create(**body), self.cfg.timeout)
                     return self._completions(resp, sampling)
                 except openai.BadRequestError as e:
                     if adapted <= len(_ADAPTABLE) and self._adapt(e, n):
@@ -219,11 +233,12 @@ class OpenAIEngine(Engine):
                     if e.status_code < 500 and e.status_code not in RETRY_STATUS:
                         self.counters.failures += 1
                         raise PsrError(f"{self.where} answered {e.status_code}: {self._scrub(e.message)}") from None
-                    err = Transient(f"HTTP {e.status_code}", retry_after_seconds(e.response.headers))
+                    err = Transient(f"HTTP {e.status_code}", retry_after_seconds(e.response.headers),
+                                    server_ok=e.status_code < 500)
                 except (openai.APITimeoutError, TimeoutError):
-                    err = Transient(f"no answer within {self.cfg.timeout:g}s")
+                    err = Transient(f"no answer within {self.cfg.timeout:g}s", server_ok=False)
                 except openai.APIConnectionError as e:
-                    err = Transient(f"connection error: {e.__cause__ or e}")
+                    err = Transient(f"connection error: {e.__cause__ or e}", server_ok=False)
                 except Empty as e:
                     self.counters.empty += 1
                     err = Transient(f"empty answer ({e})")
@@ -231,6 +246,13 @@ class OpenAIEngine(Engine):
                     err = Transient(f"malformed response: {str(e)[:200]}")
                 finally:
                     self._in_flight(-1)
+                    pool.in_flight[k] -= 1
+            if isinstance(err, Transient) and not err.server_ok:
+                pool.failed(k)
+                tried.add(k)
+                if len(tried) < len(clients):
+                    continue  # another server may answer at once: no backoff, no retry counted
+            tried = set()
             if attempt >= self.cfg.max_retries:
                 self.counters.failures += 1
                 self._last_failure = str(err)

@@ -30,9 +30,10 @@ class GaveUp(Exception):
 class Transient(Exception):
     """A failure worth retrying; ``retry_after`` is the server's hint in seconds."""
 
-    def __init__(self, what: str, retry_after: float | None = None):
+    def __init__(self, what: str, retry_after: float | None = None, server_ok: bool = True):
         super().__init__(what)
         self.retry_after = retry_after
+        self.server_ok = server_ok  # False: the server itself failed (down, 5xx, no answer): try another one
 
 
 class Malformed(Exception):

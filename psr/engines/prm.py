@@ -156,24 +156,33 @@ class PRMScorer:
 
     @classmethod
     def load(cls, path: str, *, device: str = "auto", dtype: str = "auto", batch_size: int = 16,
-             trust_remote_code: bool = False) -> PRMScorer:
-        """Load a PRM directory (as written by ``psr train-prm``) for scoring."""
+             trust_remote_code: bool = False, device_map: str | dict | None = None,
+             **load_kwargs) -> PRMScorer:
+        """Load a PRM directory (as written by ``psr train-prm``) for scoring.
+
+        ``device_map`` (``auto``, ``balanced``, ``sequential`` or a module -> device mapping) shards the layers
+        over every visible GPU with accelerate's hooks, then CPU memory and disk, instead of putting the whole
+        model on ``device``: a 72B PRM (~145 GB in bf16) fits no single GPU. ``load_kwargs`` go to
+        ``from_pretrained`` (``max_memory``, ``offload_folder``)."""
         import torch
         from safetensors import SafetensorError
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        if dtype == "auto":
-            torch_dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-        else:
-            torch_dtype = getattr(torch, dtype)
+        gpu = device.startswith("cuda") or (device_map is not None and torch.cuda.is_available())
+        torch_dtype = (torch.bfloat16 if gpu else torch.float32) if dtype == "auto" else getattr(torch, dtype)
+        if device_map is not None:
+            load_kwargs["device_map"] = device_map
         try:
             tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, trust_remote_code=trust_remote_code)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, trust_remote_code=trust_remote_code,
+                                                         **load_kwargs)
         except (OSError, ValueError, SafetensorError) as e:  # SafetensorError: a truncated or corrupt weights file
             raise InputError(f"cannot load the PRM: {e}", path) from None
-        model.to(device).eval()
+        if device_map is None:
+            model.to(device)
+        model.eval()
         return cls(model, tok, PRMFormat.from_model_dir(path), batch_size=batch_size)
 
     def score(self, items: list[tuple[str, list[str]]]) -> list[list[float]]:
@@ -190,7 +199,8 @@ class PRMScorer:
                                  f"(question starts {q[:40]!r})")
         order = sorted(range(len(items)), key=lambda i: len(encoded[i][0]))
         out: list[list[float]] = [[] for _ in items]
-        device = next(self.model.parameters()).device
+        # the embedding's device: under a device_map the first parameter may sit on another GPU (or be offloaded)
+        device = _input_device(self.model)
         was_training = self.model.training
         self.model.eval()
         try:
@@ -218,3 +228,13 @@ class PRMScorer:
     def score_steps(self, question: str, solutions: list[list[str]]) -> list[list[float]]:
         """The Engine.score_steps shape: one question, many partial solutions."""
         return self.score([(question, s) for s in solutions])
+
+
+def _input_device(model):
+    import torch
+
+    weight = model.get_input_embeddings().weight
+    if weight.device.type == "meta":  # offloaded by accelerate: its hook brings it to the execution device
+        hook = getattr(model.get_input_embeddings(), "_hf_hook", None)
+        return torch.device(getattr(hook, "execution_device", None) or "cpu")
+    return weight.device

@@ -45,6 +45,8 @@ class VLLMEngine(TokenizerEngine):
                       tensor_parallel_size=cfg.tensor_parallel_size, seed=cfg.seed, dtype=cfg.dtype,
                       trust_remote_code=bool(cfg.trust_remote_code),
                       gpu_memory_utilization=cfg.gpu_memory_utilization, max_model_len=cfg.max_model_len)
+        if cfg.enforce_eager:
+            kwargs["enforce_eager"] = True
         if (current_platform.is_cpu() and "kv_cache_memory_bytes" not in llm_kwargs
                 and not os.environ.get("VLLM_CPU_KVCACHE_SPACE")):
             # On CPU, vLLM reads gpu_memory_utilization as a share of the whole machine's RAM and refuses to
@@ -69,7 +71,8 @@ class VLLMEngine(TokenizerEngine):
             raise PsrError(f"vLLM failed to start for {cfg.model}: {e} (its log above says why)") from e
         self.tokenizer = self.llm.get_tokenizer()
         self.max_len = self.llm.llm_engine.model_config.max_model_len
-        log.info(f"vllm engine: {cfg.model} (tensor parallel {cfg.tensor_parallel_size})")
+        log.info(f"vllm engine: {cfg.model} (tensor parallel {cfg.tensor_parallel_size}, context {self.max_len}, "
+                 f"GPU memory share {cfg.gpu_memory_utilization:g})")
 
     # -- generation -------------------------------------------------------------------------
 
@@ -114,7 +117,12 @@ class VLLMEngine(TokenizerEngine):
         return result
 
     def score_steps(self, question: str, solutions: list[list[str]]) -> list[list[float]]:
-        """PRM P("+") after every step, in one batched call (psr.engines.prm's format, from config.json).
+        """PRM P("+") after every step of each partial solution of one question (``score``)."""
+        return self.score([(question, s) for s in solutions])
+
+    def score(self, items: list[tuple[str, list[str]]]) -> list[list[float]]:
+        """PRM P("+") after every step of each (question, steps), in one batched call (psr.engines.prm's format,
+        from config.json): PRMScorer.score's interface, so mine-pairs scores through either.
 
         vLLM gives log-probabilities of prompt tokens, not of chosen tokens at a position, so each read
         position is sent twice, followed once by the good and once by the bad label; P(+) is the two-way
@@ -128,12 +136,15 @@ class VLLMEngine(TokenizerEngine):
             self._prm_tokens = PRMTokens(self.tokenizer, PRMFormat.from_model_dir(self.cfg.model))
         t = self._prm_tokens
         prompts, counts = [], []
-        for steps in solutions:
+        for question, steps in items:
             ids, pos = encode(t, question, steps)
+            if pos and self.max_len and pos[-1] + 2 > self.max_len:
+                raise InputError(f"a solution of {len(steps)} steps does not fit the PRM's {self.max_len} tokens "
+                                 f"(question starts {question[:40]!r}); raise --max-model-len")
             prompts += [{"prompt_token_ids": ids[:p + 1] + [label]} for p in pos for label in (t.good_id, t.bad_id)]
             counts.append(len(pos))
         if not prompts:
-            return [[] for _ in solutions]
+            return [[] for _ in items]
         params = self._vllm.SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
         outs = self.llm.generate(prompts, params, use_tqdm=False)
         lps = [o.prompt_logprobs[-1][o.prompt_token_ids[-1]].logprob for o in outs]

@@ -71,9 +71,32 @@ class MCTSConfig:
     working_set: int = option(32, "--working-set", help="Problems searched together (model calls batch across "
                               "them).")
     prm_batch_size: int = option(16, "--prm-batch-size", help="Sequences per PRM forward pass.")
+    # Where the PRM runs (a 72B PRM fits no single GPU): transformers on one device or sharded over the visible
+    # GPUs, or a vLLM engine of its own with its own tensor parallelism and memory share.
+    prm_engine: Literal["hf", "vllm"] = option(
+        "hf", "--prm-engine", help="hf: the PRM in transformers (on one device, or sharded with --prm-device-map) | "
+        "vllm: a vLLM engine of its own (--prm-tensor-parallel-size, --prm-gpu-memory-utilization).")
+    prm_device_map: str | None = option(
+        None, "--prm-device-map", help="hf PRM: shard its layers over the visible GPUs (then CPU) with accelerate: "
+        "auto | balanced | sequential; for a PRM larger than one GPU (72B). Default: all on one device.")
+    prm_tensor_parallel_size: int = option(1, "--prm-tensor-parallel-size", help="vllm PRM: GPUs for the PRM.")
+    prm_gpu_memory_utilization: float = option(
+        0.4, "--prm-gpu-memory-utilization", help="vllm PRM: share of each GPU's memory it takes (the policy's "
+        "--gpu-memory-utilization plus this must stay under 1 on shared GPUs).")
+    prm_max_model_len: int | None = option(None, "--prm-max-model-len", help="vllm PRM: context length (default: "
+                                           "the model's).")
     seed: int = 0
 
     def check(self) -> None:
+        if self.prm_engine not in ("hf", "vllm"):
+            raise InputError(f"--prm-engine must be hf or vllm, got {self.prm_engine!r}")
+        if self.prm_device_map is not None and self.prm_engine != "hf":
+            raise InputError("--prm-device-map is for --prm-engine hf (vLLM shards with --prm-tensor-parallel-size)")
+        if self.prm_device_map not in (None, "auto", "balanced", "balanced_low_0", "sequential"):
+            raise InputError(f"--prm-device-map must be auto, balanced, balanced_low_0 or sequential, got "
+                             f"{self.prm_device_map!r}")
+        if not 0 < self.prm_gpu_memory_utilization <= 1 or self.prm_tensor_parallel_size < 1:
+            raise InputError("--prm-gpu-memory-utilization must be in (0, 1] and --prm-tensor-parallel-size >= 1")
         for name in ("num_iterations", "width", "max_depth", "max_step_tokens", "working_set", "prm_batch_size"):
             if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")

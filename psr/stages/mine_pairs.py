@@ -6,20 +6,22 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 
 from psr.core.errors import InputError
 from psr.core.log import info, progress
 from psr.core.paths import write_json
 from psr.core.records import IOConfig, RecordWriter
-from psr.engines import Engine, EngineConfig, open_engine
+from psr.engines import Engine, EngineConfig, load_engine, open_engine
 from psr.engines.prm import CONFIG_KEY, PRMScorer, is_prm_dir
 from psr.search import MCTSConfig, Stats, search
 
 
 def run(io: IOConfig, cfg: MCTSConfig, engine: EngineConfig | Engine, *, prm: str, stats_path: str | None = None,
-        prm_device: str = "auto", prm_dtype: str = "auto") -> dict:
+        prm_device: str = "auto", prm_dtype: str = "auto", prm_scorer=None) -> dict:
     """Mine candidate pairs for every problem of ``io.inputs`` with the policy ``engine`` (an ``EngineConfig`` or a
-    ready ``Engine``) and the PRM directory ``prm``; returns the stats (also on stderr / ``stats_path``)."""
+    ready ``Engine``) and the PRM directory ``prm``; returns the stats (also on stderr / ``stats_path``).
+    ``prm_scorer``: an already loaded scorer (``load_prm``'s result), used instead of loading ``prm``, not closed."""
     prm_path = prm
     cfg.check()
     if not prm_path:
@@ -35,14 +37,17 @@ def run(io: IOConfig, cfg: MCTSConfig, engine: EngineConfig | Engine, *, prm: st
         todo = io.todo("problem", writer)
         miner_stats = Stats()
         if todo:
-            trust = engine.trust_remote_code if isinstance(engine, EngineConfig) else False
-            scorer = PRMScorer.load(prm_path, device=prm_device, dtype=prm_dtype, batch_size=cfg.prm_batch_size,
-                                    trust_remote_code=trust)
-            with open_engine(engine) as policy, progress("mine-pairs", len(todo)) as advance:
-                for trees in search("mcts", policy, todo, cfg, scorer, stats=miner_stats):
-                    for t in trees:
-                        writer.write_group(t["id"], t["pairs"])
-                    advance(len(trees))
+            ecfg = engine if isinstance(engine, EngineConfig) else EngineConfig()
+            scorer = prm_scorer or load_prm(prm_path, ecfg, cfg, prm_device, prm_dtype)
+            try:
+                with open_engine(engine) as policy, progress("mine-pairs", len(todo)) as advance:
+                    for trees in search("mcts", policy, todo, cfg, scorer, stats=miner_stats):
+                        for t in trees:
+                            writer.write_group(t["id"], t["pairs"])
+                        advance(len(trees))
+            finally:
+                if prm_scorer is None and hasattr(scorer, "close"):
+                    scorer.close()
     miner_stats.total_s = time.perf_counter() - start
     summary = miner_stats.summary()
     info("mine-pairs: " + ", ".join(f"{k} {v}" for k, v in summary.items()))
@@ -52,4 +57,16 @@ def run(io: IOConfig, cfg: MCTSConfig, engine: EngineConfig | Engine, *, prm: st
     return summary
 
 
-__all__ = ["MCTSConfig", "run"]
+def load_prm(prm_path: str, engine_cfg: EngineConfig, cfg: MCTSConfig, device: str = "auto", dtype: str = "auto"):
+    """The PRM as an object with ``score(items)``: transformers on one device or sharded by ``prm_device_map``,
+    or a vLLM engine of its own (``VLLMEngine.score``: the same P(+), read from prompt log-probabilities)."""
+    if cfg.prm_engine == "vllm":
+        return load_engine(replace(engine_cfg, engine="vllm", model=prm_path, dtype=dtype,
+                                   tensor_parallel_size=cfg.prm_tensor_parallel_size,
+                                   gpu_memory_utilization=cfg.prm_gpu_memory_utilization,
+                                   max_model_len=cfg.prm_max_model_len))
+    return PRMScorer.load(prm_path, device=device, dtype=dtype, batch_size=cfg.prm_batch_size,
+                          trust_remote_code=engine_cfg.trust_remote_code, device_map=cfg.prm_device_map)
+
+
+__all__ = ["MCTSConfig", "load_prm", "run"]

@@ -27,6 +27,7 @@ from typing import Any
 from psr.core.errors import InputError, PsrError
 from psr.core.log import info, warn
 from psr.core.options import option
+from psr.training.lora import params_sharded, save_gathered_lora
 
 CONFIG_NAME = "psr_config.json"
 METRICS_NAME = "metrics.jsonl"
@@ -446,7 +447,13 @@ def finish(trainer, tokenizer, cfg: TrainConfig, stage: str, extra: dict) -> dic
     out = cfg.output
     tmp = os.path.join(out, ".final.tmp")
     model = trainer.model
-    if cfg.lora:
+    if cfg.lora and params_sharded(trainer):
+        # ZeRO-3 / FSDP: merging on the sharded model would fold the adapter into slices (psr.training.lora)
+        merged = save_gathered_lora(trainer, lambda: load_model(cfg), tmp)
+        eos_ids = stop_at_end_of_turn(merged or trainer.accelerator.unwrap_model(model), tokenizer)
+        if merged is not None:
+            merged.generation_config.save_pretrained(tmp)  # the end-of-turn stop set after the save
+    elif cfg.lora:
         # Merge the adapter so the output is a plain model the engines (hf, vLLM) load directly.
         model = trainer.accelerator.unwrap_model(model).merge_and_unload()
         eos_ids = stop_at_end_of_turn(model, tokenizer)
