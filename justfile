@@ -48,6 +48,19 @@ seeds +SEEDS="0 1 2": setup
     for s in {{SEEDS}}; do {{py}} -m psr.world.demo --srlm --oracle-judge --seed $s --out runs/seed$s; done
     {{py}} bench/demo_seeds.py $(for s in {{SEEDS}}; do echo runs/seed$s; done)
 
+# Issue 18, the events world (psr/world/events.py, M0 data/m0-events): the gates. Each seed runs the demo at the
+# events size (500 held-out problems, 200 search problems a round) with the oracle-judged control and the SRLM
+# baseline, then bench/demo_seeds.py prints accuracy per model, the gains with 95% intervals and the three gates.
+events-seeds +SEEDS="0 1 2": setup
+    for s in {{SEEDS}}; do {{py}} -m psr.world.demo --world events --srlm --oracle-judge --seed $s --out runs/events-seed$s; done
+    {{py}} bench/demo_seeds.py $(for s in {{SEEDS}}; do echo runs/events-seed$s; done)
+
+# The dose-response table: the same runs (PSRLM and the oracle-judged control) at each number of distractor events,
+# from 0 (nothing to choose: the control that should show no gain) up.
+events-dose DOSES="0 2 4" SEEDS="0": setup
+    for d in {{DOSES}}; do for s in {{SEEDS}}; do {{py}} -m psr.world.demo --world events --distractors $d --oracle-judge --seed $s --out runs/events-d$d-seed$s; done; done
+    for d in {{DOSES}}; do echo "# distractors $d"; {{py}} bench/demo_seeds.py $(for s in {{SEEDS}}; do echo runs/events-d$d-seed$s; done); done
+
 lint: setup
     {{venv}}/bin/ruff check psr tests bench
 

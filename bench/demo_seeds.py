@@ -127,6 +127,88 @@ def main(argv: list[str] | None = None) -> None:
         print(f"| {a_} - {b_} ({what}) | {', '.join(f'{x:+.1f}' for x in c['per_seed'])} | {c['mean']:+.1f} | "
               f"{c['seed_ci'][0]:+.1f} to {c['seed_ci'][1]:+.1f} | {c['pooled']:+.1f} | "
               f"{c['problem_ci'][0]:+.1f} to {c['problem_ci'][1]:+.1f} |")
+    gates(runs, summaries)
+
+
+def position_accuracy(run: str, model: str = "m1") -> tuple[float, float, int] | None:
+    """Judge accuracy (%) when the right step is shown as A and when it is shown as B, over both orders."""
+    path = os.path.join(run, "evals", f"judge_{model}.jsonl")
+    if not os.path.exists(path):
+        return None
+    at = {"A": [], "B": []}
+    for r in map(json.loads, open(path)):
+        if r.get("label") not in ("A", "B") or "correct_swapped" not in r:
+            continue
+        at[r["label"]].append(bool(r["correct"]))
+        at["B" if r["label"] == "A" else "A"].append(bool(r["correct_swapped"]))
+    if not at["A"] or not at["B"]:
+        return None
+    return 100 * statistics.mean(at["A"]), 100 * statistics.mean(at["B"]), len(at["A"]) + len(at["B"])
+
+
+def m1_errors(run: str) -> dict | None:
+    """M1's wrong held-out solutions counted by the kind of their first wrong step (psr.world.errors)."""
+    from psr.world.errors import error_table
+
+    path = os.path.join(run, "evals", "m1.jsonl")
+    if not os.path.exists(path):
+        return None
+    return error_table([r for r in map(json.loads, open(path)) if r.get("benchmark") == "world"])
+
+
+def gates(runs: list[str], summaries: list[dict]) -> None:
+    """Issue 18's three gates, each with its numbers: the training half (O3 - M1), the judge half (M1 as a
+    judge), the method (M3 - M1, M3 - S3, judge accuracy of M2, M3 against M1's)."""
+    print("\n## Gates (issue 18)\n")
+
+    def line(name: str, ok: bool | None, text: str) -> None:
+        print(f"- {name}: **{'passed' if ok else 'not passed' if ok is not None else 'not run'}** - {text}")
+
+    o3 = compare([r for r in runs if os.path.exists(os.path.join(r, "evals", "o3.jsonl"))], "O3", "M1") \
+        if any(os.path.exists(os.path.join(r, "evals", "o3.jsonl")) for r in runs) else None
+    if o3:
+        ok = len(o3["per_seed"]) >= 2 and o3["problem_ci"][0] > 0 and o3["mean"] >= 5
+        line("gate 1 (training half: oracle-judged O3 - M1 >= +5, 95% CI over problems above 0, >= 2 seeds)", ok,
+             f"per seed {', '.join(f'{x:+.1f}' for x in o3['per_seed'])}; pooled {o3['pooled']:+.1f} "
+             f"(95% CI {o3['problem_ci'][0]:+.1f} to {o3['problem_ci'][1]:+.1f}, {o3['n']} problem-seeds)")
+    else:
+        line("gate 1", None, "no run has the oracle-judged branch (--oracle-judge)")
+    parts, oks = [], []
+    for r, s in zip(runs, summaries, strict=True):
+        gate = s.get("judge_gate") or {}
+        pos = position_accuracy(r)
+        if not gate or pos is None:
+            continue
+        ok = gate["accuracy"] >= 70 and abs(pos[0] - pos[1]) <= 15
+        oks.append(ok)
+        parts.append(f"seed {s['seed']}: {gate['accuracy']:.1f}% (95% CI {gate['ci95'][0]}-{gate['ci95'][1]}, "
+                     f"{gate['records']} records), right step shown as A {pos[0]:.1f}% / as B {pos[1]:.1f}%")
+    line("gate 2 (judge half: M1 >= 70% on held-out EFT, both orders, A/B within 15 points)",
+         all(oks) if oks else None, "; ".join(parts) or "no judge evaluations")
+    m3 = compare(runs, "M3", "M1") if all(os.path.exists(os.path.join(r, "evals", "m3.jsonl")) for r in runs) else None
+    s3 = compare([r for r in runs if os.path.exists(os.path.join(r, "evals", "s3.jsonl"))], "M3", "S3") \
+        if any(os.path.exists(os.path.join(r, "evals", "s3.jsonl")) for r in runs) else None
+    judges = []
+    for s in summaries:
+        acc = {m["model"]: m.get("judge_accuracy") for m in s["models"]}
+        judges.append((acc.get("M1"), acc.get("M2"), acc.get("M3")))
+    judge_ok = all(j[0] is not None and j[1] is not None and j[2] is not None and min(j[1], j[2]) >= j[0]
+                   for j in judges)
+    if m3:
+        ok = (len(m3["per_seed"]) >= 3 and m3["seed_ci"][0] > 0 and m3["mean"] >= 5
+              and bool(s3) and s3["mean"] > 0 and judge_ok)
+        line("gate 3 (method: M3 - M1 >= +5, 95% CI over >= 3 seeds above 0; M3 - S3 > 0; judge acc M2, M3 >= M1)",
+             ok, f"M3 - M1 per seed {', '.join(f'{x:+.1f}' for x in m3['per_seed'])}, mean {m3['mean']:+.1f} "
+             f"(95% CI over seeds {m3['seed_ci'][0]:+.1f} to {m3['seed_ci'][1]:+.1f}; over problems "
+             f"{m3['problem_ci'][0]:+.1f} to {m3['problem_ci'][1]:+.1f})"
+             + (f"; M3 - S3 mean {s3['mean']:+.1f} (95% CI over problems {s3['problem_ci'][0]:+.1f} to "
+                f"{s3['problem_ci'][1]:+.1f})" if s3 else "; no SRLM branch (--srlm)")
+             + "; judge accuracy M1/M2/M3 per seed " + ", ".join("/".join(f"{x}" for x in j) for j in judges))
+    for r, s in zip(runs, summaries, strict=True):
+        e = m1_errors(r)
+        if e:
+            print(f"- M1's wrong held-out solutions, seed {s['seed']}: {e['wrong']}, first error by kind "
+                  f"{e['kinds']}; checkable by lookup {e['checkable']} ({100 * (e['checkable_share'] or 0):.0f}%)")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ share of a step this small on 2 CPU cores. Every style runs with the same seed, 
 arithmetic checks, and comparisons of two answers (``python -m psr.world.pretrain --comparisons``).
 
 Measured results are in psr.world.oracle.judge's docstring (earlier M0: 50-54.5%; current M0: 58-60%) and
-the README ("What we measured", items 7-9).
+the README ("The arithmetic world: the null result"; the per-variant tables are in its git history before issue 18).
 
     .venv/bin/python bench/judge_learnability.py --model data/m0 [--styles verdict-first,recompute-first]
         [--ift 2000 --eft 2000 --steps 400 --test 200 --threads 1] [--probe 300]

@@ -138,6 +138,11 @@ def test_seed_report_reads_the_run(run):
     for a, b in (("M3", "M1"), ("S3", "S1"), ("S1", "M1"), ("M3", "S3"), ("O3", "M1")):
         row = next(line for line in proc.stdout.splitlines() if line.startswith(f"| {a} - {b}"))
         assert f"| {acc[a] - acc[b]:+.1f} |" in row
+    # issue 18's gates are printed from the same run: each of the three, passed or not, with its numbers
+    gates = proc.stdout[proc.stdout.index("## Gates (issue 18)"):]
+    for gate in ("gate 1 (training half", "gate 2 (judge half", "gate 3 (method"):
+        assert gate in gates
+    assert "O3 - M1 >= +5" in gates and f"pooled {acc['O3'] - acc['M1']:+.1f}" in gates
 
 
 def test_gate_stop_ends_the_run_when_the_judge_is_at_chance(run):

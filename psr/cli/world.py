@@ -22,7 +22,9 @@ from psr.core.log import info
         "prm.jsonl (step-labelled solutions, TRL stepwise supervision, input of `psr train-prm`, from other "
         "problems than train.jsonl), and with --search N search.jsonl (N more train-split problems in neither: "
         "questions for `psr search` that SFT did not train on). Deterministic in --seed; files are rewritten "
-        "whole. Defaults: 2000 train, 500 test, 2000 PRM examples, no search file, seed 0."
+        "whole. Defaults: 2000 train, 500 test, 2000 PRM examples, no search file, seed 0, the arithmetic world; "
+        "--world events: stories of + and - events where the asked-about person's events must be picked out "
+        "from --distractors events of someone else (psr/world/events.py)."
     ),
 )
 def world(
@@ -32,6 +34,10 @@ def world(
     prm: Annotated[int, typer.Option("--prm", help="PRM step-label examples.")] = 2000,
     search: Annotated[int, typer.Option("--search", help="Problems for search.jsonl (0: no file).")] = 0,
     seed: O.Seed = 0,
+    kind: Annotated[str, typer.Option("--world", help="arith (default: 2-4 steps of + - * /) or events.")] = "arith",
+    events: Annotated[int, typer.Option("--events", help="events world: events of the asked-about person.")] = 4,
+    distractors: Annotated[int, typer.Option("--distractors",
+                                             help="events world: events of someone else (the difficulty).")] = 2,
 ) -> None:
     from psr.world.data import write_world
 
@@ -40,8 +46,13 @@ def world(
     for name, n in (("--train", train), ("--test", test), ("--prm", prm), ("--search", search)):
         if n < 0:
             raise InputError(f"{name} must be >= 0, got {n}")
+    if kind not in ("arith", "events"):
+        raise InputError(f"--world must be arith or events, got {kind!r}")
+    if events < 1 or distractors < 0:
+        raise InputError(f"--events must be >= 1 and --distractors >= 0, got {events} and {distractors}")
+    world_kw = {} if kind == "arith" else dict(world=kind, events=events, distractors=distractors)
     try:
-        counts = write_world(out_dir, train, test, prm, seed, search)
+        counts = write_world(out_dir, train, test, prm, seed, search, **world_kw)
     except OSError as e:
         raise InputError(f"cannot write: {e.strerror}", e.filename or out_dir) from None
     info(", ".join(f"{name}: {n}" for name, n in counts.items()) + f" -> {out_dir}/")

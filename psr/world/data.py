@@ -12,23 +12,23 @@ from psr.world.oracle import prm_examples
 
 
 def write_world(out_dir: str, n_train: int, n_test: int, n_prm: int, seed: int = 0,
-                n_search: int = 0) -> dict[str, int]:
+                n_search: int = 0, **world) -> dict[str, int]:
     """Write a world data set to ``out_dir``; returns records written per file.
 
     train.jsonl / test.jsonl: problems with reference ``steps``; train_solutions.jsonl: the same
     train problems without ``steps`` (what ``psr segment`` reads); prm.jsonl: step-labelled
     solutions (what ``psr train-prm`` reads) on other train-split problems than train.jsonl;
     search.jsonl (when ``n_search`` > 0): train-split problems in neither, for ``psr search`` to
-    meet problems the model was not fine-tuned on.
+    meet problems the model was not fine-tuned on. ``world``: generate_problems' world keywords.
     """
     for name, n in (("--train", n_train), ("--test", n_test), ("--prm", n_prm), ("--search", n_search)):
         if n < 0:
             raise InputError(f"{name} must be >= 0, got {n}")
-    pool = generate_problems(n_train + n_prm + n_search, seed, "train")
+    pool = generate_problems(n_train + n_prm + n_search, seed, "train", **world)
     train, prm_problems, search = pool[:n_train], pool[n_train:n_train + n_prm], pool[n_train + n_prm:]
     files = {
         "train.jsonl": train,
-        "test.jsonl": generate_problems(n_test, seed, "test"),
+        "test.jsonl": generate_problems(n_test, seed, "test", **world),
         "train_solutions.jsonl": [{k: p[k] for k in ("id", "question", "answer", "solution")} for p in train],
         "prm.jsonl": prm_examples(prm_problems, seed),
     }

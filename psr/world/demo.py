@@ -41,6 +41,7 @@ console = Console(stderr=True, highlight=False)
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 DEFAULT_M0 = os.path.join(REPO, "data", "m0")
+EVENTS_M0 = os.path.join(REPO, "data", "m0-events")  # the events world's M0 (python -m psr.world.pretrain --world events)
 GSM8K_SAMPLE = os.path.join(REPO, "data", "gsm8k_test_sample.jsonl")
 
 # full: `just demo` (target < 15 min on 2 cores); ci: the reduced pipeline the slow test tier runs.
@@ -58,14 +59,26 @@ SIZES = {
                max_iterations=8, dpo_lr=1e-5, dpo_beta=0.1,
                prm_epochs=3, prm_lr=1e-3, max_tokens=160, margin=0.0),
 }
+# The events world's research size (--world events): 500 held-out problems, so that a 5-point difference has a
+# 95% interval narrower than itself, and search rounds of 200 problems (2.5x the arithmetic world's) for hundreds of pairs; no GSM8K column
+# (a model trained on the world alone scores 0-3% there: noise, not a measurement). The rest is smaller than full
+# (800 IFT, a 300-example PRM, 300 mined problems, 2 SFT epochs) so that a seed ran in ~40 min on 2 cores shared
+# with other jobs (load 5-7).
+SIZES["events"] = {**SIZES["full"], "train": 800, "prm": 300, "prm_epochs": 1, "mine_problems": 300,
+                   "mine_iterations": 4, "eft_test": 60, "sft_epochs": 2, "test": 500, "search": 400,
+                   "search_problems": [200, 200], "gsm8k": 0, "max_tokens": 160}
+SIZES["events-ci"] = {**SIZES["ci"], "gsm8k": 0}
 
 
 GENERATION_STAGES = {"mine-pairs", "search", "eval", "segment", "annotate-eft"}
 
 
 class Demo:
-    def __init__(self, out: str, size: str, seed: int, m0: str):
-        self.out, self.cfg, self.seed, self.m0 = out, SIZES[size], seed, m0
+    def __init__(self, out: str, size: str, seed: int, m0: str, world: dict | None = None):
+        self.out, self.cfg, self.seed, self.m0 = out, dict(SIZES[size]), seed, m0
+        self.cfg["search_problems"] = list(self.cfg["search_problems"])  # rounds beyond the list append to it
+        # psr world's options for the events world ({"events": N, "distractors": D}); None: the arithmetic world
+        self.world = world
         self.timings: list[tuple[str, float]] = []
         self.made: dict[str, tuple[str, str]] = {}  # model -> (the pairs it was trained on, their trajectories)
         # SFT leaves out (and counts) records longer than M0's positions rather than train past them:
@@ -102,7 +115,7 @@ class Demo:
         c = self.cfg
         self.psr("world: problems, unsegmented solutions, PRM step labels", "world", "-o", self.p("world"),
                  "--train", c["train"], "--test", c["test"], "--prm", c["prm"], "--search", c["search"],
-                 "--seed", self.seed, done=self.p("world", "prm.jsonl"))
+                 "--seed", self.seed, *self.world_args(), done=self.p("world", "prm.jsonl"))
         self.psr("segment: IFT data (Figure 3 prompt; the oracle plays o1)", "segment", "--method", "llm",
                  "--engine", "oracle", "-i", self.p("world", "train_solutions.jsonl"), "-o", self.p("ift.jsonl"),
                  "--rejects", self.p("ift_rejects.jsonl"))
@@ -119,6 +132,11 @@ class Demo:
         self.psr("annotate-eft: judge each pair twice (A/B swapped), keep the consistent ones", "annotate-eft",
                  "-i", self.p("pairs.jsonl"), "--engine", "oracle", "-o", self.p("eft.jsonl"),
                  "--test-size", c["eft_test"], "--test-output", self.p("eft_test.jsonl"), "--seed", self.seed)
+
+    def world_args(self) -> list:
+        if not self.world:
+            return []
+        return ["--world", "events", "--events", self.world["events"], "--distractors", self.world["distractors"]]
 
     def srlm_data(self) -> None:
         """The SRLM baseline's judge data: the same candidate pairs, each response scored 0-5 by the oracle."""
@@ -241,10 +259,11 @@ class Demo:
         gsm = self.p("gsm8k_sample.jsonl")
         with open(GSM8K_SAMPLE) as src, open(gsm, "w") as dst:
             dst.writelines(src.readlines()[: c["gsm8k"]])
+        gsm_in = ["-i", f"gsm8k={gsm}"] if c["gsm8k"] else []
         for name in models:
             model = self.m0 if name == "m0" else self.p(name)
-            self.psr(f"eval: {name.upper()} on held-out world problems and a GSM8K sample", "eval",
-                     "-i", f"world={self.p('world', 'test.jsonl')}", "-i", f"gsm8k={gsm}", "--model", model,
+            self.psr(f"eval: {name.upper()} on held-out world problems" + (" and a GSM8K sample" if gsm_in else ""),
+                     "eval", "-i", f"world={self.p('world', 'test.jsonl')}", *gsm_in, "--model", model,
                      "-o", self.p("evals", f"{name}.jsonl"), "--summary", self.p("evals", f"{name}.json"),
                      "--name", name.upper(), "--max-tokens", c["max_tokens"], "--seed", self.seed)
         for name in [m for m in models if m != "m0"]:
@@ -333,9 +352,10 @@ class Demo:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m psr.world.demo", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="runs/demo", help="run directory (default runs/demo); rerun to resume")
-    ap.add_argument("--size", choices=sorted(SIZES), default="full", help="full (default) or ci (minutes)")
+    ap.add_argument("--size", choices=sorted(SIZES), default=None,
+                    help="full (default), ci (minutes), events (the events world's default) or events-ci")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--m0", default=DEFAULT_M0, help="base model directory (default data/m0)")
+    ap.add_argument("--m0", default=None, help="base model directory (default data/m0; data/m0-events with --world events)")
     ap.add_argument("--iterations", type=int, default=2, help="search -> step-dpo rounds after M1 (default 2)")
     ap.add_argument("--iterate", type=int, default=0, help="n more rounds on top of an existing run")
     ap.add_argument("--gate", choices=["warn", "stop"], default="warn",
@@ -346,19 +366,29 @@ def main(argv: list[str] | None = None) -> None:
                     "eft_scoring_test.jsonl, s1/), then S2, S3, ... on the same problems and width, and evaluate it")
     ap.add_argument("--oracle-judge", action="store_true", help="also run a control branch (O2, O3, ...) from M1: "
                     "the same step search with the oracle as the judge, i.e. step-DPO on right preferences")
+    ap.add_argument("--world", choices=["arith", "events"], default="arith",
+                    help="arith: the arithmetic world (default; data/m0); events: psr/world/events.py, with data/m0-events "
+                    "and the events size unless --m0/--size say otherwise")
+    ap.add_argument("--events", type=int, default=4, help="events world: events of the asked-about person (default 4)")
+    ap.add_argument("--distractors", type=int, default=2,
+                    help="events world: events of someone else, the difficulty knob (default 2)")
     a = ap.parse_args(argv)
+    world = dict(events=a.events, distractors=a.distractors) if a.world == "events" else None
+    size = a.size or ("events" if world else "full")
+    m0 = a.m0 or (EVENTS_M0 if world else DEFAULT_M0)
     try:
-        run(a.out, a.size, a.seed, a.m0, a.iterations, a.iterate, a.gate, a.srlm, a.oracle_judge)
+        run(a.out, size, a.seed, m0, a.iterations, a.iterate, a.gate, a.srlm, a.oracle_judge, world)
     except PsrError as e:
         raise SystemExit(f"demo: {e}") from None
 
 
 def run(out: str = "runs/demo", size: str = "full", seed: int = 0, m0: str = DEFAULT_M0, iterations: int = 2,
-        iterate: int = 0, gate_mode: str = "warn", srlm: bool = False, oracle_judge: bool = False) -> None:
+        iterate: int = 0, gate_mode: str = "warn", srlm: bool = False, oracle_judge: bool = False,
+        world: dict | None = None) -> None:
     """The whole demo (`psr demo`, `python -m psr.world.demo`); main() says what each option means."""
     if not os.path.exists(os.path.join(m0, "config.json")):
         raise InputError(f"no base model at {m0}; build it with `python -m psr.world.pretrain --out {m0}`")
-    d = Demo(out, size, seed, m0)
+    d = Demo(out, size, seed, m0, world)
     if srlm and os.path.exists(d.p("s2", "config.json")) and not os.path.exists(d.p("s1", "config.json")):
         # Runs made before S1 existed branched the SRLM baseline off M1; resuming would keep those S2, S3.
         raise InputError(f"{d.p('s2')} was made by the old SRLM branch from M1 (there is no s1); "

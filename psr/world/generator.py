@@ -21,6 +21,8 @@ import hashlib
 import random
 import re
 
+from psr.world import events as events_world
+
 # One story per template. Question sentences and step phrases use these slots:
 # {name} {Pron} (He/She) {pos} (his/her) {noun} {x} (operand) {v} (quantity before the step).
 # "*" and "/" words: {times} ("doubles"/"triples") in questions and steps.
@@ -130,6 +132,8 @@ def render_step(meta: dict, i: int, a: int, sym: str, x: int, result: int | str,
     The numbers are taken as given, so a corrupted step (wrong sum, wrong quantity) reads as
     naturally as a right one. The last step boxes its result unless ``final`` says otherwise.
     """
+    if meta.get("kind") == events_world.KIND:
+        return events_world.render_step(meta, i, a, sym, x, result, final)
     t = TEMPLATES[meta["template"]]
     s = _slots(meta)
     final = i == len(meta["ops"]) - 1 if final is None else final
@@ -140,6 +144,8 @@ def render_step(meta: dict, i: int, a: int, sym: str, x: int, result: int | str,
 
 
 def _question(meta: dict) -> str:
+    if meta.get("kind") == events_world.KIND:
+        return events_world.question(meta)
     t = TEMPLATES[meta["template"]]
     s = _slots(meta)
     parts = [_fill(t["start"], a=meta["start"], **s)]
@@ -195,21 +201,33 @@ def make_problem(meta: dict, pid: str) -> dict:
             "solution": " ".join(steps), "steps": steps, "world": meta}
 
 
-def generate_problems(n: int, seed: int = 0, split: str = "train") -> list[dict]:
-    """``n`` distinct problems of ``split`` ("train" or "test"), deterministic in (n, seed, split).
+WORLDS = ("arith", events_world.KIND)
+
+
+def generate_problems(n: int, seed: int = 0, split: str = "train", world: str = "arith", events=4,
+                      distractors=2) -> list[dict]:
+    """``n`` distinct problems of ``split`` ("train" or "test"), deterministic in (n, seed, split) and the world.
+
+    ``world`` "arith" (the default, the original world) or "events" (psr.world.events: ``events`` events of
+    the asked-about person and ``distractors`` of someone else, each a count or a (lo, hi) range).
 
     Records: ``id``, ``question``, ``answer`` (str), ``solution`` (the steps as one paragraph, for
     ``psr segment``), ``steps`` (the reference segmentation), ``world`` (start, ops, values, story).
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if world not in WORLDS:
+        raise ValueError(f"world must be one of {WORLDS}, got {world!r}")
     out, seen = [], set()
     i = 0
+    # The arithmetic world's seed strings are unchanged, so its data (and the old null result) reproduce.
+    tag = "" if world == "arith" else f"{world}:{events}:{distractors}:"
     while len(out) < n:
-        rng = random.Random(f"psr-world:{split}:{seed}:{i}")
+        rng = random.Random(f"psr-world:{tag}{split}:{seed}:{i}")
         i += 1
         while True:
-            prob = make_problem(_sample(rng), f"world-{split}-{seed}-{len(out)}")
+            meta = _sample(rng) if world == "arith" else events_world.sample(rng, events, distractors)
+            prob = make_problem(meta, f"world-{split}-{seed}-{len(out)}")
             if split_of(prob["question"]) == split:
                 break
         if prob["question"] in seen:
@@ -246,6 +264,8 @@ def parse_question(question: str) -> dict | None:
     sentences = _SENTENCE.split(question.strip())
     if len(sentences) < 3:
         return None
+    if (meta := events_world.parse(sentences)) is not None:
+        return meta
     for template, rx in _START_PATTERNS:
         m = rx.match(sentences[0])
         if m:

@@ -21,105 +21,14 @@ from __future__ import annotations
 import hashlib
 import random
 import re
-from dataclasses import dataclass
 
 from psr.core.errors import PsrError
 from psr.core.prompts import JUDGE_PROMPT, SEGMENT_PROMPT, SRLM_SCORE_PROMPT, STEP_PROMPT
 from psr.core.steps import format_steps, parse_steps, strip_step_prefix
 from psr.engines.base import Completion, Engine, EngineConfig, Sampling
+from psr.world import events as events_world
+from psr.world.check import _BOX, Check, _norm, check_step, next_equation
 from psr.world.generator import apply, parse_equation, parse_question, render_step
-
-_BOX = re.compile(r"\\boxed\s*\{\s*(-?\d+)\s*\}")
-
-
-# ------------------------------------------------------------------------------------------------
-# Checking one step
-
-
-@dataclass
-class Check:
-    ok: bool
-    score: int  # how far the step got before its first error: 0 (nothing usable) .. 4 (right)
-    text: str  # "computes 8 - 3 = 5, which is correct" (no subject, no final period)
-    # The same check written recompute-first, with the subject as "{X}":
-    # "{X} writes 8 - 3 = 6. Start: should be 8, it uses 8: same. ... So {X} is wrong."
-    walk: str = ""
-
-
-def _norm(step: str) -> str:
-    return " ".join(strip_step_prefix(step).split())
-
-
-def _same(want, got) -> str:
-    return "same" if want == got else "different"
-
-
-def _wanted_start(meta: dict, previous_steps: list[str]) -> tuple[int, str]:
-    """The quantity the next step must start from, and where it comes from."""
-    i = len(previous_steps)
-    if i == 0:
-        return meta["start"], "the start in the question"
-    got = parse_equation(previous_steps[-1])
-    return (got[3] if got else meta["values"][i]), f"the result of Step {i}"
-
-
-def next_equation(meta: dict, previous_steps: list[str]) -> str | None:
-    """The equation a right next step computes ("45 + 37 = 82"), or None when no event is left."""
-    i = len(previous_steps)
-    if i >= len(meta["ops"]):
-        return None
-    a, _ = _wanted_start(meta, previous_steps)
-    sym, b = meta["ops"][i]
-    return f"{a} {sym} {b} = {apply(a, sym, b)}"
-
-
-def check_step(meta: dict, previous_steps: list[str], step: str) -> Check:
-    """Check the next step of a world problem (``meta``: start, ops, values, as parse_question gives)."""
-    i = len(previous_steps)
-    ops = meta["ops"]
-    step = _norm(step)
-
-    def fail(score: int, text: str, walk: list[str]) -> Check:
-        return Check(False, score, text, " ".join(walk + ["So {X} is wrong."]))
-
-    for k, prev in enumerate(previous_steps, 1):
-        if _norm(prev) == step:
-            return fail(0, f"repeats Step {k}, which is wrong", [f"{{X}} repeats Step {k} word for word."])
-    eq = parse_equation(step)
-    if eq is None:
-        return fail(0, "computes nothing, which is wrong", ["{X} writes no equation."])
-    a, sym, b, c = eq
-    shown = f"computes {a} {sym} {b} = {c}"
-    walk = [f"{{X}} writes {a} {sym} {b} = {c}."]
-    for k, prev in enumerate(previous_steps, 1):
-        if parse_equation(prev) == eq:
-            return fail(0, f"{shown} again, which is wrong: it repeats Step {k}",
-                        walk + [f"Step {k} wrote {a} {sym} {b} = {c}: same."])
-    if i >= len(ops):
-        return fail(0, f"{shown}, which is wrong: the question has no event left",
-                    walk + [f"Events: the question has {len(ops)}, this would be {i + 1}: too many."])
-    want_a, source = _wanted_start(meta, previous_steps)
-    # Recompute-first: each check writes the wanted value, then the step's value, then a verdict on
-    # two adjacent numbers, so that every decision is a local copy or compare (see judge()).
-    walk.append(f"Start: should be {want_a}, it uses {a}: {_same(want_a, a)}.")
-    if a != want_a:
-        return fail(1, f"{shown}, which is wrong: it should start from {want_a}, {source}", walk)
-    want_sym, want_b = ops[i]
-    walk.append(f"Event: should be {want_sym} {want_b}, it does {sym} {b}: {_same((want_sym, want_b), (sym, b))}.")
-    if (sym, b) != (want_sym, want_b):
-        return fail(2, f"{shown}, which is wrong: the next event is {want_sym} {want_b}", walk)
-    right = apply(a, sym, b)
-    walk.append(f"Result: {a} {sym} {b} = {right}, it wrote {c}: {_same(right, c)}.")
-    if c != right:
-        return fail(3, f"{shown}, which is wrong: {a} {sym} {b} is {right}", walk)
-    boxed = _BOX.findall(step)
-    if boxed and i < len(ops) - 1:
-        return fail(3, f"{shown}, which is right, but it gives a final answer too early",
-                    walk + [f"Box: should be none before the last event, it boxes {boxed[-1]}: different."])
-    if boxed and int(boxed[-1]) != c:
-        return fail(3, f"{shown}, which is right, but it boxes {boxed[-1]}",
-                    walk + [f"Box: should be {c}, it boxes {boxed[-1]}: different."])
-    return Check(True, 4, f"{shown}, which is correct", " ".join(walk + ["So {X} is correct."]))
 
 
 def _meta(problem: dict) -> dict:
@@ -290,9 +199,17 @@ def score_solution(meta: dict, response: str) -> tuple[int, str]:
 CORRUPTIONS = ("wrong_sum", "wrong_quantity", "wrong_operand", "copied_step")
 
 
+def corruptions(problem: dict) -> tuple[str, ...]:
+    """The corruption kinds of ``problem``'s world."""
+    return events_world.CORRUPTIONS if problem["world"].get("kind") == events_world.KIND else CORRUPTIONS
+
+
 def corrupt_step(problem: dict, k: int, kind: str, rng: random.Random) -> str | None:
-    """A wrong version of reference step ``k``: ``kind`` in CORRUPTIONS; None if it has no such error."""
+    """A wrong version of reference step ``k``: ``kind`` in CORRUPTIONS (events_world.CORRUPTIONS in the
+    events world); None if it has no such error."""
     meta = problem["world"]
+    if meta.get("kind") == events_world.KIND:
+        return events_world.corrupt(problem, k, kind, rng)
     values, (sym, x) = meta["values"], meta["ops"][k]
     a, c = values[k], values[k + 1]
     if kind == "copied_step":
@@ -333,7 +250,7 @@ def prm_examples(problems: list[dict], seed: int = 0, correct_fraction: float = 
         else:
             while True:
                 k = rng.randrange(len(steps))
-                bad = corrupt_step(p, k, rng.choice(CORRUPTIONS), rng)
+                bad = corrupt_step(p, k, rng.choice(corruptions(p)), rng)
                 if bad is not None and not label_step(p, steps[:k], bad):
                     break
             comps = steps[:k] + [bad]

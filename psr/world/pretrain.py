@@ -6,7 +6,7 @@ plain text and half inside the chat template under the Figure 4 prompt (Qwen2.5-
 have seen chat-formatted reasoning too: the paper's M0 answers its prompt at 70% on GSM8K), plus
 arithmetic checks such as a base model picks up from the web, and graded solutions (review_document).
 It never sees the judge prompt, and in data/m0's recipe no comparison of two steps either (``--comparisons``
-adds some, as an experiment: README, "What we measured", item 9): judging is what the EFT half of the SFT
+adds some, as an experiment: README, "The arithmetic world: the null result"): judging is what the EFT half of the SFT
 data teaches (M1). A first M0 trained on plain text only answered the chat prompt with degenerate text
 ("dollars dollars dollars ..."), so no stage could start from it.
 
@@ -71,10 +71,11 @@ def pack(tok, docs: list[str], seq_len: int):
 
 
 def documents(n: int, seed: int, reviews: float = 0.0, review_style: str = "cut", checks: float = 0.3,
-              checks_per_step: int = 1, comparisons: float = 0.0) -> list[str]:
+              checks_per_step: int = 1, comparisons: float = 0.0, world: dict | None = None) -> list[str]:
+    """``world``: generate_problems' world keywords (default: the arithmetic world)."""
     rng = random.Random(seed)
     docs = []
-    for p in generate_problems(n, seed=seed + PRETRAIN_SEED_OFFSET, split="train"):
+    for p in generate_problems(n, seed=seed + PRETRAIN_SEED_OFFSET, split="train", **(world or {})):
         if rng.random() < 0.5:
             docs.append(f"Problem: {p['question']}\n{format_steps(p['steps'])}")
         else:  # the ChatML rendering of psr.core.tiny.CHAT_TEMPLATE
@@ -97,16 +98,17 @@ def comparison_document(problem: dict, rng: random.Random) -> str:
     The web's version of comparing two answers (forums, graded homework), not the Figure 5 prompt: no
     assistants, no verdict tags. Its point is the reading a pairwise judge needs: the two answers usually
     differ in one number only, so quoting one of them means finding it by which answer it is, not by the
-    words around it (a copy that the tiny judge gets wrong after SFT; README, "What we measured", item 8).
-    Measured (item 9): the 0.9M model learns to quote both answers from these documents, but grades them
+    words around it (a copy that the tiny judge gets wrong after SFT; README, "The arithmetic world: the null result").
+    Measured (session 6): the 0.9M model learns to quote both answers from these documents, but grades them
     by position, so its judge gains nothing significant.
     """
-    from psr.world.oracle import CORRUPTIONS, check_step, corrupt_step
+    from psr.world.oracle import check_step, corrupt_step, corruptions
 
     meta, steps = problem["world"], problem["steps"]
     k = rng.randrange(len(steps))
     bad = None
-    for kind in rng.sample(CORRUPTIONS, len(CORRUPTIONS)):
+    kinds = corruptions(problem)
+    for kind in rng.sample(kinds, len(kinds)):
         if (bad := corrupt_step(problem, k, kind, rng)) is not None:
             break
     if bad is None:
@@ -140,12 +142,12 @@ def review_document(problem: dict, rng: random.Random, style: str = "cut") -> st
     check what it quoted: the reading a judge needs, without the judge prompt or a comparison.
 
     ``style`` "cut" ends the solution at its wrong step, so the last step reviewed is the wrong one
-    whenever there is one: a cue M0 learned instead of checking (README, "What we measured", item 7).
+    whenever there is one: a cue M0 learned instead of checking (README, "The arithmetic world: the null result").
     "continue" goes on after the wrong step, each later step computed right from the result before it
     (what the oracle, like a PRM800K grader, counts as a right step), so a wrong step sits anywhere.
     """
     from psr.world.generator import apply, render_step
-    from psr.world.oracle import CORRUPTIONS, check_step, corrupt_step
+    from psr.world.oracle import check_step, corrupt_step, corruptions
 
     if style not in REVIEW_STYLES:
         raise ValueError(f"unknown review style {style!r}: one of {', '.join(REVIEW_STYLES)}")
@@ -153,7 +155,7 @@ def review_document(problem: dict, rng: random.Random, style: str = "cut") -> st
     steps = list(problem["steps"])
     if rng.random() < 0.6:
         k = rng.randrange(len(steps))
-        bad = corrupt_step(problem, k, rng.choice(CORRUPTIONS), rng)
+        bad = corrupt_step(problem, k, rng.choice(corruptions(problem)), rng)
         if bad is not None:
             steps = steps[:k] + [bad]
             eq = parse_equation(bad)
@@ -169,9 +171,9 @@ def review_document(problem: dict, rng: random.Random, style: str = "cut") -> st
     return f"Problem: {problem['question']}\n{format_steps(steps)}\nReview:\n" + "\n".join(review)
 
 
-def tokenizer_corpus(seed: int) -> list[str]:
+def tokenizer_corpus(seed: int, world: dict | None = None) -> list[str]:
     # The prompts are in the tokenizer's corpus so their boilerplate costs few tokens later.
-    return documents(3000, seed) + [SEGMENT_PROMPT, STEP_PROMPT, JUDGE_PROMPT] * 20
+    return documents(3000, seed, world=world) + [SEGMENT_PROMPT, STEP_PROMPT, JUDGE_PROMPT] * 20
 
 
 def greedy_accuracy(model, tokenizer, problems: list[dict], max_new_tokens: int = 120, chat: bool = False) -> float:
@@ -237,25 +239,36 @@ def _checks_first(model, tok, minutes: float, seed: int, n_problems: int = 30000
 def pretrain(out_dir: str, *, minutes: float = 16.0, seed: int = 0, seq_len: int = 512, batch_size: int = 16,
              lr: float = 2e-3, n_docs: int = 60000, eval_problems: int = 300, reviews: float = 0.35,
              review_style: str = "cut", checks: float = 0.3, checks_per_step: int = 1,
-             checks_first: float = 0.0, comparisons: float = 0.0) -> dict:
+             checks_first: float = 0.0, comparisons: float = 0.0, world: str = "arith", events=(3, 6),
+             distractors=(0, 5), init: str | None = None) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from psr.core.tiny import build_tiny_model
 
     torch.manual_seed(seed)
-    build_tiny_model(out_dir, seed=seed, corpus=tokenizer_corpus(seed), **ARCH)
-    tok = AutoTokenizer.from_pretrained(out_dir)
-    model = AutoModelForCausalLM.from_pretrained(out_dir, dtype=torch.float32)
-    # Pretraining starts from the usual small init; build_tiny_model's wide init is for untrained test models.
-    for mod in model.modules():
-        if isinstance(mod, torch.nn.Linear | torch.nn.Embedding):
-            torch.nn.init.normal_(mod.weight, std=0.02)
-            if getattr(mod, "bias", None) is not None:
-                torch.nn.init.zeros_(mod.bias)
+    # The events world pretrains on a mix of lengths and distractor counts, so one M0 serves every difficulty.
+    world_kw = {} if world == "arith" else dict(world=world, events=events, distractors=distractors)
+    if init:
+        # Continued pretraining: the arithmetic world's M0 already writes "Step n:" solutions and adds small
+        # numbers, and its tokenizer covers the events world's words; minutes on 2 shared cores buy far more
+        # from there than from scratch.
+        tok = AutoTokenizer.from_pretrained(init)
+        model = AutoModelForCausalLM.from_pretrained(init, dtype=torch.float32)
+        tok.save_pretrained(out_dir)
+    else:
+        build_tiny_model(out_dir, seed=seed, corpus=tokenizer_corpus(seed, world_kw), **ARCH)
+        tok = AutoTokenizer.from_pretrained(out_dir)
+        model = AutoModelForCausalLM.from_pretrained(out_dir, dtype=torch.float32)
+        # Pretraining starts from the usual small init; build_tiny_model's wide init is for untrained test models.
+        for mod in model.modules():
+            if isinstance(mod, torch.nn.Linear | torch.nn.Embedding):
+                torch.nn.init.normal_(mod.weight, std=0.02)
+                if getattr(mod, "bias", None) is not None:
+                    torch.nn.init.zeros_(mod.bias)
 
     first_steps = _checks_first(model, tok, checks_first, seed, n_docs // 2) if checks_first else 0
-    docs = documents(n_docs, seed, reviews, review_style, checks, checks_per_step, comparisons)
+    docs = documents(n_docs, seed, reviews, review_style, checks, checks_per_step, comparisons, world_kw)
     data = pack(tok, docs, seq_len)
     n_params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.95))
@@ -284,15 +297,20 @@ def pretrain(out_dir: str, *, minutes: float = 16.0, seed: int = 0, seq_len: int
                   flush=True)
     model.eval()
     model.save_pretrained(out_dir)
-    test = generate_problems(eval_problems, seed=seed, split="test")
+    test = generate_problems(eval_problems, seed=seed, split="test", **world_kw)
     acc = greedy_accuracy(model, tok, test)
     acc_chat = greedy_accuracy(model, tok, test, chat=True)
     recipe = {
-        "what": "M0 of the psr embedded world: a Qwen2-architecture base model pretrained from scratch",
-        "command": (f"python -m psr.world.pretrain --out {out_dir} --minutes {minutes} --seed {seed} "
+        "what": "M0 of the psr embedded world: a Qwen2-architecture base model "
+                + (f"pretrained further from {init}" if init else "pretrained from scratch"),
+        "command": (f"python -m psr.world.pretrain --out {out_dir} --minutes {minutes} --seed {seed} --lr {lr} "
                     f"--seq-len {seq_len} --batch-size {batch_size} --reviews {reviews} --review-style {review_style} "
                     f"--checks {checks} --checks-per-step {checks_per_step} --checks-first {checks_first} "
-                    f"--comparisons {comparisons}"),
+                    f"--comparisons {comparisons}"
+                    + (f" --init {init}" if init else "")
+                    + (f" --world {world} --events {_span(events)} --distractors {_span(distractors)}"
+                       if world != "arith" else "")),
+        "world": world_kw or {"world": "arith"}, "init": init,
         "seed": seed, "reviews": reviews, "review_style": review_style, "checks": checks,
         "checks_per_step": checks_per_step, "checks_first_minutes": checks_first, "checks_first_steps": first_steps,
         "comparisons": comparisons, "parameters": n_params, "architecture": ARCH, "seq_len": seq_len, "batch_size": batch_size,
@@ -306,6 +324,16 @@ def pretrain(out_dir: str, *, minutes: float = 16.0, seed: int = 0, seq_len: int
     with open(os.path.join(out_dir, "psr_pretrain.json"), "w") as fh:
         json.dump(recipe, fh, indent=2)
     return recipe
+
+
+def _span(knob) -> str:
+    return f"{knob[0]}-{knob[1]}" if isinstance(knob, tuple | list) else str(knob)
+
+
+def _knob(text: str):
+    """ "4" -> 4, "3-6" -> (3, 6): a count or a range to mix."""
+    lo, _, hi = text.partition("-")
+    return (int(lo), int(hi)) if hi else int(lo)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -332,6 +360,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--comparisons", type=float, default=0.0,
                    help="chance that a problem also gives a comparison document: two answers for one step, each "
                         "quoted and graded, then which is better (default 0)")
+    p.add_argument("--world", choices=["arith", "events"], default="arith",
+                   help="arith: the arithmetic world (data/m0's); events: psr.world.events (default arith)")
+    p.add_argument("--events", type=_knob, default=(3, 6),
+                   help="events world: events per problem, a count or a range LO-HI to mix (default 3-6)")
+    p.add_argument("--distractors", type=_knob, default=(0, 5),
+                   help="events world: distractor events per problem, a count or a range (default 0-5)")
+    p.add_argument("--init", default=None, metavar="DIR",
+                   help="continue pretraining this model (and keep its tokenizer) instead of starting from scratch")
     a = p.parse_args(argv)
     torch_threads = os.environ.get("PSR_THREADS")
     if torch_threads:
@@ -341,7 +377,8 @@ def main(argv: list[str] | None = None) -> None:
     print(json.dumps(pretrain(a.out, minutes=a.minutes, seed=a.seed, lr=a.lr, batch_size=a.batch_size,
                               seq_len=a.seq_len, reviews=a.reviews, review_style=a.review_style,
                               checks=a.checks, checks_per_step=a.checks_per_step, checks_first=a.checks_first,
-                              comparisons=a.comparisons),
+                              comparisons=a.comparisons, world=a.world, events=a.events,
+                              distractors=a.distractors, init=a.init),
                      indent=2))
 
 

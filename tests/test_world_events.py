@@ -1,0 +1,157 @@
+"""The events world (psr/world/events.py): generation, parsing back, and the oracle on each error kind.
+
+The hand-written question below has two events of someone else (Mia) between Tom's three; each wrong step is
+one of the error kinds the world is built to produce, and the oracle must call it wrong for that reason.
+"""
+
+import random
+
+import pytest
+
+from psr.world.errors import CHECKABLE, error_kind, error_table, first_error
+from psr.world.events import CORRUPTIONS, event_of
+from psr.world.generator import generate_problems, parse_question, split_of
+from psr.world.oracle import (
+    OracleEngine,
+    check_step,
+    corrupt_step,
+    judge,
+    label_step,
+    prm_examples,
+    score_solution,
+)
+
+Q = ("Mia has 20 apples. Tom has 12 apples. Then Mia finds 3 more apples. Then Tom gives away 4 apples. "
+     "Then Mia gives away 5 apples. Then Tom finds 6 more apples. Then Tom gives away 2 apples. "
+     "How many apples does Tom have now?")
+R1 = "Tom gives away 4 apples, so 12 - 4 = 8."
+R2 = "Tom finds 6 more apples, so 8 + 6 = 14."
+R3 = "Tom gives away 2 apples, so 14 - 2 = \\boxed{12}."
+
+# (previous steps, step, kind, words the oracle's reason must contain)
+CASES = [
+    ([], R1, "right", "correct"),
+    ([R1], R2, "right", "correct"),
+    ([R1, R2], R3, "right", "correct"),
+    ([], "Mia finds 3 more apples, so 12 + 3 = 15.", "distractor", "it tells Mia finds 3 more apples"),
+    ([R1], "Tom gives away 5 apples, so 8 - 5 = 3.", "distractor", "the next event is Tom finds 6 more apples"),
+    ([R1], "Tom gives away 2 apples, so 8 - 2 = 6.", "skipped", "the next event is Tom finds 6 more apples"),
+    ([R1, R2], "Tom finds 6 more apples, so 14 + 6 = 20.", "repeated_event", "the next event is Tom gives away 2"),
+    ([R1], R1, "repeated_step", "repeats Step 1"),
+    ([R1], "Tom finds 6 more apples, so 12 + 6 = 18.", "wrong_start", "it should start from 8"),
+    ([R1], "Tom finds 6 more apples, so 8 + 6 = 15.", "arithmetic", "8 + 6 is 14"),
+    ([R1], "Tom finds 6 more apples, so 8 + 6 = \\boxed{14}.", "early_box", "too early"),
+    ([R1, R2, R3], "Tom gives away 2 apples, so 12 - 2 = 10.", "extra_step", "no event left"),
+    ([], "Tom has 12 apples.", "no_equation", "computes nothing"),
+]
+
+
+def test_question_parses_to_the_asked_about_persons_events():
+    meta = parse_question(Q)
+    assert meta["kind"] == "events" and meta["name"] == "Tom" and meta["other"] == "Mia"
+    assert meta["start"] == 12 and meta["ops"] == [["-", 4], ["+", 6], ["-", 2]] and meta["values"] == [12, 8, 14, 12]
+    assert meta["story"][0] == ["Mia", "+", 3] and len(meta["story"]) == 5
+    assert event_of(R2) == ("Tom", "+", 6, "apples") and event_of("so 8 + 6 = 14.") is None
+
+
+@pytest.mark.parametrize("previous,step,kind,reason", CASES)
+def test_oracle_verdict_and_error_kind_on_hand_written_steps(previous, step, kind, reason):
+    meta = parse_question(Q)
+    c = check_step(meta, previous, step)
+    assert c.ok == (kind == "right")
+    assert reason in c.text
+    assert error_kind(meta, previous, step) == kind
+    assert label_step({"question": Q}, previous, step) == (kind == "right")
+
+
+def test_judge_prefers_the_right_step_over_each_wrong_kind_in_both_orders():
+    meta = parse_question(Q)
+    for previous, step, kind, _ in CASES:
+        if kind in ("right", "extra_step"):
+            continue
+        right = [R1, R2, R3][len(previous)]
+        assert judge(meta, previous, right, step).endswith("[[A]]"), kind
+        assert judge(meta, previous, step, right).endswith("[[B]]"), kind
+        for style in ("recompute-first", "solve-first"):
+            assert judge(meta, previous, step, right, style=style).endswith("[[B]]"), (kind, style)
+
+
+def test_score_solution_and_oracle_policy_in_the_events_world():
+    meta = parse_question(Q)
+    assert score_solution(meta, f"Step 1: {R1}\nStep 2: {R2}\nStep 3: {R3}")[0] == 5
+    assert score_solution(meta, f"Step 1: {R1}\nStep 2: Tom gives away 5 apples, so 8 - 5 = 3.")[0] == 2
+    engine = OracleEngine()
+    from psr.core.prompts import step_prompt
+
+    assert engine.respond(step_prompt(Q)) == f"Step 1: {R1}\nStep 2: {R2}\nStep 3: {R3}"
+
+
+def test_generation_is_deterministic_disjoint_and_parses_back():
+    a = generate_problems(60, seed=3, world="events", events=4, distractors=2)
+    assert a == generate_problems(60, seed=3, world="events", events=4, distractors=2)
+    assert generate_problems(10, seed=3, world="events", events=4, distractors=2) == a[:10]
+    assert a != generate_problems(60, seed=3, world="events", events=4, distractors=3)
+    test = generate_problems(60, seed=3, split="test", world="events", events=4, distractors=2)
+    assert not {p["question"] for p in a} & {p["question"] for p in test}
+    assert all(split_of(p["question"]) == "test" for p in test)
+    for p in a + test:
+        w = p["world"]
+        assert parse_question(p["question"]) == w
+        assert len(w["ops"]) == 4 and len(w["story"]) == 6 and all(1 <= v <= 49 for v in w["values"])
+        assert all(label_step(p, p["steps"][:j], s) for j, s in enumerate(p["steps"]))
+        assert p["answer"] == str(w["values"][-1])
+    # distractors: 0 is the control, a world with nobody else in it
+    assert all("other" not in p["world"] for p in generate_problems(20, seed=3, world="events", distractors=0))
+    # the arithmetic world is untouched by the events world's knobs
+    assert generate_problems(5, seed=3) == generate_problems(5, seed=3, world="arith", events=9, distractors=9)
+
+
+def test_corruptions_are_wrong_and_of_their_own_kind():
+    rng = random.Random(0)
+    made = dict.fromkeys(CORRUPTIONS, 0)
+    expected = {"distractor": {"distractor"}, "skipped": {"skipped"}, "repeated_event": {"repeated_event", "repeated_step"},
+                "early_box": {"early_box"}, "wrong_sum": {"arithmetic"}}
+    for p in generate_problems(80, seed=1, world="events", events=4, distractors=3):
+        for k in range(len(p["steps"])):
+            for kind in CORRUPTIONS:
+                bad = corrupt_step(p, k, kind, rng)
+                if bad is None:
+                    continue
+                made[kind] += 1
+                assert not label_step(p, p["steps"][:k], bad), (kind, bad)
+                assert error_kind(p["world"], p["steps"][:k], bad) in expected[kind], (kind, bad)
+    assert all(n > 20 for n in made.values()), made
+    recs = prm_examples(generate_problems(50, seed=1, world="events"), seed=0)
+    assert any(False in r["labels"] for r in recs) and any(all(r["labels"]) for r in recs)
+
+
+def test_first_error_and_error_table_count_solutions_by_kind():
+    assert first_error(Q, [R1, R2, R3]) is None
+    assert first_error(Q, [R1, "Tom gives away 2 apples, so 8 - 2 = 6."]) == "skipped"
+    assert first_error(Q, [R1, R2]) == "stopped"
+    recs = [{"question": Q, "steps": [R1, R2, R3], "correct": True},
+            {"question": Q, "steps": ["Mia finds 3 more apples, so 12 + 3 = 15."], "correct": False},
+            {"question": Q, "steps": [R1, "Tom finds 6 more apples, so 8 + 6 = 15."], "correct": False}]
+    t = error_table(recs)
+    assert t["wrong"] == 2 and t["kinds"] == {"distractor": 1, "arithmetic": 1} and t["checkable"] == 1
+    assert "distractor" in CHECKABLE and "arithmetic" not in CHECKABLE
+
+
+def test_psr_world_writes_the_events_world(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from psr.core.records import read_records
+
+    def psr(*args):
+        return subprocess.run([sys.executable, "-m", "psr.cli", *args], capture_output=True, text=True,
+                              env={**os.environ, "PSR_QUIET": "1"})
+
+    r = psr("world", "-o", str(tmp_path), "--world", "events", "--events", "3", "--distractors", "4",
+            "--train", "6", "--test", "4", "--prm", "5")
+    assert r.returncode == 0, r.stderr
+    test = read_records(str(tmp_path / "test.jsonl"))
+    assert len(test) == 4 and all(len(p["world"]["story"]) == 7 for p in test)
+    bad = psr("world", "-o", str(tmp_path), "--world", "nope")
+    assert bad.returncode == 2 and "error:" in bad.stderr and "--world" in bad.stderr
