@@ -136,7 +136,8 @@ class Demo:
     def world_args(self) -> list:
         if not self.world:
             return []
-        return ["--world", "events", "--events", self.world["events"], "--distractors", self.world["distractors"]]
+        return ["--world", "events", "--events", self.world["events"], "--distractors", self.world["distractors"],
+                "--other-first", self.world.get("other_first", 0.0)]
 
     def srlm_data(self) -> None:
         """The SRLM baseline's judge data: the same candidate pairs, each response scored 0-5 by the oracle."""
@@ -372,8 +373,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--events", type=int, default=4, help="events world: events of the asked-about person (default 4)")
     ap.add_argument("--distractors", type=int, default=2,
                     help="events world: events of someone else, the difficulty knob (default 2)")
+    ap.add_argument("--other-first", type=float, default=0.0,
+                    help="events world: fraction of questions introducing the other person first (default 0)")
     a = ap.parse_args(argv)
-    world = dict(events=a.events, distractors=a.distractors) if a.world == "events" else None
+    world = dict(events=a.events, distractors=a.distractors, other_first=a.other_first) if a.world == "events" else None
     size = a.size or ("events" if world else "full")
     m0 = a.m0 or (EVENTS_M0 if world else DEFAULT_M0)
     try:

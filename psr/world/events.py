@@ -78,8 +78,14 @@ def _walk(rng: random.Random, v: int, n: int) -> list[tuple[str, int]] | None:
     return ops
 
 
-def sample(rng: random.Random, events=4, distractors=2) -> dict:
-    """One problem's metadata; ``events`` and ``distractors`` are counts or (lo, hi) ranges (a mix, for pretraining)."""
+def sample(rng: random.Random, events=4, distractors=2, other_first: float = 0.0) -> dict:
+    """One problem's metadata; ``events`` and ``distractors`` are counts or (lo, hi) ranges (a mix, for pretraining).
+
+    ``other_first``: the chance that the question introduces the other person before the asked-about one.
+    At 0.5 (data/m0-events was pretrained so) Step 1's start is a lookup a 0.9M model fails: seed 0's M1
+    copied the other person's start in 222 of its 231 wrong starts (D = 2). The default, 0, keeps the choice
+    the world is about (which events count), not where the start is.
+    """
     n, d = _pick(rng, events), _pick(rng, distractors)
     noun = rng.choice(NOUNS)
     name, other = rng.sample(PEOPLE, 2)
@@ -104,7 +110,7 @@ def sample(rng: random.Random, events=4, distractors=2) -> dict:
     meta = {"kind": KIND, "template": KIND, "name": name, "pron": "he", "noun": noun, "start": start,
             "ops": [list(o) for o in ops], "values": values, "story": story}
     if d:
-        meta.update(other=other, other_start=other_start, other_first=rng.random() < 0.5)
+        meta.update(other=other, other_start=other_start, other_first=rng.random() < other_first)
     return meta
 
 

@@ -205,11 +205,12 @@ WORLDS = ("arith", events_world.KIND)
 
 
 def generate_problems(n: int, seed: int = 0, split: str = "train", world: str = "arith", events=4,
-                      distractors=2) -> list[dict]:
+                      distractors=2, other_first: float = 0.0) -> list[dict]:
     """``n`` distinct problems of ``split`` ("train" or "test"), deterministic in (n, seed, split) and the world.
 
     ``world`` "arith" (the default, the original world) or "events" (psr.world.events: ``events`` events of
-    the asked-about person and ``distractors`` of someone else, each a count or a (lo, hi) range).
+    the asked-about person and ``distractors`` of someone else, each a count or a (lo, hi) range, and
+    ``other_first`` the chance that the other person is introduced first).
 
     Records: ``id``, ``question``, ``answer`` (str), ``solution`` (the steps as one paragraph, for
     ``psr segment``), ``steps`` (the reference segmentation), ``world`` (start, ops, values, story).
@@ -226,7 +227,7 @@ def generate_problems(n: int, seed: int = 0, split: str = "train", world: str = 
         rng = random.Random(f"psr-world:{tag}{split}:{seed}:{i}")
         i += 1
         while True:
-            meta = _sample(rng) if world == "arith" else events_world.sample(rng, events, distractors)
+            meta = _sample(rng) if world == "arith" else events_world.sample(rng, events, distractors, other_first)
             prob = make_problem(meta, f"world-{split}-{seed}-{len(out)}")
             if split_of(prob["question"]) == split:
                 break

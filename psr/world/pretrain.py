@@ -240,7 +240,7 @@ def pretrain(out_dir: str, *, minutes: float = 16.0, seed: int = 0, seq_len: int
              lr: float = 2e-3, n_docs: int = 60000, eval_problems: int = 300, reviews: float = 0.35,
              review_style: str = "cut", checks: float = 0.3, checks_per_step: int = 1,
              checks_first: float = 0.0, comparisons: float = 0.0, world: str = "arith", events=(3, 6),
-             distractors=(0, 5), init: str | None = None) -> dict:
+             distractors=(0, 5), other_first: float = 0.5, init: str | None = None) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -248,7 +248,9 @@ def pretrain(out_dir: str, *, minutes: float = 16.0, seed: int = 0, seq_len: int
 
     torch.manual_seed(seed)
     # The events world pretrains on a mix of lengths and distractor counts, so one M0 serves every difficulty.
-    world_kw = {} if world == "arith" else dict(world=world, events=events, distractors=distractors)
+    # other_first 0.5: both orders of introduction, as data/m0-events was pretrained (psr world's default is 0).
+    world_kw = {} if world == "arith" else dict(world=world, events=events, distractors=distractors,
+                                                 other_first=other_first)
     if init:
         # Continued pretraining: the arithmetic world's M0 already writes "Step n:" solutions and adds small
         # numbers, and its tokenizer covers the events world's words; minutes on 2 shared cores buy far more
