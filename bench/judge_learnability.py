@@ -36,18 +36,20 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from psr.core.stats import wilson  # noqa: E402
 
 
-def make_pairs(n: int, seed: int, split: str) -> list[dict]:
-    """``n`` (right step, corrupted step) pairs with their context; every kind in turn; A/B alternating."""
+def make_pairs(n: int, seed: int, split: str, world: dict | None = None) -> list[dict]:
+    """``n`` (right step, corrupted step) pairs with their context; every kind in turn; A/B alternating.
+    ``world``: generate_problems' world keywords (default: the arithmetic world)."""
     from psr.world.generator import generate_problems
-    from psr.world.oracle import CORRUPTIONS, corrupt_step, label_step
+    from psr.world.oracle import corrupt_step, corruptions, label_step
 
     rng = random.Random(seed)
     out = []
-    for p in generate_problems(3 * n, seed=seed, split=split):
+    for p in generate_problems(3 * n, seed=seed, split=split, **(world or {})):
         if len(out) == n:
             break
         k = rng.randrange(len(p["steps"]))
-        kinds = CORRUPTIONS[len(out) % len(CORRUPTIONS):] + CORRUPTIONS[:len(out) % len(CORRUPTIONS)]
+        kinds = corruptions(p)
+        kinds = kinds[len(out) % len(kinds):] + kinds[:len(out) % len(kinds)]
         for kind in kinds:
             bad = corrupt_step(p, k, kind, rng)
             if bad is not None and not label_step(p, p["steps"][:k], bad):
@@ -278,6 +280,9 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--world", choices=["arith", "events"], default="arith",
+                    help="events: psr/world/events.py's problems and corruptions (use --model data/m0-events)")
+    ap.add_argument("--distractors", type=int, default=2, help="events world: the other person's events")
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--probe", type=int, default=0, metavar="N",
                     help="first let the base model itself grade N steps in its pretraining's review and check "
@@ -309,10 +314,11 @@ def main() -> None:
             print("  " + text.replace("\n", " | "), flush=True)
         if not a.styles:
             return
+    world = {} if a.world == "arith" else {"world": "events", "distractors": a.distractors}
     ift = [{"id": p["id"], "question": p["question"], "steps": p["steps"]}
-           for p in generate_problems(a.ift, seed=a.seed + 7, split="train")]
-    train_pairs = make_pairs(a.eft, a.seed, "train")
-    test_pairs = make_pairs(a.test, a.seed, "test")
+           for p in generate_problems(a.ift, seed=a.seed + 7, split="train", **world)]
+    train_pairs = make_pairs(a.eft, a.seed, "train", world)
+    test_pairs = make_pairs(a.test, a.seed, "test", world)
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(a.model)
@@ -342,7 +348,7 @@ def main() -> None:
                      "picks_a": 100 * res["picks_a"] / res["n"], "train_s": secs,
                      "judgment_chars": mean_chars, "by_kind": res["by_kind"], "samples": res["samples"]})
         print(json.dumps(rows[-1], indent=1), file=sys.stderr, flush=True)
-    print(f"\nmodel {a.model}; {a.ift} IFT + {a.eft} EFT, {a.steps} steps x {a.batch_size}, lr {a.lr:g}, "
+    print(f"\nmodel {a.model}, world {a.world}{f' (D = {a.distractors})' if world else ''}; {a.ift} IFT + {a.eft} EFT, {a.steps} steps x {a.batch_size}, lr {a.lr:g}, "
           f"seed {a.seed}; {a.test} held-out pairs judged in both orders (greedy)")
     print(f"{'style':<16} {'right/n':>9} {'accuracy':>9} {'95% CI':>14} {'parsable':>9} {'picks A':>8} {'chars':>6} "
           f"{'train s':>8}  per corruption kind")

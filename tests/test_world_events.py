@@ -72,8 +72,44 @@ def test_judge_prefers_the_right_step_over_each_wrong_kind_in_both_orders():
         right = [R1, R2, R3][len(previous)]
         assert judge(meta, previous, right, step).endswith("[[A]]"), kind
         assert judge(meta, previous, step, right).endswith("[[B]]"), kind
-        for style in ("recompute-first", "solve-first"):
+        for style in ("recompute-first", "solve-first", "lookup-first"):
             assert judge(meta, previous, step, right, style=style).endswith("[[B]]"), (kind, style)
+
+
+def test_a_right_step_whose_words_equal_an_earlier_step_is_not_a_repeat():
+    q = ("Tom has 27 apples. Then Tom gives away 9 apples. Then Tom finds 9 more apples. Then Tom gives away 9 apples. "
+         "Then Tom gives away 2 apples. How many apples does Tom have now?")
+    meta = parse_question(q)
+    s1, s2 = "Tom gives away 9 apples, so 27 - 9 = 18.", "Tom finds 9 more apples, so 18 + 9 = 27."
+    assert check_step(meta, [s1, s2], s1).ok  # the quantity is back at 27 and meets the same event
+    assert check_step(meta, [s1], s1).text == "repeats Step 1, which is wrong"
+
+
+def test_lookup_first_writes_the_right_next_step_anchored_on_the_last_one():
+    meta = parse_question(Q)
+    first = judge(meta, [], "Mia finds 3 more apples, so 12 + 3 = 15.", R1, style="lookup-first")
+    assert first.startswith(f"Tom has 12 apples, so the first event is: {R1} ")
+    assert "Assistant A: Mia finds 3 more apples, so 12 + 3 = 15. Wrong." in first
+    assert first.endswith(f"Assistant B: {R1} Right. [[B]]")
+    # The anchor is the last step's event; the next step starts from what that step ended with.
+    off = "Tom finds 6 more apples, so 12 + 6 = 18."
+    text = judge(meta, [R1, off], R3, "Tom gives away 2 apples, so 18 - 2 = \\boxed{16}.", style="lookup-first")
+    assert text.startswith("After Tom finds 6 more apples, the next event is: Tom gives away 2 apples, so "
+                           "18 - 2 = \\boxed{16}. ")
+    assert text.endswith("[[B]]")
+    done = judge(meta, [R1, R2, R3], "Tom gives away 2 apples, so 12 - 2 = 10.", R3, style="lookup-first")
+    assert done.startswith("After Tom gives away 2 apples, the next event is none: the question has no event left.")
+
+
+def test_other_first_controls_which_person_the_question_introduces_first():
+    def firsts(other_first):
+        probs = generate_problems(40, seed=5, world="events", distractors=2, other_first=other_first)
+        return [p["question"].split(" ")[0] == p["world"]["name"] for p in probs]
+
+    assert all(firsts(0.0))
+    mixed = firsts(0.5)
+    assert 5 < sum(mixed) < 35
+    assert not any(firsts(1.0))
 
 
 def test_score_solution_and_oracle_policy_in_the_events_world():

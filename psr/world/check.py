@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from psr.core.steps import strip_step_prefix
 from psr.world import events as events_world
-from psr.world.generator import apply, parse_equation
+from psr.world.generator import apply, parse_equation, render_step
 
 _BOX = re.compile(r"\\boxed\s*\{\s*(-?\d+)\s*\}")
 
@@ -55,6 +55,19 @@ def next_equation(meta: dict, previous_steps: list[str]) -> str | None:
     return f"{a} {sym} {b} = {apply(a, sym, b)}"
 
 
+def _is_next(meta: dict, previous_steps: list[str], step: str, eq: tuple) -> bool:
+    """Does ``step`` (equation ``eq``) carry out the question's next event on the right quantity, rightly?"""
+    i = len(previous_steps)
+    if i >= len(meta["ops"]):
+        return False
+    want_a, _ = _wanted_start(meta, previous_steps)
+    sym, x = meta["ops"][i]
+    if eq != (want_a, sym, x, apply(want_a, sym, x)):
+        return False
+    return meta.get("kind") != events_world.KIND or \
+        events_world.event_of(step) == (meta["name"], sym, x, meta["noun"])
+
+
 def check_step(meta: dict, previous_steps: list[str], step: str) -> Check:
     """Check the next step of a world problem (``meta``: start, ops, values, as parse_question gives)."""
     i = len(previous_steps)
@@ -64,17 +77,20 @@ def check_step(meta: dict, previous_steps: list[str], step: str) -> Check:
     def fail(score: int, text: str, walk: list[str]) -> Check:
         return Check(False, score, text, " ".join(walk + ["So {X} is wrong."]))
 
-    for k, prev in enumerate(previous_steps, 1):
-        if _norm(prev) == step:
-            return fail(0, f"repeats Step {k}, which is wrong", [f"{{X}} repeats Step {k} word for word."])
     eq = parse_equation(step)
+    # A step that carries out the next event right is not a repeat even when its words equal an earlier
+    # step's (a quantity can come back to a value and meet the same event again).
+    repeat_ok = eq is not None and _is_next(meta, previous_steps, step, eq)
+    for k, prev in enumerate(previous_steps, 1):
+        if _norm(prev) == step and not repeat_ok:
+            return fail(0, f"repeats Step {k}, which is wrong", [f"{{X}} repeats Step {k} word for word."])
     if eq is None:
         return fail(0, "computes nothing, which is wrong", ["{X} writes no equation."])
     a, sym, b, c = eq
     shown = f"computes {a} {sym} {b} = {c}"
     walk = [f"{{X}} writes {a} {sym} {b} = {c}."]
     for k, prev in enumerate(previous_steps, 1):
-        if parse_equation(prev) == eq:
+        if parse_equation(prev) == eq and not repeat_ok:
             return fail(0, f"{shown} again, which is wrong: it repeats Step {k}",
                         walk + [f"Step {k} wrote {a} {sym} {b} = {c}: same."])
     if i >= len(ops):
@@ -112,3 +128,28 @@ def check_step(meta: dict, previous_steps: list[str], step: str) -> Check:
         return fail(3, f"{shown}, which is right, but it boxes {boxed[-1]}",
                     walk + [f"Box: should be {c}, it boxes {boxed[-1]}: different."])
     return Check(True, 4, f"{shown}, which is correct", " ".join(walk + ["So {X} is correct."]))
+
+
+def lookup(meta: dict, previous_steps: list[str]) -> str:
+    """The right next step written as a lookup from where the solution stands (the oracle's lookup-first style).
+
+    "After Ava gives away 2 pencils, Ava's next event is: Ava finds 9 more pencils, so 21 + 9 = 30." The
+    anchor is copied from the last step, so finding the next event is one match in the question and a move
+    to the asked-about person's following sentence, and checking a candidate is a compare with this line.
+    """
+    i = len(previous_steps)
+    events = meta.get("kind") == events_world.KIND
+    if i == 0:
+        anchor = (f"{meta['name']} has {meta['start']} {meta['noun']}, so the first event is"
+                  if events else "The first step is")
+    else:
+        prev = _norm(previous_steps[-1])
+        told = events_world.event_of(prev) if events else None
+        eq = parse_equation(prev)
+        what = events_world.told(told) if told else (f"{eq[0]} {eq[1]} {eq[2]} = {eq[3]}" if eq else f"Step {i}")
+        anchor = f"After {what}, the next {'event' if events else 'step'} is"
+    if i >= len(meta["ops"]):
+        return f"{anchor} none: the question has no event left."
+    a, _ = _wanted_start(meta, previous_steps)
+    sym, x = meta["ops"][i]
+    return f"{anchor}: {render_step(meta, i, a, sym, x, apply(a, sym, x))}"

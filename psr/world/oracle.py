@@ -27,7 +27,7 @@ from psr.core.prompts import JUDGE_PROMPT, SEGMENT_PROMPT, SRLM_SCORE_PROMPT, ST
 from psr.core.steps import format_steps, parse_steps, strip_step_prefix
 from psr.engines.base import Completion, Engine, EngineConfig, Sampling
 from psr.world import events as events_world
-from psr.world.check import _BOX, Check, _norm, check_step, next_equation
+from psr.world.check import _BOX, Check, _norm, check_step, lookup, next_equation
 from psr.world.generator import apply, parse_equation, parse_question, render_step
 
 
@@ -48,7 +48,7 @@ def _tiebreak(text: str) -> str:
     return hashlib.sha256(_norm(text).encode()).hexdigest()
 
 
-JUDGE_STYLES = ("verdict-first", "recompute-first", "solve-first", "verdict-only")
+JUDGE_STYLES = ("verdict-first", "recompute-first", "solve-first", "lookup-first", "verdict-only")
 JUDGE_STYLE = "verdict-first"
 
 
@@ -67,6 +67,10 @@ def judge(meta: dict, previous_steps: list[str], step_a: str, step_b: str, style
       writes 8 - 3 = 6: different." The judge first writes the step it would take, as the policy
       does, then sets each equation against its own (MT-Bench's reference-guided judge, with the
       model's own reference).
+    - ``lookup-first``: "After Ava gives away 2 pencils, the next event is: Ava finds 9 more pencils, so
+      21 + 9 = 30. Assistant A: Ava finds 9 more pencils, so 21 + 9 = 30. Right. Assistant B: ..." The
+      judge writes the right step as a lookup anchored on the last step's own words (check.lookup), then
+      copies each assistant's step under it; each verdict is a compare of two adjacent lines.
     - ``verdict-only``: the verdict alone, no explanation (not the paper's: its Figure 5 asks for one). An
       experiment: a judge that never writes a number cannot copy or recompute the wrong one. Measured
       (same SFT as below, session 6): 50.3% from data/m0, 50.0% from a checks-first M0 that verifies
@@ -96,6 +100,10 @@ def judge(meta: dict, previous_steps: list[str], step_a: str, step_b: str, style
     ca, cb = check_step(meta, previous_steps, step_a), check_step(meta, previous_steps, step_b)
     if style == "verdict-first":
         lines = [f"Assistant A {ca.text}.", f"Assistant B {cb.text}."]
+    elif style == "lookup-first":
+        lines = [lookup(meta, previous_steps)]
+        lines += [f"Assistant {n}: {_norm(st)} {'Right' if c.ok else 'Wrong'}."
+                  for n, st, c in (("A", step_a, ca), ("B", step_b, cb))]
     elif style == "recompute-first":
         lines = [ca.walk.replace("{X}", "Assistant A"), cb.walk.replace("{X}", "Assistant B")]
     else:
