@@ -363,3 +363,26 @@ def test_a_hung_judge_is_bounded_by_request_timeout_on_the_command_line(tmp_path
     assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
     assert "no answer within 0.5s" in res.stderr and "1 pair(s) got no judgment" in " ".join(res.stderr.split())
     assert _done_ids(out) == {p["id"] for p in pairs} - {pairs[0]["id"]}  # all but the hung one are done
+
+
+def test_the_oracle_engines_model_names_its_judge_style(tmp_path):
+    from psr.world.oracle import judge
+
+    src = write_jsonl(tmp_path / "pairs.jsonl", world_pairs(6))
+    outs = {}
+    for style in ("lookup-first", None):
+        out = tmp_path / f"eft-{style}.jsonl"
+        extra = ["--model", style] if style else []
+        res = subprocess.run([*PSR, "annotate-eft", "-i", src, "-o", str(out), "--engine", "oracle", *extra],
+                             capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr
+        outs[style] = read_jsonl(out)
+    problems = {p["question"]: p for p in generate_problems(6, seed=0)}
+    assert len(outs[None]) >= 6
+    for r, plain in zip(outs["lookup-first"], outs[None], strict=True):
+        meta = problems[r["question"]]["world"]
+        assert r["judgment"] == judge(meta, r["previous_steps"], r["step_a"], r["step_b"], style="lookup-first")
+        assert plain["judgment"] == judge(meta, r["previous_steps"], r["step_a"], r["step_b"])  # verdict-first
+        assert r["label"] == plain["label"] and r["judgment"] != plain["judgment"]
+    # A model path (search's --judge-engine oracle passes the policy's) keeps the default style.
+    assert OracleEngine(EngineConfig(engine="oracle", model="runs/m1")).style == "verdict-first"

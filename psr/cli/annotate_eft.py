@@ -12,8 +12,9 @@ from psr.stages.annotate_eft import AnnotateConfig
 HELP = """\
 Annotate step pairs with a strong judge (EFT data, paper §3.2). Reads candidate pair records from
 mine-pairs (id, question, previous_steps, chosen, rejected, chosen_score, rejected_score) and asks the judge
-(Figure 5 prompt; default engine openai, --model names the judge; --engine oracle for the offline world)
-twice per pair with A/B swapped, greedy by default. A pair is kept only if both verdicts agree with each
+(Figure 5 prompt; default engine openai, --model names the judge; --engine oracle for the offline world,
+where --model may name the style of its explanations: verdict-first (default), recompute-first,
+solve-first, lookup-first or verdict-only) twice per pair with A/B swapped, greedy by default. A pair is kept only if both verdicts agree with each
 other and with the PRM (the higher-scored step is better); drops are counted by kind: prm tie, no verdict,
 inconsistent, disagrees with PRM. Writes EFT records (id, question, previous_steps, step_a, step_b,
 judgment, label "A"/"B", chosen_score, rejected_score); the better step's position is about half A, half B

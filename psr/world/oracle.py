@@ -340,6 +340,9 @@ class OracleEngine(Engine):
 
     def __init__(self, cfg: EngineConfig | None = None):
         self.cfg = cfg or EngineConfig(engine="oracle")
+        # The oracle has no weights: a --model that names a judge style picks its judgments' explanation; any
+        # other (search's --judge-engine oracle inherits the policy's path) leaves the default.
+        self.style = self.cfg.model if self.cfg.model in JUDGE_STYLES else JUDGE_STYLE
 
     def respond(self, user: str, assistant_prefix: str = "") -> str:
         parsed = parse_judge_prompt(user)
@@ -348,7 +351,7 @@ class OracleEngine(Engine):
             meta = parse_question(question)
             if meta is None:
                 return "I can only check the arithmetic of world problems, and this question is not one."
-            return judge(meta, previous, a, b)
+            return judge(meta, previous, a, b, style=self.style)
         scored = parse_score_prompt(user)
         if scored is not None:
             meta = parse_question(scored[0])
