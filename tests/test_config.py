@@ -149,8 +149,13 @@ def test_a_training_run_writes_its_options_into_the_model_directory(tiny_model_d
 
 def test_psr_demo_says_what_it_writes_and_refuses_a_missing_base_model(tmp_path):
     helped = " ".join(psr("demo", "--help").stdout.split())
-    for words in ("world/", "ift.jsonl", "m1/", "evals/", "accuracy.md", "Rerunning resumes"):
+    for words in ("world/", "ift.jsonl", "m1/", "evals/", "accuracy.md", "Rerunning resumes", "--world",
+                  "--distractors", "--other-first", "lookup-first"):
         assert words in helped, words
+    from psr.cli.demo import JUDGE_STYLES
+    from psr.world.oracle import JUDGE_STYLES as ORACLE_STYLES
+
+    assert JUDGE_STYLES == ORACLE_STYLES  # the CLI lists them without importing the world at startup
     res = psr("demo", "-o", tmp_path / "run", "--m0", tmp_path / "no_m0", "--size", "ci")
     assert res.returncode == 2 and "no base model at" in res.stderr and "Traceback" not in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1

@@ -9,6 +9,8 @@ import typer
 from psr.cli import options as O
 from psr.cli.root import app
 
+JUDGE_STYLES = ("verdict-first", "recompute-first", "solve-first", "lookup-first", "verdict-only")  # psr.world.oracle
+
 HELP = "\n\n".join([
     "Run the whole loop offline on the embedded world, each stage as the `psr` command a user would type "
     "(printed before it runs): world -> segment (IFT) -> train-prm -> mine-pairs -> annotate-eft (EFT) -> sft "
@@ -24,7 +26,9 @@ HELP = "\n\n".join([
 @app.command("demo", help=HELP)
 def demo(
     out: Annotated[str, typer.Option("-o", "--out", help="Run directory; rerun to resume.")] = "runs/demo",
-    size: Annotated[Literal["full", "ci"], typer.Option("--size", help="full, or ci (minutes).")] = "full",
+    size: Annotated[Literal["full", "ci", "events", "events-ci"] | None, typer.Option(
+        "--size", help="full (default), ci (minutes); events, events-ci: the events world's (default with "
+        "--world events).")] = None,
     seed: O.Seed = 0,
     m0: Annotated[str | None, typer.Option("--m0", help="Base model directory (default: data/m0 of the "
                                            "repository; `python -m psr.world.pretrain` builds one).")] = None,
@@ -37,9 +41,21 @@ def demo(
                                        "+ the pairs annotated in the 0-5 scoring format), then S2, S3.")] = False,
     oracle_judge: Annotated[bool, typer.Option("--oracle-judge", help="Also run a control branch from M1 (O2, "
                                                "O3): the same search with the oracle as the judge.")] = False,
+    world: Annotated[Literal["arith", "events"], typer.Option(
+        "--world", help="arith (data/m0) or events (psr/world/events.py, data/m0-events).")] = "arith",
+    events: Annotated[int, typer.Option("--events", help="events world: the asked-about person's events.")] = 4,
+    distractors: Annotated[int, typer.Option("--distractors", help="events world: someone else's events (the "
+                                             "difficulty).")] = 2,
+    other_first: Annotated[float, typer.Option("--other-first", help="events world: the fraction of questions "
+                                               "introducing the other person first.")] = 0.0,
+    judge_style: Annotated[Literal[JUDGE_STYLES], typer.Option(
+        "--judge-style", help="How the oracle words the EFT judgments M1 learns from.")] = "verdict-first",
 ) -> None:
     from psr.world import demo as world_demo
 
     if iterations < 1 or iterate < 0:
         raise typer.BadParameter("--iterations must be >= 1 and --iterate >= 0")
-    world_demo.run(out, size, seed, m0 or world_demo.DEFAULT_M0, iterations, iterate, gate, srlm, oracle_judge)
+    kw = dict(events=events, distractors=distractors, other_first=other_first) if world == "events" else None
+    m0 = m0 or (world_demo.EVENTS_M0 if kw else world_demo.DEFAULT_M0)
+    world_demo.run(out, size or ("events" if kw else "full"), seed, m0, iterations, iterate, gate, srlm,
+                   oracle_judge, kw, judge_style)

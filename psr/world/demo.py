@@ -36,6 +36,7 @@ from rich.table import Table
 
 from psr.core.errors import InputError, PsrError
 from psr.core.stats import wilson
+from psr.world.oracle import JUDGE_STYLES
 
 console = Console(stderr=True, highlight=False)
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -74,8 +75,10 @@ GENERATION_STAGES = {"mine-pairs", "search", "eval", "segment", "annotate-eft"}
 
 
 class Demo:
-    def __init__(self, out: str, size: str, seed: int, m0: str, world: dict | None = None):
+    def __init__(self, out: str, size: str, seed: int, m0: str, world: dict | None = None,
+                 judge_style: str = "verdict-first"):
         self.out, self.cfg, self.seed, self.m0 = out, dict(SIZES[size]), seed, m0
+        self.judge_style = judge_style  # the oracle's explanation style in the EFT data (psr.world.oracle.judge)
         self.cfg["search_problems"] = list(self.cfg["search_problems"])  # rounds beyond the list append to it
         # psr world's options for the events world ({"events": N, "distractors": D}); None: the arithmetic world
         self.world = world
@@ -130,7 +133,7 @@ class Demo:
                  "--working-set", 256, "--max-step-tokens", 60, "-o", self.p("pairs.jsonl"),
                  "--stats", self.p("mine_stats.json"), "--seed", self.seed)
         self.psr("annotate-eft: judge each pair twice (A/B swapped), keep the consistent ones", "annotate-eft",
-                 "-i", self.p("pairs.jsonl"), "--engine", "oracle", "-o", self.p("eft.jsonl"),
+                 "-i", self.p("pairs.jsonl"), "--engine", "oracle", "--model", self.judge_style, "-o", self.p("eft.jsonl"),
                  "--test-size", c["eft_test"], "--test-output", self.p("eft_test.jsonl"), "--seed", self.seed)
 
     def world_args(self) -> list:
@@ -375,23 +378,25 @@ def main(argv: list[str] | None = None) -> None:
                     help="events world: events of someone else, the difficulty knob (default 2)")
     ap.add_argument("--other-first", type=float, default=0.0,
                     help="events world: fraction of questions introducing the other person first (default 0)")
+    ap.add_argument("--judge-style", choices=list(JUDGE_STYLES), default="verdict-first",
+                    help="how the oracle words the EFT judgments M1 learns to judge from (default verdict-first)")
     a = ap.parse_args(argv)
     world = dict(events=a.events, distractors=a.distractors, other_first=a.other_first) if a.world == "events" else None
     size = a.size or ("events" if world else "full")
     m0 = a.m0 or (EVENTS_M0 if world else DEFAULT_M0)
     try:
-        run(a.out, size, a.seed, m0, a.iterations, a.iterate, a.gate, a.srlm, a.oracle_judge, world)
+        run(a.out, size, a.seed, m0, a.iterations, a.iterate, a.gate, a.srlm, a.oracle_judge, world, a.judge_style)
     except PsrError as e:
         raise SystemExit(f"demo: {e}") from None
 
 
 def run(out: str = "runs/demo", size: str = "full", seed: int = 0, m0: str = DEFAULT_M0, iterations: int = 2,
         iterate: int = 0, gate_mode: str = "warn", srlm: bool = False, oracle_judge: bool = False,
-        world: dict | None = None) -> None:
+        world: dict | None = None, judge_style: str = "verdict-first") -> None:
     """The whole demo (`psr demo`, `python -m psr.world.demo`); main() says what each option means."""
     if not os.path.exists(os.path.join(m0, "config.json")):
         raise InputError(f"no base model at {m0}; build it with `python -m psr.world.pretrain --out {m0}`")
-    d = Demo(out, size, seed, m0, world)
+    d = Demo(out, size, seed, m0, world, judge_style)
     if srlm and os.path.exists(d.p("s2", "config.json")) and not os.path.exists(d.p("s1", "config.json")):
         # Runs made before S1 existed branched the SRLM baseline off M1; resuming would keep those S2, S3.
         raise InputError(f"{d.p('s2')} was made by the old SRLM branch from M1 (there is no s1); "
