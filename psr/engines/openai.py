@@ -37,7 +37,7 @@ from dataclasses import replace
 
 from psr.core import log
 from psr.core.errors import InputError, PsrError
-from psr.engines.base import Chat, Completion, Engine, EngineConfig, RequestsFailed, Sampling
+from psr.engines.base import CONTINUE_MODES, Chat, Completion, Engine, EngineConfig, RequestsFailed, Sampling
 from psr.engines.openai_pool import ServerPool, split_urls
 from psr.engines.openai_wire import (
     CONTEXT_400,
@@ -55,7 +55,6 @@ from psr.engines.openai_wire import (
     too_long_answers,
 )
 
-CONTINUE_MODES = ("vllm", "inline")
 INLINE_CONTINUE = ("Here is the beginning of a solution:\n\n{prefix}\n"
                    "Continue this solution from the next step, in the same format. "
                    "Do not repeat the steps above.")
