@@ -124,7 +124,7 @@ def _last_loss(out: str) -> float | None:
 def train_rows(rows: Rows, plan: dict, model: str, work: str, seed: int) -> str:
     """SFT then step-DPO through psr's stages; returns the SFT model (the one search runs on)."""
     from psr.stages import sft, step_dpo
-    from psr.training.common import TrainConfig
+    from psr.training.config import TrainConfig
 
     sft_data, ppd_data = training_data(work, max(plan["sft_steps"], plan["dpo_steps"]) * plan["batch"], seed)
     common = dict(per_device_batch_size=plan["batch"], batch_size=plan["batch"], max_length=plan["max_length"],

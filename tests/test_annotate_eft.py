@@ -295,7 +295,7 @@ def test_scoring_format_cli_counts_drops_and_refuses_a_bad_format(tmp_path):
     assert read_records(str(out), "eft_scoring")
     res = subprocess.run([*PSR, "annotate-eft", "--format", "votes", "--engine", "oracle", "-i", src, "-o",
                           str(tmp_path / "x.jsonl")], capture_output=True, text=True)
-    assert res.returncode == 2 and "--format must be one of pairwise, scoring" in res.stderr
+    assert res.returncode == 2 and "Invalid value for '--format'" in res.stderr and "is not one of 'pairwise', 'scoring'" in res.stderr
 
 
 def _done_ids(path) -> set:

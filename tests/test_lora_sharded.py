@@ -34,7 +34,7 @@ def test_the_sharded_lora_save_writes_the_adapter_and_the_same_merged_model(tiny
     def train(name):
         cfg = TrainConfig(model=tiny_model_dir, output=str(tmp_path / name), max_steps=3, learning_rate=1e-2,
                           batch_size=8, per_device_batch_size=8, save_steps=1000, lora=True, lora_r=4, lora_alpha=8)
-        train_prm.run([data], cfg, eval_fraction=0.0)
+        train_prm.run([data], train_prm.PRMTrainConfig(**vars(cfg), eval_fraction=0.0))
         return cfg.output
 
     plain = train("plain")

@@ -29,7 +29,6 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def tiny_prm(tiny_model_dir, tmp_path_factory):
     """A tiny PRM: the tiny model briefly trained by train-prm (its scores differ between steps)."""
     from psr.stages import train_prm
-    from psr.training.common import TrainConfig
 
     d = tmp_path_factory.mktemp("prm")
     data = d / "data.jsonl"
@@ -38,9 +37,9 @@ def tiny_prm(tiny_model_dir, tmp_path_factory):
             fh.write(json.dumps({"prompt": QUESTIONS[i % len(QUESTIONS)], "completions": [f"{i} + {i} = {2 * i}",
                                  f"{i} + 1 = {i}"], "labels": [True, False]}) + "\n")
     out = str(d / "prm")
-    train_prm.run([str(data)], TrainConfig(model=tiny_model_dir, output=out, max_steps=10, learning_rate=1e-3,
-                                           batch_size=4, per_device_batch_size=4, save_steps=1000),
-                  eval_fraction=0.0)
+    train_prm.run([str(data)], train_prm.PRMTrainConfig(model=tiny_model_dir, output=out, max_steps=10,
+                                                        learning_rate=1e-3, batch_size=4, per_device_batch_size=4,
+                                                        save_steps=1000, eval_fraction=0.0))
     return out
 
 

@@ -14,9 +14,12 @@ from helpers import PSR, read_jsonl
 
 from psr.cli.options import dataclass_options
 from psr.core.options import option
+from psr.core.records import IOConfig
+from psr.engines.base import EngineConfig
 from psr.search import MCTSConfig, SearchConfig
 from psr.stages.annotate_eft import AnnotateConfig
 from psr.stages.eval import EvalConfig
+from psr.stages.grade import GradeConfig
 from psr.stages.segment import SegmentConfig
 
 ENV = {**os.environ, "PSR_QUIET": "1", "COLUMNS": "250"}
@@ -67,7 +70,9 @@ def test_content_retries_and_request_retries_are_two_options(tmp_path):
 
 
 @pytest.mark.parametrize("command, cls", [("search", SearchConfig), ("mine-pairs", MCTSConfig), ("eval", EvalConfig),
-                                          ("segment", SegmentConfig), ("annotate-eft", AnnotateConfig)])
+                                          ("segment", SegmentConfig), ("annotate-eft", AnnotateConfig),
+                                          ("grade", GradeConfig), ("grade", IOConfig), ("mine-pairs", IOConfig),
+                                          ("search", IOConfig), ("search", EngineConfig), ("eval", EngineConfig)])
 def test_help_lists_every_declared_field_with_its_flags_help_and_default(command, cls):
     res = psr(command, "--help")
     assert res.returncode == 0, res.stderr
@@ -89,6 +94,8 @@ def test_help_lists_every_declared_field_with_its_flags_help_and_default(command
     (("search", "--mode", "beam"), "'--mode'"),
     (("eval", "--task", "poetry"), "'--task'"),
     (("eval", "--prompt", "cot"), "'--prompt'"),
+    (("grade", "--grader", "exact"), "'--grader'"),
+    (("search", "--engine", "frob"), "'--engine'"),
 ])
 def test_a_typed_choice_is_rejected_by_the_command_line_with_exit_2(tmp_path, args, flag):
     res = psr(*args, "-i", tmp_path / "missing.jsonl", "-o", tmp_path / "out.jsonl")
@@ -119,3 +126,15 @@ def test_config_files_set_the_declared_options_and_flags_override_them(tmp_path)
     bad.write_text(yaml.safe_dump({"mode": "beam"}))
     res = psr("search", "--config", bad, "-i", probs, "-o", tmp_path / "o2.jsonl")
     assert res.returncode == 2 and "key 'mode'" in res.stderr and "'beam' is not one of" in res.stderr, res.stderr
+
+
+def test_the_shared_groups_check_their_values_in_the_dataclass():
+    from psr.core.errors import InputError, OptionError
+
+    with pytest.raises(OptionError, match="Invalid value for --request-timeout: must be > 0"):
+        EngineConfig(timeout=0)
+    with pytest.raises(OptionError, match="--concurrency and --batch-size must be >= 1"):
+        EngineConfig(batch_size=0)
+    with pytest.raises(InputError, match="--workers must be >= 1"):
+        GradeConfig(workers=0)
+    assert IOConfig().inputs == ["-"] and IOConfig(inputs=None).inputs == ["-"]  # no -i: stdin

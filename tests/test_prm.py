@@ -85,7 +85,7 @@ def test_training_fits_one_example_at_the_positions_scoring_reads(tiny_model_dir
     out = str(tmp_path / "prm")
     cfg = TrainConfig(model=tiny_model_dir, output=out, max_steps=30, learning_rate=1e-2, batch_size=1,
                       per_device_batch_size=1, logging_steps=10, save_steps=1000)
-    train_prm.run([write_jsonl(tmp_path / "one.jsonl", [rec])], cfg, eval_fraction=0.0)
+    train_prm.run([write_jsonl(tmp_path / "one.jsonl", [rec])], train_prm.PRMTrainConfig(**vars(cfg), eval_fraction=0.0))
 
     conf = json.load(open(tmp_path / "prm" / "config.json"))
     assert conf["psr_prm"] == {"step_tag": " ки", "good": "+", "bad": "-"}
@@ -134,7 +134,7 @@ def test_prm_learns_step_correctness_and_ranks_held_out_steps(tiny_model_dir, tm
     data = write_jsonl(tmp_path / "train.jsonl", doubling_examples(400, seed=1))
     cfg = TrainConfig(model=tiny_model_dir, output=out, max_steps=100, learning_rate=3e-3, batch_size=16,
                       per_device_batch_size=16, logging_steps=25, save_steps=1000)
-    summary = train_prm.run([data], cfg, eval_fraction=0.2)
+    summary = train_prm.run([data], train_prm.PRMTrainConfig(**vars(cfg), eval_fraction=0.2))
     metrics = [json.loads(x) for x in open(tmp_path / "prm" / "metrics.jsonl")]
     before = next(m for m in metrics if "eval_auc" in m)
     after = [m for m in metrics if "eval_auc" in m][-1]
@@ -157,7 +157,8 @@ def test_lora_training_writes_a_plain_merged_prm(tiny_model_dir, tmp_path):
     data = write_jsonl(tmp_path / "train.jsonl", doubling_examples(40, seed=2))
     cfg = TrainConfig(model=tiny_model_dir, output=out, max_steps=5, learning_rate=1e-2, batch_size=8,
                       per_device_batch_size=8, save_steps=1000, lora=True, lora_r=4, lora_alpha=8)
-    summary = train_prm.run([data], cfg, PRMFormat(step_tag=" <step>", good="+", bad="-"), eval_fraction=0.25)
+    summary = train_prm.run([data], train_prm.PRMTrainConfig(**vars(cfg), step_tag=" <step>", good="+", bad="-",
+                                                         eval_fraction=0.25))
     assert summary["complete"] and summary["prm_format"]["step_tag"] == " <step>"
     assert not any(n.startswith("adapter_") for n in os.listdir(out))  # merged: any engine loads it
     scorer = PRMScorer.load(out)
@@ -179,7 +180,7 @@ def test_held_out_eval_under_two_processes_matches_one_process(tiny_model_dir, t
     data = write_jsonl(tmp_path / "train.jsonl", doubling_examples(26, seed=3))  # 13 held out: uneven shards
     cfg = TrainConfig(model=tiny_model_dir, output=str(tmp_path / "one"), max_steps=2, learning_rate=1e-30,
                       batch_size=4, per_device_batch_size=2, save_steps=1000)
-    train_prm.run([data], cfg, eval_fraction=0.5)
+    train_prm.run([data], train_prm.PRMTrainConfig(**vars(cfg), eval_fraction=0.5))
     accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable))
     config = os.path.join(os.path.dirname(__file__), "..", "configs", "accelerate", "cpu_ddp.yaml")
     run = subprocess.run([accelerate, "launch", "--config_file", config, "--num_processes", "2", "-m", "psr.cli",
@@ -327,8 +328,9 @@ def test_vllm_scores_the_same_as_hf(tiny_model_dir, tmp_path):
         pytest.skip(".venv-vllm is missing (scripts/vllm-cpu-env.sh makes it)")
     out = str(tmp_path / "prm")
     data = write_jsonl(tmp_path / "train.jsonl", doubling_examples(64, seed=3))
-    train_prm.run([data], TrainConfig(model=tiny_model_dir, output=out, max_steps=40, learning_rate=3e-3,
-                                      batch_size=16, per_device_batch_size=16, save_steps=1000), eval_fraction=0.0)
+    train_prm.run([data], train_prm.PRMTrainConfig(model=tiny_model_dir, output=out, max_steps=40, learning_rate=3e-3,
+                                                   batch_size=16, per_device_batch_size=16, save_steps=1000,
+                                                   eval_fraction=0.0))
     q = {"question": "Double the numbers (3).", "solutions": [["4 + 4 = 8", "5 + 5 = 11"], ["7 + 7 = 14"], []]}
     script = tmp_path / "score.py"
     script.write_text(VLLM_SCORE)

@@ -38,7 +38,7 @@ def test_the_default_reports_nowhere_else(tmp_path):
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--report-to", "mlflow"], "--report-to must be one of none, wandb, tensorboard"),
+    (["--report-to", "mlflow"], "'mlflow' is not one of 'none', 'wandb', 'tensorboard'"),
     pytest.param(["--report-to", "tensorboard"], "--report-to tensorboard needs the tensorboard package",
                  marks=pytest.mark.skipif(HAS_TENSORBOARD, reason="tensorboard is installed")),
 ])

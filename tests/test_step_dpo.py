@@ -135,7 +135,7 @@ def test_training_widens_the_margin_over_the_reference(tiny_model_dir, tok, tmp_
     # A learning rate far above the paper's 5e-7, so that a few steps move the tiny model.
     cfg = TrainConfig(model=tiny_model_dir, output=out, epochs=2, learning_rate=2e-3, batch_size=3,
                       per_device_batch_size=3, save_steps=1000)
-    summary = step_dpo.run([data], cfg, DPOOptions(beta=0.1, precompute_ref_log_probs=precompute))
+    summary = step_dpo.run([data], step_dpo.StepDPOConfig(**vars(cfg), beta=0.1, precompute_ref_log_probs=precompute))
     assert summary["pairs"] == 9 and summary["global_steps"] == 6 and summary["beta"] == 0.1
 
     examples, _, _ = dpo_training.build_examples(tok, ppd_records(), cfg.max_length)
@@ -154,12 +154,13 @@ def test_an_sft_weight_raises_the_chosen_steps_likelihood(tiny_model_dir, tok, t
     data = write_jsonl(tmp_path / "ppd.jsonl", ppd_records())
     examples, _, _ = dpo_training.build_examples(tok, ppd_records(), 512)
     chosen = {}
-    for name, opts in (("dpo", DPOOptions(beta=0.1)), ("rpo", DPOOptions(beta=0.1, sft_weight=1.0)),
-                       ("apo", DPOOptions(beta=0.1, loss="apo_zero"))):
+    for name, opts in (("dpo", dict(beta=0.1)), ("rpo", dict(beta=0.1, sft_weight=1.0)),
+                       ("apo", dict(beta=0.1, loss="apo_zero"))):
         out = str(tmp_path / name)
         cfg = TrainConfig(model=tiny_model_dir, output=out, epochs=2, learning_rate=2e-3, batch_size=3,
                           per_device_batch_size=3, save_steps=1000)
-        summary = step_dpo.run([data], cfg, opts)
+        opts = step_dpo.StepDPOConfig(**vars(cfg), **opts)
+        summary = step_dpo.run([data], opts)
         assert (summary["sft_weight"], summary["loss"]) == (opts.sft_weight, opts.loss)
         chosen[name] = sum(sequence_logps(AutoModelForCausalLM.from_pretrained(out), examples, "chosen_ids"))
     base = sum(sequence_logps(AutoModelForCausalLM.from_pretrained(tiny_model_dir), examples, "chosen_ids"))

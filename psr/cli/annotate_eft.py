@@ -6,6 +6,7 @@ from dataclasses import replace
 
 from psr.cli import options as O
 from psr.cli.root import app
+from psr.core.records import IOConfig
 from psr.engines.base import EngineConfig
 from psr.stages.annotate_eft import AnnotateConfig
 
@@ -36,19 +37,16 @@ its own --test-size), --limit N.
 
 
 @app.command("annotate-eft", help=HELP)
-@O.with_options(O.engine_config, "engine_cfg", engine="openai", omit=("tensor_parallel_size",))
+@O.with_options(O.engine_options(), "engine_cfg", engine="openai", omit=("tensor_parallel_size",))
 @O.with_options(O.dataclass_options(AnnotateConfig), "cfg")
+@O.with_options(O.io_options(), "io")
 def annotate_eft(
-    inputs: O.Inputs = None,
-    output: O.Output = "-",
-    overwrite: O.Overwrite = False,
-    limit: O.Limit = None,
-    shard: O.Shard = None,
     *,
+    io: IOConfig,
     cfg: AnnotateConfig,
     engine_cfg: EngineConfig,
 ) -> None:
     from psr.stages import annotate_eft as stage
 
-    stage.run(O.io_config(inputs, output, overwrite, limit, shard, {"--test-output": cfg.test_output}),
+    stage.run(io.writing({"--test-output": cfg.test_output}),
               replace(cfg, seed=engine_cfg.seed), engine_cfg)

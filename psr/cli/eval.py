@@ -11,6 +11,7 @@ from psr.cli import options as O
 from psr.cli.root import app
 from psr.core.errors import InputError
 from psr.core.paths import check_outputs
+from psr.core.records import IOConfig
 from psr.engines.base import EngineConfig
 from psr.search import SearchConfig
 from psr.stages.eval.common import EvalConfig
@@ -53,8 +54,6 @@ Temperature = Annotated[float, typer.Option("--temperature", help="--tts: sampli
 TopP = Annotated[float, typer.Option("--top-p", help="--tts: nucleus sampling of the candidates.")]
 MaxIterations = Annotated[int, typer.Option("--max-iterations", help="--tts: generation rounds per problem, "
                                             "rollbacks included.")]
-Limit = Annotated[int | None, typer.Option("--limit", help="math: the first N problems of each benchmark; judge: "
-                                           "at most N records (after --shard).")]
 Compare = Annotated[bool, typer.Option("--compare", help="Compare the summary JSON files given as arguments.")]
 Summarize = Annotated[bool, typer.Option("--summarize", help="Summarize the prediction files given with -i; no "
                                          "model.")]
@@ -64,15 +63,12 @@ Summaries = Annotated[list[str] | None, typer.Argument(help="--compare: summary 
 
 
 @app.command("eval", help=HELP)
-@O.with_options(O.engine_config, "engine_cfg")
+@O.with_options(O.engine_options(), "engine_cfg")
 @O.with_options(O.dataclass_options(EvalConfig), "cfg")
+@O.with_options(O.io_options(limit="math: the first N problems of each benchmark; judge: at most N records (after "
+                             "--shard)."), "io", after="shard")
 def eval_cmd(
     summaries: Summaries = None,
-    inputs: O.Inputs = None,
-    output: O.Output = "-",
-    overwrite: O.Overwrite = False,
-    limit: Limit = None,
-    shard: O.Shard = None,
     width: Width = _TTS.width,
     temperature: Temperature = _TTS.temperature,
     top_p: TopP = _TTS.top_p,
@@ -81,14 +77,16 @@ def eval_cmd(
     summarize: Summarize = False,
     plot: Plot = None,
     *,
+    io: IOConfig,
     cfg: EvalConfig,
     engine_cfg: EngineConfig,
 ) -> None:
     from psr.stages import eval as stage
 
     summary, summary_md, few_shot_examples = cfg.summary, cfg.summary_md, cfg.few_shot_examples
+    inputs, given = io.inputs, io.inputs != ["-"]  # no -i: stdin
     if compare:
-        if inputs:
+        if given:
             raise InputError("--compare takes summary JSON files as arguments, not -i")
         check_outputs(summaries or [], {"--summary": summary, "--summary-md": summary_md, "--plot": plot})
         stage.compare(summaries or [], plot=plot, markdown=summary_md, output_json=summary)
@@ -101,10 +99,10 @@ def eval_cmd(
                                            max_iterations=max_iterations))
     outputs = stage.summary_outputs(summary, summary_md)
     if summarize:
-        check_outputs(inputs or ["-"], outputs)
-        stage.summarize_file(inputs or ["-"], cfg)
+        check_outputs(inputs, outputs)
+        stage.summarize_file(inputs, cfg)
         return
     # benchmarks may come as NAME=PATH: the paths are what an output must not overwrite
     examples = [few_shot_examples] if few_shot_examples else []
-    check_outputs([stage.benchmark_name(s)[1] for s in inputs or ["-"]] + examples, {"-o": output, **outputs})
-    stage.run(O.io_config(inputs, output, overwrite, limit, shard, outputs), cfg, engine_cfg)
+    check_outputs([stage.benchmark_name(s)[1] for s in inputs] + examples, {"-o": io.output, **outputs})
+    stage.run(io.writing(outputs), cfg, engine_cfg)

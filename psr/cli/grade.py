@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-import typer
-
 from psr.cli import options as O
 from psr.cli.root import app
-from psr.core.grading import DEFAULT_TIMEOUT
+from psr.core.records import IOConfig
+from psr.stages.grade import GradeConfig
 
 # one line per paragraph: the help renderer re-wraps paragraphs to the terminal but keeps newlines
 HELP = "\n\n".join([
@@ -30,20 +27,9 @@ HELP = "\n\n".join([
 
 
 @app.command("grade", help=HELP)
-def grade(
-    inputs: O.Inputs = None,
-    output: O.Output = "-",
-    overwrite: O.Overwrite = False,
-    limit: O.Limit = None,
-    shard: O.Shard = None,
-    grader: Annotated[str, typer.Option("--grader", help="default | qwen | math-verify.")] = "default",
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds per item before it counts as a timeout "
-                                           "(incorrect).")] = DEFAULT_TIMEOUT,
-    workers: Annotated[int | None, typer.Option("--workers", help="Grading processes (default: one per CPU).")]
-    = None,
-    summary: Annotated[str | None, typer.Option("--summary", help="Write the summary JSON here.")] = None,
-) -> None:
+@O.with_options(O.dataclass_options(GradeConfig), "cfg")
+@O.with_options(O.io_options(), "io")
+def grade(*, io: IOConfig, cfg: GradeConfig) -> None:
     from psr.stages import grade as stage
 
-    stage.run(O.io_config(inputs, output, overwrite, limit, shard, {"--summary": summary}), grader, timeout=timeout, workers=workers,
-              summary_path=summary)
+    stage.run(io, cfg)

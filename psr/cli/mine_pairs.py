@@ -9,6 +9,8 @@ import typer
 
 from psr.cli import options as O
 from psr.cli.root import app
+from psr.core.records import IOConfig
+from psr.engines.base import EngineConfig
 from psr.stages import mine_pairs as stage
 
 
@@ -26,37 +28,16 @@ from psr.stages import mine_pairs as stage
         "--stats."
     ),
 )
+@O.with_options(O.engine_options(), "engine_cfg", omit=("prefix_sharing",))
 @O.with_options(O.dataclass_options(stage.MCTSConfig), "cfg")
+@O.with_options(O.io_options(), "io", after="output")
 def mine_pairs(
-    inputs: O.Inputs = None,
-    output: O.Output = "-",
     prm: Annotated[str, typer.Option("--prm", help="PRM directory (written by `psr train-prm`).")] = "",
-    engine: O.EngineName = "hf",
-    model: O.Model = None,
-    base_url: O.BaseUrl = None,
-    api_key_env: O.ApiKeyEnv = "OPENAI_API_KEY",
     stats: Annotated[str | None, typer.Option("--stats", help="Also write the stats to this JSON file.")] = None,
-    overwrite: O.Overwrite = False,
-    limit: O.Limit = None,
-    shard: O.Shard = None,
-    seed: O.Seed = 0,
-    batch_size: O.BatchSize = 64,
-    concurrency: O.Concurrency = 32,
-    tensor_parallel_size: O.TensorParallel = 1,
-    gpu_memory_utilization: O.GpuMemory = 0.9,
-    max_model_len: O.MaxModelLen = None,
-    enforce_eager: O.EnforceEager = False,
-    dtype: O.Dtype = "auto",
-    trust_remote_code: O.TrustRemoteCode = False,
-    request_timeout: O.RequestTimeout = 120.0,
-    max_retries: O.MaxRetries = 4,
     *,
+    io: IOConfig,
     cfg: stage.MCTSConfig,
+    engine_cfg: EngineConfig,
 ) -> None:
-    cfg = replace(cfg, seed=seed)
-    stage.run(O.io_config(inputs, output, overwrite, limit, shard, {"--stats": stats}), cfg,
-              O.engine_config(engine, model, base_url, api_key_env, seed, trust_remote_code, tensor_parallel_size,
-                              concurrency, batch_size, dtype, request_timeout=request_timeout,
-                              max_retries=max_retries, gpu_memory_utilization=gpu_memory_utilization,
-                              max_model_len=max_model_len, enforce_eager=enforce_eager),
-              prm=prm, stats_path=stats, prm_dtype=dtype)
+    stage.run(io.writing({"--stats": stats}), replace(cfg, seed=engine_cfg.seed), engine_cfg, prm=prm,
+              stats_path=stats, prm_dtype=engine_cfg.dtype)

@@ -21,7 +21,7 @@ import shlex
 import subprocess
 import sys
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 import yaml
@@ -308,10 +308,8 @@ def paper(
                                           "blocks are still written to RUN/configs/).")] = False,
     override: Annotated[list[str] | None, typer.Option("--override", help="A recipe file merged on top "
                                                        "(repeatable, in order).")] = None,
-    until: Annotated[str | None, typer.Option("--until", help=f"Stop after this stage: {' | '.join(UNTIL)}.")] = None,
+    until: Annotated[Literal[UNTIL] | None, typer.Option("--until", help=f"Stop after this stage: {' | '.join(UNTIL)}.")] = None,
 ) -> None:
-    if until is not None and until not in UNTIL:
-        raise typer.BadParameter(f"--until must be one of {', '.join(UNTIL)}")
     try:
         r = run(recipe, override or [], dry_run, until)
     except RecipeFailed as e:

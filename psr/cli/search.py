@@ -9,6 +9,7 @@ import typer
 
 from psr.cli import options as O
 from psr.cli.root import app
+from psr.core.records import IOConfig
 from psr.engines.base import EngineConfig
 from psr.stages import search as stage
 
@@ -29,11 +30,10 @@ from psr.stages import search as stage
         "for how much the self-judging costs. Resumes an existing output."
     ),
 )
-@O.with_options(O.engine_config, "engine_cfg")
+@O.with_options(O.engine_options(), "engine_cfg")
 @O.with_options(O.dataclass_options(stage.SearchConfig), "cfg")
+@O.with_options(O.io_options(), "io", after="output")
 def search(
-    inputs: O.Inputs = None,
-    output: O.Output = "-",
     trajectories: Annotated[str | None, typer.Option(
         "--trajectories", help="Also write one trajectory record per problem here (not with --tts).")] = None,
     judge_engine: Annotated[O.EngineChoice | None, typer.Option(
@@ -41,10 +41,8 @@ def search(
         "itself; default: the policy judges its own candidates (the method).")] = None,
     judge_model: Annotated[str | None, typer.Option(
         "--judge-model", help="Model of --judge-engine (default: --model); with openai, the served name.")] = None,
-    overwrite: O.Overwrite = False,
-    limit: O.Limit = None,
-    shard: O.Shard = None,
     *,
+    io: IOConfig,
     cfg: stage.SearchConfig,
     engine_cfg: EngineConfig,
 ) -> None:
@@ -52,5 +50,5 @@ def search(
     judge_cfg = None
     if judge_engine or judge_model:
         judge_cfg = replace(engine_cfg, engine=judge_engine or engine_cfg.engine, model=judge_model or engine_cfg.model)
-    stage.run(O.io_config(inputs, output, overwrite, limit, shard, {"--trajectories": trajectories}), cfg, engine_cfg,
-              trajectories=trajectories, judge=judge_cfg)
+    stage.run(io.writing({"--trajectories": trajectories}), cfg, engine_cfg, trajectories=trajectories,
+              judge=judge_cfg)

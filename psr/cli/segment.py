@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from psr.cli import options as O
 from psr.cli.root import app
+from psr.core.records import IOConfig
 from psr.engines.base import EngineConfig
 from psr.stages.segment import SegmentConfig
 
@@ -27,18 +28,15 @@ answer (--no-box-answer: off). Resumes by id (rejected ids count as done); --sha
 
 
 @app.command("segment", help=HELP)
-@O.with_options(O.engine_config, "engine_cfg", engine="openai", omit=("tensor_parallel_size",))
+@O.with_options(O.engine_options(), "engine_cfg", engine="openai", omit=("tensor_parallel_size",))
 @O.with_options(O.dataclass_options(SegmentConfig), "cfg")
+@O.with_options(O.io_options(), "io")
 def segment(
-    inputs: O.Inputs = None,
-    output: O.Output = "-",
-    overwrite: O.Overwrite = False,
-    limit: O.Limit = None,
-    shard: O.Shard = None,
     *,
+    io: IOConfig,
     cfg: SegmentConfig,
     engine_cfg: EngineConfig,
 ) -> None:
     from psr.stages import segment as stage
 
-    stage.run(O.io_config(inputs, output, overwrite, limit, shard, {"--rejects": cfg.rejects}), cfg, engine_cfg)
+    stage.run(io.writing({"--rejects": cfg.rejects}), cfg, engine_cfg)

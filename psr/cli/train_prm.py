@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-import typer
-
 from psr.cli.root import app
 from psr.cli.training_options import LAUNCH_HELP, TrainJob, training_options
-from psr.engines.prm import PRMFormat
 from psr.stages import train_prm as stage
-
-_FMT = PRMFormat()
 
 
 @app.command(
@@ -29,18 +22,7 @@ _FMT = PRMFormat()
         + LAUNCH_HELP.format(cmd="train-prm")
     ),
 )
-@training_options(epochs=1.0, learning_rate=1e-5, batch_size=128, per_device_batch_size=4, max_length=2048)
-def train_prm(
-    step_tag: Annotated[str, typer.Option("--step-tag", help="Text after every step (its last token is where "
-                                          "the label is read).")] = _FMT.step_tag,
-    good: Annotated[str, typer.Option("--good-token", help="Label of a good step (one token).")] = _FMT.good,
-    bad: Annotated[str, typer.Option("--bad-token", help="Label of a bad step (one token).")] = _FMT.bad,
-    neutral: Annotated[str, typer.Option("--neutral", help="PRM800K rating 0 counts as: good (as OpenR) | bad "
-                                         "(as TRL's converter).")] = "good",
-    eval_fraction: Annotated[float, typer.Option("--eval-fraction", help="Fraction of the questions held out "
-                                                 "for step-level accuracy / AUC.")] = 0.05,
-    *,
-    job: TrainJob,
-) -> None:
-    stage.run(job.inputs, job.cfg, PRMFormat(step_tag=step_tag, good=good, bad=bad),
-              eval_fraction=eval_fraction, neutral=neutral, limit=job.limit)
+@training_options(epochs=1.0, learning_rate=1e-5, batch_size=128, per_device_batch_size=4, max_length=2048,
+                  cls=stage.PRMTrainConfig)
+def train_prm(*, job: TrainJob) -> None:
+    stage.run(job.inputs, job.cfg, limit=job.limit)

@@ -9,7 +9,7 @@ from typing import Any
 from psr.cli import options as O
 from psr.core.errors import InputError
 from psr.core.paths import check_outputs
-from psr.training.common import TrainConfig
+from psr.training.config import TrainConfig
 
 LAUNCH_HELP = (
     "Several GPUs or CPU processes: `accelerate launch --config_file configs/accelerate/ddp.yaml -m psr.cli "
@@ -32,49 +32,27 @@ class TrainJob:
     limit: int | None
 
 
-@O.with_options(O.dataclass_options(TrainConfig), "cfg")
-def train_job(
-    inputs: O.Inputs = None,
-    model: O.Model = None,
-    limit: O.Limit = None,
-    seed: O.Seed = 0,
-    dtype: O.Dtype = "auto",
-    trust_remote_code: O.TrustRemoteCode = False,
-    *,
-    cfg: TrainConfig,
-) -> TrainJob:
-    check_numbers(**{k: getattr(cfg, k) for k in ("epochs", "learning_rate", "batch_size", "per_device_batch_size",
-                                                  "max_length", "warmup", "save_steps", "max_steps", "lora_r",
-                                                  "lora_alpha")})
-    check_outputs(inputs or ["-"], {"-o": cfg.output}, files=False)
-    check_training_output(cfg.output, inputs or [], model)
-    cfg = replace(cfg, model=model or "", seed=seed, dtype=dtype, trust_remote_code=trust_remote_code)
-    return TrainJob(inputs or ["-"], cfg, limit)
+def train_job(cls: type[TrainConfig]) -> Any:
+    """The option group of a training command whose config is ``cls`` (TrainConfig or a stage's subclass)."""
 
+    @O.with_options(O.dataclass_options(cls), "cfg")
+    def job(
+        inputs: O.Inputs = None,
+        model: O.Model = None,
+        limit: O.Limit = None,
+        seed: O.Seed = 0,
+        dtype: O.Dtype = "auto",
+        trust_remote_code: O.TrustRemoteCode = False,
+        *,
+        cfg: TrainConfig,
+    ) -> TrainJob:
+        check_outputs(inputs or ["-"], {"-o": cfg.output}, files=False)
+        check_training_output(cfg.output, inputs or [], model)
+        cfg = replace(cfg, model=model or "", seed=seed, dtype=dtype, trust_remote_code=trust_remote_code)
+        return TrainJob(inputs or ["-"], cfg, limit)
 
-# What each numeric training option must be, checked before anything (a model, checkpoints/) is touched.
-_POSITIVE = ("epochs", "learning_rate")  # > 0
-_AT_LEAST_ONE = ("batch_size", "per_device_batch_size", "max_length", "save_steps", "lora_r", "lora_alpha")
-_OPTION = {"learning_rate": "--lr"}
-
-
-def check_numbers(**values: float) -> None:
-    """InputError naming the option for a bad numeric training option (-1 means "all epochs" for max_steps)."""
-    def fail(name: str, want: str) -> None:
-        opt = _OPTION.get(name, "--" + name.replace("_", "-"))
-        raise InputError(f"{opt} must be {want}, got {values[name]:g}")
-
-    for name, v in values.items():
-        if v != v or v in (float("inf"), float("-inf")):
-            fail(name, "a finite number")
-        if name in _POSITIVE and v <= 0:
-            fail(name, "> 0")
-        if name in _AT_LEAST_ONE and v < 1:
-            fail(name, ">= 1")
-        if name == "warmup" and v < 0:
-            fail(name, ">= 0 (steps, or a fraction of all steps)")
-        if name == "max_steps" and v != -1 and v < 1:
-            fail(name, ">= 1, or -1 for all epochs")
+    job.__name__ = f"train_job({cls.__name__})"
+    return job
 
 
 def check_training_output(output: str, inputs: list[str], model: str | None) -> None:
@@ -92,11 +70,12 @@ def check_training_output(output: str, inputs: list[str], model: str | None) -> 
                              "rewrites; move it out or choose another -o")
 
 
-def training_options(epochs: float, learning_rate: float, batch_size: int, **defaults: Any):
-    """Decorator: the shared training options, with the command's paper defaults, around the command's own
-    options (--help: -i, -o, --model, the command's own, then the rest); the command gets them as `job`."""
-    return O.with_options(train_job, "job", after="model", epochs=epochs, learning_rate=learning_rate,
-                          batch_size=batch_size, **defaults)
+def training_options(epochs: float, learning_rate: float, batch_size: int, cls: type[TrainConfig] = TrainConfig,
+                     **defaults: Any):
+    """Decorator: the training options of ``cls`` (the shared ones, then the stage's own fields), with the command's
+    paper defaults; the command gets them as `job` (``job.cfg`` a ``cls``)."""
+    return O.with_options(train_job(cls), "job", epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
+                          **defaults)
 
 
 def paper_defaults(defaults: dict[str, float], more: str = "") -> str:

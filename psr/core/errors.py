@@ -22,3 +22,15 @@ class InputError(PsrError):
         if self.line is None:
             return f"{self.path}: {self.message}"
         return f"{self.path}:{self.line}: {self.message}"
+
+
+class OptionError(InputError):
+    """A bad option value found by a config dataclass's ``__post_init__`` (exit code 2). ``option`` names the flag;
+    the CLI reports it as click reports a bad value (``Invalid value for --flag: message``)."""
+
+    def __init__(self, message: str, option: str | None = None):
+        self.option = option
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return f"Invalid value for {self.option}: {self.message}" if self.option else f"Invalid value: {self.message}"

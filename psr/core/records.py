@@ -15,11 +15,12 @@ import math
 import os
 import sys
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from psr.core.errors import InputError, PsrError
 from psr.core.log import warn
+from psr.core.options import option
 from psr.core.paths import check_outputs, check_writable, replace_file
 
 # ---------------------------------------------------------------------------------------------
@@ -357,18 +358,26 @@ def write_records(path: str, recs: Iterable[dict]) -> int:
 
 @dataclass
 class IOConfig:
-    """The shared I/O options of every stage (design.md)."""
+    """The shared I/O options of every stage (design.md); the CLI builds them from these fields."""
 
-    inputs: list[str] = field(default_factory=lambda: ["-"])
-    output: str = "-"
-    overwrite: bool = False
-    limit: int | None = None
-    shard: str | None = None
+    inputs: list[str] = option(None, "--input", "-i", help="Input JSONL path, or - for stdin; repeat for several.")
+    output: str = option("-", "--output", "-o", help="Output JSONL path, or - for stdout. Resumed if it exists.")
+    overwrite: bool = option(False, "--overwrite", help="Start afresh instead of resuming an existing output.")
+    limit: int | None = option(None, "--limit", help="Process at most N records (after --shard).")
+    shard: str | None = option(None, "--shard", help="K/N: process the K-th (0-based) of N contiguous slices; the N "
+                               "outputs concatenate to the full job.")
     # The stage's other output files, by option name ({"--rejects": path}); checked with -o at once.
     also_writes: dict[str, str | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if not self.inputs:  # no -i: stdin
+            self.inputs = ["-"]
         check_outputs(self.inputs, {"-o": self.output, **self.also_writes})
+
+    def writing(self, also_writes: dict[str, str | None]) -> IOConfig:
+        """This I/O with the stage's other output files ({"--summary": path}), so that an output that is an
+        input, or cannot be written, is refused before any work (psr.core.paths)."""
+        return replace(self, also_writes={**self.also_writes, **also_writes})
 
     def todo(self, kind: str | None, writer: RecordWriter | None = None, key: str = "id", **kw) -> list[dict]:
         """Read, validate, shard and limit the inputs, then drop what ``writer`` already finished."""

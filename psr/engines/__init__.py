@@ -7,18 +7,7 @@ import importlib
 from collections.abc import Iterator
 
 from psr.core.errors import InputError
-from psr.engines.base import Chat, Completion, Engine, EngineConfig, Sampling, Step
-
-# The engine registry: --engine NAME -> "module:class", imported when that engine is first loaded (vLLM, torch and
-# the world are heavy or optional). The oracle engine is world code (it reads the world's problems): the table
-# names where it lives, as a package's entry points would, so this layer imports nothing of psr.world.
-REGISTRY: dict[str, str] = {
-    "hf": "psr.engines.hf:HFEngine",
-    "vllm": "psr.engines.vllm:VLLMEngine",
-    "openai": "psr.engines.openai:OpenAIEngine",
-    "oracle": "psr.world.oracle:OracleEngine",
-}
-ENGINES = tuple(REGISTRY)
+from psr.engines.base import ENGINES, REGISTRY, Chat, Completion, Engine, EngineConfig, Sampling, Step
 
 __all__ = ["Chat", "Completion", "Engine", "EngineConfig", "Sampling", "Step", "ENGINES", "REGISTRY", "engine_seed", "load_engine",
            "open_engine"]

@@ -11,9 +11,11 @@ import hashlib
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
+from typing import Literal
 
 from psr.core import log
-from psr.core.errors import InputError, PsrError
+from psr.core.errors import InputError, OptionError, PsrError
+from psr.core.options import option
 from psr.core.prompts import step_prompt
 from psr.core.steps import STEP_STOP, assistant_prefix, has_final_answer, strip_step_prefix
 
@@ -78,28 +80,74 @@ class Completion:
     completion_tokens: int = 0
 
 
+# The engine registry: --engine NAME -> "module:class", imported when that engine is first loaded (vLLM, torch and
+# the world are heavy or optional). The oracle engine is world code (it reads the world's problems): the table
+# names where it lives, as a package's entry points would, so this layer imports nothing of psr.world.
+REGISTRY: dict[str, str] = {
+    "hf": "psr.engines.hf:HFEngine",
+    "vllm": "psr.engines.vllm:VLLMEngine",
+    "openai": "psr.engines.openai:OpenAIEngine",
+    "oracle": "psr.world.oracle:OracleEngine",
+}
+ENGINES = tuple(REGISTRY)
+CONTINUE_MODES = ("vllm", "inline")
+
+
 @dataclass
 class EngineConfig:
-    """Options shared by every engine; each engine reads the ones it understands."""
+    """Options shared by every engine; each engine reads the ones it understands. The fields declared with
+    ``option`` are every generation command's engine options (in this order in --help)."""
 
-    engine: str = "hf"
-    model: str | None = None
-    base_url: str | None = None
-    api_key_env: str = "OPENAI_API_KEY"  # the *name* of the variable; keys never travel in flags
-    seed: int = 0
-    dtype: str = "auto"  # auto: bf16 on GPU, fp32 on CPU
+    # A Literal is a typed choice: an unknown engine is a usage error before anything loads.
+    engine: Literal[ENGINES] = option("hf", "--engine", help="hf (transformers) | vllm | openai | oracle (the "
+                                      "offline world).")
+    model: str | None = option(None, "--model", "-m", help="Model directory or hub name (openai: the served model "
+                               "name).")
+    base_url: str | None = option(None, "--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1; "
+                                  "several comma-separated (one vLLM server per GPU): each request goes to the least "
+                                  "busy, a failing server's requests to the others.")
+    # the *name* of the variable; keys never travel in flags
+    api_key_env: str = option("OPENAI_API_KEY", "--api-key-env", help="Name of the environment variable holding the "
+                              "API key.")
+    seed: int = option(0, "--seed", help="Random seed (sampling, shuffles, training).")
+    trust_remote_code: bool = option(False, "--trust-remote-code", help="Allow model repos to run their own code (off "
+                                     "by default).")
+    tensor_parallel_size: int = option(1, "--tensor-parallel-size", help="vllm: GPUs per model (tensor parallel); the "
+                                       "engine uses the first N GPUs CUDA_VISIBLE_DEVICES shows.")
+    concurrency: int = option(32, "--concurrency", help="openai: requests in flight.")
+    batch_size: int = option(64, "--batch-size", help="hf: sequences per generation batch.")
+    dtype: str = option("auto", "--dtype", help="auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16.")
+    prefix_sharing: bool = option(True, "--prefix-sharing/--no-prefix-sharing", help="hf: prefill a prompt prefix "
+                                  "that several prompts of a batch share once (search's judge prompts, sampled "
+                                  "copies). vllm has its own prefix caching.")
+    timeout: float = option(120.0, "--request-timeout", param="request_timeout", help="openai: seconds to wait for one "
+                            "answer before the request is retried.")
+    max_retries: int = option(4, "--max-retries", help="openai: retries of a failed request (429, 5xx, timeout, empty "
+                              "answer) before its record is left undone; the stage then exits 1 and a rerun retries "
+                              "it.")
+    gpu_memory_utilization: float = option(0.9, "--gpu-memory-utilization", help="vllm: share (0-1] of each GPU's "
+                                           "memory this engine may take (weights + KV cache); lower it when a second "
+                                           "model (the PRM, a judge) shares the GPUs.")
+    max_model_len: int | None = option(None, "--max-model-len", help="vllm, hf: context length in tokens (prompt + "
+                                       "answer; longer prompts are refused or skipped as too long). Default: the "
+                                       "model's own.")
+    enforce_eager: bool = option(False, "--enforce-eager", help="vllm: no CUDA graphs / torch.compile (less memory "
+                                 "and a faster start, slower decoding).")
     device: str = "auto"
-    trust_remote_code: bool = False
-    tensor_parallel_size: int = 1
-    gpu_memory_utilization: float = 0.9
-    max_model_len: int | None = None
-    enforce_eager: bool = False  # vllm: no CUDA graphs (less memory, faster start)
-    batch_size: int = 64  # hf: sequences per forward batch
-    prefix_sharing: bool = True  # hf: a prompt prefix shared by rows of a batch is prefilled once
-    concurrency: int = 32  # openai: requests in flight
-    timeout: float = 120.0  # openai: seconds per request (--request-timeout)
-    max_retries: int = 4  # openai: retries of a failed request before its record is left undone
-    continue_mode: str | None = None  # openai: "vllm" (continue_final_message) | "inline"; None: by --base-url
+    # openai: "vllm" (continue_final_message) | "inline"; None: by --base-url
+    continue_mode: Literal[CONTINUE_MODES] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.timeout > 0:
+            raise OptionError(f"must be > 0, got {self.timeout:g}", "--request-timeout")
+        if self.max_retries < 0:
+            raise OptionError(f"must be >= 0, got {self.max_retries}", "--max-retries")
+        if self.concurrency < 1 or self.batch_size < 1:
+            raise OptionError("--concurrency and --batch-size must be >= 1")
+        if not 0 < self.gpu_memory_utilization <= 1:
+            raise OptionError(f"must be in (0, 1], got {self.gpu_memory_utilization:g}", "--gpu-memory-utilization")
+        if self.tensor_parallel_size < 1 or (self.max_model_len is not None and self.max_model_len < 1):
+            raise OptionError("--tensor-parallel-size and --max-model-len must be >= 1")
 
 
 def prefix_groups(prompts: list[list[int]], min_share: float = 0.5, min_tokens: int = 16) -> list[tuple[int, list[int]]]:

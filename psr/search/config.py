@@ -15,7 +15,7 @@ MODES = ("psr", "srlm")
 class SearchConfig:
     """Search hyper-parameters; the defaults are the paper's (§4) where it gives one."""
 
-    mode: Literal["psr", "srlm"] = option(
+    mode: Literal[MODES] = option(
         "psr", "--mode", help="psr: step search (the paper) | srlm: whole-solution scoring baseline (Yuan et al. 2024).")
     tts: bool = option(False, "--tts", help="Test-time scaling: answer with the search, write trajectories to -o, no "
                        "pairs; a tie takes the first candidate instead of rolling back.")
@@ -36,7 +36,11 @@ class SearchConfig:
     seed: int = 0
 
     def check(self) -> None:
-        if self.mode not in MODES:
+        """Check again after fields were changed in place (construction checks them)."""
+        self.__post_init__()
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:  # the CLI types it (a Literal); this guards a config made in Python
             raise InputError(f"--mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.tts and self.mode != "psr":
             raise InputError("--tts runs the step search; it cannot be combined with --mode srlm")
@@ -88,7 +92,11 @@ class MCTSConfig:
     seed: int = 0
 
     def check(self) -> None:
-        if self.prm_engine not in ("hf", "vllm"):
+        """Check again after fields were changed in place (construction checks them)."""
+        self.__post_init__()
+
+    def __post_init__(self) -> None:
+        if self.prm_engine not in ("hf", "vllm"):  # typed on the CLI; guards a config made in Python
             raise InputError(f"--prm-engine must be hf or vllm, got {self.prm_engine!r}")
         if self.prm_device_map is not None and self.prm_engine != "hf":
             raise InputError("--prm-device-map is for --prm-engine hf (vLLM shards with --prm-tensor-parallel-size)")

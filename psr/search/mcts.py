@@ -233,7 +233,6 @@ def iter_mcts(engine: Engine, problems: Iterable[dict], cfg: MCTSConfig, prm: PR
               stats: Stats | None = None) -> Iterator[list[dict]]:
     """Grow one tree per problem, ``working_set`` trees together; yield the problems whose trees finished in each
     round, as ``{"id", "pairs", "iterations"}``, in input order. ``stats`` (a ``Stats``) gathers the counters."""
-    cfg.check()
     miner = Miner(engine, prm, cfg, stats)
     pending = iter(problems)
     active: list[Tree] = []

@@ -62,7 +62,6 @@ def _srlm_batch(engine: Engine, problems: list[dict], cfg: SearchConfig, judge: 
 def iter_srlm(engine: Engine, problems: Iterable[dict], cfg: SearchConfig,
               judge: Engine | None = None) -> Iterator[list[dict]]:
     """The SRLM baseline over ``problems``, ``working_set`` problems per pair of engine calls."""
-    cfg.check()
     pending = iter(problems)
     while batch := list(itertools.islice(pending, cfg.working_set)):
         yield _srlm_batch(engine, batch, cfg, judge)

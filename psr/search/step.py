@@ -170,7 +170,6 @@ def iter_search(engine: Engine, problems: Iterable[dict], cfg: SearchConfig,
     At most ``cfg.working_set`` problems are held at once; ``problems`` may be a lazy iterator. ``judge``
     judges the candidates instead of the policy ``engine`` (an external judge: a control, not the method).
     """
-    cfg.check()
     pending = iter(problems)
     active: list[_State] = []
     while True:

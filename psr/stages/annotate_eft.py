@@ -36,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
+from typing import Literal
 
 from psr.core.errors import InputError, PsrError
 from psr.core.log import info, progress, warn
@@ -53,7 +54,7 @@ SCORING_DROPS = ("prm_tie", "no_score", "score_tie", "disagrees_with_prm")
 
 @dataclass
 class AnnotateConfig:
-    format: str = option("pairwise", "--format", help="pairwise (Figure 5, PSRLM) | scoring (Yuan et al.'s 0-5 "
+    format: Literal[FORMATS] = option("pairwise", "--format", help="pairwise (Figure 5, PSRLM) | scoring (Yuan et al.'s 0-5 "
                          "prompt, the SRLM baseline).")
     test_size: int = option(0, "--test-size", help="EFT records to hold out (paper: 500); 0: none.")
     test_output: str | None = option(None, "--test-output", help="JSONL path of the held-out split.")
@@ -62,6 +63,17 @@ class AnnotateConfig:
     temperature: float = option(0.0, "--temperature", help="Judge sampling temperature (0: greedy).")
     chunk_size: int = option(128, "--chunk-size", help="Pairs per engine call (two prompts each).")
     seed: int = 0  # from --seed
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:  # typed on the CLI (a Literal); this guards a config made in Python
+            raise InputError(f"--format must be one of {', '.join(FORMATS)}, got {self.format!r}")
+        if self.test_size < 0:
+            raise InputError(f"--test-size must be >= 0, got {self.test_size}")
+        if self.max_tokens < 1 or self.chunk_size < 1 or not self.temperature >= 0:
+            raise InputError(f"--max-tokens and --chunk-size must be >= 1 and --temperature >= 0, got "
+                             f"{self.max_tokens}, {self.chunk_size} and {self.temperature:g}")
+        if self.test_size and not self.test_output:
+            raise InputError("--test-size needs --test-output PATH")
 
 
 def _hash(*parts) -> int:
@@ -125,15 +137,6 @@ def _kind(cfg: AnnotateConfig) -> str:
 def run(io: IOConfig, cfg: AnnotateConfig, engine: EngineConfig | Engine | None = None) -> dict:
     """Judge every pair; returns counts: ``kept``, each drop reason of the format (DROPS or SCORING_DROPS),
     ``train``, ``test``, and ``label_a``, ``label_b`` (pairwise) or ``scores`` (scoring: records per score)."""
-    if cfg.format not in FORMATS:
-        raise InputError(f"--format must be one of {', '.join(FORMATS)}, got {cfg.format!r}")
-    if cfg.test_size < 0:
-        raise InputError(f"--test-size must be >= 0, got {cfg.test_size}")
-    if cfg.max_tokens < 1 or cfg.chunk_size < 1 or not cfg.temperature >= 0:
-        raise InputError(f"--max-tokens and --chunk-size must be >= 1 and --temperature >= 0, got {cfg.max_tokens}, "
-                         f"{cfg.chunk_size} and {cfg.temperature:g}")
-    if cfg.test_size and not cfg.test_output:
-        raise InputError("--test-size needs --test-output PATH")
     if cfg.test_size and io.output == "-":
         raise InputError("--test-size needs --output PATH (the split rewrites it when judging ends)")
     if cfg.test_output and os.path.abspath(cfg.test_output) == os.path.abspath(io.output):

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import dataclass
+from typing import Literal
 
 from rich.table import Table
 
 from psr.core.errors import InputError
 from psr.core.grading import DEFAULT_TIMEOUT, GRADERS, grade_many
 from psr.core.log import console, info, progress
+from psr.core.options import option
 from psr.core.paths import write_json
 from psr.core.records import IOConfig, RecordWriter
 
@@ -59,15 +62,27 @@ def _read_output(path: str) -> list[dict]:
         return [json.loads(line) for line in fh if line.strip()]
 
 
-def run(io: IOConfig, grader: str = "default", *, timeout: float = DEFAULT_TIMEOUT, workers: int | None = None,
-        summary_path: str | None = None, show: bool = True) -> dict:
-    """Grade ``io``'s inputs into ``io.output``; return (and optionally save) the summary."""
-    if grader not in GRADERS:
-        raise InputError(f"--grader must be one of {', '.join(GRADERS)}, got {grader!r}")
-    if timeout <= 0:
-        raise InputError(f"--timeout must be > 0 seconds, got {timeout}")
-    if workers is not None and workers < 1:
-        raise InputError(f"--workers must be >= 1, got {workers}")
+@dataclass
+class GradeConfig:
+    """``psr grade``'s options."""
+
+    grader: Literal[GRADERS] = option("default", "--grader", help="default | qwen | math-verify.")
+    timeout: float = option(DEFAULT_TIMEOUT, "--timeout", help="Seconds per item before it counts as a timeout "
+                            "(incorrect).")
+    workers: int | None = option(None, "--workers", help="Grading processes (default: one per CPU).")
+    summary: str | None = option(None, "--summary", help="Write the summary JSON here.")
+
+    def __post_init__(self) -> None:
+        if not self.timeout > 0:
+            raise InputError(f"--timeout must be > 0 seconds, got {self.timeout}")
+        if self.workers is not None and self.workers < 1:
+            raise InputError(f"--workers must be >= 1, got {self.workers}")
+
+
+def run(io: IOConfig, cfg: GradeConfig, *, show: bool = True) -> dict:
+    """Grade ``io``'s inputs into ``io.output``; return (and with ``cfg.summary`` save) the summary."""
+    grader, timeout, workers, summary_path = cfg.grader, cfg.timeout, cfg.workers, cfg.summary
+    io = io.writing({"--summary": summary_path})
     with RecordWriter(io.output, overwrite=io.overwrite) as writer:
         recs = io.todo("gradable", writer)
         done_before = len(writer.done)

@@ -23,7 +23,6 @@ def run(io: IOConfig, cfg: MCTSConfig, engine: EngineConfig | Engine, *, prm: st
     ready ``Engine``) and the PRM directory ``prm``; returns the stats (also on stderr / ``stats_path``).
     ``prm_scorer``: an already loaded scorer (``load_prm``'s result), used instead of loading ``prm``, not closed."""
     prm_path = prm
-    cfg.check()
     if not prm_path:
         raise InputError("--prm is required: a PRM directory written by `psr train-prm`")
     if not os.path.isdir(prm_path):

@@ -57,7 +57,6 @@ def run(io: IOConfig, cfg: SearchConfig | None = None, engine: EngineConfig | En
     Returns the summary it also logs.
     """
     cfg = cfg or SearchConfig()
-    cfg.check()
     if cfg.tts and trajectories:
         raise InputError("with --tts the trajectories are the output (-o); drop --trajectories")
     if trajectories and trajectories == io.output:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 from psr.core.errors import InputError, PsrError
 from psr.core.log import info, progress, warn
@@ -35,7 +36,7 @@ _HAS_MARKER = re.compile(r"(?m)^[ \t>#*_]*Step[ \t]*\d+[ \t]*[:.)]")
 
 @dataclass
 class SegmentConfig:
-    method: str = option("llm", "--method", help="llm (Figure 3 prompt through --engine) | rules (offline).")
+    method: Literal[METHODS] = option("llm", "--method", help="llm (Figure 3 prompt through --engine) | rules (offline).")
     max_retries: int = option(2, "--content-retries", param="content_retries", help="llm: retries of an output "
                               "that changed the content (--max-retries: of a failed request).")
     rejects: str | None = option(None, "--rejects", help="llm: JSONL path for records that failed every attempt, "
@@ -47,6 +48,15 @@ class SegmentConfig:
     max_tokens: int = option(4096, "--max-tokens", help="llm: most new tokens per answer.")
     chunk_size: int = option(256, "--chunk-size", help="llm: records per engine call (the openai engine sends a "
                              "call's requests concurrently).")
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:  # typed on the CLI (a Literal); this guards a config made in Python
+            raise InputError(f"--method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.max_retries < 0:
+            raise InputError(f"--content-retries must be >= 0, got {self.max_retries}")
+        if self.max_tokens < 1 or self.chunk_size < 1 or not self.temperature >= 0:
+            raise InputError(f"--max-tokens and --chunk-size must be >= 1 and --temperature >= 0, got "
+                             f"{self.max_tokens}, {self.chunk_size} and {self.temperature:g}")
 
 
 RETRY_TEMPERATURE = 0.7
@@ -169,13 +179,6 @@ def _ift(rec: dict, steps: list[str]) -> dict:
 
 def run(io: IOConfig, cfg: SegmentConfig, engine: EngineConfig | Engine | None = None) -> dict[str, int]:
     """Segment every input solution; returns counts ``ok``, ``retried`` (ok after a retry), ``rejected``."""
-    if cfg.method not in METHODS:
-        raise InputError(f"--method must be one of {', '.join(METHODS)}, got {cfg.method!r}")
-    if cfg.max_retries < 0:
-        raise InputError(f"--content-retries must be >= 0, got {cfg.max_retries}")
-    if cfg.max_tokens < 1 or cfg.chunk_size < 1 or not cfg.temperature >= 0:
-        raise InputError(f"--max-tokens and --chunk-size must be >= 1 and --temperature >= 0, got {cfg.max_tokens}, "
-                         f"{cfg.chunk_size} and {cfg.temperature:g}")
     if cfg.rejects is not None and cfg.rejects == io.output and io.output != "-":
         raise InputError("--rejects must differ from --output")
     counts = {"ok": 0, "retried": 0, "rejected": 0}

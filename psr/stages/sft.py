@@ -10,7 +10,7 @@ from psr.core.errors import InputError
 from psr.core.records import eft_kind, iter_lines, select, validate
 from psr.training import common, models
 from psr.training import sft as sft_training
-from psr.training.common import TrainConfig
+from psr.training.config import TrainConfig
 
 SFT_DEFAULTS = dict(epochs=3.0, learning_rate=1e-6, batch_size=32)  # paper §4
 

@@ -21,59 +21,17 @@ import os
 import re
 import shutil
 import sys
-from dataclasses import dataclass
 from typing import Any
 
 from psr.core.errors import InputError, PsrError
 from psr.core.log import info, warn
-from psr.core.options import option
+from psr.training.config import REPORT_TO, TrainConfig  # noqa: F401 (TrainConfig: its old home)
 from psr.training.lora import params_sharded, save_gathered_lora
 from psr.training.models import load_model, on_gpu, stop_at_end_of_turn, torch_dtype
 
 CONFIG_NAME = "psr_config.json"
 METRICS_NAME = "metrics.jsonl"
 CHECKPOINTS = "checkpoints"
-
-
-@dataclass
-class TrainConfig:
-    """Options shared by the training stages (the CLI flags of ``psr sft`` and ``psr step-dpo``)."""
-
-    # model, seed, dtype, trust_remote_code: set from the options the training commands share with the engines
-    model: str = ""  # starting model: a directory (or a hub name)
-    output: str = option("", "--output", "-o", help="Output model directory.")
-    epochs: float = option(1.0, "--epochs", help="Training epochs.")
-    learning_rate: float = option(5e-7, "--lr", "--learning-rate", help="Peak learning rate.")
-    batch_size: int = option(32, "--batch-size", help="Effective batch: per-device x gradient accumulation x "
-                             "processes; psr computes the accumulation.")
-    per_device_batch_size: int = option(1, "--per-device-batch-size", help="Sequences per forward pass per process.")
-    max_length: int = option(4096, "--max-length", help="Token limit of one example; longer records are counted "
-                             "and left out.")
-    seed: int = 0
-    warmup: float = option(0.0, "--warmup", help="Linear warmup: steps (>= 1) or a fraction of all steps.")
-    lr_scheduler: str = option("linear", "--lr-scheduler", help="transformers scheduler name: linear | cosine | "
-                               "constant | ...")
-    save_steps: int = option(200, "--save-steps", help="Checkpoint every N optimizer steps.")
-    keep_checkpoints: bool = option(False, "--keep-checkpoints", help="Keep DIR/checkpoints/ after success.")
-    resume: bool = option(True, "--resume/--no-resume", help="Continue from the last checkpoint in DIR/checkpoints/ "
-                          "when there is one.")
-    overwrite: bool = option(False, "--overwrite", help="Delete a previous run in DIR (finished or not) and start "
-                             "afresh.")
-    max_steps: int = option(-1, "--max-steps", help="Stop after N optimizer steps (-1: all epochs).")
-    gradient_checkpointing: bool | None = option(None, "--gradient-checkpointing/--no-gradient-checkpointing",
-                                                 help="Default: on for GPU; always off on CPU.")
-    dtype: str = "auto"  # auto: bf16 on GPU, fp32 on CPU
-    trust_remote_code: bool = False
-    lora: bool = option(False, "--lora", help="Train a LoRA adapter (peft, all linear layers) and merge it into the "
-                        "saved model.")
-    lora_r: int = option(16, "--lora-r", help="LoRA rank.")
-    lora_alpha: int = option(32, "--lora-alpha", help="LoRA alpha.")
-    lora_dropout: float = 0.05
-    logging_steps: int = 1
-    # TrainingArguments.report_to (TRL logs there)
-    report_to: str = option("none", "--report-to", help="Also log the training metrics to: none | wandb "
-                            "(WANDB_PROJECT, WANDB_MODE=offline, ... from the environment) | tensorboard (to "
-                            "DIR/runs, or $TENSORBOARD_LOGGING_DIR). metrics.jsonl is written either way.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -130,9 +88,6 @@ def grad_accumulation(batch_size: int, per_device: int, processes: int) -> int:
 
 def checkpoints_dir(cfg: TrainConfig) -> str:
     return os.path.join(cfg.output, CHECKPOINTS)
-
-
-REPORT_TO = {"none": None, "wandb": "wandb", "tensorboard": "tensorboard"}  # value -> the module it needs
 
 
 def report_to(cfg: TrainConfig) -> str:
@@ -360,7 +315,8 @@ def finish(trainer, tokenizer, cfg: TrainConfig, stage: str, extra: dict) -> dic
         * trainer.args.gradient_accumulation_steps * world_size(),
         "global_steps": trainer.state.global_step,
         "eos_token_ids": eos_ids,
-        "config": dataclasses.asdict(cfg),
+        # the shared fields only: a stage's own options (beta, the PRM format) are in its summary fields
+        "config": {f.name: getattr(cfg, f.name) for f in dataclasses.fields(TrainConfig)},
         **extra,
         "versions": _versions(),
     }

@@ -1,7 +1,7 @@
 """Loading the model and tokenizer a training stage starts from, and the chat's end-of-turn token it must stop at.
 
 Split from psr.training.common (what sft, step-dpo and the PRM share) so that each module stays one job. ``cfg`` is
-a ``psr.training.common.TrainConfig`` (not imported: common imports this module).
+a ``psr.training.config.TrainConfig``.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from psr.core.log import info, warn
 from psr.core.records import read_records
 from psr.engines.prm import CONFIG_KEY, PRMFormat, PRMScorer, PRMTokens, encode, label_logits, pad_batch
 from psr.training import common, models
-from psr.training.common import TrainConfig
+from psr.training.config import TrainConfig
 
 # ---------------------------------------------------------------------------------------------
 # Data

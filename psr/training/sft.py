@@ -12,7 +12,7 @@ from __future__ import annotations
 from psr.core.prompts import judge_prompt, srlm_score_prompt, step_prompt
 from psr.core.steps import format_steps
 from psr.training import common, models
-from psr.training.common import TrainConfig
+from psr.training.config import TrainConfig
 
 
 def ift_chat(rec: dict) -> tuple[str, str]:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from psr.core.prompts import step_prompt
 from psr.core.steps import assistant_prefix, step_prefix
 from psr.training import common, models
-from psr.training.common import TrainConfig
+from psr.training.config import TrainConfig
 from psr.training.models import end_of_turn_id
 
 DEFAULT_BETA = 0.1  # TRL's default; the paper leaves β unspecified

@@ -30,20 +30,6 @@ def run(io: IOConfig, cfg: EvalConfig, engine: EngineConfig | Engine) -> dict:
     ``engine``: an ``EngineConfig`` to load (and close), or a ready ``Engine`` (tests inject a scripted one); the
     summary's model and the run seed are those of the config (a ready engine's own, when it has one).
     """
-    if cfg.task not in TASKS:
-        raise InputError(f"--task must be one of {', '.join(TASKS)}, got {cfg.task!r}")
-    if cfg.prompt not in PROMPTS:
-        raise InputError(f"--prompt must be one of {', '.join(PROMPTS)}, got {cfg.prompt!r}")
-    if cfg.task == "judge" and cfg.tts:
-        raise InputError("--tts applies to --task math only")
-    if cfg.few_shot < 0 or (cfg.few_shot and (cfg.task != "judge" or not cfg.few_shot_examples)):
-        raise InputError("--few-shot K (>= 0) goes with --task judge and --few-shot-examples FILE")
-    from psr.core.grading import GRADERS
-
-    if cfg.task == "math" and cfg.grader not in GRADERS:
-        raise InputError(f"--grader must be one of {', '.join(GRADERS)}, got {cfg.grader!r}")
-    if cfg.max_tokens < 1 or cfg.chunk_size < 1 or cfg.grade_timeout <= 0:
-        raise InputError("--max-tokens and --chunk-size must be >= 1, --grade-timeout > 0")
     # Read and check every input before a (possibly large) model is loaded.
     items = load_problems(io) if cfg.task == "math" else load_eft(io)
     if not items:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from psr.core.errors import PsrError
+from psr.core.errors import InputError, PsrError
+from psr.core.graders import GRADERS
 from psr.core.options import option
 from psr.core.records import iter_lines
 from psr.search import SearchConfig
@@ -16,11 +17,11 @@ TASKS = ("math", "judge")
 
 @dataclass
 class EvalConfig:
-    task: Literal["math", "judge"] = option(
+    task: Literal[TASKS] = option(
         "math", "--task", help="math (benchmark accuracy) | judge (step-wise judge on EFT records).")
-    prompt: Literal["step", "qwen-cot"] = option(
+    prompt: Literal[PROMPTS] = option(
         "step", "--prompt", help="step (Figure 4) | qwen-cot (Qwen2.5-Math CoT system prompt).")
-    grader: str = option("default", "--grader", help="default (math-verify + normalization) | qwen (Qwen2.5-Math "
+    grader: Literal[GRADERS] = option("default", "--grader", help="default (math-verify + normalization) | qwen (Qwen2.5-Math "
                          "evaluator) | math-verify.")
     # seconds per answer, as the Qwen2.5-Math evaluator (psr.core.grading)
     grade_timeout: float = option(3.0, "--grade-timeout", help="Seconds to grade one answer; a slower one is graded "
@@ -40,6 +41,18 @@ class EvalConfig:
     summary: str | None = option(None, "--summary", help="Write the summary JSON here.")
     summary_md: str | None = option(None, "--summary-md", help="Write the Markdown table here (default: beside "
                                     "--summary, .md).")
+
+    def __post_init__(self) -> None:
+        for flag, value, choices in (("--task", self.task, TASKS), ("--prompt", self.prompt, PROMPTS),
+                                     ("--grader", self.grader, GRADERS)):
+            if value not in choices:  # typed on the CLI (a Literal); this guards a config made in Python
+                raise InputError(f"{flag} must be one of {', '.join(choices)}, got {value!r}")
+        if self.task == "judge" and self.tts:
+            raise InputError("--tts applies to --task math only")
+        if self.few_shot < 0 or (self.few_shot and (self.task != "judge" or not self.few_shot_examples)):
+            raise InputError("--few-shot K (>= 0) goes with --task judge and --few-shot-examples FILE")
+        if self.max_tokens < 1 or self.chunk_size < 1 or self.grade_timeout <= 0:
+            raise InputError("--max-tokens and --chunk-size must be >= 1, --grade-timeout > 0")
 
 
 def chunks(items: list, size: int):
