@@ -55,12 +55,12 @@ events-seeds +SEEDS="0 1 2": setup
     for s in {{SEEDS}}; do {{py}} -m psr.world.demo --world events --srlm --oracle-judge --seed $s --out runs/events-seed$s; done
     {{py}} bench/demo_seeds.py $(for s in {{SEEDS}}; do echo runs/events-seed$s; done)
 
-# The dose-response table: the same runs (PSRLM and the oracle-judged control) at each number of distractor events,
-# from 0 up (D = 0 is not a no-gain control: M1 still skips events there, and one oracle-judged round gained
-# +16.8 points; README "What we measured").
-events-dose DOSES="0 2 4" SEEDS="0": setup
-    for d in {{DOSES}}; do for s in {{SEEDS}}; do {{py}} -m psr.world.demo --world events --distractors $d --oracle-judge --seed $s --out runs/events-d$d-seed$s; done; done
-    for d in {{DOSES}}; do echo "# distractors $d"; {{py}} bench/demo_seeds.py $(for s in {{SEEDS}}; do echo runs/events-d$d-seed$s; done); done
+# The dose-response table (issue 18): each events-seeds run's M1 (trained at D = 2) meets problems at other
+# difficulties (distractors DOSES, and 1 event with no distractor: nothing to choose, the control where a gain
+# should vanish), and one oracle-judged round -> O2 there (bench/events_dose.sh). Run `just events-seeds` first.
+events-dose SEEDS="0 1" DOSES="0 4": setup
+    for s in {{SEEDS}}; do for d in {{DOSES}}; do bash bench/events_dose.sh runs/events-seed$s $s $d; done; bash bench/events_dose.sh runs/events-seed$s $s 0 1; done
+    {{py}} bench/events_dose_report.py $(for s in {{SEEDS}}; do echo runs/events-seed$s; done)
 
 lint: setup
     {{venv}}/bin/ruff check psr tests bench

@@ -146,6 +146,30 @@ def position_accuracy(run: str, model: str = "m1") -> tuple[float, float, int] |
     return 100 * statistics.mean(at["A"]), 100 * statistics.mean(at["B"]), len(at["A"]) + len(at["B"])
 
 
+def judge_by_case(run: str, model: str = "m1") -> dict[str, list[int]] | None:
+    """Judge accuracy split by what a held-out EFT record asks: is its prefix (the mined path's previous steps)
+    right, and is exactly one candidate right ("one right") or are both wrong ("both wrong", ranked by how far
+    each gets)? -> case -> [right judgments, judgments]."""
+    from psr.world.generator import parse_question
+    from psr.world.oracle import check_step
+
+    path = os.path.join(run, "evals", f"judge_{model}.jsonl")
+    if not os.path.exists(path):
+        return None
+    cases: dict[str, list[int]] = {}
+    for r in map(json.loads, open(path)):
+        meta, prev = parse_question(r["question"]), r["previous_steps"]
+        if meta is None or "correct_swapped" not in r:
+            continue
+        prefix = "right prefix" if all(check_step(meta, prev[:j], x).ok for j, x in enumerate(prev)) else "wrong prefix"
+        ok = [check_step(meta, prev, r[k]).ok for k in ("step_a", "step_b")]
+        c = cases.setdefault(f"{prefix}, {'one right' if ok[0] != ok[1] else 'both right' if ok[0] else 'both wrong'}",
+                             [0, 0])
+        c[0] += bool(r["correct"]) + bool(r["correct_swapped"])
+        c[1] += 2
+    return cases
+
+
 def m1_errors(run: str) -> dict | None:
     """M1's wrong held-out solutions counted by the kind of their first wrong step (psr.world.errors)."""
     from psr.world.errors import error_table
@@ -185,6 +209,11 @@ def gates(runs: list[str], summaries: list[dict]) -> None:
                      f"{gate['records']} records), right step shown as A {pos[0]:.1f}% / as B {pos[1]:.1f}%")
     line("gate 2 (judge half: M1 >= 70% on held-out EFT, both orders, A/B within 15 points)",
          all(oks) if oks else None, "; ".join(parts) or "no judge evaluations")
+    for r, s in zip(runs, summaries, strict=True):
+        cases = judge_by_case(r)
+        if cases:
+            print(f"  - seed {s['seed']}, M1's judgments right by record: " + "; ".join(
+                f"{k} {v[0]}/{v[1]}" for k, v in sorted(cases.items())))
     m3 = compare(runs, "M3", "M1") if all(os.path.exists(os.path.join(r, "evals", "m3.jsonl")) for r in runs) else None
     s3 = compare([r for r in runs if os.path.exists(os.path.join(r, "evals", "s3.jsonl"))], "M3", "S3") \
         if any(os.path.exists(os.path.join(r, "evals", "s3.jsonl")) for r in runs) else None
