@@ -243,8 +243,11 @@ def test_prm_engine_options_are_checked_and_vllm_is_the_vllm_engine(tiny_model_d
 
     probs = problems_file(tmp_path / "p.jsonl", 1)
     eng = EngineConfig(engine="hf", model=tiny_model_dir)
-    run = lambda **kw: mine_pairs.run(IOConfig(inputs=[probs], output=str(tmp_path / "o.jsonl")),  # noqa: E731
-                                      MCTSConfig(**SMALL, **kw), eng, prm=tiny_prm)
+
+    def run(**kw):
+        return mine_pairs.run(IOConfig(inputs=[probs], output=str(tmp_path / "o.jsonl")), MCTSConfig(**SMALL, **kw),
+                              eng, prm=tiny_prm)
+
     for bad, msg in [({"prm_engine": "tgi"}, "--prm-engine"), ({"prm_device_map": "everywhere"}, "--prm-device-map"),
                      ({"prm_engine": "vllm", "prm_device_map": "auto"}, "--prm-tensor-parallel-size"),
                      ({"prm_gpu_memory_utilization": 1.5}, "--prm-gpu-memory-utilization")]:
