@@ -41,30 +41,97 @@ class Recipe(Runner):
 
     def initial(self, until: str) -> None:
         base = self.r["base_model"]
-        self.psr("segment", "segment", "-i", self.d("numina"), "-o", self.p("ift.jsonl"),
-                 "--rejects", self.p("ift_rejects.jsonl"))
+        self.psr(
+            "segment",
+            "segment",
+            "-i",
+            self.d("numina"),
+            "-o",
+            self.p("ift.jsonl"),
+            "--rejects",
+            self.p("ift_rejects.jsonl"),
+        )
         if until == "segment":
             return
-        self.psr("train-prm", "train-prm", "-i", self.d("prm800k"), "--model", base, "-o", self.p("prm"),
-                 done=self.p("prm", "psr_config.json"))
+        self.psr(
+            "train-prm",
+            "train-prm",
+            "-i",
+            self.d("prm800k"),
+            "--model",
+            base,
+            "-o",
+            self.p("prm"),
+            done=self.p("prm", "psr_config.json"),
+        )
         if until == "train-prm":
             return
-        self.psr("mine-pairs", "mine-pairs", "-i", self.d("numina"), "--model", self.r.get("policy_model") or base,
-                 "--prm", self.p("prm"), "-o", self.p("pairs.jsonl"), "--stats", self.p("mine_stats.json"))
+        self.psr(
+            "mine-pairs",
+            "mine-pairs",
+            "-i",
+            self.d("numina"),
+            "--model",
+            self.r.get("policy_model") or base,
+            "--prm",
+            self.p("prm"),
+            "-o",
+            self.p("pairs.jsonl"),
+            "--stats",
+            self.p("mine_stats.json"),
+        )
         if until == "mine-pairs":
             return
-        self.psr("annotate-eft", "annotate-eft", "-i", self.p("pairs.jsonl"), "-o", self.p("eft.jsonl"),
-                 "--test-output", self.p("eft_test.jsonl"))
+        self.psr(
+            "annotate-eft",
+            "annotate-eft",
+            "-i",
+            self.p("pairs.jsonl"),
+            "-o",
+            self.p("eft.jsonl"),
+            "--test-output",
+            self.p("eft_test.jsonl"),
+        )
         if self.r.get("srlm"):
-            self.psr("annotate-eft", "annotate-eft-scoring", "-i", self.p("pairs.jsonl"),
-                     "-o", self.p("eft_scoring.jsonl"), "--test-output", self.p("eft_scoring_test.jsonl"))
+            self.psr(
+                "annotate-eft",
+                "annotate-eft-scoring",
+                "-i",
+                self.p("pairs.jsonl"),
+                "-o",
+                self.p("eft_scoring.jsonl"),
+                "--test-output",
+                self.p("eft_scoring_test.jsonl"),
+            )
         if until == "annotate-eft":
             return
-        self.psr("sft", "sft", "-i", self.p("ift.jsonl"), "-i", self.p("eft.jsonl"), "--model", base,
-                 "-o", self.p("m1"), done=self.p("m1", "psr_config.json"))
+        self.psr(
+            "sft",
+            "sft",
+            "-i",
+            self.p("ift.jsonl"),
+            "-i",
+            self.p("eft.jsonl"),
+            "--model",
+            base,
+            "-o",
+            self.p("m1"),
+            done=self.p("m1", "psr_config.json"),
+        )
         if self.r.get("srlm"):
-            self.psr("sft", "sft", "-i", self.p("ift.jsonl"), "-i", self.p("eft_scoring.jsonl"), "--model", base,
-                     "-o", self.p("s1"), done=self.p("s1", "psr_config.json"))
+            self.psr(
+                "sft",
+                "sft",
+                "-i",
+                self.p("ift.jsonl"),
+                "-i",
+                self.p("eft_scoring.jsonl"),
+                "--model",
+                base,
+                "-o",
+                self.p("s1"),
+                done=self.p("s1", "psr_config.json"),
+            )
 
     def rounds_of(self, branch: str) -> None:
         """M1 -> M2 -> ... (branch "m"), or the SRLM baseline S1 -> S2 -> ... ("s"), each round on its own new
@@ -75,12 +142,26 @@ class Recipe(Runner):
             ppd = self.p(f"ppd_{branch}{i}.jsonl")
             questions = self.data["questions"][i - 1].replace("{run}", self.run)
             per_round = (self.r.get("round_options") or [{}] * self.rounds)[i - 1] or {}
-            self.psr("search", search, "-i", questions, "--limit", self.r["new_questions"][i - 1],
-                     *[a for k, v in per_round.items() for a in (f"--{k}", v)],
-                     "--model", src, "-o", ppd, "--trajectories", self.p(f"trajectories_{branch}{i}.jsonl"),
-                     "--seed", i)
-            self.psr("step-dpo", "step-dpo", "-i", ppd, "--model", src, "-o", dst,
-                     done=os.path.join(dst, "psr_config.json"))
+            self.psr(
+                "search",
+                search,
+                "-i",
+                questions,
+                "--limit",
+                self.r["new_questions"][i - 1],
+                *[a for k, v in per_round.items() for a in (f"--{k}", v)],
+                "--model",
+                src,
+                "-o",
+                ppd,
+                "--trajectories",
+                self.p(f"trajectories_{branch}{i}.jsonl"),
+                "--seed",
+                i,
+            )
+            self.psr(
+                "step-dpo", "step-dpo", "-i", ppd, "--model", src, "-o", dst, done=os.path.join(dst, "psr_config.json")
+            )
 
     def models(self) -> list[str]:
         names = [f"m{i}" for i in range(self.rounds + 2)]
@@ -96,34 +177,79 @@ class Recipe(Runner):
         inputs = [a for b in benchmarks for a in ("-i", b)]
         ev = self.p("evals")
         for name in self.models():
-            self.psr("eval", "eval", *inputs, "--model", self.model_path(name), "-o", f"{ev}/{name}.jsonl",
-                     "--summary", f"{ev}/{name}.json", "--name", name.upper())
+            self.psr(
+                "eval",
+                "eval",
+                *inputs,
+                "--model",
+                self.model_path(name),
+                "-o",
+                f"{ev}/{name}.jsonl",
+                "--summary",
+                f"{ev}/{name}.json",
+                "--name",
+                name.upper(),
+            )
         for name in self.models():
             srlm = name.startswith("s")
             test = self.p("eft_scoring_test.jsonl" if srlm else "eft_test.jsonl")
             shots = []
             if name == "m0" and self.r.get("judge_few_shot"):  # Table 3: M0 (3-shot)
                 shots = ["--few-shot", self.r["judge_few_shot"], "--few-shot-examples", self.p("eft.jsonl")]
-            self.psr("eval", "eval-judge", "-i", test, "--model", self.model_path(name), *shots,
-                     "-o", f"{ev}/judge_{name}.jsonl", "--summary", f"{ev}/judge_{name}.json",
-                     "--name", name.upper())
+            self.psr(
+                "eval",
+                "eval-judge",
+                "-i",
+                test,
+                "--model",
+                self.model_path(name),
+                *shots,
+                "-o",
+                f"{ev}/judge_{name}.jsonl",
+                "--summary",
+                f"{ev}/judge_{name}.json",
+                "--name",
+                name.upper(),
+            )
         for name in self.r.get("tts_models") or []:
-            self.psr("eval", "eval-tts", *inputs, "--model", self.model_path(name), "-o", f"{ev}/tts_{name}.jsonl",
-                     "--summary", f"{ev}/tts_{name}.json", "--name", f"{name.upper()} (TTS)")
+            self.psr(
+                "eval",
+                "eval-tts",
+                *inputs,
+                "--model",
+                self.model_path(name),
+                "-o",
+                f"{ev}/tts_{name}.jsonl",
+                "--summary",
+                f"{ev}/tts_{name}.json",
+                "--name",
+                f"{name.upper()} (TTS)",
+            )
 
     def compare(self) -> None:
         """Table 1 (accuracy by model and benchmark), Table 3 (judge accuracy; the SRLM rows score 0-5, a
         comparison of their own), and the TTS rows."""
         ev, models = self.p("evals"), self.models()
-        tables = [("table1", [f"{ev}/{m}.json" for m in models]),
-                  ("table3", [f"{ev}/judge_{m}.json" for m in models if m.startswith("m")]),
-                  ("table3_srlm", [f"{ev}/judge_{m}.json" for m in models if m.startswith("s")]),
-                  ("tts", [f"{ev}/tts_{m}.json" for m in self.r.get("tts_models") or []])]
+        tables = [
+            ("table1", [f"{ev}/{m}.json" for m in models]),
+            ("table3", [f"{ev}/judge_{m}.json" for m in models if m.startswith("m")]),
+            ("table3_srlm", [f"{ev}/judge_{m}.json" for m in models if m.startswith("s")]),
+            ("tts", [f"{ev}/tts_{m}.json" for m in self.r.get("tts_models") or []]),
+        ]
         for name, summaries in tables:
             if summaries:
                 plot = ["--plot", self.p("table1.png")] if name == "table1" else []
-                self.psr("eval", "compare", "--compare", *summaries, *plot, "--summary", self.p(f"{name}.json"),
-                         "--summary-md", self.p(f"{name}.md"))
+                self.psr(
+                    "eval",
+                    "compare",
+                    "--compare",
+                    *summaries,
+                    *plot,
+                    "--summary",
+                    self.p(f"{name}.json"),
+                    "--summary-md",
+                    self.p(f"{name}.md"),
+                )
 
 
 def run(path: str, overrides: list[str] = (), dry_run: bool = False, until: str | None = None) -> Recipe:
@@ -158,8 +284,13 @@ def validate(r: Recipe) -> None:
 
     from psr.cli import config
 
-    commands = {"annotate-eft-scoring": "annotate-eft", "search-srlm": "search", "eval-judge": "eval",
-                "eval-tts": "eval", "compare": "eval"}
+    commands = {
+        "annotate-eft-scoring": "annotate-eft",
+        "search-srlm": "search",
+        "eval-judge": "eval",
+        "eval-tts": "eval",
+        "compare": "eval",
+    }
     group = typer.main.get_command(app)
     for name in r.r.get("stages") or {}:
         command = group.commands.get(commands.get(name, name))
@@ -172,19 +303,29 @@ def validate(r: Recipe) -> None:
             raise InputError(f"stage {name}: {e.format_message()}") from None
 
 
-@app.command("paper", help="Run the paper's pipeline from a recipe (configs/paper/7b.yaml, 72b.yaml): segment -> "
-             "train-prm -> mine-pairs -> annotate-eft -> sft -> (search -> step-dpo) x3 -> eval of M0..M4 -> the "
-             "Table 1 and Table 3 comparisons, each stage printed as the psr command it runs. Rerun to resume: "
-             "finished models are skipped and every other stage resumes. Edit configs/paper/data.yaml for your "
-             "data; --override FILE merges another recipe file on top (configs/paper/tiny.yaml: the offline "
-             "world on CPU).")
+@app.command(
+    "paper",
+    help="Run the paper's pipeline from a recipe (configs/paper/7b.yaml, 72b.yaml): segment -> "
+    "train-prm -> mine-pairs -> annotate-eft -> sft -> (search -> step-dpo) x3 -> eval of M0..M4 -> the "
+    "Table 1 and Table 3 comparisons, each stage printed as the psr command it runs. Rerun to resume: "
+    "finished models are skipped and every other stage resumes. Edit configs/paper/data.yaml for your "
+    "data; --override FILE merges another recipe file on top (configs/paper/tiny.yaml: the offline "
+    "world on CPU).",
+)
 def paper(
     recipe: Annotated[str, typer.Argument(help="The recipe YAML (configs/paper/7b.yaml or 72b.yaml).")],
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print every command and run none (the stage "
-                                          "blocks are still written to RUN/configs/).")] = False,
-    override: Annotated[list[str] | None, typer.Option("--override", help="A recipe file merged on top "
-                                                       "(repeatable, in order).")] = None,
-    until: Annotated[Literal[UNTIL] | None, typer.Option("--until", help=f"Stop after this stage: {' | '.join(UNTIL)}.")] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="Print every command and run none (the stage blocks are still written to RUN/configs/)."
+        ),
+    ] = False,
+    override: Annotated[
+        list[str] | None, typer.Option("--override", help="A recipe file merged on top (repeatable, in order).")
+    ] = None,
+    until: Annotated[
+        Literal[UNTIL] | None, typer.Option("--until", help=f"Stop after this stage: {' | '.join(UNTIL)}.")
+    ] = None,
 ) -> None:
     try:
         r = run(recipe, override or [], dry_run, until)
@@ -192,5 +333,6 @@ def paper(
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(e.code) from None
     if not dry_run and run_log.read(r.run):
-        print(f"paper: the run so far ({os.path.join(r.run, run_log.LOG)}):\n{run_log.table(r.run)}", file=sys.stderr)  # click returns a typer.Exit's code instead of exiting with it
-
+        print(
+            f"paper: the run so far ({os.path.join(r.run, run_log.LOG)}):\n{run_log.table(r.run)}", file=sys.stderr
+        )  # click returns a typer.Exit's code instead of exiting with it

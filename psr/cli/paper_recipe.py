@@ -16,8 +16,22 @@ from psr.cli import run_log
 from psr.core.errors import InputError
 
 TRAINING = ("train-prm", "sft", "step-dpo")
-KEYS = {"data", "data_paths", "run", "base_model", "policy_model", "accelerate_config", "env", "rounds",
-        "new_questions", "round_options", "srlm", "judge_few_shot", "tts_models", "stages"}
+KEYS = {
+    "data",
+    "data_paths",
+    "run",
+    "base_model",
+    "policy_model",
+    "accelerate_config",
+    "env",
+    "rounds",
+    "new_questions",
+    "round_options",
+    "srlm",
+    "judge_few_shot",
+    "tts_models",
+    "stages",
+}
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -80,8 +94,10 @@ class Runner:
         self.rounds = int(recipe.get("rounds", 3))
         questions = self.data.get("questions") or []
         if len(questions) < self.rounds or len(recipe.get("new_questions") or []) < self.rounds:
-            raise InputError(f"{self.rounds} rounds need {self.rounds} question files (data: questions) and "
-                             f"{self.rounds} sizes (new_questions)")
+            raise InputError(
+                f"{self.rounds} rounds need {self.rounds} question files (data: questions) and "
+                f"{self.rounds} sizes (new_questions)"
+            )
         self.commands: list[list[str]] = []
 
     def p(self, *parts: str) -> str:
@@ -111,8 +127,16 @@ class Runner:
         accelerate = self.r.get("accelerate_config")
         if command in TRAINING and accelerate:
             shown = ["accelerate", "launch", "--config_file", accelerate, "-m", "psr.cli", command]
-            argv = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", accelerate, "-m",
-                    "psr.cli", command]
+            argv = [
+                sys.executable,
+                "-m",
+                "accelerate.commands.launch",
+                "--config_file",
+                accelerate,
+                "-m",
+                "psr.cli",
+                command,
+            ]
         else:
             shown, argv = ["psr", command], [sys.executable, "-m", "psr.cli", command]
         env = {str(k): str(v) for k, v in (self.r.get("env") or {}).items()}
@@ -120,7 +144,12 @@ class Runner:
         tail = ["--config", config, *args]
         self.commands.append([*shown, *tail])
         line = shlex.join([*shown, *tail])
-        entry = {"stage": block, "command": line, "config": config, "output": run_log.option_value(args, "-o", "--output")}
+        entry = {
+            "stage": block,
+            "command": line,
+            "config": config,
+            "output": run_log.option_value(args, "-o", "--output"),
+        }
         if done and os.path.exists(done):
             print(f"skip (finished: {done}) $ {line}", file=sys.stderr, flush=True)
             if not self.dry_run:
@@ -131,8 +160,16 @@ class Runner:
             return
         start = time.monotonic()
         rc = subprocess.call([*argv, *tail], env={**os.environ, **env})
-        run_log.append(self.run, {**entry, "status": "done" if rc == 0 else "failed", "exit_code": rc,
-                                  "wall_s": round(time.monotonic() - start, 1), **run_log.stage_facts(args)})
+        run_log.append(
+            self.run,
+            {
+                **entry,
+                "status": "done" if rc == 0 else "failed",
+                "exit_code": rc,
+                "wall_s": round(time.monotonic() - start, 1),
+                **run_log.stage_facts(args),
+            },
+        )
         if rc != 0:
             raise RecipeFailed(rc, f"paper: stage `{command}` failed with exit code {rc}: {shlex.join(shown + tail)}")
 

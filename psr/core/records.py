@@ -63,8 +63,7 @@ def iter_lines(path: str) -> Iterator[tuple[int, dict]]:
         raise InputError("input is empty (no records)", name, 1)
 
 
-def read_records(paths: str | Iterable[str], kind=None, *, unique_ids: bool = True,
-                 convert=None) -> list[dict]:
+def read_records(paths: str | Iterable[str], kind=None, *, unique_ids: bool = True, convert=None) -> list[dict]:
     """Read and validate every record of every path (``-`` is stdin).
 
     ``kind`` is a record type of SCHEMAS, None (any JSON object), or a function of the record that
@@ -118,7 +117,7 @@ def select(records: list[dict], shard: tuple[int, int] | None = None, limit: int
     """The K-th of N contiguous slices (so the N outputs concatenate, in order, to the full job), then --limit."""
     if shard is not None:
         k, n = shard
-        records = records[k * len(records) // n:(k + 1) * len(records) // n]
+        records = records[k * len(records) // n : (k + 1) * len(records) // n]
     if limit is not None:
         if limit < 0:
             raise InputError(f"--limit must be >= 0, got {limit}")
@@ -137,8 +136,11 @@ def _line_value(raw: bytes, path: str, lineno: int, ok, what: str):
     except (ValueError, RecursionError):
         value = None
     if value is None or not ok(value):
-        raise InputError(f"existing output: this line is not {what}; fix or remove it, or use --overwrite to "
-                         "start afresh", path, lineno)
+        raise InputError(
+            f"existing output: this line is not {what}; fix or remove it, or use --overwrite to start afresh",
+            path,
+            lineno,
+        )
     return value
 
 
@@ -204,17 +206,20 @@ class RecordWriter:
             with open(sidecar, "rb") as fh:
                 raw = fh.read()
             if raw and not raw.endswith(b"\n"):
-                raw = raw[:raw.rfind(b"\n") + 1]
+                raw = raw[: raw.rfind(b"\n") + 1]
                 with open(sidecar, "r+b") as fh:
                     fh.truncate(len(raw))
             for i, x in enumerate(raw.split(b"\n"), 1):
                 if x.strip():
-                    self.done.add(_line_value(x, sidecar, i, lambda v: isinstance(v, str), "a finished key (a JSON "
-                                                                                           "string)"))
+                    self.done.add(
+                        _line_value(x, sidecar, i, lambda v: isinstance(v, str), "a finished key (a JSON string)")
+                    )
         field_ok = lambda v: isinstance(v, dict) and isinstance(v.get(self.group_field), str)  # noqa: E731
         # A record without its group field cannot be told finished or not: refuse it rather than delete it.
-        keys = [_line_value(ln, self.path, i, field_ok, f"a psr record with '{self.group_field}'")[self.group_field]
-                for i, ln in lines]
+        keys = [
+            _line_value(ln, self.path, i, field_ok, f"a psr record with '{self.group_field}'")[self.group_field]
+            for i, ln in lines
+        ]
         keep = [ln for (_, ln), k in zip(lines, keys, strict=True) if k in self.done]
         if len(keep) != len(lines):
             warn(f"{self.path}: dropped {len(lines) - len(keep)} record(s) of unfinished work; it will be redone")
@@ -237,7 +242,9 @@ class RecordWriter:
         assert self.group_field is not None, "write_group() needs group_field"
         for r in recs:
             if r.get(self.group_field) != key:
-                raise ValueError(f"record {r.get('id')!r} has {self.group_field}={r.get(self.group_field)!r}, not {key!r}")
+                raise ValueError(
+                    f"record {r.get('id')!r} has {self.group_field}={r.get(self.group_field)!r}, not {key!r}"
+                )
         if recs:
             self._write(self._fd, b"".join(_dumps(r) for r in recs))
         if self._done_fd is not None:
@@ -250,12 +257,13 @@ class RecordWriter:
         # it left torn is cut by the next run.
         try:
             while data:
-                data = data[os.write(fd, data):]
+                data = data[os.write(fd, data) :]
         except BrokenPipeError:
             raise  # stdout closed by its reader (`| head`): typer exits quietly (1)
         except OSError as e:
-            raise PsrError(f"{self.path}: cannot write: {e.strerror}; rerun the same command once it is fixed "
-                           "(the output resumes)") from None
+            raise PsrError(
+                f"{self.path}: cannot write: {e.strerror}; rerun the same command once it is fixed (the output resumes)"
+            ) from None
 
     def close(self) -> None:
         if self.path != "-":
@@ -289,8 +297,11 @@ class IOConfig:
     output: str = option("-", "--output", "-o", help="Output JSONL path, or - for stdout. Resumed if it exists.")
     overwrite: bool = option(False, "--overwrite", help="Start afresh instead of resuming an existing output.")
     limit: int | None = option(None, "--limit", help="Process at most N records (after --shard).")
-    shard: str | None = option(None, "--shard", help="K/N: process the K-th (0-based) of N contiguous slices; the N "
-                               "outputs concatenate to the full job.")
+    shard: str | None = option(
+        None,
+        "--shard",
+        help="K/N: process the K-th (0-based) of N contiguous slices; the N outputs concatenate to the full job.",
+    )
     # The stage's other output files, by option name ({"--rejects": path}); checked with -o at once.
     also_writes: dict[str, str | None] = field(default_factory=dict)
 

@@ -10,26 +10,65 @@ import math
 from typing import Any
 
 STR, STR_LIST, BOOL, NUMBER, NUMBER_LIST, BOOL_LIST, INT = (
-    "string", "list of strings", "boolean", "number", "list of numbers", "list of booleans", "integer",
+    "string",
+    "list of strings",
+    "boolean",
+    "number",
+    "list of numbers",
+    "list of booleans",
+    "integer",
 )
 
 SCHEMAS: dict[str, dict[str, tuple[str, bool]]] = {
     "problem": {"id": (STR, True), "question": (STR, True), "answer": (STR, False), "solution": (STR, False)},
     "solution": {"id": (STR, True), "question": (STR, True), "solution": (STR, True), "answer": (STR, False)},
-    "ift": {"id": (STR, True), "question": (STR, True), "steps": (STR_LIST, True), "answer": (STR, False),
-            "solution": (STR, False)},
+    "ift": {
+        "id": (STR, True),
+        "question": (STR, True),
+        "steps": (STR_LIST, True),
+        "answer": (STR, False),
+        "solution": (STR, False),
+    },
     "prm": {"prompt": (STR, True), "completions": (STR_LIST, True), "labels": (BOOL_LIST, True)},
-    "pair": {"id": (STR, True), "question": (STR, True), "previous_steps": (STR_LIST, True), "chosen": (STR, True),
-             "rejected": (STR, True), "chosen_score": (NUMBER, True), "rejected_score": (NUMBER, True)},
-    "eft": {"id": (STR, True), "question": (STR, True), "previous_steps": (STR_LIST, True), "step_a": (STR, True),
-            "step_b": (STR, True), "judgment": (STR, True), "label": (STR, True)},
+    "pair": {
+        "id": (STR, True),
+        "question": (STR, True),
+        "previous_steps": (STR_LIST, True),
+        "chosen": (STR, True),
+        "rejected": (STR, True),
+        "chosen_score": (NUMBER, True),
+        "rejected_score": (NUMBER, True),
+    },
+    "eft": {
+        "id": (STR, True),
+        "question": (STR, True),
+        "previous_steps": (STR_LIST, True),
+        "step_a": (STR, True),
+        "step_b": (STR, True),
+        "judgment": (STR, True),
+        "label": (STR, True),
+    },
     # annotate-eft --format scoring: one record a scored response (Yuan et al.'s 0-5 prompt); the two
     # responses of a pair share ``pair_id``.
-    "eft_scoring": {"id": (STR, True), "question": (STR, True), "response": (STR, True), "judgment": (STR, True),
-                    "score": (INT, True), "format": (STR, True), "pair_id": (STR, False)},
-    "ppd": {"id": (STR, True), "question": (STR, True), "previous_steps": (STR_LIST, True), "chosen": (STR, True),
-            "rejected": (STR, True), "scores": (NUMBER_LIST, False), "step_index": (INT, False),
-            "is_final": (BOOL, True)},
+    "eft_scoring": {
+        "id": (STR, True),
+        "question": (STR, True),
+        "response": (STR, True),
+        "judgment": (STR, True),
+        "score": (INT, True),
+        "format": (STR, True),
+        "pair_id": (STR, False),
+    },
+    "ppd": {
+        "id": (STR, True),
+        "question": (STR, True),
+        "previous_steps": (STR_LIST, True),
+        "chosen": (STR, True),
+        "rejected": (STR, True),
+        "scores": (NUMBER_LIST, False),
+        "step_index": (INT, False),
+        "is_final": (BOOL, True),
+    },
     "prediction": {"id": (STR, True), "question": (STR, True), "output": (STR, True), "answer": (STR, False)},
     "gradable": {"id": (STR, True), "output": (STR, True), "answer": (STR, True)},  # psr grade
 }
@@ -68,7 +107,7 @@ def validate(rec: Any, kind: str | None) -> str | None:
     if kind == "prm" and len(rec["completions"]) != len(rec["labels"]):
         return "'completions' and 'labels' differ in length (prm record)"
     if kind == "eft" and rec["label"] not in ("A", "B"):
-        return f"field 'label' must be \"A\" or \"B\", got {rec['label']!r} (eft record)"
+        return f'field \'label\' must be "A" or "B", got {rec["label"]!r} (eft record)'
     if kind == "eft_scoring" and rec["format"] != "scoring":
         return f"field 'format' must be \"scoring\", got {rec['format']!r} (eft_scoring record)"
     if kind == "eft_scoring" and not 0 <= rec["score"] <= 5:
