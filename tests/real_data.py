@@ -38,8 +38,17 @@ def candidate_pairs(n: int, seed: int = 0) -> list[dict]:
         wrong = next((w for w in (corrupt_step(p, k, kind, rng) for kind in kinds) if w and w != p["steps"][k]), None)
         if wrong is None:
             continue
-        out.append({"id": f"{p['id']}/{k}", "question": p["question"], "previous_steps": p["steps"][:k],
-                    "chosen": p["steps"][k], "rejected": wrong, "chosen_score": 1.0, "rejected_score": 0.0})
+        out.append(
+            {
+                "id": f"{p['id']}/{k}",
+                "question": p["question"],
+                "previous_steps": p["steps"][:k],
+                "chosen": p["steps"][k],
+                "rejected": wrong,
+                "chosen_score": 1.0,
+                "rejected_score": 0.0,
+            }
+        )
         if len(out) == n:
             break
     return out
@@ -65,4 +74,3 @@ def psr_ok(*args: str, timeout: float = 900) -> str:
     run = subprocess.run([*PSR, *args], capture_output=True, text=True, env=env, timeout=timeout)
     assert run.returncode == 0, f"psr {' '.join(args)} exited {run.returncode}:\n{run.stderr[-3000:]}"
     return run.stderr
-

@@ -30,10 +30,23 @@ class _HTTPServer(ThreadingHTTPServer):
 
 
 class ChatServer:
-    def __init__(self, *, faults: dict[str, list[str]] | None = None, delay: float = 0.0, slow_s: float = 2.0,
-                 retry_after: str | None = None, api_key: str | None = None, models: tuple[str, ...] = ("m",),
-                 supports_n: bool = True, reasoning: bool = False, vllm_like: bool = True,
-                 reply: str | None = None, honour_stop: bool = True, failure_rate: float = 0.0, hang_s: float = 30.0):
+    def __init__(
+        self,
+        *,
+        faults: dict[str, list[str]] | None = None,
+        delay: float = 0.0,
+        slow_s: float = 2.0,
+        retry_after: str | None = None,
+        api_key: str | None = None,
+        models: tuple[str, ...] = ("m",),
+        supports_n: bool = True,
+        reasoning: bool = False,
+        vllm_like: bool = True,
+        reply: str | None = None,
+        honour_stop: bool = True,
+        failure_rate: float = 0.0,
+        hang_s: float = 30.0,
+    ):
         self.faults = faults or {}
         self.failure_rate = failure_rate
         self._rng = random.Random(0)
@@ -95,18 +108,41 @@ class ChatServer:
         if fault == "400":
             return 400, _error("Invalid 'messages[0].content': expected a string.", "invalid_value"), {}
         if fault == "context":
-            return 400, _error("This model's maximum context length is 10 tokens. However, you requested 4106 "
-                               "tokens (10 in the messages, 4096 in the completion).", "context_length_exceeded"), {}
+            return (
+                400,
+                _error(
+                    "This model's maximum context length is 10 tokens. However, you requested 4106 "
+                    "tokens (10 in the messages, 4096 in the completion).",
+                    "context_length_exceeded",
+                ),
+                {},
+            )
         if fault == "maxtokens":  # newer vLLM: the prompt fits, max_tokens does not
-            return 400, _error(f"'max_tokens' or 'max_completion_tokens' is too large: {body.get('max_tokens')}. This "
-                               "model's maximum context length is 100 tokens and your request has 30 input tokens "
-                               f"({body.get('max_tokens')} > 100 - 30).", None), {}
+            return (
+                400,
+                _error(
+                    f"'max_tokens' or 'max_completion_tokens' is too large: {body.get('max_tokens')}. This "
+                    "model's maximum context length is 100 tokens and your request has 30 input tokens "
+                    f"({body.get('max_tokens')} > 100 - 30).",
+                    None,
+                ),
+                {},
+            )
         if fault in ("null", "nomessage", "empty"):
             choice = {"index": 0, "finish_reason": "stop"}
             if fault != "nomessage":
                 choice["message"] = {"role": "assistant", "content": None if fault == "null" else ""}
-            return 200, {"id": "x", "object": "chat.completion", "model": body["model"], "choices": [choice],
-                         "usage": {"prompt_tokens": 1, "completion_tokens": 0, "total_tokens": 1}}, {}
+            return (
+                200,
+                {
+                    "id": "x",
+                    "object": "chat.completion",
+                    "model": body["model"],
+                    "choices": [choice],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 0, "total_tokens": 1},
+                },
+                {},
+            )
         if fault == "slow":
             time.sleep(self.slow_s)
         if fault == "hang":
@@ -120,11 +156,19 @@ class ChatServer:
         if fault == "drop":
             return 0, None, {}
         if self.reasoning:
-            for param, msg in (("max_tokens", "Unsupported parameter: 'max_tokens' is not supported with this "
-                                              "model. Use 'max_completion_tokens' instead."),
-                               ("temperature", "Unsupported value: 'temperature' does not support 0 with this "
-                                               "model. Only the default (1) value is supported."),
-                               ("top_p", "Unsupported parameter: 'top_p' is not supported with this model.")):
+            for param, msg in (
+                (
+                    "max_tokens",
+                    "Unsupported parameter: 'max_tokens' is not supported with this "
+                    "model. Use 'max_completion_tokens' instead.",
+                ),
+                (
+                    "temperature",
+                    "Unsupported value: 'temperature' does not support 0 with this "
+                    "model. Only the default (1) value is supported.",
+                ),
+                ("top_p", "Unsupported parameter: 'top_p' is not supported with this model."),
+            ):
                 if param in body and not (param == "temperature" and body[param] == 1):
                     return 400, _error(msg, "unsupported_parameter", param), {}
         if self.delay:
@@ -141,18 +185,26 @@ class ChatServer:
             finish, stop_reason = "stop", None
             for s in (body.get("stop") or []) if self.honour_stop else []:
                 if s in text:
-                    text, finish, stop_reason = text[:text.index(s)], "stop", s
+                    text, finish, stop_reason = text[: text.index(s)], "stop", s
             if len(words) > limit:
                 text, finish, stop_reason = " ".join(words[:limit]), "length", None
             choice = {"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
             if self.vllm_like:
                 choice["stop_reason"] = stop_reason
             choices.append(choice)
-        usage = {"prompt_tokens": len(user.split()), "completion_tokens": sum(len(c["message"]["content"].split())
-                                                                             for c in choices)}
+        usage = {
+            "prompt_tokens": len(user.split()),
+            "completion_tokens": sum(len(c["message"]["content"].split()) for c in choices),
+        }
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-        return {"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": body["model"],
-                "choices": choices, "usage": usage}
+        return {
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "created": 0,
+            "model": body["model"],
+            "choices": choices,
+            "usage": usage,
+        }
 
     def _handler(self):
         server = self
@@ -200,7 +252,7 @@ class ChatServer:
                 try:
                     if trickle:
                         for k in range(len(data)):
-                            self.wfile.write(data[k:k + 1])
+                            self.wfile.write(data[k : k + 1])
                             self.wfile.flush()
                             time.sleep(0.05)
                     else:

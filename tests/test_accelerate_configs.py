@@ -32,16 +32,28 @@ def torchrun_layout(path: str, *flags: str) -> dict:
         assert cmd is None  # the "standard" launcher: torchrun on each box, no pdsh/ssh hostfile
     else:
         env = prepare_multi_gpu_env(args)
-    return {"nnodes": getattr(args, "nnodes", "1"), "node_rank": getattr(args, "node_rank", 0),
-            "nproc_per_node": args.nproc_per_node, "env": env,
-            # torchrun's rendezvous: --master_addr, or --rdzv_endpoint ADDR:PORT (accelerate picks one)
-            "master": getattr(args, "master_addr", None) or getattr(args, "rdzv_endpoint", "").split(":")[0]}
+    return {
+        "nnodes": getattr(args, "nnodes", "1"),
+        "node_rank": getattr(args, "node_rank", 0),
+        "nproc_per_node": args.nproc_per_node,
+        "env": env,
+        # torchrun's rendezvous: --master_addr, or --rdzv_endpoint ADDR:PORT (accelerate picks one)
+        "master": getattr(args, "master_addr", None) or getattr(args, "rdzv_endpoint", "").split(":")[0],
+    }
 
 
 def test_the_configs_are_all_found():
     names = {os.path.basename(p)[:-5] for p in CONFIGS}
-    assert {"cpu_ddp", "ddp", "ddp_2x8", "deepspeed_zero2", "deepspeed_zero3", "deepspeed_zero3_2x8",
-            "deepspeed_zero3_offload", "fsdp"} <= names
+    assert {
+        "cpu_ddp",
+        "ddp",
+        "ddp_2x8",
+        "deepspeed_zero2",
+        "deepspeed_zero3",
+        "deepspeed_zero3_2x8",
+        "deepspeed_zero3_offload",
+        "fsdp",
+    } <= names
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: os.path.basename(p))
@@ -63,14 +75,22 @@ def test_every_config_resolves_as_accelerate_launch_would(path):
 @pytest.mark.parametrize("name", ["ddp_2x8", "deepspeed_zero3_2x8"])
 def test_two_boxes_of_eight_give_torchrun_two_nodes(name):
     # machine rank 1: accelerate checks the port is free only on rank 0
-    got = torchrun_layout(os.path.join(ROOT, name + ".yaml"), "--machine_rank", "1", "--main_process_ip",
-                          "10.0.0.1")
+    got = torchrun_layout(os.path.join(ROOT, name + ".yaml"), "--machine_rank", "1", "--main_process_ip", "10.0.0.1")
     assert (got["nnodes"], got["node_rank"], got["nproc_per_node"], got["master"]) == ("2", 1, "8", "10.0.0.1")
 
 
 def test_the_offload_config_puts_optimizer_and_parameters_in_cpu_memory():
-    got = torchrun_layout(os.path.join(ROOT, "deepspeed_zero3_offload.yaml"), "--machine_rank", "1",
-                          "--main_process_ip", "10.0.0.1", "--num_machines", "2", "--num_processes", "16")
+    got = torchrun_layout(
+        os.path.join(ROOT, "deepspeed_zero3_offload.yaml"),
+        "--machine_rank",
+        "1",
+        "--main_process_ip",
+        "10.0.0.1",
+        "--num_machines",
+        "2",
+        "--num_processes",
+        "16",
+    )
     env = got["env"]
     assert env["ACCELERATE_DEEPSPEED_ZERO_STAGE"] == "3"
     assert env["ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE"] == "cpu"

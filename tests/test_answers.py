@@ -15,6 +15,7 @@ def _bench(bench_dir, name):
 
 # --- extraction ---------------------------------------------------------------------------------
 
+
 def test_find_boxed_matches_nested_braces_and_takes_the_last_box():
     text = r"first \boxed{1} then $\boxed{\frac{a}{b^{2}}}$ done"
     assert find_boxed(text) == r"\frac{a}{b^{2}}"
@@ -50,14 +51,30 @@ def test_extract_answer_fallbacks_in_order():
 
 # --- normalization ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("raw, norm", [
-    (r"5\text{ cm}", "5"), ("12 inches", "12"), ("3 square feet", "3"), ("3s^2", "3s^2"),  # units, not algebra
-    (r"30^\circ", "30"), (r"30^{\circ}", "30"), ("45°", "45"),  # degrees
-    ("1,234,567", "1234567"), ("1{,}000", "1000"), ("(1,234)", "(1,234)"),  # thousands vs tuples
-    (r"\text{Monday}", "monday"), (r"\textbf{(C)}", "c"),  # text answers
-    ("x = 5", "5"), (r"\dfrac{1}{2}", r"\frac{1}{2}"), (r"\left( 3, \frac{\pi}{2} \right)", r"(3,\frac{\pi}{2})"),
-    ("3.00", "3"), (r"\$18.90", "18.90"), (r"\frac12", r"\frac{1}{2}"),
-])
+
+@pytest.mark.parametrize(
+    "raw, norm",
+    [
+        (r"5\text{ cm}", "5"),
+        ("12 inches", "12"),
+        ("3 square feet", "3"),
+        ("3s^2", "3s^2"),  # units, not algebra
+        (r"30^\circ", "30"),
+        (r"30^{\circ}", "30"),
+        ("45°", "45"),  # degrees
+        ("1,234,567", "1234567"),
+        ("1{,}000", "1000"),
+        ("(1,234)", "(1,234)"),  # thousands vs tuples
+        (r"\text{Monday}", "monday"),
+        (r"\textbf{(C)}", "c"),  # text answers
+        ("x = 5", "5"),
+        (r"\dfrac{1}{2}", r"\frac{1}{2}"),
+        (r"\left( 3, \frac{\pi}{2} \right)", r"(3,\frac{\pi}{2})"),
+        ("3.00", "3"),
+        (r"\$18.90", "18.90"),
+        (r"\frac12", r"\frac{1}{2}"),
+    ],
+)
 def test_normalize(raw, norm):
     assert normalize(raw) == norm
 
@@ -69,6 +86,7 @@ def test_helpers():
 
 
 # --- the Qwen2.5-Math rules ---------------------------------------------------------------------
+
 
 def test_word_to_number_matches_word2number():
     assert word_to_number("twenty three") == "23"
@@ -123,30 +141,36 @@ def test_qwen_extraction_reproduces_all_math_test_golds(bench_dir):
         assert qwen_strip_string(qwen_extract_answer(r["solution"])) == r["answer"], r["id"]
 
 
-@pytest.mark.parametrize("text, answer", [
-    # the value the last sentence computes, not its last number; a rounding after it wins
-    ("So 9 + 6 = <<9+6=15>>15 liters of the 24 liters.", "15"),
-    ("It costs 12 = 3 * 4. Therefore, there are 7 ways.", "7"),
-    ("Each serving is 768 / 50 = 15.36 minutes, which rounds down to 15 minutes", "15"),
-    ("She runs 6/3=.5 hour which is 30 minutes.", "30"),
-    ("The yearly payment is $1500 * 12 = $18,000/year", "18,000"),
-    # a sentence that ends in several values; GSM8K's "####" line
-    ("So x = 2 or x = 3.", "x = 2, x = 3"),
-    ("We add 3, 4 and 5.", "5"),
-    ("so she earns 72.\n#### 72\n\nI used 5 steps", "72"),
-    # GSM8K's calculator marks are not answers
-    ("so she has 8.\nThe answer is <<8=8>>8.", "8"),
-    # a derivation in an aligned block: its last row
-    ("Hence\n$$\n\\begin{aligned}\n2 x-2 & =16 \\\\\nx & =9\n\\end{aligned}\n$$", "x  =9"),  # "&" dropped, spaces kept: normalize removes them
-    # inline answers joined by "and"/"or" are one set; a bare name is not an answer
-    ("the possible values are $n=69$ and $n=84$.", "n=69, n=84"),
-    ("This proves $90^{\\circ}$ and $60^{\\circ}$ are the values of $\\angle BAC$.", "90^{\\circ}, 60^{\\circ}"),
-    # prose after a phrase: the value, not the sentence
-    ("Final Answer: The largest $n$ is 34.", "34"),
-    ("**Answer:** \\( 7 \\)", "7"),
-    ("We may check our answer: $3 = 3$. So $\\boxed{5}$.", "5"),  # "our answer:" is no answer line
-    ("The final answer is \\\"$12$ and $13$\\\". I hope it is correct.", "12, 13"),
-])
+@pytest.mark.parametrize(
+    "text, answer",
+    [
+        # the value the last sentence computes, not its last number; a rounding after it wins
+        ("So 9 + 6 = <<9+6=15>>15 liters of the 24 liters.", "15"),
+        ("It costs 12 = 3 * 4. Therefore, there are 7 ways.", "7"),
+        ("Each serving is 768 / 50 = 15.36 minutes, which rounds down to 15 minutes", "15"),
+        ("She runs 6/3=.5 hour which is 30 minutes.", "30"),
+        ("The yearly payment is $1500 * 12 = $18,000/year", "18,000"),
+        # a sentence that ends in several values; GSM8K's "####" line
+        ("So x = 2 or x = 3.", "x = 2, x = 3"),
+        ("We add 3, 4 and 5.", "5"),
+        ("so she earns 72.\n#### 72\n\nI used 5 steps", "72"),
+        # GSM8K's calculator marks are not answers
+        ("so she has 8.\nThe answer is <<8=8>>8.", "8"),
+        # a derivation in an aligned block: its last row
+        (
+            "Hence\n$$\n\\begin{aligned}\n2 x-2 & =16 \\\\\nx & =9\n\\end{aligned}\n$$",
+            "x  =9",
+        ),  # "&" dropped, spaces kept: normalize removes them
+        # inline answers joined by "and"/"or" are one set; a bare name is not an answer
+        ("the possible values are $n=69$ and $n=84$.", "n=69, n=84"),
+        ("This proves $90^{\\circ}$ and $60^{\\circ}$ are the values of $\\angle BAC$.", "90^{\\circ}, 60^{\\circ}"),
+        # prose after a phrase: the value, not the sentence
+        ("Final Answer: The largest $n$ is 34.", "34"),
+        ("**Answer:** \\( 7 \\)", "7"),
+        ("We may check our answer: $3 = 3$. So $\\boxed{5}$.", "5"),  # "our answer:" is no answer line
+        ('The final answer is \\"$12$ and $13$\\". I hope it is correct.', "12, 13"),
+    ],
+)
 def test_where_the_final_answer_is(text, answer):
     assert extract_answer(text) == answer
 
@@ -159,9 +183,16 @@ def test_step_markers_are_not_answers():
 
 
 HOSTILE = {
-    "unclosed boxes": "\\boxed{" * 16_000, "\\(": "\\(" * 30_000, "\\[": "\\[" * 30_000, "$$": "$$" * 20_000,
-    "phrases": "The answer is " * 20_000, "or-lists": "1 or " * 30_000, "comma digits": "1," * 50_000,
-    "spaces": " " * 100_000, "nested": "(" * 100_000, "labels": "x = 1 or " * 20_000,
+    "unclosed boxes": "\\boxed{" * 16_000,
+    "\\(": "\\(" * 30_000,
+    "\\[": "\\[" * 30_000,
+    "$$": "$$" * 20_000,
+    "phrases": "The answer is " * 20_000,
+    "or-lists": "1 or " * 30_000,
+    "comma digits": "1," * 50_000,
+    "spaces": " " * 100_000,
+    "nested": "(" * 100_000,
+    "labels": "x = 1 or " * 20_000,
 }
 
 

@@ -46,8 +46,9 @@ class ScriptedEngine(Engine):
 
 
 def problems(prefix, n):
-    return [{"id": f"{prefix}{i}", "question": f"What is {i} + {i}? ({prefix})", "answer": str(2 * i)}
-            for i in range(n)]
+    return [
+        {"id": f"{prefix}{i}", "question": f"What is {i} + {i}? ({prefix})", "answer": str(2 * i)} for i in range(n)
+    ]
 
 
 def math_engine():
@@ -194,8 +195,12 @@ class SearchingEngine(ScriptedEngine):
                 out.append([Completion("[[A]]" if "\\boxed{10" in shown_a(c) else "[[B]]", "eos", 0, 2)])
             else:
                 i = int(c.user.split("What is ")[1].split(" ")[0])
-                out.append([Completion(f"Step 1: So \\boxed{{{100 + i if k == 3 else 200 + 10 * i + k}}}", "eos", 0, 3)
-                            for k in range(sampling.n)])
+                out.append(
+                    [
+                        Completion(f"Step 1: So \\boxed{{{100 + i if k == 3 else 200 + 10 * i + k}}}", "eos", 0, 3)
+                        for k in range(sampling.n)
+                    ]
+                )
         return out
 
 
@@ -224,8 +229,17 @@ def eft_records(n):
         good, bad = f"good step {i}", f"bad step {i}"
         label = "A" if i % 2 == 0 else "B"
         a, b = (good, bad) if label == "A" else (bad, good)
-        out.append({"id": f"e{i}", "question": f"Q{i}", "previous_steps": ["x = 1"] * (i % 3), "step_a": a,
-                    "step_b": b, "judgment": "ref [[" + label + "]]", "label": label})
+        out.append(
+            {
+                "id": f"e{i}",
+                "question": f"Q{i}",
+                "previous_steps": ["x = 1"] * (i % 3),
+                "step_a": a,
+                "step_b": b,
+                "judgment": "ref [[" + label + "]]",
+                "label": label,
+            }
+        )
     return out
 
 
@@ -242,8 +256,14 @@ def run_judge(tmp_path, respond, n=6, out="judge.jsonl"):
 def test_judge_perfect_judge(tmp_path):
     s = run_judge(tmp_path, lambda c: "A is right. [[A]]" if "good" in shown_a(c) else "B wins [[B]]")
     assert s["n"] == 6 and s["judgments"] == 12
-    for k in ("accuracy", "accuracy_stored_order", "accuracy_both_orders", "accuracy_better_as_A",
-              "accuracy_better_as_B", "agreement"):
+    for k in (
+        "accuracy",
+        "accuracy_stored_order",
+        "accuracy_both_orders",
+        "accuracy_better_as_A",
+        "accuracy_better_as_B",
+        "agreement",
+    ):
         assert s[k] == 100.0, k
     assert s["no_verdict_rate"] == 0.0
     preds = read_jsonl(tmp_path / "judge.jsonl")
@@ -276,20 +296,36 @@ def test_judge_position_bias_and_missing_verdicts(tmp_path):
 
 def scoring_records():
     """Three pairs (chosen scored 3, rejected 1 by the reference judge); responses name their pair and role."""
-    return [{"id": f"p{i}/{role}", "pair_id": f"p{i}", "question": f"Q{i}", "response": f"Step 1: {role} {i}",
-             "judgment": f"ref Score: {score}", "score": score, "role": role, "format": "scoring"}
-            for i in range(3) for role, score in (("chosen", 3), ("rejected", 1))]
+    return [
+        {
+            "id": f"p{i}/{role}",
+            "pair_id": f"p{i}",
+            "question": f"Q{i}",
+            "response": f"Step 1: {role} {i}",
+            "judgment": f"ref Score: {score}",
+            "score": score,
+            "role": role,
+            "format": "scoring",
+        }
+        for i in range(3)
+        for role, score in (("chosen", 3), ("rejected", 1))
+    ]
 
 
 def test_judge_scoring_records(tmp_path):
     # p0: both scores right; p1: right order, chosen off by one; p2: a tie, and the rejected one has no score.
-    said = {"chosen 0": "Score: 3", "rejected 0": "Score: 1", "chosen 1": "Score: 4", "rejected 1": "Score: 1",
-            "chosen 2": "Score: 2", "rejected 2": "I cannot score this."}
+    said = {
+        "chosen 0": "Score: 3",
+        "rejected 0": "Score: 1",
+        "chosen 1": "Score: 4",
+        "rejected 1": "Score: 1",
+        "chosen 2": "Score: 2",
+        "rejected 2": "I cannot score this.",
+    }
     engine = ScriptedEngine(lambda c: said[c.user.split("<response>Step 1: ")[1].split("</response>")[0]])
     path = write_jsonl(tmp_path / "eft_scoring_test.jsonl", scoring_records())
     io = IOConfig(inputs=[path], output=str(tmp_path / "judge.jsonl"))
-    s = ev.run(io, ev.EvalConfig(task="judge", summary=str(tmp_path / "S1.json")),
-               engine=engine)
+    s = ev.run(io, ev.EvalConfig(task="judge", summary=str(tmp_path / "S1.json")), engine=engine)
     assert engine.calls == [6]  # one scoring prompt a record, no swapped order
     assert s["format"] == "scoring" and s["n"] == 6 and s["pairs"] == 3
     assert s["accuracy"] == 50.0  # p0 both, p1 rejected; p2 neither
@@ -301,8 +337,9 @@ def test_judge_scoring_records(tmp_path):
     assert preds["p2/rejected"]["score"] is None and preds["p2/rejected"]["correct"] is False
     # The same summary again from the predictions alone, and a comparison of scorers by iteration.
     again = ev.summarize_file([str(tmp_path / "judge.jsonl")], ev.EvalConfig(task="judge"))
-    assert {k: again[k] for k in ("accuracy", "pair_order_accuracy")} == {k: s[k] for k in ("accuracy",
-                                                                                           "pair_order_accuracy")}
+    assert {k: again[k] for k in ("accuracy", "pair_order_accuracy")} == {
+        k: s[k] for k in ("accuracy", "pair_order_accuracy")
+    }
     assert "| pair_order_accuracy | 66.7 |" in (tmp_path / "S1.md").read_text()
     (tmp_path / "S2.json").write_text(json.dumps({**s, "name": "S2", "accuracy": 60.0}))
     md = ev.compare([str(tmp_path / "S1.json"), str(tmp_path / "S2.json")])["markdown"]
@@ -316,8 +353,9 @@ def test_judge_refuses_pairwise_and_scoring_records_in_one_run(tmp_path):
         ev.run(io, ev.EvalConfig(task="judge"), ScriptedEngine(str))
     bad = write_jsonl(tmp_path / "bad.jsonl", [{**scoring_records()[0], "score": 9}])
     with pytest.raises(InputError) as e:
-        ev.run(IOConfig(inputs=[bad], output=str(tmp_path / "j.jsonl")), ev.EvalConfig(task="judge"),
-               ScriptedEngine(str))
+        ev.run(
+            IOConfig(inputs=[bad], output=str(tmp_path / "j.jsonl")), ev.EvalConfig(task="judge"), ScriptedEngine(str)
+        )
     assert (e.value.path, e.value.line) == (bad, 1) and "must be 0 to 5" in e.value.message
 
 
@@ -335,8 +373,21 @@ def test_compare_renders_matrix_markdown_and_png(tmp_path):
 
     m1 = summ("M1", {"gsm8k": 80.0, "math": 40.0})
     m2 = summ("M2", {"gsm8k": 82.5, "math": 39.0})
-    res = CliRunner().invoke(app, ["eval", "--compare", m1, m2, "--plot", str(tmp_path / "acc.png"),
-                                   "--summary-md", str(tmp_path / "cmp.md"), "--summary", str(tmp_path / "c.json")])
+    res = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "--compare",
+            m1,
+            m2,
+            "--plot",
+            str(tmp_path / "acc.png"),
+            "--summary-md",
+            str(tmp_path / "cmp.md"),
+            "--summary",
+            str(tmp_path / "c.json"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     md = (tmp_path / "cmp.md").read_text()
     assert "| model | gsm8k | math | average |" in md
@@ -367,8 +418,24 @@ def cli(*args):
 def test_tiny_model_on_real_benchmarks(tmp_path, bench_dir, tiny_model_dir):
     gsm, m500 = os.path.join(bench_dir, "gsm8k_test.jsonl"), os.path.join(bench_dir, "math500_test.jsonl")
     out, summ = tmp_path / "preds.jsonl", tmp_path / "sum.json"
-    cli("-i", gsm, "-i", m500, "--model", tiny_model_dir, "--limit", "3", "--max-tokens", "12",
-        "-o", str(out), "--summary", str(summ), "--name", "M0")
+    cli(
+        "-i",
+        gsm,
+        "-i",
+        m500,
+        "--model",
+        tiny_model_dir,
+        "--limit",
+        "3",
+        "--max-tokens",
+        "12",
+        "-o",
+        str(out),
+        "--summary",
+        str(summ),
+        "--name",
+        "M0",
+    )
     preds = read_jsonl(out)
     golds = {}
     for path, name in ((gsm, "gsm8k"), (m500, "math500")):
@@ -402,8 +469,20 @@ def test_tiny_model_on_real_benchmarks(tmp_path, bench_dir, tiny_model_dir):
 def test_tiny_model_judge_task(tmp_path, tiny_model_dir):
     path = write_jsonl(tmp_path / "eft.jsonl", eft_records(3))
     out = tmp_path / "judge.jsonl"
-    cli("--task", "judge", "-i", path, "--model", tiny_model_dir, "--max-tokens", "8", "-o", str(out),
-        "--summary", str(tmp_path / "j.json"))
+    cli(
+        "--task",
+        "judge",
+        "-i",
+        path,
+        "--model",
+        tiny_model_dir,
+        "--max-tokens",
+        "8",
+        "-o",
+        str(out),
+        "--summary",
+        str(tmp_path / "j.json"),
+    )
     preds = read_jsonl(out)
     assert [p["id"] for p in preds] == ["e0", "e1", "e2"]
     for p in preds:
@@ -418,8 +497,25 @@ def test_tiny_model_judge_task(tmp_path, tiny_model_dir):
 def test_tiny_model_tts(tmp_path, bench_dir, tiny_model_dir):
     gsm = os.path.join(bench_dir, "gsm8k_test.jsonl")
     out = tmp_path / "tts.jsonl"
-    cli("-i", gsm, "--model", tiny_model_dir, "--limit", "2", "--max-tokens", "8", "--tts", "--width", "2",
-        "--max-iterations", "2", "-o", str(out), "--summary", str(tmp_path / "t.json"))
+    cli(
+        "-i",
+        gsm,
+        "--model",
+        tiny_model_dir,
+        "--limit",
+        "2",
+        "--max-tokens",
+        "8",
+        "--tts",
+        "--width",
+        "2",
+        "--max-iterations",
+        "2",
+        "-o",
+        str(out),
+        "--summary",
+        str(tmp_path / "t.json"),
+    )
     preds = read_jsonl(out)
     assert sorted(p["id"] for p in preds) == sorted(f"gsm8k/{r['id']}" for r in read_jsonl(gsm)[:2])
     for p in preds:
@@ -435,8 +531,9 @@ def test_bad_benchmark_record_is_file_line_error(tmp_path, monkeypatch, capsys):
     bad = tmp_path / "b_test.jsonl"
     bad.write_text(json.dumps({"id": "1", "question": "q"}) + "\n" + json.dumps({"id": "2"}) + "\n")
     # the input is checked before the model loads: this directory holds no model
-    monkeypatch.setattr(sys, "argv", ["psr", "eval", "-i", str(bad), "--model", str(tmp_path / "none"),
-                                      "-o", str(tmp_path / "o.jsonl")])
+    monkeypatch.setattr(
+        sys, "argv", ["psr", "eval", "-i", str(bad), "--model", str(tmp_path / "none"), "-o", str(tmp_path / "o.jsonl")]
+    )
     with pytest.raises(SystemExit) as exit_:
         main()
     assert exit_.value.code == 2
@@ -448,8 +545,24 @@ def test_bad_benchmark_record_is_file_line_error(tmp_path, monkeypatch, capsys):
 def test_kill9_mid_run_resumes_without_loss_or_duplicates(tmp_path, bench_dir, tiny_model_dir):
     gsm = os.path.join(bench_dir, "gsm8k_test.jsonl")
     out = tmp_path / "preds.jsonl"
-    args = [*PSR, "eval", "-i", gsm, "--model", tiny_model_dir, "--limit", "12", "--max-tokens", "16", "--grade-timeout", "60",
-            "--chunk-size", "1", "-o", str(out)]
+    args = [
+        *PSR,
+        "eval",
+        "-i",
+        gsm,
+        "--model",
+        tiny_model_dir,
+        "--limit",
+        "12",
+        "--max-tokens",
+        "16",
+        "--grade-timeout",
+        "60",
+        "--chunk-size",
+        "1",
+        "-o",
+        str(out),
+    ]
     with open(tmp_path / "err.txt", "wb") as err:
         proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=err)
         deadline = time.time() + 300
@@ -489,8 +602,9 @@ def test_a_request_out_of_retries_leaves_only_its_problem_undone(tmp_path):
     out = str(tmp_path / "preds.jsonl")
     faults = {step_prompt(probs[2]["question"]): ["500"] * 2, step_prompt(probs[4]["question"]): ["context"]}
     with ChatServer(faults=faults) as server:
-        ecfg = EngineConfig(engine="openai", model="m", base_url=server.base_url, api_key_env="PSR_TEST_NO_KEY",
-                            max_retries=1)
+        ecfg = EngineConfig(
+            engine="openai", model="m", base_url=server.base_url, api_key_env="PSR_TEST_NO_KEY", max_retries=1
+        )
         with pytest.raises(PsrError, match=r"1 record\(s\) got no answer \(first: bench/q2\)"):
             ev.run(IOConfig([src], out), ev.EvalConfig(chunk_size=8), ecfg)
         assert sorted(r["id"] for r in read_jsonl(out)) == ["bench/q0", "bench/q1", "bench/q3", "bench/q4"]
@@ -499,7 +613,9 @@ def test_a_request_out_of_retries_leaves_only_its_problem_undone(tmp_path):
         # a prompt too long for the model is an answer of its own kind, counted, not a failure
         assert summary["benchmarks"]["bench"]["prompt_too_long"] == 1
     asked = [b["messages"][-1]["content"] for b in server.bodies]
-    assert len(asked) == 5 + 1 + 1 and asked.count(step_prompt(probs[2]["question"])) == 3  # q2: 2 failed, 1 answered; q4 refused once
+    assert (
+        len(asked) == 5 + 1 + 1 and asked.count(step_prompt(probs[2]["question"])) == 3
+    )  # q2: 2 failed, 1 answered; q4 refused once
 
 
 def test_eval_grading_sees_the_question_as_psr_grade_does():

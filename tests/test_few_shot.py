@@ -18,9 +18,18 @@ ENV = {**os.environ, "PSR_QUIET": "1", "COLUMNS": "200"}
 
 
 def eft(prefix: str, n: int) -> list[dict]:
-    return [{"id": f"{prefix}{i}", "question": f"What is {i} + {i}?", "previous_steps": [],
-             "step_a": f"{i} + {i} = {2 * i}.", "step_b": f"{i} + {i} = {2 * i + 1}.", "label": "A",
-             "judgment": f"Assistant A computes {i} + {i} = {2 * i}, which is right. [[A]]"} for i in range(n)]
+    return [
+        {
+            "id": f"{prefix}{i}",
+            "question": f"What is {i} + {i}?",
+            "previous_steps": [],
+            "step_a": f"{i} + {i} = {2 * i}.",
+            "step_b": f"{i} + {i} = {2 * i + 1}.",
+            "label": "A",
+            "judgment": f"Assistant A computes {i} + {i} = {2 * i}, which is right. [[A]]",
+        }
+        for i in range(n)
+    ]
 
 
 class Recording:
@@ -65,13 +74,48 @@ def test_each_judge_prompt_follows_k_worked_examples_from_another_split(tmp_path
 
 def test_examples_that_are_judged_records_are_refused(tmp_path):
     test = write_jsonl(tmp_path / "test.jsonl", eft("t", 3))
-    res = subprocess.run([*PSR, "eval", "--task", "judge", "-i", test, "--engine", "oracle", "--few-shot", "1",
-                          "--few-shot-examples", test, "-o", str(tmp_path / "j.jsonl")],
-                         capture_output=True, text=True, env=ENV)
+    res = subprocess.run(
+        [
+            *PSR,
+            "eval",
+            "--task",
+            "judge",
+            "-i",
+            test,
+            "--engine",
+            "oracle",
+            "--few-shot",
+            "1",
+            "--few-shot-examples",
+            test,
+            "-o",
+            str(tmp_path / "j.jsonl"),
+        ],
+        capture_output=True,
+        text=True,
+        env=ENV,
+    )
     assert res.returncode == 2 and "records being judged" in res.stderr, res.stderr
     assert res.stderr.strip().count("\n") == 0
-    res = subprocess.run([*PSR, "eval", "--task", "judge", "-i", test, "--engine", "oracle", "--few-shot", "1",
-                          "-o", str(tmp_path / "j.jsonl")], capture_output=True, text=True, env=ENV)
+    res = subprocess.run(
+        [
+            *PSR,
+            "eval",
+            "--task",
+            "judge",
+            "-i",
+            test,
+            "--engine",
+            "oracle",
+            "--few-shot",
+            "1",
+            "-o",
+            str(tmp_path / "j.jsonl"),
+        ],
+        capture_output=True,
+        text=True,
+        env=ENV,
+    )
     assert res.returncode == 2 and "--few-shot-examples" in res.stderr
     assert not os.path.exists(tmp_path / "j.jsonl")
 
@@ -79,10 +123,31 @@ def test_examples_that_are_judged_records_are_refused(tmp_path):
 def test_few_shot_through_the_cli(tmp_path, tiny_model_dir):
     test = write_jsonl(tmp_path / "test.jsonl", eft("t", 2))
     examples = write_jsonl(tmp_path / "train.jsonl", eft("x", 3))
-    res = subprocess.run([*PSR, "eval", "--task", "judge", "-i", test, "--model", tiny_model_dir, "--max-tokens", "4",
-                          "--few-shot", "3",
-                          "--few-shot-examples", examples, "-o", str(tmp_path / "j.jsonl"),
-                          "--summary", str(tmp_path / "j.json")], capture_output=True, text=True, env=ENV)
+    res = subprocess.run(
+        [
+            *PSR,
+            "eval",
+            "--task",
+            "judge",
+            "-i",
+            test,
+            "--model",
+            tiny_model_dir,
+            "--max-tokens",
+            "4",
+            "--few-shot",
+            "3",
+            "--few-shot-examples",
+            examples,
+            "-o",
+            str(tmp_path / "j.jsonl"),
+            "--summary",
+            str(tmp_path / "j.json"),
+        ],
+        capture_output=True,
+        text=True,
+        env=ENV,
+    )
     assert res.returncode == 0, res.stderr
     summary = json.loads((tmp_path / "j.json").read_text())
     assert summary["few_shot"] == 3 and sorted(summary["few_shot_ids"]) == ["x0", "x1", "x2"]

@@ -26,8 +26,13 @@ def table_rows(stdout: str) -> dict[str, list[str]]:
 def test_smoke_script_runs_every_row_on_cpu(tmp_path):
     out = tmp_path / "rows.json"
     env = {**os.environ, "PYTHON": sys.executable, "PSR_WHEELS": str(tmp_path / "no-wheels")}
-    run = subprocess.run(["bash", os.path.join(ROOT, "bench", "gpu_smoke.sh"), "--device", "cpu", "--tiny",
-                          "--json", str(out)], capture_output=True, text=True, env=env, timeout=600)
+    run = subprocess.run(
+        ["bash", os.path.join(ROOT, "bench", "gpu_smoke.sh"), "--device", "cpu", "--tiny", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     table = table_rows(run.stdout)
     assert list(table) == ROWS
@@ -44,10 +49,18 @@ def test_smoke_script_runs_every_row_on_cpu(tmp_path):
 @pytest.mark.slow
 def test_without_trl_the_training_rows_say_skipped(tmp_path):
     # A None entry in sys.modules makes `import trl` raise ImportError, as on a box without TRL.
-    code = ("import sys; sys.modules['trl'] = None; sys.path.insert(0, 'bench'); import gpu_smoke; "
-            "gpu_smoke.main(['--device', 'cpu', '--tiny'])")
-    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600,
-                         env={**os.environ, "PYTHONPATH": ROOT})
+    code = (
+        "import sys; sys.modules['trl'] = None; sys.path.insert(0, 'bench'); import gpu_smoke; "
+        "gpu_smoke.main(['--device', 'cpu', '--tiny'])"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": ROOT},
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     table = table_rows(run.stdout)
     assert list(table) == ROWS
@@ -61,7 +74,12 @@ def test_cuda_asked_for_without_a_gpu_is_a_usage_error():
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is visible")
-    run = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "gpu_smoke.py")], capture_output=True,
-                         text=True, timeout=300, env={**os.environ, "PYTHONPATH": ROOT})
+    run = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "bench", "gpu_smoke.py")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": ROOT},
+    )
     assert run.returncode == 2 and "no CUDA device visible" in run.stderr
     assert "Traceback" not in run.stderr

@@ -22,7 +22,7 @@ def perturb(answer: str) -> str:
     m = re.search(r"\d+", answer)
     if m is None:
         return answer + "+1"
-    return answer[:m.start()] + str(int(m.group()) + 1) + answer[m.end():]
+    return answer[: m.start()] + str(int(m.group()) + 1) + answer[m.end() :]
 
 
 def _bench(bench_dir, name):
@@ -35,33 +35,58 @@ def _bench(bench_dir, name):
 # (prediction as the model boxed it, gold, equal?)
 DEFAULT_CASES = [
     # fractions vs decimals
-    (r"0.5", r"\frac{1}{2}", True), (r"\dfrac12", "0.5", True), (r"0.333", r"\frac{1}{3}", True),
-    (r"0.3", r"\frac{1}{3}", False), (r"0.35626", "0.35625", False), (r"2\frac{1}{4}", r"\frac{9}{4}", True),
+    (r"0.5", r"\frac{1}{2}", True),
+    (r"\dfrac12", "0.5", True),
+    (r"0.333", r"\frac{1}{3}", True),
+    (r"0.3", r"\frac{1}{3}", False),
+    (r"0.35626", "0.35625", False),
+    (r"2\frac{1}{4}", r"\frac{9}{4}", True),
     # units
-    (r"5\text{ cm}", "5", True), ("12 inches", "12", True), (r"18\text{ dollars}", "18", True),
-    (r"6\text{ cm}", "5", False), ("3s^3", "3s^2", False),
+    (r"5\text{ cm}", "5", True),
+    ("12 inches", "12", True),
+    (r"18\text{ dollars}", "18", True),
+    (r"6\text{ cm}", "5", False),
+    ("3s^3", "3s^2", False),
     # degrees
-    (r"30^\circ", "30", True), (r"30^{\circ}", r"30^\circ", True), ("31^\\circ", "30", False),
+    (r"30^\circ", "30", True),
+    (r"30^{\circ}", r"30^\circ", True),
+    ("31^\\circ", "30", False),
     # percent
-    (r"50\%", "50", True), (r"50\%", "0.5", True), ("25", r"25\%", True), (r"40\%", "0.5", False),
+    (r"50\%", "50", True),
+    (r"50\%", "0.5", True),
+    ("25", r"25\%", True),
+    (r"40\%", "0.5", False),
     # intervals
-    (r"\left[ -2, 7 \right]", "[-2,7]", True), ("(-2,7]", "[-2,7]", False),
-    (r"(-\infty, 3) \cup (5, \infty)", r"(-\infty,3)\cup(5,\infty)", True), ("(1,2)", "(1,3)", False),
+    (r"\left[ -2, 7 \right]", "[-2,7]", True),
+    ("(-2,7]", "[-2,7]", False),
+    (r"(-\infty, 3) \cup (5, \infty)", r"(-\infty,3)\cup(5,\infty)", True),
+    ("(1,2)", "(1,3)", False),
     # sets and several answers (order free)
-    (r"\{3, 1, 2\}", r"\{1,2,3\}", True), ("2, -3", "-3,2", True), (r"\{1,2\}", r"\{1,3\}", False),
+    (r"\{3, 1, 2\}", r"\{1,2,3\}", True),
+    ("2, -3", "-3,2", True),
+    (r"\{1,2\}", r"\{1,3\}", False),
     # tuples (ordered)
-    (r"\left( 3, \frac{\pi}{2} \right)", r"(3,\frac{\pi}{2})", True), ("(2,1)", "(1,2)", False),
+    (r"\left( 3, \frac{\pi}{2} \right)", r"(3,\frac{\pi}{2})", True),
+    ("(2,1)", "(1,2)", False),
     # matrices
     (r"\begin{bmatrix} 1 & 2 \\ 3 & 4 \end{bmatrix}", r"\begin{pmatrix}1&2\\3&4\end{pmatrix}", True),
     (r"\begin{pmatrix} 0.5 & 0 \\ 0 & 1 \end{pmatrix}", r"\begin{pmatrix}\frac{1}{2}&0\\0&1\end{pmatrix}", True),
     (r"\begin{pmatrix} 1 & 2 \\ 3 & 5 \end{pmatrix}", r"\begin{pmatrix}1&2\\3&4\end{pmatrix}", False),
     # text answers
-    (r"\text{Monday}", "Monday", True), (r"\textbf{(C)}", "C", True), ("Tuesday", r"\text{Monday}", False),
+    (r"\text{Monday}", "Monday", True),
+    (r"\textbf{(C)}", "C", True),
+    ("Tuesday", r"\text{Monday}", False),
     # thousands separators
-    ("1,000", "1000", True), ("1{,}234{,}567", "1234567", True), ("1,001", "1000", False),
+    ("1,000", "1000", True),
+    ("1{,}234{,}567", "1234567", True),
+    ("1,001", "1000", False),
     # bases, symbolic forms, equations
-    ("1101_4", "1101_4", True), ("1101_5", "1101_4", False), (r"x^2+2x+1", "(x+1)^2", True),
-    ("y = 2x + 3", "2x+3", True), (r"\frac{1}{2005!}", r"\frac{1}{2004!}", False), (r"\sqrt{8}", r"2\sqrt{2}", True),
+    ("1101_4", "1101_4", True),
+    ("1101_5", "1101_4", False),
+    (r"x^2+2x+1", "(x+1)^2", True),
+    ("y = 2x + 3", "2x+3", True),
+    (r"\frac{1}{2005!}", r"\frac{1}{2004!}", False),
+    (r"\sqrt{8}", r"2\sqrt{2}", True),
 ]
 
 
@@ -74,15 +99,26 @@ def test_default_grader_normalization_classes():
 
 
 QWEN_CASES = [  # the evaluator's documented verdicts, its leniencies included
-    ("10", "10", True), ("10\\%", "0.1", True), ("0.5", "50", True), ("(1,2,3)", "(1,2,3)", True),
+    ("10", "10", True),
+    ("10\\%", "0.1", True),
+    ("0.5", "50", True),
+    ("(1,2,3)", "(1,2,3)", True),
     (r"\begin{pmatrix}1&2\\3&4\end{pmatrix}", r"\begin{pmatrix}1&2\\3&4\end{pmatrix}", True),
-    ("x = 10", "10", True), ("1,000", "1000", True), (r"\frac{1}{2}", "0.5", True), ("10", "20", False),
-    ("(2,1)", "(1,2)", False), (r"x^2+2x+1", "(x+1)^2", True), ("3", "2", False),
+    ("x = 10", "10", True),
+    ("1,000", "1000", True),
+    (r"\frac{1}{2}", "0.5", True),
+    ("10", "20", False),
+    ("(2,1)", "(1,2)", False),
+    (r"x^2+2x+1", "(x+1)^2", True),
+    ("3", "2", False),
     # where latex2sympy2_extended reads more than the evaluator's parsers, psr's qwen mode follows the
     # evaluator: lists keep their order, "1:00" is no "12:00" (both 1/0 to the extended parser), no \cfrac
-    ("-2,1", "1,-2", False), ("1:00", "12:00", False), (r"\cfrac{1}{3}", "1/3", False),
+    ("-2,1", "1,-2", False),
+    ("1:00", "12:00", False),
+    (r"\cfrac{1}{3}", "1/3", False),
     # constants compare as floats with rel_tol 1e-4, underflow included
-    (r"27000-4500\pi", r"27001-4500\pi", True), (r"\frac{1}{2004!}", r"\frac{2}{2004!}", True),
+    (r"27000-4500\pi", r"27001-4500\pi", True),
+    (r"\frac{1}{2004!}", r"\frac{2}{2004!}", True),
 ]
 
 
@@ -93,8 +129,12 @@ def test_qwen_grader_documented_verdicts():
 
 
 def test_math_verify_grader_and_missing_answers():
-    got = grade_many([boxed(r"\frac{1}{2}"), boxed("3"), "I do not know.", "so it is 7"], ["0.5", "4", "1", "7"],
-                     "math-verify", timeout=T)
+    got = grade_many(
+        [boxed(r"\frac{1}{2}"), boxed("3"), "I do not know.", "so it is 7"],
+        ["0.5", "4", "1", "7"],
+        "math-verify",
+        timeout=T,
+    )
     assert [r.correct for r in got] == [True, False, False, True]  # plain math-verify reads plain numbers too
     assert got[2].failure == "no answer" and got[2].pred is None
     default = grade_many(["I do not know.", "so it is 7"], ["1", "7"], "default", timeout=T)
@@ -141,8 +181,11 @@ def test_adversarial_answer_times_out_and_the_batch_goes_on(grader):
 def test_grading_from_a_thread_needs_no_signals():
     # math-verify's own timeouts use signal.alarm, which raises in a non-main thread; ours must not
     box: dict = {}
-    t = threading.Thread(target=lambda: box.update(res=grade_many([boxed("0.5"), boxed(ADVERSARIAL)], ["1/2", "1"],
-                                                                  "math-verify", timeout=2.0)))
+    t = threading.Thread(
+        target=lambda: box.update(
+            res=grade_many([boxed("0.5"), boxed(ADVERSARIAL)], ["1/2", "1"], "math-verify", timeout=2.0)
+        )
+    )
     t.start()
     t.join(120)
     assert not t.is_alive()
@@ -151,6 +194,7 @@ def test_grading_from_a_thread_needs_no_signals():
 
 
 # --- real benchmark golds -----------------------------------------------------------------------
+
 
 def _self_and_perturbed(bench_dir, files, step, grader):
     recs = [r for name in files for r in _bench(bench_dir, name)[::step]]
@@ -191,8 +235,9 @@ def test_benchmark_golds_graded_against_themselves_and_perturbed(bench_dir, grad
 def test_full_benchmark_golds(bench_dir, grader):
     files = ["math500_test.jsonl", "gsm8k_test.jsonl", "gaokao2023en_test.jsonl"]
     recs, same, pert = _self_and_perturbed(bench_dir, files, 1, grader)
-    self_fail = [r["id"] for r, s in zip(recs, same, strict=True) if not s.correct and not r.get("gold_issue")
-                 and r["answer"]]
+    self_fail = [
+        r["id"] for r, s in zip(recs, same, strict=True) if not s.correct and not r.get("gold_issue") and r["answer"]
+    ]
     assert self_fail == []
     pert_pass = [r["id"] for r, p in zip(recs, pert, strict=True) if p.correct and not r.get("gold_issue")]
     if grader == "default":
@@ -203,10 +248,12 @@ def test_full_benchmark_golds(bench_dir, grader):
 
 # --- psr grade ----------------------------------------------------------------------------------
 
+
 def _psr_process(*args, timeout=300):
     env = dict(os.environ, PSR_QUIET="1", PYTHONPATH=ROOT)
-    return subprocess.run([sys.executable, "-m", "psr.cli", *args], capture_output=True, text=True, env=env,
-                          timeout=timeout, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "psr.cli", *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT
+    )
 
 
 @pytest.fixture
@@ -223,6 +270,7 @@ def psr(monkeypatch, capfd):
             code = e.code
         out, err = capfd.readouterr()
         return subprocess.CompletedProcess(args, code, out, err)
+
     return call
 
 
@@ -232,12 +280,15 @@ def _write(path, recs):
 
 def test_psr_grade_writes_pred_correct_and_summary(tmp_path, psr):
     inp, out, summ = tmp_path / "in.jsonl", tmp_path / "out.jsonl", tmp_path / "s.json"
-    _write(inp, [
-        {"id": "a", "output": boxed("1,000"), "answer": "1000", "benchmark": "gsm8k"},
-        {"id": "b", "output": boxed("7"), "answer": "8", "benchmark": "gsm8k"},
-        {"id": "c", "output": "no idea", "answer": "x", "benchmark": "math"},
-        {"id": "d", "output": boxed(ADVERSARIAL), "answer": "1", "benchmark": "math"},
-    ])
+    _write(
+        inp,
+        [
+            {"id": "a", "output": boxed("1,000"), "answer": "1000", "benchmark": "gsm8k"},
+            {"id": "b", "output": boxed("7"), "answer": "8", "benchmark": "gsm8k"},
+            {"id": "c", "output": "no idea", "answer": "x", "benchmark": "math"},
+            {"id": "d", "output": boxed(ADVERSARIAL), "answer": "1", "benchmark": "math"},
+        ],
+    )
     res = psr("grade", "-i", str(inp), "-o", str(out), "--summary", str(summ), "--timeout", "2", "--workers", "1")
     assert res.returncode == 0, res.stderr
     recs = [json.loads(line) for line in out.read_text().splitlines()]

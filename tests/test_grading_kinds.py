@@ -12,20 +12,50 @@ T = 60.0  # generous per-item limit: a busy machine must not turn a verdict into
 # (kind, output, gold, default, qwen, math-verify)
 CASES = [
     # where the final answer is
-    ("answer section", "We add the parts.\n\n13/18 of the cake is left.\n\n# Answer\n\n13/18", r"\frac{13}{18}",
-     True, False, True),  # qwen: the last number, 18
+    (
+        "answer section",
+        "We add the parts.\n\n13/18 of the cake is left.\n\n# Answer\n\n13/18",
+        r"\frac{13}{18}",
+        True,
+        False,
+        True,
+    ),  # qwen: the last number, 18
     ("answer section", "First, 4 + 5 = 9.\n\n# Answer\n\n9", "9", True, True, True),
     ("Answer: line", "The total is twelve dollars.\nAnswer: 12", "12", True, True, True),
     ("**Answer:** line", "So the slope is found.\n\n**Answer:** \\( \\frac{3}{4} \\)", r"\frac34", True, False, True),
-    ("Final Answer: prose", "Checking all cases, 41 works.\nFinal Answer: The smallest prime is 41.", "41",
-     True, True, True),
+    (
+        "Final Answer: prose",
+        "Checking all cases, 41 works.\nFinal Answer: The smallest prime is 41.",
+        "41",
+        True,
+        True,
+        True,
+    ),
     ("trailing inline math", r"Solving the inequality we find that $y \lt -2$.", "y < -2", True, False, True),
-    ("trailing inline matrix", r"The inverse matrix is $\begin{pmatrix} 2 & 0 \\ 0 & 3 \end{pmatrix}$.",
-     r"\begin{pmatrix}2&0\\0&3\end{pmatrix}", True, False, True),
-    ("inline matrix with a label", r"Hence $A^{-1} = \begin{pmatrix} 1 & 2 \\ 0 & 1 \end{pmatrix}$",
-     r"\begin{pmatrix}1&2\\0&1\end{pmatrix}", True, False, True),
-    ("later final answer beats a box", r"First $\boxed{x = 4}$ for part one. Then add 3. The final answer is $7$.",
-     "7", True, False, True),
+    (
+        "trailing inline matrix",
+        r"The inverse matrix is $\begin{pmatrix} 2 & 0 \\ 0 & 3 \end{pmatrix}$.",
+        r"\begin{pmatrix}2&0\\0&3\end{pmatrix}",
+        True,
+        False,
+        True,
+    ),
+    (
+        "inline matrix with a label",
+        r"Hence $A^{-1} = \begin{pmatrix} 1 & 2 \\ 0 & 1 \end{pmatrix}$",
+        r"\begin{pmatrix}1&2\\0&1\end{pmatrix}",
+        True,
+        False,
+        True,
+    ),
+    (
+        "later final answer beats a box",
+        r"First $\boxed{x = 4}$ for part one. Then add 3. The final answer is $7$.",
+        "7",
+        True,
+        False,
+        True,
+    ),
     ("choice letter after a phrase", "Comparing the options, the final answer is D", "D", True, True, False),
     ("choice letter leading", "C. The other options fail at n = 2.", "C", True, False, False),
     # several answers
@@ -80,7 +110,12 @@ def test_failure_kinds(grades, grader, col, i):
 
 def test_percent_questions_read_a_bare_number_as_percent():
     q = "What percent of the marbles are red?"
-    got = grade_many([r"$\boxed{0.2}$", r"$\boxed{20}$", r"$\boxed{20\%}$", r"$\boxed{0.2}$"],
-                     [r"20\%", r"20\%", "20", r"20\%"], "default", timeout=T, questions=[q, q, q, None])
+    got = grade_many(
+        [r"$\boxed{0.2}$", r"$\boxed{20}$", r"$\boxed{20\%}$", r"$\boxed{0.2}$"],
+        [r"20\%", r"20\%", "20", r"20\%"],
+        "default",
+        timeout=T,
+        questions=[q, q, q, None],
+    )
     # 0.2 does not answer "what percent" (it is 0.2%); without the question either reading is taken
     assert [g.correct for g in got] == [False, True, True, True]

@@ -10,8 +10,7 @@ import pytest
 
 from psr.core.grading import grade_many
 
-PEER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "peer",
-                    "math_verify_cases.jsonl")
+PEER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "peer", "math_verify_cases.jsonl")
 if not os.path.exists(PEER):
     pytest.skip("../shared/peer is not here", allow_module_level=True)
 
@@ -21,12 +20,12 @@ with open(PEER, encoding="utf-8") as fh:
 # The default grader's disagreements with the expected verdict, and why psr decides otherwise.
 KNOWN_DEFAULT = {
     "mv-031": "the answer 9 is there; math-verify refuses inline math that spans lines (a parser rule, "
-              "not a verdict), psr reads it (and its last-number fallback would find 9 anyway)",
+    "not a verdict), psr reads it (and its last-number fallback would find 9 anyway)",
     "mv-032": "as mv-031, with \\( ... \\)",
     "mv-133": "0.33 is not 1/3 (two decimals; psr takes a rounded decimal for a fraction from three "
-              "places on); the test ran math-verify with a lower precision",
+    "places on); the test ran math-verify with a lower precision",
     "mv-252": "the converted gold lost its text: it was \\boxed{1} no no no \\boxed{2} (last box: 2); "
-              "the record says '1, 2', which 1,2 is",
+    "the record says '1, 2', which 1,2 is",
     "mv-265": "1 - 1/e is not 1 + 1/e (the README calls this expectation questionable)",
 }
 

@@ -72,13 +72,32 @@ def _alive(pid: int) -> bool:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_workers_die_with_a_killed_psr_grade(tmp_path):
     inp, out, err = tmp_path / "in.jsonl", tmp_path / "out.jsonl", tmp_path / "err.txt"
-    recs = [{"id": "easy", "output": r"\boxed{1}", "answer": "1"},
-            {"id": "busy", "output": f"\\boxed{{{ADVERSARIAL}}}", "answer": "1"}]
+    recs = [
+        {"id": "easy", "output": r"\boxed{1}", "answer": "1"},
+        {"id": "busy", "output": f"\\boxed{{{ADVERSARIAL}}}", "answer": "1"},
+    ]
     inp.write_text("".join(json.dumps(r) + "\n" for r in recs))
     env = dict(os.environ, PSR_QUIET="1", PYTHONPATH=ROOT)
     with open(err, "w") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "psr.cli", "grade", "-i", str(inp), "-o", str(out),
-                                 "--workers", "2", "--timeout", "600"], env=env, cwd=ROOT, stderr=fh)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "psr.cli",
+                "grade",
+                "-i",
+                str(inp),
+                "-o",
+                str(out),
+                "--workers",
+                "2",
+                "--timeout",
+                "600",
+            ],
+            env=env,
+            cwd=ROOT,
+            stderr=fh,
+        )
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and not (out.exists() and out.read_text().count("\n") >= 1):

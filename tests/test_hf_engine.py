@@ -14,8 +14,10 @@ from psr.engines.hf import HFEngine
 CHATS = [
     Chat("Solve for $x$: $3x + 4 = 19$."),
     Chat("hi"),
-    Chat("What is the area of a circle with radius 3? Express your answer in terms of $\\pi$.",
-         assistant_prefix="Step 1: The area of a circle is $A = \\pi r^2$.\n"),
+    Chat(
+        "What is the area of a circle with radius 3? Express your answer in terms of $\\pi$.",
+        assistant_prefix="Step 1: The area of a circle is $A = \\pi r^2$.\n",
+    ),
     Chat("Ann has 12 apples and gives 5 to Bob. How many are left?", system="Be brief."),
     Chat("Compute $\\frac{1}{2} + \\frac{1}{3}$.", assistant_prefix="Step 1: "),
 ]
@@ -50,8 +52,9 @@ def test_batched_greedy_equals_one_by_one(engine):
     batched = free_run(engine, CHATS)
     single = [free_run(engine, [c])[0] for c in CHATS]
     assert [c.text for c in batched] == [c.text for c in single]
-    assert [(c.prompt_tokens, c.completion_tokens) for c in batched] == \
-        [(c.prompt_tokens, c.completion_tokens) for c in single]
+    assert [(c.prompt_tokens, c.completion_tokens) for c in batched] == [
+        (c.prompt_tokens, c.completion_tokens) for c in single
+    ]
     assert len({c.text for c in batched}) == len(CHATS)  # the prompts matter: no degenerate output
     # the batch is independent of batch size
     wide = HFEngine(EngineConfig(model=engine.cfg.model, batch_size=64))
@@ -63,7 +66,10 @@ def test_token_counts_and_length(engine):
     assert out.finish_reason == "length" and out.completion_tokens == 7
     rendered = engine.render(CHATS[0])
     assert out.prompt_tokens == engine.count_tokens([rendered])[0]
-    assert engine.count_tokens(["", "Step 1: \\boxed{4}"]) == [0, len(engine.tokenizer("Step 1: \\boxed{4}")["input_ids"])]
+    assert engine.count_tokens(["", "Step 1: \\boxed{4}"]) == [
+        0,
+        len(engine.tokenizer("Step 1: \\boxed{4}")["input_ids"]),
+    ]
 
 
 def test_prompt_ids_are_memoized_fresh_and_bounded(tiny_model_dir):
@@ -78,14 +84,20 @@ def test_prompt_ids_are_memoized_fresh_and_bounded(tiny_model_dir):
     assert e.prompt_ids(CHATS[4:]) == direct[4:] and e.prompt_ids(CHATS[:1]) == direct[:1]
     # generate counts the same prompt tokens from memoized ids as from a fresh encoding
     fresh = HFEngine(EngineConfig(model=tiny_model_dir))
-    assert [o.prompt_tokens for o in free_run(e, CHATS, 2)] == [o.prompt_tokens for o in free_run(fresh, CHATS, 2)] \
+    assert (
+        [o.prompt_tokens for o in free_run(e, CHATS, 2)]
+        == [o.prompt_tokens for o in free_run(fresh, CHATS, 2)]
         == [len(d) for d in direct]
+    )
 
 
 def pick_stop(text):
     """A 3-character piece of ``text`` that first occurs after its start: a stop the model really produces."""
-    return next(text[i:i + 3] for i in range(4, len(text) - 3)
-                if text[i:i + 3].strip() and text[i:i + 3] not in text[:i + 2])
+    return next(
+        text[i : i + 3]
+        for i in range(4, len(text) - 3)
+        if text[i : i + 3].strip() and text[i : i + 3] not in text[: i + 2]
+    )
 
 
 def test_stop_strings_cut_exactly_per_sequence(engine):
@@ -96,7 +108,7 @@ def test_stop_strings_cut_exactly_per_sequence(engine):
         found = [f.text.index(s) for s in stops if s in f.text]
         if found:
             assert o.finish_reason == "stop"
-            assert o.text == f.text[:min(found)]
+            assert o.text == f.text[: min(found)]
             assert o.completion_tokens < f.completion_tokens
             # the count is the fewest generated tokens whose text holds a stop string
             assert any(s in free_run(engine, [chat], max_tokens=o.completion_tokens)[0].text for s in stops)
@@ -114,7 +126,7 @@ def test_stop_does_not_match_across_the_prompt(engine):
     first = free.text[:2]
     [[out]] = engine.generate([chat], Sampling(max_tokens=20, stop=["\n" + first]))
     if ("\n" + first) in free.text:
-        assert out.text == free.text[:free.text.index("\n" + first)]
+        assert out.text == free.text[: free.text.index("\n" + first)]
     else:
         assert out.text == free.text and out.finish_reason == "length"
 
@@ -130,9 +142,15 @@ def test_continuation_of_partial_answer(engine, tiny_model_dir):
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
     ids = engine.tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
     with torch.no_grad():
-        raw = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=16, do_sample=False,
-                             eos_token_id=[2, 0], pad_token_id=0)
-    assert out.text == engine.tokenizer.decode(raw[0, ids.shape[1]:], skip_special_tokens=True)
+        raw = model.generate(
+            ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=16,
+            do_sample=False,
+            eos_token_id=[2, 0],
+            pad_token_id=0,
+        )
+    assert out.text == engine.tokenizer.decode(raw[0, ids.shape[1] :], skip_special_tokens=True)
     # and the prefix changes what comes next
     [[plain]] = engine.generate([Chat(chat.user)], Sampling(max_tokens=16))
     assert plain.text != out.text
@@ -159,8 +177,9 @@ def test_eos_finish_reason(engine, tiny_model_dir, tmp_path):
     # model really emits greedily, at its 5th step.
     ids = engine.tokenizer(engine.render(CHATS[0]), add_special_tokens=False)["input_ids"]
     with torch.no_grad():
-        raw = engine.model.generate(torch.tensor([ids]), max_new_tokens=8, do_sample=False, eos_token_id=[2, 0],
-                                    pad_token_id=0)[0, len(ids):].tolist()
+        raw = engine.model.generate(
+            torch.tensor([ids]), max_new_tokens=8, do_sample=False, eos_token_id=[2, 0], pad_token_id=0
+        )[0, len(ids) :].tolist()
     j = next(j for j in range(4, 8) if raw[j] not in raw[:j])
     model_dir = str(tmp_path / "m")
     shutil.copytree(tiny_model_dir, model_dir)
@@ -175,8 +194,10 @@ def test_eos_finish_reason(engine, tiny_model_dir, tmp_path):
 
 
 def test_next_steps_returns_steps(engine):
-    steps = engine.next_steps([("What is 2 + 2?", []), ("What is 3 + 5?", ["3 + 5 = 8."])],
-                              Sampling(n=2, temperature=1.0, max_tokens=10, seed=1))
+    steps = engine.next_steps(
+        [("What is 2 + 2?", []), ("What is 3 + 5?", ["3 + 5 = 8."])],
+        Sampling(n=2, temperature=1.0, max_tokens=10, seed=1),
+    )
     assert [len(s) for s in steps] == [2, 2]
     for s in (x for group in steps for x in group):
         assert isinstance(s, Step) and s.content == s.content.strip()
@@ -200,6 +221,7 @@ def test_bad_model_and_options(tmp_path, tiny_model_dir):
 
 
 # -- shared prompt prefixes ----------------------------------------------------------------
+
 
 def test_prefix_groups_join_prompts_that_share_most_of_their_tokens():
     from psr.engines.base import prefix_groups

@@ -18,22 +18,43 @@ from helpers import PSR, write_jsonl
 from psr.cli import main
 from psr.core import log
 
-PROBLEM = {"id": "world-0", "question": "Ann has 3 apples. Then she buys 2 more apples. How many apples does Ann "
-           "have now?", "answer": "5"}
+PROBLEM = {
+    "id": "world-0",
+    "question": "Ann has 3 apples. Then she buys 2 more apples. How many apples does Ann have now?",
+    "answer": "5",
+}
 INPUTS = {  # a valid input record of each stage
     "segment": {"id": "s1", "question": "What is 1 + 1?", "solution": "1 + 1 = 2. The answer is \\boxed{2}."},
-    "annotate-eft": {"id": "p1", "question": "What is 1 + 1?", "previous_steps": [], "chosen": "1 + 1 = 2.",
-                     "rejected": "1 + 1 = 3.", "chosen_score": 0.9, "rejected_score": 0.1},
+    "annotate-eft": {
+        "id": "p1",
+        "question": "What is 1 + 1?",
+        "previous_steps": [],
+        "chosen": "1 + 1 = 2.",
+        "rejected": "1 + 1 = 3.",
+        "chosen_score": 0.9,
+        "rejected_score": 0.1,
+    },
     "search": PROBLEM,
     "mine-pairs": PROBLEM,
     "eval": PROBLEM,
     "grade": {"id": "g1", "output": "The answer is \\boxed{2}.", "answer": "2"},
 }
-OPTIONS = {"segment": ["--method", "rules"], "annotate-eft": ["--engine", "oracle"],
-           "search": ["--engine", "oracle"], "mine-pairs": ["--engine", "oracle", "--prm", "{prm}"],
-           "eval": ["--engine", "oracle"], "grade": []}
-OTHER_OUTPUT = {"segment": "--rejects", "annotate-eft": "--test-output", "search": "--trajectories",
-                "mine-pairs": "--stats", "eval": "--summary", "grade": "--summary"}
+OPTIONS = {
+    "segment": ["--method", "rules"],
+    "annotate-eft": ["--engine", "oracle"],
+    "search": ["--engine", "oracle"],
+    "mine-pairs": ["--engine", "oracle", "--prm", "{prm}"],
+    "eval": ["--engine", "oracle"],
+    "grade": [],
+}
+OTHER_OUTPUT = {
+    "segment": "--rejects",
+    "annotate-eft": "--test-output",
+    "search": "--trajectories",
+    "mine-pairs": "--stats",
+    "eval": "--summary",
+    "grade": "--summary",
+}
 GROUP_FIELD = {"annotate-eft": "id", "search": "problem_id", "mine-pairs": "problem_id"}  # grouped outputs
 ENGINE_STAGES = ("segment", "annotate-eft", "search", "mine-pairs", "eval")
 
@@ -122,8 +143,14 @@ def _input_without_a_value(c):
     return [c.stage, "-o", c.output, *c.options, "-i"], "Option '-i' requires an argument"
 
 
-BAD_NUMBER = {"segment": ("--chunk-size", "0"), "annotate-eft": ("--chunk-size", "0"), "search": ("--width", "1"),
-              "mine-pairs": ("--temperature", "-1"), "eval": ("--max-tokens", "0"), "grade": ("--timeout", "0")}
+BAD_NUMBER = {
+    "segment": ("--chunk-size", "0"),
+    "annotate-eft": ("--chunk-size", "0"),
+    "search": ("--width", "1"),
+    "mine-pairs": ("--temperature", "-1"),
+    "eval": ("--max-tokens", "0"),
+    "grade": ("--timeout", "0"),
+}
 
 
 def _bad_number(c):
@@ -141,12 +168,27 @@ def _unknown_engine(c):
     return c.argv("--engine", "frob"), "Invalid value for '--engine'"
 
 
-EVERY_STAGE = [_o_is_i, _o_is_a_symlink_to_i, _o_is_a_hard_link_to_i, _o_is_a_directory, _o_cannot_be_created, _other_output_is_i,
-               _other_output_cannot_be_created, _garbage_line_in_output, _deeply_nested_input, _unknown_option,
-               _limit_not_a_number, _input_without_a_value, _bad_number, _input_is_the_outputs_done_file]
-TABLE = ([(s, k) for s in INPUTS for k in EVERY_STAGE]
-         + [(s, k) for s in GROUP_FIELD for k in (_garbage_line_in_done_file, _output_line_without_its_group_field)]
-         + [(s, _unknown_engine) for s in ENGINE_STAGES])
+EVERY_STAGE = [
+    _o_is_i,
+    _o_is_a_symlink_to_i,
+    _o_is_a_hard_link_to_i,
+    _o_is_a_directory,
+    _o_cannot_be_created,
+    _other_output_is_i,
+    _other_output_cannot_be_created,
+    _garbage_line_in_output,
+    _deeply_nested_input,
+    _unknown_option,
+    _limit_not_a_number,
+    _input_without_a_value,
+    _bad_number,
+    _input_is_the_outputs_done_file,
+]
+TABLE = (
+    [(s, k) for s in INPUTS for k in EVERY_STAGE]
+    + [(s, k) for s in GROUP_FIELD for k in (_garbage_line_in_done_file, _output_line_without_its_group_field)]
+    + [(s, _unknown_engine) for s in ENGINE_STAGES]
+)
 
 
 def _snapshot(root) -> dict[str, bytes | None]:
@@ -192,8 +234,11 @@ def _training_inputs(tmp):
     ift = {"id": "i1", "question": "What is 1 + 1?", "steps": ["1 + 1 = 2. The answer is \\boxed{2}."]}
     ppd = {"id": "d1", "question": "q", "previous_steps": [], "chosen": "a", "rejected": "b", "is_final": True}
     prm = {"prompt": "q", "completions": ["a"], "labels": [True]}
-    return {"sft": write_jsonl(tmp / "sft.jsonl", [ift]), "step-dpo": write_jsonl(tmp / "dpo.jsonl", [ppd]),
-            "train-prm": write_jsonl(tmp / "prm.jsonl", [prm])}
+    return {
+        "sft": write_jsonl(tmp / "sft.jsonl", [ift]),
+        "step-dpo": write_jsonl(tmp / "dpo.jsonl", [ppd]),
+        "train-prm": write_jsonl(tmp / "prm.jsonl", [prm]),
+    }
 
 
 TRAINING_CASES = [  # (extra options, what the one line says)
@@ -210,69 +255,121 @@ TRAINING_CASES = [  # (extra options, what the one line says)
 
 @pytest.mark.parametrize("command", ["sft", "step-dpo", "train-prm"])
 @pytest.mark.parametrize("extra,needle", TRAINING_CASES, ids=[" ".join(e) for e, _ in TRAINING_CASES])
-def test_bad_training_numbers_are_refused_before_anything_is_written(command, extra, needle, tmp_path,
-                                                                     monkeypatch, capsys):
+def test_bad_training_numbers_are_refused_before_anything_is_written(
+    command, extra, needle, tmp_path, monkeypatch, capsys
+):
     src = _training_inputs(tmp_path)[command]
     # the model does not even exist: the options are checked before any model is looked at
-    check_refused([command, "-i", src, "-o", str(tmp_path / "m1"), "--model", str(tmp_path / "m0"), *extra],
-                  needle, tmp_path, monkeypatch, capsys)
+    check_refused(
+        [command, "-i", src, "-o", str(tmp_path / "m1"), "--model", str(tmp_path / "m0"), *extra],
+        needle,
+        tmp_path,
+        monkeypatch,
+        capsys,
+    )
     assert not (tmp_path / "m1").exists()  # no checkpoints/ left behind
 
 
 @pytest.mark.parametrize("command", ["sft", "step-dpo", "train-prm"])
 def test_a_training_output_that_is_an_input_is_refused(command, tmp_path, monkeypatch, capsys):
     src = _training_inputs(tmp_path)[command]
-    check_refused([command, "-i", src, "-o", src, "--model", "m"], "is the same file as the input", tmp_path,
-                  monkeypatch, capsys)
+    check_refused(
+        [command, "-i", src, "-o", src, "--model", "m"], "is the same file as the input", tmp_path, monkeypatch, capsys
+    )
 
 
 @pytest.mark.parametrize("command", ["sft", "step-dpo", "train-prm"])
-def test_a_training_output_that_is_the_model_or_holds_an_input_is_refused(command, tiny_model_dir, tmp_path,
-                                                                          monkeypatch, capsys):
+def test_a_training_output_that_is_the_model_or_holds_an_input_is_refused(
+    command, tiny_model_dir, tmp_path, monkeypatch, capsys
+):
     import shutil
 
     model = tmp_path / "m0"
     shutil.copytree(tiny_model_dir, model)
     src = _training_inputs(tmp_path)[command]
-    check_refused([command, "-i", src, "-o", str(model), "--model", str(model), "--overwrite"],
-                  "is the starting model --model", tmp_path, monkeypatch, capsys)
+    check_refused(
+        [command, "-i", src, "-o", str(model), "--model", str(model), "--overwrite"],
+        "is the starting model --model",
+        tmp_path,
+        monkeypatch,
+        capsys,
+    )
     inside = tmp_path / "out" / "data.jsonl"
     inside.parent.mkdir()
     shutil.copy(src, inside)
-    check_refused([command, "-i", str(inside), "-o", str(tmp_path / "out"), "--model", str(model), "--overwrite"],
-                  "is inside the output directory", tmp_path, monkeypatch, capsys)
+    check_refused(
+        [command, "-i", str(inside), "-o", str(tmp_path / "out"), "--model", str(model), "--overwrite"],
+        "is inside the output directory",
+        tmp_path,
+        monkeypatch,
+        capsys,
+    )
 
 
 def test_step_dpo_beta_must_be_positive(tmp_path, monkeypatch, capsys):
     src = _training_inputs(tmp_path)["step-dpo"]
-    check_refused(["step-dpo", "-i", src, "-o", str(tmp_path / "m1"), "--model", "m", "--beta", "0"],
-                  "Invalid value for --beta: must be > 0", tmp_path, monkeypatch, capsys)
+    check_refused(
+        ["step-dpo", "-i", src, "-o", str(tmp_path / "m1"), "--model", "m", "--beta", "0"],
+        "Invalid value for --beta: must be > 0",
+        tmp_path,
+        monkeypatch,
+        capsys,
+    )
 
 
 def test_single_hostile_cases(tmp_path, monkeypatch, capsys):
     (tmp_path / "a.bin").write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
-    check_refused(["eval", "--compare", str(tmp_path / "a.bin")], "a.bin: not a JSON summary: not valid UTF-8",
-                  tmp_path, monkeypatch, capsys)
+    check_refused(
+        ["eval", "--compare", str(tmp_path / "a.bin")],
+        "a.bin: not a JSON summary: not valid UTF-8",
+        tmp_path,
+        monkeypatch,
+        capsys,
+    )
     (tmp_path / "world.txt").write_text("x")
     check_refused(["world", "-o", str(tmp_path / "world.txt")], "-o names a file", tmp_path, monkeypatch, capsys)
     check_refused(["frobnicate"], "No such command 'frobnicate'", tmp_path, monkeypatch, capsys)
-    check_refused(["search", "-i", "x", "--judge-engine", "frob"], "Invalid value for '--judge-engine'", tmp_path,
-                  monkeypatch, capsys)
-    check_refused(["annotate-eft", "-i", "x", "--request-timeout", "0"], "--request-timeout: must be > 0",
-                  tmp_path, monkeypatch, capsys)
+    check_refused(
+        ["search", "-i", "x", "--judge-engine", "frob"],
+        "Invalid value for '--judge-engine'",
+        tmp_path,
+        monkeypatch,
+        capsys,
+    )
+    check_refused(
+        ["annotate-eft", "-i", "x", "--request-timeout", "0"],
+        "--request-timeout: must be > 0",
+        tmp_path,
+        monkeypatch,
+        capsys,
+    )
     bench = write_jsonl(tmp_path / "b.jsonl", [PROBLEM])
-    check_refused(["eval", "-i", f"mybench={bench}", "-o", bench, "--engine", "oracle"],
-                  "is the same file as the input", tmp_path, monkeypatch, capsys)  # a NAME=PATH input
+    check_refused(
+        ["eval", "-i", f"mybench={bench}", "-o", bench, "--engine", "oracle"],
+        "is the same file as the input",
+        tmp_path,
+        monkeypatch,
+        capsys,
+    )  # a NAME=PATH input
     src = write_jsonl(tmp_path / "g.jsonl", [INPUTS["grade"]])
-    check_refused(["grade", "-i", src, "-o", str(tmp_path / "g_out.jsonl"), "--summary", str(tmp_path / "g_out.jsonl")],
-                  "-o", tmp_path, monkeypatch, capsys)  # two outputs on one file
+    check_refused(
+        ["grade", "-i", src, "-o", str(tmp_path / "g_out.jsonl"), "--summary", str(tmp_path / "g_out.jsonl")],
+        "-o",
+        tmp_path,
+        monkeypatch,
+        capsys,
+    )  # two outputs on one file
 
 
 def test_mine_pairs_refuses_a_base_model_as_prm(tiny_model_dir, tmp_path, monkeypatch, capsys):
     src = write_jsonl(tmp_path / "p.jsonl", [PROBLEM])
-    check_refused(["mine-pairs", "-i", src, "-o", str(tmp_path / "o.jsonl"), "--engine", "oracle", "--prm",
-                   tiny_model_dir], "not a process reward model written by `psr train-prm`", tmp_path, monkeypatch,
-                  capsys)
+    check_refused(
+        ["mine-pairs", "-i", src, "-o", str(tmp_path / "o.jsonl"), "--engine", "oracle", "--prm", tiny_model_dir],
+        "not a process reward model written by `psr train-prm`",
+        tmp_path,
+        monkeypatch,
+        capsys,
+    )
 
 
 def test_a_truncated_model_file_is_one_line(tiny_model_dir, tmp_path, monkeypatch, capsys):
@@ -283,11 +380,21 @@ def test_a_truncated_model_file_is_one_line(tiny_model_dir, tmp_path, monkeypatc
     weights = model / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])
     src = write_jsonl(tmp_path / "q.jsonl", [PROBLEM])
-    check_refused(["eval", "-i", src, "-o", str(tmp_path / "o.jsonl"), "--model", str(model)],
-                  "cannot load it with transformers", tmp_path, monkeypatch, capsys)
+    check_refused(
+        ["eval", "-i", src, "-o", str(tmp_path / "o.jsonl"), "--model", str(model)],
+        "cannot load it with transformers",
+        tmp_path,
+        monkeypatch,
+        capsys,
+    )
     ift = write_jsonl(tmp_path / "ift.jsonl", [{"id": "i", "question": "q", "steps": ["s"]}])
-    check_refused(["sft", "-i", ift, "-o", str(tmp_path / "m1"), "--model", str(model)],
-                  "cannot read a model's weights", tmp_path, monkeypatch, capsys)
+    check_refused(
+        ["sft", "-i", ift, "-o", str(tmp_path / "m1"), "--model", str(model)],
+        "cannot read a model's weights",
+        tmp_path,
+        monkeypatch,
+        capsys,
+    )
 
 
 def test_the_real_command_exits_2_with_one_line(tmp_path):
@@ -298,7 +405,8 @@ def test_the_real_command_exits_2_with_one_line(tmp_path):
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert [ln for ln in bad.stderr.splitlines() if ln.strip()] == [
         "error: psr segment: Invalid value for '--limit': Input should be a valid integer, unable to parse string "
-        "as an integer (see psr segment --help)"]
+        "as an integer (see psr segment --help)"
+    ]
 
 
 def test_a_pipe_or_device_as_output_is_written_to_never_replaced(tmp_path, monkeypatch, capsys):
@@ -313,9 +421,23 @@ def test_a_pipe_or_device_as_output_is_written_to_never_replaced(tmp_path, monke
 
     src = write_jsonl(tmp_path / "sol.jsonl", [INPUTS["segment"]])
     bench = write_jsonl(tmp_path / "bench.jsonl", [PROBLEM])
-    for argv_of in (lambda pipe: ["segment", "--method", "rules", "-i", src, "-o", pipe, "--overwrite"],
-                    lambda pipe: ["eval", "--engine", "oracle", "-i", bench, "-o", str(tmp_path / "preds.jsonl"),
-                                  "--summary", pipe, "--summary-md", str(tmp_path / "s.md"), "--overwrite"]):
+    for argv_of in (
+        lambda pipe: ["segment", "--method", "rules", "-i", src, "-o", pipe, "--overwrite"],
+        lambda pipe: [
+            "eval",
+            "--engine",
+            "oracle",
+            "-i",
+            bench,
+            "-o",
+            str(tmp_path / "preds.jsonl"),
+            "--summary",
+            pipe,
+            "--summary-md",
+            str(tmp_path / "s.md"),
+            "--overwrite",
+        ],
+    ):
         pipe = str(tmp_path / "pipe")
         os.mkfifo(pipe)
         got: list[bytes] = []

@@ -15,8 +15,15 @@ PSR = [sys.executable, "-m", "psr.cli"]
 
 
 def _psr(*args, **kw):
-    return subprocess.run([*PSR, *args], capture_output=True, text=True, cwd=ROOT, timeout=600,
-                          env={**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}, **kw)
+    return subprocess.run(
+        [*PSR, *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"},
+        **kw,
+    )
 
 
 def _records(path):
@@ -52,9 +59,11 @@ def test_two_workers_merge_to_the_unsharded_output_a_failure_is_named_and_a_reru
 
 
 def test_launch_refuses_what_it_cannot_shard(tmp_path):
-    for args, msg in [(["--workers", "2", "--", "eval", "-i", "x", "-o", "-"], "needs -o"),
-                      (["--workers", "2", "--", "eval", "-i", "x", "-o", "o.jsonl", "--limit", "3"], "--limit"),
-                      (["--workers", "2", "--", "sft", "-i", "x", "-o", "o"], "runs one of"),
-                      (["--gpus", "0,1,2", "--gpus-per-worker", "2", "--", "eval", "-o", "o.jsonl"], "groups of")]:
+    for args, msg in [
+        (["--workers", "2", "--", "eval", "-i", "x", "-o", "-"], "needs -o"),
+        (["--workers", "2", "--", "eval", "-i", "x", "-o", "o.jsonl", "--limit", "3"], "--limit"),
+        (["--workers", "2", "--", "sft", "-i", "x", "-o", "o"], "runs one of"),
+        (["--gpus", "0,1,2", "--gpus-per-worker", "2", "--", "eval", "-o", "o.jsonl"], "groups of"),
+    ]:
         r = _psr("launch", *args)
         assert r.returncode == 2 and msg in r.stderr, r.stderr

@@ -68,7 +68,7 @@ def test_no_import_cycles():
         state[m] = 1
         for t in sorted(g.get(m, ())):
             if state.get(t) == 1:
-                cycles.append(" -> ".join(path[path.index(t):] + [m, t]) if t in path else f"{m} -> {t}")
+                cycles.append(" -> ".join(path[path.index(t) :] + [m, t]) if t in path else f"{m} -> {t}")
             elif t in g and t not in state:
                 visit(t, path + [m])
         state[m] = 2

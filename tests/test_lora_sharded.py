@@ -32,8 +32,18 @@ def test_the_sharded_lora_save_writes_the_adapter_and_the_same_merged_model(tiny
     data = write_jsonl(tmp_path / "train.jsonl", doubling_examples(24, seed=2))
 
     def train(name):
-        cfg = TrainConfig(model=tiny_model_dir, output=str(tmp_path / name), max_steps=3, learning_rate=1e-2,
-                          batch_size=8, per_device_batch_size=8, save_steps=1000, lora=True, lora_r=4, lora_alpha=8)
+        cfg = TrainConfig(
+            model=tiny_model_dir,
+            output=str(tmp_path / name),
+            max_steps=3,
+            learning_rate=1e-2,
+            batch_size=8,
+            per_device_batch_size=8,
+            save_steps=1000,
+            lora=True,
+            lora_r=4,
+            lora_alpha=8,
+        )
         train_prm.run([data], train_prm.PRMTrainConfig(**vars(cfg), eval_fraction=0.0))
         return cfg.output
 
@@ -50,5 +60,8 @@ def test_the_sharded_lora_save_writes_the_adapter_and_the_same_merged_model(tiny
         assert (a[k] - b[k]).abs().max().item() < 1e-5, k
     if base is not None:  # the adapter really was merged, not dropped
         assert any((b[k] - base[k]).abs().max().item() > 1e-4 for k in b if k in base)
-    with open(os.path.join(sharded, "generation_config.json")) as fh, open(os.path.join(plain, "generation_config.json")) as gh:
+    with (
+        open(os.path.join(sharded, "generation_config.json")) as fh,
+        open(os.path.join(plain, "generation_config.json")) as gh,
+    ):
         assert fh.read() == gh.read()  # the end-of-turn stop survives the second save

@@ -18,8 +18,14 @@ from psr.search import MCTSConfig, Miner, Tree
 from psr.stages import mine_pairs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-QUESTIONS = ["What is 2 + 3?", "Solve for $x$: $2x + 1 = 7$.", "What is the area of a circle with radius 2?",
-             "Ann has 5 apples and gets 7 more. How many now?", "What is 9 - 4?", "What is 6 * 7?"]
+QUESTIONS = [
+    "What is 2 + 3?",
+    "Solve for $x$: $2x + 1 = 7$.",
+    "What is the area of a circle with radius 2?",
+    "Ann has 5 apples and gets 7 more. How many now?",
+    "What is 9 - 4?",
+    "What is 6 * 7?",
+]
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -34,24 +40,51 @@ def tiny_prm(tiny_model_dir, tmp_path_factory):
     data = d / "data.jsonl"
     with open(data, "w") as fh:
         for i in range(16):
-            fh.write(json.dumps({"prompt": QUESTIONS[i % len(QUESTIONS)], "completions": [f"{i} + {i} = {2 * i}",
-                                 f"{i} + 1 = {i}"], "labels": [True, False]}) + "\n")
+            fh.write(
+                json.dumps(
+                    {
+                        "prompt": QUESTIONS[i % len(QUESTIONS)],
+                        "completions": [f"{i} + {i} = {2 * i}", f"{i} + 1 = {i}"],
+                        "labels": [True, False],
+                    }
+                )
+                + "\n"
+            )
     out = str(d / "prm")
-    train_prm.run([str(data)], train_prm.PRMTrainConfig(model=tiny_model_dir, output=out, max_steps=10,
-                                                        learning_rate=1e-3, batch_size=4, per_device_batch_size=4,
-                                                        save_steps=1000, eval_fraction=0.0))
+    train_prm.run(
+        [str(data)],
+        train_prm.PRMTrainConfig(
+            model=tiny_model_dir,
+            output=out,
+            max_steps=10,
+            learning_rate=1e-3,
+            batch_size=4,
+            per_device_batch_size=4,
+            save_steps=1000,
+            eval_fraction=0.0,
+        ),
+    )
     return out
 
 
 def problems_file(path, n=None):
     with open(path, "w") as fh:
-        for i, q in enumerate(QUESTIONS[:n or len(QUESTIONS)]):
+        for i, q in enumerate(QUESTIONS[: n or len(QUESTIONS)]):
             fh.write(json.dumps({"id": f"p{i}", "question": q}) + "\n")
     return str(path)
 
 
-SMALL = dict(num_iterations=6, width=3, simulation_depth=1, max_step_tokens=8, max_depth=3, temperature=1.0,
-             top_p=1.0, working_set=4, margin=0.01)
+SMALL = dict(
+    num_iterations=6,
+    width=3,
+    simulation_depth=1,
+    max_step_tokens=8,
+    max_depth=3,
+    temperature=1.0,
+    top_p=1.0,
+    working_set=4,
+    margin=0.01,
+)
 
 
 def test_visit_counts_add_up_and_pairs_clear_the_margin(tiny_model_dir, tiny_prm):
@@ -99,9 +132,13 @@ def test_seeded_runs_are_identical_and_write_stats(tiny_model_dir, tiny_prm, tmp
     outs = []
     for k in range(2):
         out, stats = tmp_path / f"pairs{k}.jsonl", tmp_path / f"stats{k}.json"
-        summary = mine_pairs.run(IOConfig(inputs=[probs], output=str(out)), MCTSConfig(**SMALL, seed=7),
-                                 EngineConfig(engine="hf", model=tiny_model_dir, seed=7), prm=tiny_prm,
-                                 stats_path=str(stats))
+        summary = mine_pairs.run(
+            IOConfig(inputs=[probs], output=str(out)),
+            MCTSConfig(**SMALL, seed=7),
+            EngineConfig(engine="hf", model=tiny_model_dir, seed=7),
+            prm=tiny_prm,
+            stats_path=str(stats),
+        )
         outs.append(out.read_bytes())
         on_disk = json.loads(stats.read_text())
         assert on_disk == summary
@@ -113,21 +150,41 @@ def test_seeded_runs_are_identical_and_write_stats(tiny_model_dir, tiny_prm, tmp
     assert summary["iterations"] == 4 * SMALL["num_iterations"]
     assert summary["nodes"] > 0 and summary["generation_s"] > 0 and summary["scoring_s"] > 0
     # a rerun with nothing left to do keeps the stats of the run that did the work
-    again = mine_pairs.run(IOConfig(inputs=[probs], output=str(out)), MCTSConfig(**SMALL, seed=7),
-                           EngineConfig(engine="hf", model=tiny_model_dir, seed=7), prm=tiny_prm,
-                           stats_path=str(stats))
+    again = mine_pairs.run(
+        IOConfig(inputs=[probs], output=str(out)),
+        MCTSConfig(**SMALL, seed=7),
+        EngineConfig(engine="hf", model=tiny_model_dir, seed=7),
+        prm=tiny_prm,
+        stats_path=str(stats),
+    )
     assert again["problems"] == 0 and json.loads(stats.read_text()) == summary
     for r in recs:
-        assert set(r) >= {"id", "problem_id", "question", "previous_steps", "chosen", "rejected",
-                          "chosen_score", "rejected_score"}
+        assert set(r) >= {
+            "id",
+            "problem_id",
+            "question",
+            "previous_steps",
+            "chosen",
+            "rejected",
+            "chosen_score",
+            "rejected_score",
+        }
     # another seed samples other steps
     other = tmp_path / "other.jsonl"
-    mine_pairs.run(IOConfig(inputs=[probs], output=str(other)), MCTSConfig(**SMALL, seed=8),
-                   EngineConfig(engine="hf", model=tiny_model_dir), prm=tiny_prm)
+    mine_pairs.run(
+        IOConfig(inputs=[probs], output=str(other)),
+        MCTSConfig(**SMALL, seed=8),
+        EngineConfig(engine="hf", model=tiny_model_dir),
+        prm=tiny_prm,
+    )
     assert other.read_bytes() != outs[0]
     # a finished output is resumed: nothing to do, nothing added
-    again = mine_pairs.run(IOConfig(inputs=[probs], output=str(tmp_path / "pairs0.jsonl")), MCTSConfig(**SMALL, seed=7),
-                           EngineConfig(engine="hf", model=tiny_model_dir, seed=7), prm=tiny_prm)
+    again = mine_pairs.run(
+        IOConfig(inputs=[probs], output=str(tmp_path / "pairs0.jsonl")),
+        MCTSConfig(**SMALL, seed=7),
+        EngineConfig(engine="hf", model=tiny_model_dir, seed=7),
+        prm=tiny_prm,
+    )
     assert again["problems"] == 0 and (tmp_path / "pairs0.jsonl").read_bytes() == outs[0]
 
 
@@ -141,7 +198,8 @@ def _same_pairs(a: list[dict], b: list[dict]) -> bool:
     scores = ("chosen_score", "rejected_score")
     strip = lambda recs: [{k: v for k, v in r.items() if k not in scores} for r in recs]  # noqa: E731
     return strip(a) == strip(b) and [r[k] for r in a for k in scores] == pytest.approx(
-        [r[k] for r in b for k in scores], abs=1e-5)
+        [r[k] for r in b for k in scores], abs=1e-5
+    )
 
 
 def test_resumed_sharded_and_reordered_runs_make_the_same_pairs(tiny_model_dir, tiny_prm, tmp_path):
@@ -170,10 +228,13 @@ def test_bad_options_and_input(tiny_model_dir, tiny_prm, tmp_path):
     probs = problems_file(tmp_path / "p.jsonl", 1)
     eng = EngineConfig(engine="hf", model=tiny_model_dir)
     with pytest.raises(InputError, match="--width"):
-        mine_pairs.run(IOConfig(inputs=[probs], output=str(tmp_path / "o.jsonl")), MCTSConfig(width=1), eng, prm=tiny_prm)
+        mine_pairs.run(
+            IOConfig(inputs=[probs], output=str(tmp_path / "o.jsonl")), MCTSConfig(width=1), eng, prm=tiny_prm
+        )
     with pytest.raises(InputError, match="--prm"):
-        mine_pairs.run(IOConfig(inputs=[probs], output=str(tmp_path / "o.jsonl")), MCTSConfig(), eng,
-                       prm=str(tmp_path / "nope"))
+        mine_pairs.run(
+            IOConfig(inputs=[probs], output=str(tmp_path / "o.jsonl")), MCTSConfig(), eng, prm=str(tmp_path / "nope")
+        )
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "a", "question": "Q"}\n{"id": "b"}\n')
     with pytest.raises(InputError) as e:
@@ -185,9 +246,34 @@ def test_bad_options_and_input(tiny_model_dir, tiny_prm, tmp_path):
 def test_a_killed_run_resumes_without_duplicates(tiny_model_dir, tiny_prm, tmp_path):
     probs = problems_file(tmp_path / "problems.jsonl")
     out = tmp_path / "pairs.jsonl"
-    args = [sys.executable, "-m", "psr.cli", "mine-pairs", "-i", probs, "-o", str(out), "--model", tiny_model_dir,
-            "--prm", tiny_prm, "--num-iterations", "6", "--width", "3", "--simulation-depth", "1",
-            "--max-step-tokens", "8", "--max-depth", "3", "--working-set", "1", "--margin", "0.01"]
+    args = [
+        sys.executable,
+        "-m",
+        "psr.cli",
+        "mine-pairs",
+        "-i",
+        probs,
+        "-o",
+        str(out),
+        "--model",
+        tiny_model_dir,
+        "--prm",
+        tiny_prm,
+        "--num-iterations",
+        "6",
+        "--width",
+        "3",
+        "--simulation-depth",
+        "1",
+        "--max-step-tokens",
+        "8",
+        "--max-depth",
+        "3",
+        "--working-set",
+        "1",
+        "--margin",
+        "0.01",
+    ]
     env = {**os.environ, "PSR_QUIET": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     done_file = str(out) + ".done"
@@ -208,7 +294,7 @@ def test_a_killed_run_resumes_without_duplicates(tiny_model_dir, tiny_prm, tmp_p
     assert len({r["id"] for r in recs}) == len(recs)
     assert {r["problem_id"] for r in recs} <= set(done)
     # the problems finished before the kill kept their pairs and were not redone
-    assert [json.loads(x) for x in first] == done[:len(first)]
+    assert [json.loads(x) for x in first] == done[: len(first)]
 
 
 def test_a_prm_loaded_through_a_device_map_mines_the_same_pairs(tiny_model_dir, tiny_prm, tmp_path):
@@ -230,8 +316,9 @@ def test_a_prm_loaded_through_a_device_map_mines_the_same_pairs(tiny_model_dir, 
     assert _same_pairs(mine("mapped", prm_device_map="auto"), plain)
     items = [(r["question"], r["previous_steps"] + [r["chosen"]]) for r in plain]
     want = PRMScorer.load(tiny_prm).score(items)
-    offloaded = PRMScorer.load(tiny_prm, device_map="auto", max_memory={"cpu": 200_000},
-                               offload_folder=str(tmp_path / "offload"))
+    offloaded = PRMScorer.load(
+        tiny_prm, device_map="auto", max_memory={"cpu": 200_000}, offload_folder=str(tmp_path / "offload")
+    )
     assert any(p.device.type == "meta" for p in offloaded.model.parameters())  # really offloaded, not resident
     got = offloaded.score(items)
     assert [len(g) for g in got] == [len(w) for w in want]
@@ -243,11 +330,18 @@ def test_prm_engine_options_are_checked_and_vllm_is_the_vllm_engine(tiny_model_d
 
     probs = problems_file(tmp_path / "p.jsonl", 1)
     eng = EngineConfig(engine="hf", model=tiny_model_dir)
-    run = lambda **kw: mine_pairs.run(IOConfig(inputs=[probs], output=str(tmp_path / "o.jsonl")),  # noqa: E731
-                                      MCTSConfig(**SMALL, **kw), eng, prm=tiny_prm)
-    for bad, msg in [({"prm_engine": "tgi"}, "--prm-engine"), ({"prm_device_map": "everywhere"}, "--prm-device-map"),
-                     ({"prm_engine": "vllm", "prm_device_map": "auto"}, "--prm-tensor-parallel-size"),
-                     ({"prm_gpu_memory_utilization": 1.5}, "--prm-gpu-memory-utilization")]:
+
+    def run(**kw):
+        return mine_pairs.run(
+            IOConfig(inputs=[probs], output=str(tmp_path / "o.jsonl")), MCTSConfig(**SMALL, **kw), eng, prm=tiny_prm
+        )
+
+    for bad, msg in [
+        ({"prm_engine": "tgi"}, "--prm-engine"),
+        ({"prm_device_map": "everywhere"}, "--prm-device-map"),
+        ({"prm_engine": "vllm", "prm_device_map": "auto"}, "--prm-tensor-parallel-size"),
+        ({"prm_gpu_memory_utilization": 1.5}, "--prm-gpu-memory-utilization"),
+    ]:
         with pytest.raises(InputError, match=msg):
             run(**bad)
     try:
@@ -294,20 +388,41 @@ def test_vllm_prm_mines_the_pairs_of_the_hf_prm_and_gets_the_vllm_options(tiny_m
     mcts = {**SMALL, "seed": 5}
     script = tmp_path / "vllm_prm.py"
     script.write_text(VLLM_PRM)
-    spec = {"policy": tiny_model_dir, "prm": tiny_prm, "problems": probs, "output": str(tmp_path / "vllm.jsonl"),
-            "mcts": mcts}
-    r = subprocess.run([str(VLLM_PY), str(script), json.dumps(spec)], cwd=ROOT, capture_output=True, text=True,
-                       timeout=900, env=vllm_env())
+    spec = {
+        "policy": tiny_model_dir,
+        "prm": tiny_prm,
+        "problems": probs,
+        "output": str(tmp_path / "vllm.jsonl"),
+        "mcts": mcts,
+    }
+    r = subprocess.run(
+        [str(VLLM_PY), str(script), json.dumps(spec)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=vllm_env(),
+    )
     line = next((x for x in r.stdout.splitlines() if x.startswith("RESULT ")), None)
     assert line is not None, r.stderr[-3000:]
-    seen = json.loads(line[len("RESULT "):])
-    assert seen == {"max_len": 384, "model_max_len": 384, "enforce_eager": True, "gpu_memory": 0.3,
-                    "fits": [True, False]}
+    seen = json.loads(line[len("RESULT ") :])
+    assert seen == {
+        "max_len": 384,
+        "model_max_len": 384,
+        "enforce_eager": True,
+        "gpu_memory": 0.3,
+        "fits": [True, False],
+    }
     hf = tmp_path / "hf.jsonl"
-    mine_pairs.run(IOConfig(inputs=[probs], output=str(hf)), MCTSConfig(**mcts),
-                   EngineConfig(engine="hf", model=tiny_model_dir, seed=5), prm=tiny_prm)
+    mine_pairs.run(
+        IOConfig(inputs=[probs], output=str(hf)),
+        MCTSConfig(**mcts),
+        EngineConfig(engine="hf", model=tiny_model_dir, seed=5),
+        prm=tiny_prm,
+    )
     a, b = _pairs(tmp_path / "vllm.jsonl"), _pairs(hf)
     scores = ("chosen_score", "rejected_score")
-    assert a and [{k: v for k, v in x.items() if k not in scores} for x in a] == \
-        [{k: v for k, v in x.items() if k not in scores} for x in b]
+    assert a and [{k: v for k, v in x.items() if k not in scores} for x in a] == [
+        {k: v for k, v in x.items() if k not in scores} for x in b
+    ]
     assert [x[k] for x in a for k in scores] == pytest.approx([x[k] for x in b for k in scores], abs=1e-4)

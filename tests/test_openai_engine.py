@@ -19,23 +19,34 @@ from psr.engines.openai_wire import retry_after_seconds  # noqa: E402
 
 
 def engine_for(server, **kw) -> OpenAIEngine:
-    cfg = EngineConfig(engine="openai", model=kw.pop("model", "m"), base_url=kw.pop("base_url", server.base_url),
-                       api_key_env=kw.pop("api_key_env", "PSR_TEST_NO_SUCH_KEY"), **kw)
+    cfg = EngineConfig(
+        engine="openai",
+        model=kw.pop("model", "m"),
+        base_url=kw.pop("base_url", server.base_url),
+        api_key_env=kw.pop("api_key_env", "PSR_TEST_NO_SUCH_KEY"),
+        **kw,
+    )
     engine = load_engine(cfg)
     engine.backoff_base = 0.01  # keep retries quick; Retry-After still rules when the server sends it
     return engine
 
 
 def test_faults_are_retried_and_nothing_is_lost():
-    faults = {"p1": ["429", "500"], "p2": ["garbage", "nochoices"], "p3": ["slow"], "p4": ["drop", "503"],
-              "p6": ["500", "500", "500"]}
+    faults = {
+        "p1": ["429", "500"],
+        "p2": ["garbage", "nochoices"],
+        "p3": ["slow"],
+        "p4": ["drop", "503"],
+        "p6": ["500", "500", "500"],
+    }
     with ChatServer(faults=faults, retry_after="0", slow_s=3.0) as server:
         engine = engine_for(server, timeout=0.5, concurrency=4)
         prompts = [f"p{i}" for i in range(8)]
         out = engine.generate([Chat(p) for p in prompts], Sampling(n=3, temperature=0.7, seed=5))
     n_faults = sum(len(v) for v in faults.values())
-    assert [[c.text for c in outs] for outs in out] == \
-        [[f"answer to {p} #{i} seed=5" for i in range(3)] for p in prompts]
+    assert [[c.text for c in outs] for outs in out] == [
+        [f"answer to {p} #{i} seed=5" for i in range(3)] for p in prompts
+    ]
     assert engine.counters.retries == n_faults
     assert engine.counters.requests == len(prompts) + n_faults
     assert engine.counters.failures == 0
@@ -127,8 +138,7 @@ def test_404_unknown_model():
 def test_reasoning_model_parameters_are_learned_once():
     with ChatServer(reasoning=True) as server:
         engine = engine_for(server, concurrency=1)
-        out = engine.generate([Chat(f"r{i}") for i in range(5)],
-                              Sampling(temperature=0.0, top_p=0.9, max_tokens=50))
+        out = engine.generate([Chat(f"r{i}") for i in range(5)], Sampling(temperature=0.0, top_p=0.9, max_tokens=50))
         bodies = server.bodies
     assert [outs[0].text for outs in out] == [f"answer to r{i} #0 seed=None" for i in range(5)]
     # one rejection per parameter, then every request goes through as the server wants it
@@ -151,7 +161,8 @@ def test_server_without_n_gets_one_request_per_sample():
     # the first answer shows the server ignores n; after that every sample is its own request, own seed
     assert [[c.text for c in o] for o in out] == [
         ["answer to a #0 seed=10", "answer to a #0 seed=11", "answer to a #0 seed=12"],
-        ["answer to b #0 seed=10", "answer to b #0 seed=11", "answer to b #0 seed=12"]]
+        ["answer to b #0 seed=10", "answer to b #0 seed=11", "answer to b #0 seed=12"],
+    ]
     assert [b.get("n") for b in server.bodies] == [3, None, None, None, None, None]
 
 
@@ -176,8 +187,11 @@ def test_continue_vllm_mode_sends_the_partial_answer_as_assistant_turn():
         assert engine.continue_mode == "vllm"
         engine.generate([Chat("question", "Step 1: a\n", system="sys")], Sampling())
     [body] = server.bodies
-    assert body["messages"] == [{"role": "system", "content": "sys"}, {"role": "user", "content": "question"},
-                                {"role": "assistant", "content": "Step 1: a\n"}]
+    assert body["messages"] == [
+        {"role": "system", "content": "sys"},
+        {"role": "user", "content": "question"},
+        {"role": "assistant", "content": "Step 1: a\n"},
+    ]
     assert body["continue_final_message"] is True and body["add_generation_prompt"] is False
 
 
@@ -186,8 +200,9 @@ def test_continue_inline_mode_puts_the_partial_answer_in_the_user_turn():
         engine = engine_for(server, continue_mode="inline")
         engine.generate([Chat("question", "Step 1: a\n"), Chat("plain")], Sampling())
     first, second = sorted(server.bodies, key=lambda b: b["messages"][0]["content"] == "plain")
-    assert first["messages"] == [{"role": "user", "content": "question\n\n" +
-                                  INLINE_CONTINUE.format(prefix="Step 1: a\n")}]
+    assert first["messages"] == [
+        {"role": "user", "content": "question\n\n" + INLINE_CONTINUE.format(prefix="Step 1: a\n")}
+    ]
     assert "continue_final_message" not in first
     assert second["messages"] == [{"role": "user", "content": "plain"}]
 
@@ -337,10 +352,20 @@ class EndsAtOnce(ChatServer):
     """A model that ends its turn at once: empty text, one generated token (the end of turn), as vLLM reports."""
 
     def _completion(self, body, user):
-        return {"id": "x", "object": "chat.completion", "model": body["model"],
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": ""}, "finish_reason": "stop",
-                             "stop_reason": None}],
-                "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}
+        return {
+            "id": "x",
+            "object": "chat.completion",
+            "model": body["model"],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": ""},
+                    "finish_reason": "stop",
+                    "stop_reason": None,
+                }
+            ],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+        }
 
 
 def test_an_empty_answer_the_model_generated_is_an_answer_not_a_failure():
@@ -370,8 +395,7 @@ def test_several_base_urls_share_the_requests_and_a_dead_one_is_skipped():
         dead = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
     faults = {c.user: ["drop"] * 50 for c in chats}  # answers nothing: every connection closed unanswered
     with ChatServer(faults=faults) as dropping, ChatServer() as live:
-        engine = engine_for(live, base_url=f"{dead},{dropping.base_url},{live.base_url}", concurrency=4,
-                            max_retries=0)
+        engine = engine_for(live, base_url=f"{dead},{dropping.base_url},{live.base_url}", concurrency=4, max_retries=0)
         got = engine.generate(chats, sampling)
         assert [[c.text for c in outs] for outs in got] == want
         assert engine.counters.retries == 0 and len(live.bodies) == len(chats)

@@ -69,10 +69,22 @@ def test_content_retries_and_request_retries_are_two_options(tmp_path):
     assert written["content-retries"] == 5 and written["max-retries"] == 1, written
 
 
-@pytest.mark.parametrize("command, cls", [("search", SearchConfig), ("mine-pairs", MCTSConfig), ("eval", EvalConfig),
-                                          ("segment", SegmentConfig), ("annotate-eft", AnnotateConfig),
-                                          ("grade", GradeConfig), ("grade", IOConfig), ("mine-pairs", IOConfig),
-                                          ("search", IOConfig), ("search", EngineConfig), ("eval", EngineConfig)])
+@pytest.mark.parametrize(
+    "command, cls",
+    [
+        ("search", SearchConfig),
+        ("mine-pairs", MCTSConfig),
+        ("eval", EvalConfig),
+        ("segment", SegmentConfig),
+        ("annotate-eft", AnnotateConfig),
+        ("grade", GradeConfig),
+        ("grade", IOConfig),
+        ("mine-pairs", IOConfig),
+        ("search", IOConfig),
+        ("search", EngineConfig),
+        ("eval", EngineConfig),
+    ],
+)
 def test_help_lists_every_declared_field_with_its_flags_help_and_default(command, cls):
     res = psr(command, "--help")
     assert res.returncode == 0, res.stderr
@@ -85,18 +97,21 @@ def test_help_lists_every_declared_field_with_its_flags_help_and_default(command
         # every option is shown with its default except a bool flag (off) and one without a default (None)
         if f.default not in (None, False) and len(flags) == len(f.metadata["flags"]):
             # (a --x/--no-x flag shows the flag that is on as its default)
-            text = res.stdout[res.stdout.index(line):]
-            shown = text[:text.index("│ --", 3)] if "│ --" in text[3:] else text
+            text = res.stdout[res.stdout.index(line) :]
+            shown = text[: text.index("│ --", 3)] if "│ --" in text[3:] else text
             assert f"[default: {f.default}]" in " ".join(shown.replace("│", " ").split()), (f.name, shown)
 
 
-@pytest.mark.parametrize("args, flag", [
-    (("search", "--mode", "beam"), "'--mode'"),
-    (("eval", "--task", "poetry"), "'--task'"),
-    (("eval", "--prompt", "cot"), "'--prompt'"),
-    (("grade", "--grader", "exact"), "'--grader'"),
-    (("search", "--engine", "frob"), "'--engine'"),
-])
+@pytest.mark.parametrize(
+    "args, flag",
+    [
+        (("search", "--mode", "beam"), "'--mode'"),
+        (("eval", "--task", "poetry"), "'--task'"),
+        (("eval", "--prompt", "cot"), "'--prompt'"),
+        (("grade", "--grader", "exact"), "'--grader'"),
+        (("search", "--engine", "frob"), "'--engine'"),
+    ],
+)
 def test_a_typed_choice_is_rejected_by_the_command_line_with_exit_2(tmp_path, args, flag):
     res = psr(*args, "-i", tmp_path / "missing.jsonl", "-o", tmp_path / "out.jsonl")
     assert res.returncode == 2 and flag in res.stderr and "is not one of" in res.stderr, res.stderr
@@ -107,11 +122,25 @@ def test_config_files_set_the_declared_options_and_flags_override_them(tmp_path)
     from psr.world.generator import generate_problems
 
     probs = tmp_path / "world.jsonl"
-    probs.write_text("".join(json.dumps({k: p[k] for k in ("id", "question", "answer")}) + "\n"
-                             for p in generate_problems(3, seed=3)))
+    probs.write_text(
+        "".join(
+            json.dumps({k: p[k] for k in ("id", "question", "answer")}) + "\n" for p in generate_problems(3, seed=3)
+        )
+    )
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(yaml.safe_dump({"input": [str(probs)], "engine": "oracle", "width": 5, "max_iterations": 7,
-                                   "judge-orders": 2, "working-set": 2, "tts": True}))
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "input": [str(probs)],
+                "engine": "oracle",
+                "width": 5,
+                "max_iterations": 7,
+                "judge-orders": 2,
+                "working-set": 2,
+                "tts": True,
+            }
+        )
+    )
     out = tmp_path / "answers.jsonl"
     res = psr("search", "--config", cfg, "-o", out, "--width", "3")
     assert res.returncode == 0, res.stderr

@@ -69,8 +69,13 @@ def test_the_dry_run_lists_every_stage_of_the_paper(tmp_path, size, capsys):
     assert flag(m0_judge, "--few-shot") == ["3"]
     assert all("--few-shot" not in c for c in judges if c is not m0_judge)
     table1 = next(c for c in cmds if "--compare" in c)
-    assert [os.path.basename(a) for a in table1 if a.endswith(".json") and "evals" in a][:5] == \
-        ["m0.json", "m1.json", "m2.json", "m3.json", "m4.json"]
+    assert [os.path.basename(a) for a in table1 if a.endswith(".json") and "evals" in a][:5] == [
+        "m0.json",
+        "m1.json",
+        "m2.json",
+        "m3.json",
+        "m4.json",
+    ]
     # the blocks: the paper's settings, each read by its own command
     blocks = tmp_path / f"runs/paper-{size}/configs"
     ev = yaml.safe_load((blocks / "eval.yaml").read_text())
@@ -83,16 +88,22 @@ def test_the_dry_run_lists_every_stage_of_the_paper(tmp_path, size, capsys):
 
 def test_every_block_is_accepted_by_its_command(tmp_path):
     """`psr COMMAND --config block.yaml --help`: the config file is read (and checked) before --help exits."""
-    commands = {"annotate-eft-scoring": "annotate-eft", "search-srlm": "search", "eval-judge": "eval",
-                "eval-tts": "eval", "compare": "eval"}
+    commands = {
+        "annotate-eft-scoring": "annotate-eft",
+        "search-srlm": "search",
+        "eval-judge": "eval",
+        "eval-tts": "eval",
+        "compare": "eval",
+    }
     runner = CliRunner()
     seen = 0
     for recipe, overrides in [("7b.yaml", ()), ("72b.yaml", ()), ("7b.yaml", (os.path.join(RECIPES, "tiny.yaml"),))]:
         r, _ = dry_run(tmp_path, recipe, *overrides)
         for block in os.listdir(os.path.join(tmp_path, r.run, "configs")):
             name = block[: -len(".yaml")]
-            res = runner.invoke(app, [commands.get(name, name), "--config",
-                                      os.path.join(tmp_path, r.run, "configs", block), "--help"])
+            res = runner.invoke(
+                app, [commands.get(name, name), "--config", os.path.join(tmp_path, r.run, "configs", block), "--help"]
+            )
             assert res.exit_code == 0, (recipe, block, res.output)
             seen += 1
     assert seen >= 3 * 11
@@ -105,8 +116,13 @@ def test_every_block_is_accepted_by_its_command(tmp_path):
 def test_a_bad_block_stops_before_any_stage_with_one_line(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"stages": {"search": {"widht": 3}}}))
-    res = subprocess.run([*PSR, "paper", os.path.join(RECIPES, "7b.yaml"), "--override", str(bad)],
-                         capture_output=True, text=True, env=ENV, cwd=tmp_path)
+    res = subprocess.run(
+        [*PSR, "paper", os.path.join(RECIPES, "7b.yaml"), "--override", str(bad)],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        cwd=tmp_path,
+    )
     assert res.returncode == 2
     assert res.stderr.strip().count("\n") == 0 and "widht" in res.stderr and "search" in res.stderr
     assert not os.path.exists(tmp_path / "runs/paper-7b/ift.jsonl")
@@ -114,10 +130,22 @@ def test_a_bad_block_stops_before_any_stage_with_one_line(tmp_path):
 
 def test_a_failing_stage_stops_the_recipe_with_its_exit_code(tmp_path):
     missing = tmp_path / "over.yaml"
-    missing.write_text(yaml.safe_dump({"run": str(tmp_path / "run"), "data_paths": {"numina": "nowhere.jsonl"},
-                                       "stages": {"segment": {"engine": "oracle", "model": None}}}))
-    res = subprocess.run([*PSR, "paper", os.path.join(RECIPES, "7b.yaml"), "--override", str(missing),
-                          "--until", "segment"], capture_output=True, text=True, env=ENV, cwd=tmp_path)
+    missing.write_text(
+        yaml.safe_dump(
+            {
+                "run": str(tmp_path / "run"),
+                "data_paths": {"numina": "nowhere.jsonl"},
+                "stages": {"segment": {"engine": "oracle", "model": None}},
+            }
+        )
+    )
+    res = subprocess.run(
+        [*PSR, "paper", os.path.join(RECIPES, "7b.yaml"), "--override", str(missing), "--until", "segment"],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        cwd=tmp_path,
+    )
     assert res.returncode == 2, res.stderr
     assert "stage `segment` failed with exit code 2" in res.stderr.splitlines()[-1]
     assert "train-prm" not in res.stderr  # nothing after it ran or was printed
@@ -128,14 +156,33 @@ def test_the_tiny_recipe_runs_end_to_end_and_resumes(tmp_path):
     over = tmp_path / "run.yaml"
     run = tmp_path / "run"
     over.write_text(yaml.safe_dump({"run": str(run)}))
-    args = [*PSR, "paper", os.path.join(RECIPES, "7b.yaml"), "--override", os.path.join(RECIPES, "tiny.yaml"),
-            "--override", str(over)]
+    args = [
+        *PSR,
+        "paper",
+        os.path.join(RECIPES, "7b.yaml"),
+        "--override",
+        os.path.join(RECIPES, "tiny.yaml"),
+        "--override",
+        str(over),
+    ]
     res = subprocess.run(args, capture_output=True, text=True, env=ENV, cwd=ROOT)
     assert res.returncode == 0, res.stderr[-3000:]
-    for f in ["world/train.jsonl", "ift.jsonl", "prm/psr_config.json", "pairs.jsonl", "eft.jsonl", "eft_test.jsonl",
-              "m1/psr_config.json", *[f"ppd_m{i}.jsonl" for i in (1, 2, 3)],
-              *[f"m{i}/psr_config.json" for i in (2, 3, 4)], *[f"evals/m{i}.json" for i in range(5)],
-              *[f"evals/judge_m{i}.json" for i in range(5)], "evals/tts_m4.json", "table1.md", "table3.md"]:
+    for f in [
+        "world/train.jsonl",
+        "ift.jsonl",
+        "prm/psr_config.json",
+        "pairs.jsonl",
+        "eft.jsonl",
+        "eft_test.jsonl",
+        "m1/psr_config.json",
+        *[f"ppd_m{i}.jsonl" for i in (1, 2, 3)],
+        *[f"m{i}/psr_config.json" for i in (2, 3, 4)],
+        *[f"evals/m{i}.json" for i in range(5)],
+        *[f"evals/judge_m{i}.json" for i in range(5)],
+        "evals/tts_m4.json",
+        "table1.md",
+        "table3.md",
+    ]:
         assert os.path.getsize(run / f) > 0, f
     table = json.loads((run / "table1.json").read_text())
     assert [row["name"] for row in table["rows"]] == ["M0", "M1", "M2", "M3", "M4"]
@@ -145,8 +192,17 @@ def test_the_tiny_recipe_runs_end_to_end_and_resumes(tmp_path):
 
     log = run_log.read(str(run))
     stages = [e["stage"] for e in log]
-    assert {"segment", "train-prm", "mine-pairs", "annotate-eft", "sft", "search", "step-dpo", "eval", "compare"} <= \
-        set(stages)
+    assert {
+        "segment",
+        "train-prm",
+        "mine-pairs",
+        "annotate-eft",
+        "sft",
+        "search",
+        "step-dpo",
+        "eval",
+        "compare",
+    } <= set(stages)
     assert all(e["status"] == "done" and e["exit_code"] == 0 and e["wall_s"] >= 0 for e in log)
     mine = next(e for e in log if e["stage"] == "mine-pairs")
     assert mine["records"] == mine["pairs"] == len((run / "pairs.jsonl").read_text().splitlines())
@@ -156,11 +212,13 @@ def test_the_tiny_recipe_runs_end_to_end_and_resumes(tmp_path):
     assert next(e for e in log if e["stage"] == "sft")["global_steps"] > 0
     assert "paper: the run so far" in res.stderr and "mine-pairs" in res.stderr.split("the run so far")[-1]
     # rerun: the finished models are skipped, every other stage resumes to nothing; no output changes
-    outputs = {f: (run / f).read_bytes() for f in ["ift.jsonl", "pairs.jsonl", "ppd_m1.jsonl", "evals/m2.jsonl",
-                                                   "m4/psr_config.json"]}
+    outputs = {
+        f: (run / f).read_bytes()
+        for f in ["ift.jsonl", "pairs.jsonl", "ppd_m1.jsonl", "evals/m2.jsonl", "m4/psr_config.json"]
+    }
     res = subprocess.run(args, capture_output=True, text=True, env=ENV, cwd=ROOT)
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stderr.count("skip (finished") == 6  # world, prm, m1..m4
-    again = run_log.read(str(run))[len(log):]
+    again = run_log.read(str(run))[len(log) :]
     assert sum(e["status"] == "skipped" for e in again) == 6 and all(e["status"] != "failed" for e in again)
     assert outputs == {f: (run / f).read_bytes() for f in outputs}

@@ -87,11 +87,16 @@ def test_comparison_documents_quote_both_answers_grade_them_as_the_oracle_does_a
         previous = parse_steps("\n".join(lines[1:-3]))
         k = len(previous)
         assert lines[0] == f"Problem: {p['question']}" and previous == p["steps"][:k]
-        answers = [lines[-3].removeprefix(f"First answer for step {k + 1}: "),
-                   lines[-2].removeprefix(f"Second answer for step {k + 1}: ")]
+        answers = [
+            lines[-3].removeprefix(f"First answer for step {k + 1}: "),
+            lines[-2].removeprefix(f"Second answer for step {k + 1}: "),
+        ]
         assert all(not a.startswith(("First", "Second")) for a in answers)
-        m = re.fullmatch(r"The first answer (.*)\. The second answer (.*)\. (The (first|second) answer is better\."
-                         r"|Both answers are as good\.)", lines[-1])
+        m = re.fullmatch(
+            r"The first answer (.*)\. The second answer (.*)\. (The (first|second) answer is better\."
+            r"|Both answers are as good\.)",
+            lines[-1],
+        )
         assert m, lines[-1]
         right = [label_step(p, previous, a) for a in answers]
         for answer, graded, ok in zip(answers, (m[1], m[2]), right, strict=True):
@@ -113,14 +118,29 @@ def test_documents_mix_comparisons_in_only_when_asked():
 
 def test_a_short_pretraining_run_writes_a_loadable_model_and_its_recipe(tmp_path):
     out = tmp_path / "m0"
-    recipe = pretrain(str(out), minutes=0.02, seed=0, seq_len=128, batch_size=4, n_docs=300, eval_problems=4,
-                      reviews=0.35, review_style="continue", checks=1.0, checks_per_step=2, checks_first=0.01,
-                      comparisons=0.5)
+    recipe = pretrain(
+        str(out),
+        minutes=0.02,
+        seed=0,
+        seq_len=128,
+        batch_size=4,
+        n_docs=300,
+        eval_problems=4,
+        reviews=0.35,
+        review_style="continue",
+        checks=1.0,
+        checks_per_step=2,
+        checks_first=0.01,
+        comparisons=0.5,
+    )
     saved = json.loads((out / "psr_pretrain.json").read_text())
     assert saved == recipe
     assert saved["steps"] >= 1 and saved["tokens"] == saved["steps"] * 4 * 128
     assert saved["checks_first_steps"] >= 1 and "--checks-first 0.01 --comparisons 0.5" in saved["command"]
-    assert "--seq-len 128" in saved["command"] and "--reviews 0.35 --review-style continue --checks 1.0 --checks-per-step 2" in saved["command"]
+    assert (
+        "--seq-len 128" in saved["command"]
+        and "--reviews 0.35 --review-style continue --checks 1.0 --checks-per-step 2" in saved["command"]
+    )
     assert 0.0 <= saved["greedy_accuracy_world_test"]["figure4_chat"] <= 1.0
     assert re.fullmatch(r"\d+", str(saved["parameters"]))
     from transformers import AutoModelForCausalLM

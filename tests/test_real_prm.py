@@ -34,8 +34,8 @@ def test_the_tag_and_labels_tokenize_to_the_positions_scoring_reads(tmp_path):
         assert len(positions) == len(r["completions"])
         n = len(tokens.tag_ids)
         for pos, step in zip(positions, r["completions"], strict=True):
-            assert ids[pos - n + 1:pos + 1] == tokens.tag_ids  # the read position is the tag's last token
-            assert tok.decode(ids[:pos + 1]).endswith(step.strip() + fmt.step_tag)
+            assert ids[pos - n + 1 : pos + 1] == tokens.tag_ids  # the read position is the tag's last token
+            assert tok.decode(ids[: pos + 1]).endswith(step.strip() + fmt.step_tag)
         # the same text tokenized whole keeps the tag tokens where encode put them (no merge across a step)
         text = r["prompt"] + "".join("\n" + s.strip() + fmt.step_tag for s in r["completions"])
         assert tok(text, add_special_tokens=False)["input_ids"] == ids
@@ -46,13 +46,34 @@ def test_the_tag_and_labels_tokenize_to_the_positions_scoring_reads(tmp_path):
     train = tmp_path / "prm.jsonl"
     train.write_text("".join(json.dumps(r) + "\n" for r in read_jsonl(WORLD / "prm.jsonl")[:20]))
     out = tmp_path / "prm"
-    psr_ok("train-prm", "-i", str(train), "--model", model, "-o", str(out), "--max-steps", "2", "--batch-size", "4",
-           "--per-device-batch-size", "4", "--lr", "1e-5", "--eval-fraction", "0.2", "--max-length", "512")
+    psr_ok(
+        "train-prm",
+        "-i",
+        str(train),
+        "--model",
+        model,
+        "-o",
+        str(out),
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "4",
+        "--per-device-batch-size",
+        "4",
+        "--lr",
+        "1e-5",
+        "--eval-fraction",
+        "0.2",
+        "--max-length",
+        "512",
+    )
     done = json.loads((out / "psr_config.json").read_text())
     assert done["complete"] and done["global_steps"] == 2 and done["prm_format"] == fmt.to_config()
     scorer = PRMScorer.load(str(out), batch_size=4)
     scores = scorer.score([(r["prompt"], r["completions"]) for r in recs[:4]])
     assert [len(s) for s in scores] == [len(r["completions"]) for r in recs[:4]]
     assert all(0.0 < p < 1.0 for s in scores for p in s)
-    print(f"real tier: PRM after 2 steps: held-out step accuracy {done.get('eval_accuracy')}, "
-          f"AUC {done.get('eval_auc')} over {done.get('eval_steps')} steps")
+    print(
+        f"real tier: PRM after 2 steps: held-out step accuracy {done.get('eval_accuracy')}, "
+        f"AUC {done.get('eval_auc')} over {done.get('eval_steps')} steps"
+    )

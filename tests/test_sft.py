@@ -27,13 +27,25 @@ def ift_records():
     out = []
     for i, q in enumerate(QUESTIONS):
         a, b = (int(x) for x in q[8:-1].split(" + "))
-        out.append({"id": f"ift-{i}", "question": q,
-                    "steps": [f"Add the numbers: {a} + {b} = {a + b}.", f"The answer is $\\boxed{{{a + b}}}$."]})
+        out.append(
+            {
+                "id": f"ift-{i}",
+                "question": q,
+                "steps": [f"Add the numbers: {a} + {b} = {a + b}.", f"The answer is $\\boxed{{{a + b}}}$."],
+            }
+        )
     return out
 
 
-EFT = {"id": "eft-0", "question": "What is 2 + 3?", "previous_steps": [], "step_a": "2 + 3 = 5.",
-       "step_b": "2 + 3 = 6.", "judgment": "Assistant A adds correctly. [[A]]", "label": "A"}
+EFT = {
+    "id": "eft-0",
+    "question": "What is 2 + 3?",
+    "previous_steps": [],
+    "step_a": "2 + 3 = 5.",
+    "step_b": "2 + 3 = 6.",
+    "judgment": "Assistant A adds correctly. [[A]]",
+    "label": "A",
+}
 
 
 def test_labels_cover_only_the_assistant_turn(tiny_model_dir, tmp_path):
@@ -46,14 +58,16 @@ def test_labels_cover_only_the_assistant_turn(tiny_model_dir, tmp_path):
     # The labels TRL builds from our completion mask, as the trainer will use them.
     cfg = TrainConfig(model=tiny_model_dir, output=str(tmp_path / "out"), batch_size=1)
     trainer = sft_training.make_trainer(cfg, examples, tok)
-    for row, (user, assistant) in zip(trainer.train_dataset, [sft_training.ift_chat(recs[0]),
-                                                              sft_training.eft_chat(recs[1])], strict=True):
+    for row, (user, assistant) in zip(
+        trainer.train_dataset, [sft_training.ift_chat(recs[0]), sft_training.eft_chat(recs[1])], strict=True
+    ):
         ids, labels = row["input_ids"], row["labels"]
         first = next(i for i, x in enumerate(labels) if x != -100)
         assert all(x == -100 for x in labels[:first])
         assert labels[first:] == ids[first:]
-        prompt = tok.apply_chat_template([{"role": "user", "content": user}], tokenize=False,
-                                         add_generation_prompt=True)
+        prompt = tok.apply_chat_template(
+            [{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True
+        )
         assert tok.decode(ids[:first]) == prompt
         assert tok.decode(ids[first:]) == assistant + tok.eos_token + "\n"
     assert sft_training.ift_chat(recs[0]) == (step_prompt(recs[0]["question"]), format_steps(recs[0]["steps"]))
@@ -61,8 +75,16 @@ def test_labels_cover_only_the_assistant_turn(tiny_model_dir, tmp_path):
 
 
 # annotate-eft --format scoring: the SRLM baseline's judge data
-SCORING = {"id": "p0/chosen", "pair_id": "p0", "question": "What is 2 + 3?", "response": "Step 1: 2 + 3 = 5.",
-           "judgment": "All 1 steps are right. Score: 5", "score": 5, "role": "chosen", "format": "scoring"}
+SCORING = {
+    "id": "p0/chosen",
+    "pair_id": "p0",
+    "question": "What is 2 + 3?",
+    "response": "Step 1: 2 + 3 = 5.",
+    "judgment": "All 1 steps are right. Score: 5",
+    "score": 5,
+    "role": "chosen",
+    "format": "scoring",
+}
 
 
 def test_scoring_eft_record_trains_the_scoring_prompt(tiny_model_dir, tmp_path):
@@ -70,8 +92,10 @@ def test_scoring_eft_record_trains_the_scoring_prompt(tiny_model_dir, tmp_path):
 
     path = write_jsonl(tmp_path / "mixed.jsonl", [ift_records()[0], EFT, SCORING])
     recs = sft.read_sft_records([path])  # IFT, pairwise and scoring EFT may share a file
-    assert sft_training.eft_chat(recs[2]) == (srlm_score_prompt(SCORING["question"], SCORING["response"]),
-                                              SCORING["judgment"])
+    assert sft_training.eft_chat(recs[2]) == (
+        srlm_score_prompt(SCORING["question"], SCORING["response"]),
+        SCORING["judgment"],
+    )
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     examples, too_long = sft_training.build_examples(tok, recs, max_length=4096)
     assert too_long == [] and len(examples) == 3
@@ -82,12 +106,15 @@ def test_scoring_eft_record_trains_the_scoring_prompt(tiny_model_dir, tmp_path):
     assert sft_training.build_examples(tok, [SCORING], max_length=len(ex["input_ids"]) - 1)[1] == ["p0/chosen"]
 
 
-@pytest.mark.parametrize("change,message", [
-    ({"response": None}, "missing field 'response' (eft_scoring record)"),
-    ({"response": "  "}, "field 'response' is empty (eft_scoring record)"),
-    ({"score": 7}, "field 'score' must be 0 to 5"),
-    ({"score": "5"}, "field 'score' must be an integer"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"response": None}, "missing field 'response' (eft_scoring record)"),
+        ({"response": "  "}, "field 'response' is empty (eft_scoring record)"),
+        ({"score": 7}, "field 'score' must be 0 to 5"),
+        ({"score": "5"}, "field 'score' must be an integer"),
+    ],
+)
 def test_malformed_scoring_record_names_file_and_line(tmp_path, change, message):
     bad = {k: v for k, v in {**SCORING, **change}.items() if v is not None}
     path = write_jsonl(tmp_path / "eft_scoring.jsonl", [EFT, bad])
@@ -105,8 +132,16 @@ def test_short_run_learns_the_step_format_and_counts_long_records(tiny_model_dir
     eft = write_jsonl(tmp_path / "eft.jsonl", [EFT])
     out = str(tmp_path / "m1")
     # A learning rate far above the paper's 1e-6, so that a few steps suffice.
-    cfg = TrainConfig(model=tiny_model_dir, output=out, epochs=8, learning_rate=3e-3, batch_size=5,
-                      per_device_batch_size=5, max_length=400, save_steps=1000)
+    cfg = TrainConfig(
+        model=tiny_model_dir,
+        output=out,
+        epochs=8,
+        learning_rate=3e-3,
+        batch_size=5,
+        per_device_batch_size=5,
+        max_length=400,
+        save_steps=1000,
+    )
     summary = sft.run([data, eft], cfg)
 
     assert summary["too_long"] == 1 and summary["too_long_ids"] == ["too-long"]
@@ -120,12 +155,13 @@ def test_short_run_learns_the_step_format_and_counts_long_records(tiny_model_dir
 
     tok = AutoTokenizer.from_pretrained(out)
     model = AutoModelForCausalLM.from_pretrained(out)
-    prompt = tok.apply_chat_template([{"role": "user", "content": step_prompt(QUESTIONS[1])}], tokenize=False,
-                                     add_generation_prompt=True)
+    prompt = tok.apply_chat_template(
+        [{"role": "user", "content": step_prompt(QUESTIONS[1])}], tokenize=False, add_generation_prompt=True
+    )
     ids = tok(prompt, return_tensors="pt", add_special_tokens=False)
     with torch.no_grad():
         gen = model.generate(**ids, max_new_tokens=6, do_sample=False)
-    text = tok.decode(gen[0, ids["input_ids"].shape[1]:])
+    text = tok.decode(gen[0, ids["input_ids"].shape[1] :])
     assert text.startswith("Step 1:"), text
 
     # A finished output is left alone by a rerun.
@@ -159,11 +195,25 @@ def test_the_saved_model_stops_at_the_chats_end_of_turn(base_like_model, tmp_pat
     from psr.stages import step_dpo
 
     out = str(tmp_path / "out")
-    cfg = TrainConfig(model=base_like_model, output=out, max_steps=1, batch_size=2, per_device_batch_size=2,
-                      lora=stage == "sft-lora", save_steps=1000)
+    cfg = TrainConfig(
+        model=base_like_model,
+        output=out,
+        max_steps=1,
+        batch_size=2,
+        per_device_batch_size=2,
+        lora=stage == "sft-lora",
+        save_steps=1000,
+    )
     if stage == "step-dpo":
-        ppd = {"id": "p", "question": "What is 2 + 3?", "previous_steps": [], "chosen": "2 + 3 = 5.",
-               "rejected": "2 + 3 = 6.", "is_final": True, "rejected_is_final": True}
+        ppd = {
+            "id": "p",
+            "question": "What is 2 + 3?",
+            "previous_steps": [],
+            "chosen": "2 + 3 = 5.",
+            "rejected": "2 + 3 = 6.",
+            "is_final": True,
+            "rejected_is_final": True,
+        }
         summary = step_dpo.run([write_jsonl(tmp_path / "ppd.jsonl", [ppd, {**ppd, "id": "q"}])], cfg)
     else:
         summary = sft.run([write_jsonl(tmp_path / "ift.jsonl", ift_records()[:2])], cfg)
@@ -234,16 +284,42 @@ def test_bad_input_is_an_input_error(tiny_model_dir, tmp_path):
 
 def test_cli_help_and_exit_code_for_a_missing_model(tmp_path):
     env = {**os.environ, "PSR_QUIET": "1"}
-    helped = subprocess.run([sys.executable, "-m", "psr.cli", "sft", "--help"], capture_output=True, text=True,
-                            env={**env, "COLUMNS": "200"})
+    helped = subprocess.run(
+        [sys.executable, "-m", "psr.cli", "sft", "--help"],
+        capture_output=True,
+        text=True,
+        env={**env, "COLUMNS": "200"},
+    )
     assert helped.returncode == 0
     flat = " ".join(helped.stdout.split())
-    for words in ("Reads IFT records", "3 epochs", "lr 1e-6", "effective batch 32", "accelerate launch",
-                  "psr_config.json", "resumes"):
+    for words in (
+        "Reads IFT records",
+        "3 epochs",
+        "lr 1e-6",
+        "effective batch 32",
+        "accelerate launch",
+        "psr_config.json",
+        "resumes",
+    ):
         assert words in flat, words
     data = write_jsonl(tmp_path / "ift.jsonl", ift_records()[:1])
-    run = subprocess.run([sys.executable, "-m", "psr.cli", "sft", "-i", data, "-o", str(tmp_path / "o"),
-                          "--model", str(tmp_path / "missing")], capture_output=True, text=True, env=env)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "psr.cli",
+            "sft",
+            "-i",
+            data,
+            "-o",
+            str(tmp_path / "o"),
+            "--model",
+            str(tmp_path / "missing"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert run.returncode == 2
     assert "model directory not found" in run.stderr and "Traceback" not in run.stderr
 
@@ -255,8 +331,26 @@ def test_kill_9_mid_run_then_rerun_resumes(tiny_model_dir, tmp_path):
 
     data = write_jsonl(tmp_path / "ift.jsonl", ift_records())
     out = tmp_path / "m1"
-    cmd = [sys.executable, "-m", "psr.cli", "sft", "-i", data, "-o", str(out), "--model", tiny_model_dir,
-           "--batch-size", "1", "--epochs", "2", "--lr", "1e-4", "--save-steps", "3"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "psr.cli",
+        "sft",
+        "-i",
+        data,
+        "-o",
+        str(out),
+        "--model",
+        tiny_model_dir,
+        "--batch-size",
+        "1",
+        "--epochs",
+        "2",
+        "--lr",
+        "1e-4",
+        "--save-steps",
+        "3",
+    ]
     env = {**os.environ, "PSR_QUIET": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state = out / "checkpoints" / "checkpoint-3" / "trainer_state.json"

@@ -27,13 +27,36 @@ def ppd_records():
     recs = []
     for i, (a, b) in enumerate([(2, 3), (7, 5), (11, 4), (6, 9)]):
         q = f"What is {a} + {b}?"
-        recs.append({"id": f"inner-{i}", "question": q, "previous_steps": [], "is_final": False,
-                     "chosen": f"Add the numbers: {a} + {b} = {a + b}.", "rejected": f"Subtract: {a} - {b} = {a - b}."})
-        recs.append({"id": f"final-{i}", "question": q, "previous_steps": [f"Add the numbers: {a} + {b} = {a + b}."],
-                     "is_final": True, "chosen": f"The answer is $\\boxed{{{a + b}}}$.",
-                     "rejected": f"The answer is $\\boxed{{{a + b + 1}}}$."})
-    recs.append({"id": "whole-0", "question": "What is 3 + 4?", "previous_steps": [], "is_final": True,
-                 "chosen": "3 + 4 = 7, so the answer is $\\boxed{7}$.", "rejected": "The answer is $\\boxed{8}$."})
+        recs.append(
+            {
+                "id": f"inner-{i}",
+                "question": q,
+                "previous_steps": [],
+                "is_final": False,
+                "chosen": f"Add the numbers: {a} + {b} = {a + b}.",
+                "rejected": f"Subtract: {a} - {b} = {a - b}.",
+            }
+        )
+        recs.append(
+            {
+                "id": f"final-{i}",
+                "question": q,
+                "previous_steps": [f"Add the numbers: {a} + {b} = {a + b}."],
+                "is_final": True,
+                "chosen": f"The answer is $\\boxed{{{a + b}}}$.",
+                "rejected": f"The answer is $\\boxed{{{a + b + 1}}}$.",
+            }
+        )
+    recs.append(
+        {
+            "id": "whole-0",
+            "question": "What is 3 + 4?",
+            "previous_steps": [],
+            "is_final": True,
+            "chosen": "3 + 4 = 7, so the answer is $\\boxed{7}$.",
+            "rejected": "The answer is $\\boxed{8}$.",
+        }
+    )
     return recs
 
 
@@ -55,8 +78,9 @@ def test_eos_only_after_a_final_step_even_inside_the_trainer(tiny_model_dir, tok
         assert ex_final[key][-1] == eos and eos not in ex_final[key][:-1]
     assert tok.decode(ex_inner["chosen_ids"]) == f"Step 2: {inner['chosen']}\n"
     assert tok.decode(ex_final["chosen_ids"]) == f"Step 2: {final['chosen']}{tok.eos_token}"
-    chat = tok.apply_chat_template([{"role": "user", "content": step_prompt(final["question"])}], tokenize=False,
-                                   add_generation_prompt=True)
+    chat = tok.apply_chat_template(
+        [{"role": "user", "content": step_prompt(final["question"])}], tokenize=False, add_generation_prompt=True
+    )
     assert tok.decode(ex_final["prompt_ids"]) == chat + f"Step 1: {final['previous_steps'][0]}\n"
 
     # TRL's DPOTrainer would append EOS to every completion; ours keeps the tokens as built.
@@ -83,8 +107,10 @@ def test_each_step_ends_by_its_own_is_final(tok, chosen_final, rejected_final):
     chosen step against an inner rejected one (or the reverse) ends only the final one with end-of-turn."""
     rec = {**ppd_records()[0], "is_final": chosen_final, "rejected_is_final": rejected_final}
     ex, _ = dpo_training.tokenize_pair(tok, rec)
-    for key, final, content in (("chosen_ids", chosen_final, rec["chosen"]),
-                                ("rejected_ids", rejected_final, rec["rejected"])):
+    for key, final, content in (
+        ("chosen_ids", chosen_final, rec["chosen"]),
+        ("rejected_ids", rejected_final, rec["rejected"]),
+    ):
         ending = tok.eos_token if final else "\n"
         assert tok.decode(ex[key]) == f"Step 1: {content}{ending}", key
     # A record without rejected_is_final (older files) has one is_final for both steps.
@@ -116,7 +142,7 @@ def sequence_logps(model, examples, key):
         for ex in examples:
             ids = torch.tensor([ex["prompt_ids"] + ex[key]])
             logp = model(ids).logits[0, :-1].float().log_softmax(-1).gather(-1, ids[0, 1:, None])[:, 0]
-            out.append(logp[len(ex["prompt_ids"]) - 1:].sum().item())
+            out.append(logp[len(ex["prompt_ids"]) - 1 :].sum().item())
     return out
 
 
@@ -133,8 +159,15 @@ def test_training_widens_the_margin_over_the_reference(tiny_model_dir, tok, tmp_
     data = write_jsonl(tmp_path / "ppd.jsonl", ppd_records())
     out = str(tmp_path / "m2")
     # A learning rate far above the paper's 5e-7, so that a few steps move the tiny model.
-    cfg = TrainConfig(model=tiny_model_dir, output=out, epochs=2, learning_rate=2e-3, batch_size=3,
-                      per_device_batch_size=3, save_steps=1000)
+    cfg = TrainConfig(
+        model=tiny_model_dir,
+        output=out,
+        epochs=2,
+        learning_rate=2e-3,
+        batch_size=3,
+        per_device_batch_size=3,
+        save_steps=1000,
+    )
     summary = step_dpo.run([data], step_dpo.StepDPOConfig(**vars(cfg), beta=0.1, precompute_ref_log_probs=precompute))
     assert summary["pairs"] == 9 and summary["global_steps"] == 6 and summary["beta"] == 0.1
 
@@ -154,11 +187,21 @@ def test_an_sft_weight_raises_the_chosen_steps_likelihood(tiny_model_dir, tok, t
     data = write_jsonl(tmp_path / "ppd.jsonl", ppd_records())
     examples, _, _ = dpo_training.build_examples(tok, ppd_records(), 512)
     chosen = {}
-    for name, opts in (("dpo", dict(beta=0.1)), ("rpo", dict(beta=0.1, sft_weight=1.0)),
-                       ("apo", dict(beta=0.1, loss="apo_zero"))):
+    for name, opts in (
+        ("dpo", dict(beta=0.1)),
+        ("rpo", dict(beta=0.1, sft_weight=1.0)),
+        ("apo", dict(beta=0.1, loss="apo_zero")),
+    ):
         out = str(tmp_path / name)
-        cfg = TrainConfig(model=tiny_model_dir, output=out, epochs=2, learning_rate=2e-3, batch_size=3,
-                          per_device_batch_size=3, save_steps=1000)
+        cfg = TrainConfig(
+            model=tiny_model_dir,
+            output=out,
+            epochs=2,
+            learning_rate=2e-3,
+            batch_size=3,
+            per_device_batch_size=3,
+            save_steps=1000,
+        )
         opts = step_dpo.StepDPOConfig(**vars(cfg), **opts)
         summary = step_dpo.run([data], opts)
         assert (summary["sft_weight"], summary["loss"]) == (opts.sft_weight, opts.loss)
@@ -173,8 +216,18 @@ def test_lora_trains_and_saves_a_merged_model(tiny_model_dir, tok, tmp_path):
 
     data = write_jsonl(tmp_path / "ppd.jsonl", ppd_records())
     out = str(tmp_path / "lora")
-    cfg = TrainConfig(model=tiny_model_dir, output=out, epochs=1, learning_rate=5e-3, batch_size=9,
-                      per_device_batch_size=9, lora=True, lora_r=8, lora_alpha=16, max_steps=2)
+    cfg = TrainConfig(
+        model=tiny_model_dir,
+        output=out,
+        epochs=1,
+        learning_rate=5e-3,
+        batch_size=9,
+        per_device_batch_size=9,
+        lora=True,
+        lora_r=8,
+        lora_alpha=16,
+        max_steps=2,
+    )
     step_dpo.run([data], cfg)
     assert not os.path.exists(os.path.join(out, "adapter_config.json"))  # merged: a plain model directory
     examples, _, _ = dpo_training.build_examples(tok, ppd_records(), cfg.max_length)
@@ -203,10 +256,35 @@ def test_two_process_ddp_under_accelerate_launch(tiny_model_dir, tmp_path):
     config = os.path.join(os.path.dirname(__file__), "..", "configs", "accelerate", "cpu_ddp.yaml")
     env = {**os.environ, "PSR_QUIET": "0", "OMP_NUM_THREADS": "1"}
     # cpu_ddp.yaml, not `--cpu`: accelerate 1.x starts a single process when told --cpu (see the yaml).
-    run = subprocess.run([accelerate, "launch", "--config_file", config, "--num_processes", "2",
-                          "-m", "psr.cli", "step-dpo", "-i", data, "-o", str(out), "--model", tiny_model_dir,
-                          "--batch-size", "4", "--per-device-batch-size", "1", "--lr", "1e-4"],
-                         capture_output=True, text=True, env=env, timeout=600)
+    run = subprocess.run(
+        [
+            accelerate,
+            "launch",
+            "--config_file",
+            config,
+            "--num_processes",
+            "2",
+            "-m",
+            "psr.cli",
+            "step-dpo",
+            "-i",
+            data,
+            "-o",
+            str(out),
+            "--model",
+            tiny_model_dir,
+            "--batch-size",
+            "4",
+            "--per-device-batch-size",
+            "1",
+            "--lr",
+            "1e-4",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     # Both ranks trained the same optimizer steps: 8 pairs / effective batch 4 = 2, accumulation 2 each.
     assert "rank 0 of 2 (MULTI_CPU, gloo): trained to optimizer step 2" in run.stderr
@@ -229,8 +307,18 @@ def test_help_says_what_it_reads_writes_and_its_defaults():
     res = CliRunner().invoke(app, ["step-dpo", "--help"], env={"COLUMNS": "200"})
     assert res.exit_code == 0
     flat = " ".join(res.output.split())
-    for words in ("Reads PPD records", "1 epoch", "lr 5e-7", "effective batch 32", "beta 0.1",
-                  "--precompute-ref-log-probs", "--lora", "accelerate launch", "metrics.jsonl", "apo_zero"):
+    for words in (
+        "Reads PPD records",
+        "1 epoch",
+        "lr 5e-7",
+        "effective batch 32",
+        "beta 0.1",
+        "--precompute-ref-log-probs",
+        "--lora",
+        "accelerate launch",
+        "metrics.jsonl",
+        "apo_zero",
+    ):
         assert words in flat, words
     bad = CliRunner().invoke(app, ["step-dpo", "-i", "x.jsonl", "--model", "m", "-o", "out", "--loss", "kto"])
     assert bad.exit_code == 2 and "--loss" in bad.output
@@ -240,8 +328,13 @@ def test_shipped_accelerate_configs_load():
     from accelerate.commands.config.config_args import load_config_from_file
 
     root = os.path.join(os.path.dirname(__file__), "..", "configs", "accelerate")
-    want = {"ddp": ("MULTI_GPU", "bf16"), "cpu_ddp": ("MULTI_GPU", "no"), "deepspeed_zero2": ("DEEPSPEED", "bf16"),
-            "deepspeed_zero3": ("DEEPSPEED", "bf16"), "fsdp": ("FSDP", "bf16")}
+    want = {
+        "ddp": ("MULTI_GPU", "bf16"),
+        "cpu_ddp": ("MULTI_GPU", "no"),
+        "deepspeed_zero2": ("DEEPSPEED", "bf16"),
+        "deepspeed_zero3": ("DEEPSPEED", "bf16"),
+        "fsdp": ("FSDP", "bf16"),
+    }
     for name, (kind, precision) in want.items():
         cfg = load_config_from_file(os.path.join(root, name + ".yaml"))
         assert (cfg.distributed_type.value, cfg.mixed_precision) == (kind, precision), name

@@ -9,8 +9,10 @@ def test_format_and_parse_round_trip():
 
 
 def test_parse_is_robust():
-    text = ("Sure, let me solve it.\n\n**Step 1:** x = 2\n  Step 3:   y = x + 1\n\nstill y\n"
-            "Step 4. done\nThe answer is \\boxed{3}")
+    text = (
+        "Sure, let me solve it.\n\n**Step 1:** x = 2\n  Step 3:   y = x + 1\n\nstill y\n"
+        "Step 4. done\nThe answer is \\boxed{3}"
+    )
     assert parse_steps(text) == ["x = 2", "y = x + 1\n\nstill y", "done\nThe answer is \\boxed{3}"]
     assert parse_steps("no markers, just \\boxed{1}") == ["no markers, just \\boxed{1}"]
     assert parse_steps("   ") == []

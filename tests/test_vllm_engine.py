@@ -44,12 +44,23 @@ def vllm_runs(tiny_model_dir, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("vllm")
     out, offline_log, server_log = tmp / "offline.json", tmp / "offline.log", tmp / "server.log"
     with open(offline_log, "w") as ol:
-        offline = subprocess.Popen([str(VLLM_PY), str(REPO / "tests" / "vllm_run.py"), tiny_model_dir, str(out)],
-                                   cwd=REPO, env=vllm_env(), stdout=ol, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        offline = subprocess.Popen(
+            [str(VLLM_PY), str(REPO / "tests" / "vllm_run.py"), tiny_model_dir, str(out)],
+            cwd=REPO,
+            env=vllm_env(),
+            stdout=ol,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     server, url = start_vllm_server(tiny_model_dir, "tiny", server_log, "--max-model-len", "1024")
-    runs = {"offline": offline, "server": server, "out": out, "offline_log": offline_log,
-            "server_log": server_log, "base_url": url}
+    runs = {
+        "offline": offline,
+        "server": server,
+        "out": out,
+        "offline_log": offline_log,
+        "server_log": server_log,
+        "base_url": url,
+    }
     try:
         yield runs
     finally:
@@ -91,7 +102,7 @@ def check_well_formed(res: dict) -> None:
     # the stop string taken from the greedy answer cuts it there
     full, stop = res["greedy"][0][0]["text"], res["stop"]
     [[cut]] = res["stopped"]
-    assert (cut["text"], cut["finish_reason"]) == (full[:full.index(stop)], "stop")
+    assert (cut["text"], cut["finish_reason"]) == (full[: full.index(stop)], "stop")
     assert len(res["steps"]) == 1 and len(res["steps"][0]) == 2
     for s in res["steps"][0]:
         assert "\nStep " not in s["content"] and s["finish_reason"] in ("stop", "eos", "length")
@@ -104,8 +115,10 @@ def test_vllm_engine_on_the_tiny_model(offline, tiny_model_dir):
     check_well_formed(offline)
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     chat = CHATS[1]
-    expected = tok.apply_chat_template([{"role": "user", "content": chat.user}], tokenize=False,
-                                       add_generation_prompt=True) + chat.assistant_prefix
+    expected = (
+        tok.apply_chat_template([{"role": "user", "content": chat.user}], tokenize=False, add_generation_prompt=True)
+        + chat.assistant_prefix
+    )
     assert offline["rendered"] == expected
     # the same greedy tokens, detokenized by vLLM as they come (a stop string is set) or decoded at the end
     assert [o[0]["text"] for o in offline["unstopped"]] == [o[0]["text"] for o in offline["greedy"]]
@@ -135,8 +148,11 @@ def test_hf_and_vllm_see_the_same_tokens(offline, tiny_model_dir):
 
 @pytest.mark.slow
 def test_openai_engine_against_the_vllm_server(offline, server_url):
-    engine = load_engine(EngineConfig(engine="openai", model="tiny", base_url=server_url,
-                                      api_key_env="PSR_TEST_NO_SUCH_KEY", timeout=300))
+    engine = load_engine(
+        EngineConfig(
+            engine="openai", model="tiny", base_url=server_url, api_key_env="PSR_TEST_NO_SUCH_KEY", timeout=300
+        )
+    )
     assert engine.continue_mode == "vllm"
     res = run_cases(engine)
     check_well_formed(res)

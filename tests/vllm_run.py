@@ -32,16 +32,23 @@ def run_cases(engine) -> dict:
     # engine decodes the finished token ids in one batch; both must give the same text.
     unstopped = engine.generate(CHATS, Sampling(max_tokens=16, stop=["\x00"]))
     sampled = engine.generate(CHATS, SAMPLED)
-    steps = engine.next_steps([(QUESTION, ["Subtract 1 from both sides."])], Sampling(n=2, temperature=0.7,
-                                                                                       max_tokens=12, seed=3))
+    steps = engine.next_steps(
+        [(QUESTION, ["Subtract 1 from both sides."])], Sampling(n=2, temperature=0.7, max_tokens=12, seed=3)
+    )
     # per-chat seeds: a chat's samples depend on its own seed, not on the other chats of the call
     seeded = engine.generate(CHATS, replace(SAMPLED, seeds=[7, 9]))
     seeded_alone = engine.generate(CHATS[1:], replace(SAMPLED, seeds=[9]))
     plain = lambda res: [[asdict(c) for c in outs] for outs in res]  # noqa: E731
-    return {"greedy": plain(greedy), "stop": stop, "stopped": plain(stopped), "unstopped": plain(unstopped), "sampled": plain(sampled),
-            "seeded": plain(seeded), "seeded_alone": plain(seeded_alone),
-            "steps": [[{"content": s.content, "is_final": s.is_final, **asdict(s.completion)} for s in ss]
-                      for ss in steps]}
+    return {
+        "greedy": plain(greedy),
+        "stop": stop,
+        "stopped": plain(stopped),
+        "unstopped": plain(unstopped),
+        "sampled": plain(sampled),
+        "seeded": plain(seeded),
+        "seeded_alone": plain(seeded_alone),
+        "steps": [[{"content": s.content, "is_final": s.is_final, **asdict(s.completion)} for s in ss] for ss in steps],
+    }
 
 
 if __name__ == "__main__":

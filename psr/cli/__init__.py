@@ -29,7 +29,20 @@ from psr.core.errors import InputError, PsrError
 from psr.core.log import console
 
 # --help lists the stages in the order of the loop, then the tools.
-ORDER = ["segment", "train-prm", "mine-pairs", "annotate-eft", "sft", "search", "step-dpo", "eval", "grade", "world", "demo", "paper"]
+ORDER = [
+    "segment",
+    "train-prm",
+    "mine-pairs",
+    "annotate-eft",
+    "sft",
+    "search",
+    "step-dpo",
+    "eval",
+    "grade",
+    "world",
+    "demo",
+    "paper",
+]
 app.registered_commands.sort(key=lambda c: ORDER.index(c.name) if c.name in ORDER else len(ORDER))
 # Every command reads --config FILE.yaml and writes its resolved options (psr/cli/config.py).
 for _command in app.registered_commands:
@@ -40,7 +53,8 @@ for _command in app.registered_commands:
 # exceptions it bundles (typer._click), which are not click's own; catch both so that no usage error ever
 # reaches the user as a traceback (pyproject pins the tested typer range).
 _CLICK_ERRORS: tuple[type[Exception], ...] = (
-    next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"),)
+    next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"),
+)
 try:
     import click
 

@@ -40,13 +40,7 @@ its own --test-size), --limit N.
 @O.with_options(O.engine_options(), "engine_cfg", engine="openai", omit=("tensor_parallel_size",))
 @O.with_options(O.dataclass_options(AnnotateConfig), "cfg")
 @O.with_options(O.io_options(), "io")
-def annotate_eft(
-    *,
-    io: IOConfig,
-    cfg: AnnotateConfig,
-    engine_cfg: EngineConfig,
-) -> None:
+def annotate_eft(*, io: IOConfig, cfg: AnnotateConfig, engine_cfg: EngineConfig) -> None:
     from psr.stages import annotate_eft as stage
 
-    stage.run(io.writing({"--test-output": cfg.test_output}),
-              replace(cfg, seed=engine_cfg.seed), engine_cfg)
+    stage.run(io.writing({"--test-output": cfg.test_output}), replace(cfg, seed=engine_cfg.seed), engine_cfg)

@@ -62,16 +62,18 @@ def load(ctx, path: str) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise UsageError(f"{where}: must be a mapping of option names to values, got {type(data).__name__}",
-                         ctx) from None
+        raise UsageError(
+            f"{where}: must be a mapping of option names to values, got {type(data).__name__}", ctx
+        ) from None
     keys = option_keys(ctx.command)
     values: dict[str, Any] = {}
     given: dict[str, str] = {}
     for key, value in data.items():
         param = keys.get(_key(str(key)))
         if param is None:
-            raise UsageError(f"{where}: unknown key {key!r} (psr {ctx.command.name} has no option "
-                             f"--{_key(str(key))})", ctx)
+            raise UsageError(
+                f"{where}: unknown key {key!r} (psr {ctx.command.name} has no option --{_key(str(key))})", ctx
+            )
         if param.name in given:
             raise UsageError(f"{where}: keys {given[param.name]!r} and {key!r} set the same option", ctx)
         given[param.name] = str(key)
@@ -92,12 +94,20 @@ def _read_config(ctx: typer.Context, value: str | None) -> None:
         ctx.default_map = {**(ctx.default_map or {}), **load(ctx, value)}
 
 
-ConfigOption = Annotated[str | None, typer.Option(
-    "--config", metavar="FILE.yaml", is_eager=True, expose_value=False, callback=_read_config,
-    help="Option defaults from a YAML file: keys are the long option names (max-iterations or max_iterations; "
-    "a list for a repeatable option such as input; prefix-sharing: false); options on the command line override it. Every run "
-    "writes its resolved options in this format beside its output (OUTPUT.config.yaml; a model directory: "
-    f"DIR/{TRAINING_FILE}), so `--config` of that file repeats it.")]
+ConfigOption = Annotated[
+    str | None,
+    typer.Option(
+        "--config",
+        metavar="FILE.yaml",
+        is_eager=True,
+        expose_value=False,
+        callback=_read_config,
+        help="Option defaults from a YAML file: keys are the long option names (max-iterations or max_iterations; "
+        "a list for a repeatable option such as input; prefix-sharing: false); options on the command line override it. Every run "
+        "writes its resolved options in this format beside its output (OUTPUT.config.yaml; a model directory: "
+        f"DIR/{TRAINING_FILE}), so `--config` of that file repeats it.",
+    ),
+]
 
 
 def _config_param():
@@ -151,8 +161,11 @@ def write_resolved(command, params: dict[str, Any]) -> None:
     if path is None or os.environ.get("RANK", "0") != "0":  # several training processes: the main one writes
         return
     text = yaml.safe_dump(resolved(command, params), sort_keys=False, allow_unicode=True, width=1000)
-    write_text(path, f"# psr {command.name}: the resolved options of a run; repeat it with "
-               f"`psr {command.name} --config {os.path.basename(path)}` (add --overwrite to start afresh)\n" + text)
+    write_text(
+        path,
+        f"# psr {command.name}: the resolved options of a run; repeat it with "
+        f"`psr {command.name} --config {os.path.basename(path)}` (add --overwrite to start afresh)\n" + text,
+    )
 
 
 class ConfigCommand(TyperCommand):

@@ -52,21 +52,25 @@ _TTS = SearchConfig()
 Width = Annotated[int, typer.Option("--width", help="--tts: candidates a step.")]
 Temperature = Annotated[float, typer.Option("--temperature", help="--tts: sampling temperature of the candidates.")]
 TopP = Annotated[float, typer.Option("--top-p", help="--tts: nucleus sampling of the candidates.")]
-MaxIterations = Annotated[int, typer.Option("--max-iterations", help="--tts: generation rounds per problem, "
-                                            "rollbacks included.")]
+MaxIterations = Annotated[
+    int, typer.Option("--max-iterations", help="--tts: generation rounds per problem, rollbacks included.")
+]
 Compare = Annotated[bool, typer.Option("--compare", help="Compare the summary JSON files given as arguments.")]
-Summarize = Annotated[bool, typer.Option("--summarize", help="Summarize the prediction files given with -i; no "
-                                         "model.")]
+Summarize = Annotated[bool, typer.Option("--summarize", help="Summarize the prediction files given with -i; no model.")]
 Plot = Annotated[str | None, typer.Option("--plot", help="--compare: write a PNG of accuracy by iteration.")]
-Summaries = Annotated[list[str] | None, typer.Argument(help="--compare: summary JSON files, M0 first.",
-                                                       show_default=False)]
+Summaries = Annotated[
+    list[str] | None, typer.Argument(help="--compare: summary JSON files, M0 first.", show_default=False)
+]
 
 
 @app.command("eval", help=HELP)
 @O.with_options(O.engine_options(), "engine_cfg")
 @O.with_options(O.dataclass_options(EvalConfig), "cfg")
-@O.with_options(O.io_options(limit="math: the first N problems of each benchmark; judge: at most N records (after "
-                             "--shard)."), "io", after="shard")
+@O.with_options(
+    O.io_options(limit="math: the first N problems of each benchmark; judge: at most N records (after --shard)."),
+    "io",
+    after="shard",
+)
 def eval_cmd(
     summaries: Summaries = None,
     width: Width = _TTS.width,
@@ -95,8 +99,10 @@ def eval_cmd(
         raise InputError(f"unexpected argument {summaries[0]!r} (summaries are compared with --compare)")
     if plot:
         raise InputError("--plot goes with --compare")
-    cfg = replace(cfg, search=SearchConfig(tts=True, width=width, temperature=temperature, top_p=top_p,
-                                           max_iterations=max_iterations))
+    cfg = replace(
+        cfg,
+        search=SearchConfig(tts=True, width=width, temperature=temperature, top_p=top_p, max_iterations=max_iterations),
+    )
     outputs = stage.summary_outputs(summary, summary_md)
     if summarize:
         check_outputs(inputs, outputs)

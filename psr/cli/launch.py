@@ -26,10 +26,13 @@ from psr.core.log import info
 STAGES = ("segment", "search", "mine-pairs", "annotate-eft", "eval")
 MERGED_SIDE = ("--trajectories", "--rejects")  # JSONL side outputs: one record per input, merged like -o
 SHARD_SIDE = ("--stats", "--summary", "--summary-md", "--plot")  # about one shard each: kept per shard
-REFUSED = {"--shard": "the launcher gives each worker its shard", "--limit": "it would apply to each shard; "
-           "take the first N records into a file first", "--test-size": "the held-out split must see every "
-           "record: annotate with the launcher, then split in a run of its own", "--overwrite": "delete OUT and "
-           "OUT.shards to start afresh"}
+REFUSED = {
+    "--shard": "the launcher gives each worker its shard",
+    "--limit": "it would apply to each shard; take the first N records into a file first",
+    "--test-size": "the held-out split must see every "
+    "record: annotate with the launcher, then split in a run of its own",
+    "--overwrite": "delete OUT and OUT.shards to start afresh",
+}
 
 
 def _option(args: list[str], names: tuple[str, ...]) -> tuple[int, str] | None:
@@ -40,7 +43,7 @@ def _option(args: list[str], names: tuple[str, ...]) -> tuple[int, str] | None:
             if a == n and i + 1 < len(args):
                 found = (i + 1, args[i + 1])
             elif a.startswith(n + "=") and n.startswith("--"):
-                found = (i, a[len(n) + 1:])
+                found = (i, a[len(n) + 1 :])
     return found
 
 
@@ -60,7 +63,7 @@ def _groups(gpus: str | None, per_worker: int, workers: int | None) -> list[str 
     ids = [g.strip() for g in gpus.split(",") if g.strip()]
     if per_worker < 1 or not ids or len(ids) % per_worker:
         raise InputError(f"--gpus {gpus}: {len(ids)} GPUs do not split into groups of --gpus-per-worker {per_worker}")
-    return [",".join(ids[k:k + per_worker]) for k in range(0, len(ids), per_worker)]
+    return [",".join(ids[k : k + per_worker]) for k in range(0, len(ids), per_worker)]
 
 
 def _merge(parts: list[str], dest: str) -> int:
@@ -106,8 +109,9 @@ def launch(args: list[str], groups: list[str | None], node: tuple[int, int] = (0
         env = dict(os.environ) if group is None else {**os.environ, "CUDA_VISIBLE_DEVICES": group}
         argv = [sys.executable, "-m", "psr.cli", *wargs, "--shard", shard]
         log_path = os.path.join(shards_dir, f"{tag}.log")
-        shown = ("" if group is None else f"CUDA_VISIBLE_DEVICES={group} ") + shlex.join(["psr", *wargs, "--shard",
-                                                                                            shard])
+        shown = ("" if group is None else f"CUDA_VISIBLE_DEVICES={group} ") + shlex.join(
+            ["psr", *wargs, "--shard", shard]
+        )
         info(f"launch: worker {k} $ {shown}  (log: {log_path})")
         with open(log_path, "ab") as log:
             procs.append((shard, log_path, subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=log)))
@@ -123,9 +127,14 @@ def launch(args: list[str], groups: list[str | None], node: tuple[int, int] = (0
     records = _merge([p for p in parts if os.path.exists(p)], output)
     for dest, side in merged_side.items():
         _merge([p for p in side if os.path.exists(p)], dest)
-    info(f"launch: {n} workers done; merged {records} records into {output}" +
-         (f" (the per-shard {', '.join(o for o in SHARD_SIDE if _option(args, (o,)))} stay in {shards_dir})"
-          if any(_option(args, (o,)) for o in SHARD_SIDE) else ""))
+    info(
+        f"launch: {n} workers done; merged {records} records into {output}"
+        + (
+            f" (the per-shard {', '.join(o for o in SHARD_SIDE if _option(args, (o,)))} stay in {shards_dir})"
+            if any(_option(args, (o,)) for o in SHARD_SIDE)
+            else ""
+        )
+    )
     return records
 
 
@@ -143,20 +152,24 @@ def _node(value: str) -> tuple[int, int]:
     return b, m
 
 
-@app.command("launch", context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-             help="Run a generation stage (segment, search, mine-pairs, annotate-eft, eval) data-parallel: "
-             "`psr launch --gpus 0,1,2,3 [--gpus-per-worker 1] -- search -i Q.jsonl -o OUT.jsonl ...` starts one "
-             "worker per GPU group (CUDA_VISIBLE_DEVICES set, --shard K/N added, -o OUT.shards/K-of-N.jsonl, stderr "
-             "to OUT.shards/K-of-N.log) and, when all succeeded, merges the shards in input order into OUT (and "
-             "--trajectories/--rejects likewise; --stats/--summary stay per shard). A worker that fails makes it "
-             "exit 1 naming its shard and log, merging nothing. Rerun to resume: each worker resumes its shard. "
-             "--workers N: N workers without GPUs. Several boxes: --node B/M on box B of M, then concatenate the "
-             "boxes' outputs in B order.")
+@app.command(
+    "launch",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    help="Run a generation stage (segment, search, mine-pairs, annotate-eft, eval) data-parallel: "
+    "`psr launch --gpus 0,1,2,3 [--gpus-per-worker 1] -- search -i Q.jsonl -o OUT.jsonl ...` starts one "
+    "worker per GPU group (CUDA_VISIBLE_DEVICES set, --shard K/N added, -o OUT.shards/K-of-N.jsonl, stderr "
+    "to OUT.shards/K-of-N.log) and, when all succeeded, merges the shards in input order into OUT (and "
+    "--trajectories/--rejects likewise; --stats/--summary stay per shard). A worker that fails makes it "
+    "exit 1 naming its shard and log, merging nothing. Rerun to resume: each worker resumes its shard. "
+    "--workers N: N workers without GPUs. Several boxes: --node B/M on box B of M, then concatenate the "
+    "boxes' outputs in B order.",
+)
 def launch_command(
     ctx: typer.Context,
     gpus: Annotated[str | None, typer.Option("--gpus", help="GPU ids of this box to use, e.g. 0,1,2,3.")] = None,
-    gpus_per_worker: Annotated[int, typer.Option("--gpus-per-worker", help="GPUs of one worker (its engine's "
-                                                 "--tensor-parallel-size).")] = 1,
+    gpus_per_worker: Annotated[
+        int, typer.Option("--gpus-per-worker", help="GPUs of one worker (its engine's --tensor-parallel-size).")
+    ] = 1,
     workers: Annotated[int | None, typer.Option("--workers", help="Workers without GPUs (CPU).")] = None,
     node: Annotated[str, typer.Option("--node", help="B/M: this box is box B (0-based) of M.")] = "0/1",
 ) -> None:

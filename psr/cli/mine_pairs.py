@@ -39,5 +39,11 @@ def mine_pairs(
     cfg: stage.MCTSConfig,
     engine_cfg: EngineConfig,
 ) -> None:
-    stage.run(io.writing({"--stats": stats}), replace(cfg, seed=engine_cfg.seed), engine_cfg, prm=prm,
-              stats_path=stats, prm_dtype=engine_cfg.dtype)
+    stage.run(
+        io.writing({"--stats": stats}),
+        replace(cfg, seed=engine_cfg.seed),
+        engine_cfg,
+        prm=prm,
+        stats_path=stats,
+        prm_dtype=engine_cfg.dtype,
+    )

@@ -46,8 +46,9 @@ def engine_options() -> Callable[..., EngineConfig]:
     return dataclass_options(EngineConfig)
 
 
-def with_options(group: Callable[..., Any], into: str, *, after: str | None = None, omit: tuple[str, ...] = (),
-                 **defaults: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def with_options(
+    group: Callable[..., Any], into: str, *, after: str | None = None, omit: tuple[str, ...] = (), **defaults: Any
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: give a command the options declared once as the parameters of `group`; the command gets
     ``group(**those options)`` as its (keyword-only) parameter `into` instead.
 
@@ -56,8 +57,11 @@ def with_options(group: Callable[..., Any], into: str, *, after: str | None = No
     after that group option (so each --help lists its options in the order the command had). `defaults` are the
     command's own defaults for group options; `omit` leaves group options out (they keep the group's default).
     """
-    shared = [p.replace(default=defaults.pop(p.name, p.default))
-              for p in inspect.signature(group, eval_str=True).parameters.values() if p.name not in omit]
+    shared = [
+        p.replace(default=defaults.pop(p.name, p.default))
+        for p in inspect.signature(group, eval_str=True).parameters.values()
+        if p.name not in omit
+    ]
     if defaults:
         raise TypeError(f"{group.__name__} has no options {sorted(defaults)}")
     names = [p.name for p in shared]
@@ -81,8 +85,9 @@ def with_options(group: Callable[..., Any], into: str, *, after: str | None = No
     return decorate
 
 
-def dataclass_options(cls: type, *, omit: tuple[str, ...] = (), helps: dict[str, str] | None = None
-                      ) -> Callable[..., Any]:
+def dataclass_options(
+    cls: type, *, omit: tuple[str, ...] = (), helps: dict[str, str] | None = None
+) -> Callable[..., Any]:
     """The option group of a config dataclass, for ``with_options(dataclass_options(Config), "cfg")``: one Typer
     option for each field declared with ``psr.core.options.option`` (its flags, help, default; its type, so a
     ``Literal`` field is a choice), returning ``Config(**values)``; other fields keep their defaults, as do ``omit``.
@@ -97,10 +102,16 @@ def dataclass_options(cls: type, *, omit: tuple[str, ...] = (), helps: dict[str,
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         name = f.metadata.get("param", f.name)
         field_of[name] = f.name
-        params.append(inspect.Parameter(
-            name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default,
-            annotation=Annotated[hints[f.name], typer.Option(*f.metadata["flags"],
-                                                             help=helps.get(f.name, f.metadata["help"]))]))
+        params.append(
+            inspect.Parameter(
+                name,
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                default=default,
+                annotation=Annotated[
+                    hints[f.name], typer.Option(*f.metadata["flags"], help=helps.get(f.name, f.metadata["help"]))
+                ],
+            )
+        )
 
     def build(**values: Any) -> Any:
         try:

@@ -17,140 +17,22 @@ exit code.
 from __future__ import annotations
 
 import os
-import shlex
-import subprocess
 import sys
-import time
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import typer
-import yaml
 
 from psr.cli import run_log
+from psr.cli.paper_recipe import TRAINING, RecipeFailed, Runner, load_recipe  # noqa: F401 (TRAINING is re-exported)
 from psr.cli.root import app
 from psr.core.errors import InputError
 
-TRAINING = ("train-prm", "sft", "step-dpo")
-KEYS = {"data", "data_paths", "run", "base_model", "policy_model", "accelerate_config", "env", "rounds",
-        "new_questions", "round_options", "srlm", "judge_few_shot", "tts_models", "stages"}
 # stages --until accepts, in the order they run (srlm-* and eval-* are all of their kind)
 UNTIL = ("world", "segment", "train-prm", "mine-pairs", "annotate-eft", "sft", "rounds", "eval", "compare")
 
 
-def _merge(base: dict, over: dict) -> dict:
-    """``over`` on top of ``base``; the ``stages`` blocks merge key by key, every other key is replaced."""
-    out = dict(base)
-    for key, value in over.items():
-        if key == "stages" and isinstance(value, dict):
-            stages = dict(out.get("stages") or {})
-            for name, block in value.items():
-                stages[name] = {**(stages.get(name) or {}), **(block or {})}
-            out["stages"] = stages
-        else:
-            out[key] = value
-    return out
-
-
-def _read(path: str) -> dict:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh) or {}
-    except OSError as e:
-        raise InputError(f"cannot read recipe {path}: {e.strerror or e}") from None
-    except yaml.YAMLError as e:
-        raise InputError(f"{path}: not YAML: {getattr(e, 'problem', None) or e}") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: a recipe is a mapping of keys to values")
-    return data
-
-
-def load_recipe(path: str, overrides: list[str] = ()) -> dict:
-    """The recipe with its ``extends`` chain and ``data`` file resolved (paths relative to the file naming them)
-    and the override files merged on top, in order."""
-    recipe = _read(path)
-    if recipe.get("extends"):
-        parent = os.path.join(os.path.dirname(path), recipe.pop("extends"))
-        recipe = _merge(load_recipe(parent), recipe)
-    elif recipe.get("data"):
-        recipe["data"] = os.path.join(os.path.dirname(path), recipe["data"])
-    for over in overrides:
-        recipe = _merge(recipe, _read(over))
-    return recipe
-
-
-class Recipe:
-    def __init__(self, recipe: dict, dry_run: bool = False):
-        self.r, self.dry_run = recipe, dry_run
-        data_path = recipe.get("data")
-        self.data = _read(data_path) if isinstance(data_path, str) else dict(data_path or {})
-        self.data.update(recipe.get("data_paths") or {})  # an override file can point at other data
-        unknown = sorted(set(recipe) - KEYS)
-        if unknown:
-            raise InputError(f"the recipe has an unknown key {unknown[0]!r} (known: {', '.join(sorted(KEYS))})")
-        for key in ("run", "base_model"):
-            if not recipe.get(key):
-                raise InputError(f"the recipe sets no {key!r}")
-        self.run = recipe["run"]
-        self.rounds = int(recipe.get("rounds", 3))
-        questions = self.data.get("questions") or []
-        if len(questions) < self.rounds or len(recipe.get("new_questions") or []) < self.rounds:
-            raise InputError(f"{self.rounds} rounds need {self.rounds} question files (data: questions) and "
-                             f"{self.rounds} sizes (new_questions)")
-        self.commands: list[list[str]] = []
-
-    def p(self, *parts: str) -> str:
-        return os.path.join(self.run, *parts)
-
-    def d(self, key: str) -> str:
-        value = self.data.get(key)
-        if not value:
-            raise InputError(f"the data file sets no {key!r}")
-        return value.replace("{run}", self.run) if isinstance(value, str) else value
-
-    def block(self, name: str) -> str:
-        """RUN/configs/NAME.yaml: the recipe's block for NAME, what `psr COMMAND --config` reads."""
-        values = self.r.get("stages", {}).get(name) or {}
-        path = self.p("configs", f"{name}.yaml")
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(f"# psr {name}: written by `psr paper` from its recipe\n")
-            yaml.safe_dump(values, fh, sort_keys=False)
-        return path
-
-    def psr(self, command: str, block: str, *args: Any, done: str | None = None) -> None:
-        """Run `psr COMMAND --config RUN/configs/BLOCK.yaml ARGS` (training stages through accelerate when the
-        recipe names a config); skipped when the file ``done`` exists (a finished model's psr_config.json)."""
-        args = [str(a) for a in args]
-        config = self.block(block)
-        accelerate = self.r.get("accelerate_config")
-        if command in TRAINING and accelerate:
-            shown = ["accelerate", "launch", "--config_file", accelerate, "-m", "psr.cli", command]
-            argv = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", accelerate, "-m",
-                    "psr.cli", command]
-        else:
-            shown, argv = ["psr", command], [sys.executable, "-m", "psr.cli", command]
-        env = {str(k): str(v) for k, v in (self.r.get("env") or {}).items()}
-        shown = [f"{k}={v}" for k, v in env.items()] + shown  # as a shell line sets them
-        tail = ["--config", config, *args]
-        self.commands.append([*shown, *tail])
-        line = shlex.join([*shown, *tail])
-        entry = {"stage": block, "command": line, "config": config, "output": run_log.option_value(args, "-o", "--output")}
-        if done and os.path.exists(done):
-            print(f"skip (finished: {done}) $ {line}", file=sys.stderr, flush=True)
-            if not self.dry_run:
-                run_log.append(self.run, {**entry, "status": "skipped", **run_log.stage_facts(args)})
-            return
-        print("$ " + line, file=sys.stderr, flush=True)
-        if self.dry_run:
-            return
-        start = time.monotonic()
-        rc = subprocess.call([*argv, *tail], env={**os.environ, **env})
-        run_log.append(self.run, {**entry, "status": "done" if rc == 0 else "failed", "exit_code": rc,
-                                  "wall_s": round(time.monotonic() - start, 1), **run_log.stage_facts(args)})
-        if rc != 0:
-            raise RecipeFailed(rc, f"paper: stage `{command}` failed with exit code {rc}: {shlex.join(shown + tail)}")
-
-    # -- the stages ---------------------------------------------------------------------------------------------
+class Recipe(Runner):
+    """The paper's stages, each launched with ``Runner.psr``."""
 
     def world(self) -> None:
         if "world" in self.r.get("stages", {}):  # the tiny override builds its data first
@@ -159,30 +41,97 @@ class Recipe:
 
     def initial(self, until: str) -> None:
         base = self.r["base_model"]
-        self.psr("segment", "segment", "-i", self.d("numina"), "-o", self.p("ift.jsonl"),
-                 "--rejects", self.p("ift_rejects.jsonl"))
+        self.psr(
+            "segment",
+            "segment",
+            "-i",
+            self.d("numina"),
+            "-o",
+            self.p("ift.jsonl"),
+            "--rejects",
+            self.p("ift_rejects.jsonl"),
+        )
         if until == "segment":
             return
-        self.psr("train-prm", "train-prm", "-i", self.d("prm800k"), "--model", base, "-o", self.p("prm"),
-                 done=self.p("prm", "psr_config.json"))
+        self.psr(
+            "train-prm",
+            "train-prm",
+            "-i",
+            self.d("prm800k"),
+            "--model",
+            base,
+            "-o",
+            self.p("prm"),
+            done=self.p("prm", "psr_config.json"),
+        )
         if until == "train-prm":
             return
-        self.psr("mine-pairs", "mine-pairs", "-i", self.d("numina"), "--model", self.r.get("policy_model") or base,
-                 "--prm", self.p("prm"), "-o", self.p("pairs.jsonl"), "--stats", self.p("mine_stats.json"))
+        self.psr(
+            "mine-pairs",
+            "mine-pairs",
+            "-i",
+            self.d("numina"),
+            "--model",
+            self.r.get("policy_model") or base,
+            "--prm",
+            self.p("prm"),
+            "-o",
+            self.p("pairs.jsonl"),
+            "--stats",
+            self.p("mine_stats.json"),
+        )
         if until == "mine-pairs":
             return
-        self.psr("annotate-eft", "annotate-eft", "-i", self.p("pairs.jsonl"), "-o", self.p("eft.jsonl"),
-                 "--test-output", self.p("eft_test.jsonl"))
+        self.psr(
+            "annotate-eft",
+            "annotate-eft",
+            "-i",
+            self.p("pairs.jsonl"),
+            "-o",
+            self.p("eft.jsonl"),
+            "--test-output",
+            self.p("eft_test.jsonl"),
+        )
         if self.r.get("srlm"):
-            self.psr("annotate-eft", "annotate-eft-scoring", "-i", self.p("pairs.jsonl"),
-                     "-o", self.p("eft_scoring.jsonl"), "--test-output", self.p("eft_scoring_test.jsonl"))
+            self.psr(
+                "annotate-eft",
+                "annotate-eft-scoring",
+                "-i",
+                self.p("pairs.jsonl"),
+                "-o",
+                self.p("eft_scoring.jsonl"),
+                "--test-output",
+                self.p("eft_scoring_test.jsonl"),
+            )
         if until == "annotate-eft":
             return
-        self.psr("sft", "sft", "-i", self.p("ift.jsonl"), "-i", self.p("eft.jsonl"), "--model", base,
-                 "-o", self.p("m1"), done=self.p("m1", "psr_config.json"))
+        self.psr(
+            "sft",
+            "sft",
+            "-i",
+            self.p("ift.jsonl"),
+            "-i",
+            self.p("eft.jsonl"),
+            "--model",
+            base,
+            "-o",
+            self.p("m1"),
+            done=self.p("m1", "psr_config.json"),
+        )
         if self.r.get("srlm"):
-            self.psr("sft", "sft", "-i", self.p("ift.jsonl"), "-i", self.p("eft_scoring.jsonl"), "--model", base,
-                     "-o", self.p("s1"), done=self.p("s1", "psr_config.json"))
+            self.psr(
+                "sft",
+                "sft",
+                "-i",
+                self.p("ift.jsonl"),
+                "-i",
+                self.p("eft_scoring.jsonl"),
+                "--model",
+                base,
+                "-o",
+                self.p("s1"),
+                done=self.p("s1", "psr_config.json"),
+            )
 
     def rounds_of(self, branch: str) -> None:
         """M1 -> M2 -> ... (branch "m"), or the SRLM baseline S1 -> S2 -> ... ("s"), each round on its own new
@@ -193,12 +142,26 @@ class Recipe:
             ppd = self.p(f"ppd_{branch}{i}.jsonl")
             questions = self.data["questions"][i - 1].replace("{run}", self.run)
             per_round = (self.r.get("round_options") or [{}] * self.rounds)[i - 1] or {}
-            self.psr("search", search, "-i", questions, "--limit", self.r["new_questions"][i - 1],
-                     *[a for k, v in per_round.items() for a in (f"--{k}", v)],
-                     "--model", src, "-o", ppd, "--trajectories", self.p(f"trajectories_{branch}{i}.jsonl"),
-                     "--seed", i)
-            self.psr("step-dpo", "step-dpo", "-i", ppd, "--model", src, "-o", dst,
-                     done=os.path.join(dst, "psr_config.json"))
+            self.psr(
+                "search",
+                search,
+                "-i",
+                questions,
+                "--limit",
+                self.r["new_questions"][i - 1],
+                *[a for k, v in per_round.items() for a in (f"--{k}", v)],
+                "--model",
+                src,
+                "-o",
+                ppd,
+                "--trajectories",
+                self.p(f"trajectories_{branch}{i}.jsonl"),
+                "--seed",
+                i,
+            )
+            self.psr(
+                "step-dpo", "step-dpo", "-i", ppd, "--model", src, "-o", dst, done=os.path.join(dst, "psr_config.json")
+            )
 
     def models(self) -> list[str]:
         names = [f"m{i}" for i in range(self.rounds + 2)]
@@ -214,40 +177,79 @@ class Recipe:
         inputs = [a for b in benchmarks for a in ("-i", b)]
         ev = self.p("evals")
         for name in self.models():
-            self.psr("eval", "eval", *inputs, "--model", self.model_path(name), "-o", f"{ev}/{name}.jsonl",
-                     "--summary", f"{ev}/{name}.json", "--name", name.upper())
+            self.psr(
+                "eval",
+                "eval",
+                *inputs,
+                "--model",
+                self.model_path(name),
+                "-o",
+                f"{ev}/{name}.jsonl",
+                "--summary",
+                f"{ev}/{name}.json",
+                "--name",
+                name.upper(),
+            )
         for name in self.models():
             srlm = name.startswith("s")
             test = self.p("eft_scoring_test.jsonl" if srlm else "eft_test.jsonl")
             shots = []
             if name == "m0" and self.r.get("judge_few_shot"):  # Table 3: M0 (3-shot)
                 shots = ["--few-shot", self.r["judge_few_shot"], "--few-shot-examples", self.p("eft.jsonl")]
-            self.psr("eval", "eval-judge", "-i", test, "--model", self.model_path(name), *shots,
-                     "-o", f"{ev}/judge_{name}.jsonl", "--summary", f"{ev}/judge_{name}.json",
-                     "--name", name.upper())
+            self.psr(
+                "eval",
+                "eval-judge",
+                "-i",
+                test,
+                "--model",
+                self.model_path(name),
+                *shots,
+                "-o",
+                f"{ev}/judge_{name}.jsonl",
+                "--summary",
+                f"{ev}/judge_{name}.json",
+                "--name",
+                name.upper(),
+            )
         for name in self.r.get("tts_models") or []:
-            self.psr("eval", "eval-tts", *inputs, "--model", self.model_path(name), "-o", f"{ev}/tts_{name}.jsonl",
-                     "--summary", f"{ev}/tts_{name}.json", "--name", f"{name.upper()} (TTS)")
+            self.psr(
+                "eval",
+                "eval-tts",
+                *inputs,
+                "--model",
+                self.model_path(name),
+                "-o",
+                f"{ev}/tts_{name}.jsonl",
+                "--summary",
+                f"{ev}/tts_{name}.json",
+                "--name",
+                f"{name.upper()} (TTS)",
+            )
 
     def compare(self) -> None:
         """Table 1 (accuracy by model and benchmark), Table 3 (judge accuracy; the SRLM rows score 0-5, a
         comparison of their own), and the TTS rows."""
         ev, models = self.p("evals"), self.models()
-        tables = [("table1", [f"{ev}/{m}.json" for m in models]),
-                  ("table3", [f"{ev}/judge_{m}.json" for m in models if m.startswith("m")]),
-                  ("table3_srlm", [f"{ev}/judge_{m}.json" for m in models if m.startswith("s")]),
-                  ("tts", [f"{ev}/tts_{m}.json" for m in self.r.get("tts_models") or []])]
+        tables = [
+            ("table1", [f"{ev}/{m}.json" for m in models]),
+            ("table3", [f"{ev}/judge_{m}.json" for m in models if m.startswith("m")]),
+            ("table3_srlm", [f"{ev}/judge_{m}.json" for m in models if m.startswith("s")]),
+            ("tts", [f"{ev}/tts_{m}.json" for m in self.r.get("tts_models") or []]),
+        ]
         for name, summaries in tables:
             if summaries:
                 plot = ["--plot", self.p("table1.png")] if name == "table1" else []
-                self.psr("eval", "compare", "--compare", *summaries, *plot, "--summary", self.p(f"{name}.json"),
-                         "--summary-md", self.p(f"{name}.md"))
-
-
-class RecipeFailed(Exception):
-    def __init__(self, code: int, message: str):
-        super().__init__(message)
-        self.code = code
+                self.psr(
+                    "eval",
+                    "compare",
+                    "--compare",
+                    *summaries,
+                    *plot,
+                    "--summary",
+                    self.p(f"{name}.json"),
+                    "--summary-md",
+                    self.p(f"{name}.md"),
+                )
 
 
 def run(path: str, overrides: list[str] = (), dry_run: bool = False, until: str | None = None) -> Recipe:
@@ -282,8 +284,13 @@ def validate(r: Recipe) -> None:
 
     from psr.cli import config
 
-    commands = {"annotate-eft-scoring": "annotate-eft", "search-srlm": "search", "eval-judge": "eval",
-                "eval-tts": "eval", "compare": "eval"}
+    commands = {
+        "annotate-eft-scoring": "annotate-eft",
+        "search-srlm": "search",
+        "eval-judge": "eval",
+        "eval-tts": "eval",
+        "compare": "eval",
+    }
     group = typer.main.get_command(app)
     for name in r.r.get("stages") or {}:
         command = group.commands.get(commands.get(name, name))
@@ -296,19 +303,29 @@ def validate(r: Recipe) -> None:
             raise InputError(f"stage {name}: {e.format_message()}") from None
 
 
-@app.command("paper", help="Run the paper's pipeline from a recipe (configs/paper/7b.yaml, 72b.yaml): segment -> "
-             "train-prm -> mine-pairs -> annotate-eft -> sft -> (search -> step-dpo) x3 -> eval of M0..M4 -> the "
-             "Table 1 and Table 3 comparisons, each stage printed as the psr command it runs. Rerun to resume: "
-             "finished models are skipped and every other stage resumes. Edit configs/paper/data.yaml for your "
-             "data; --override FILE merges another recipe file on top (configs/paper/tiny.yaml: the offline "
-             "world on CPU).")
+@app.command(
+    "paper",
+    help="Run the paper's pipeline from a recipe (configs/paper/7b.yaml, 72b.yaml): segment -> "
+    "train-prm -> mine-pairs -> annotate-eft -> sft -> (search -> step-dpo) x3 -> eval of M0..M4 -> the "
+    "Table 1 and Table 3 comparisons, each stage printed as the psr command it runs. Rerun to resume: "
+    "finished models are skipped and every other stage resumes. Edit configs/paper/data.yaml for your "
+    "data; --override FILE merges another recipe file on top (configs/paper/tiny.yaml: the offline "
+    "world on CPU).",
+)
 def paper(
     recipe: Annotated[str, typer.Argument(help="The recipe YAML (configs/paper/7b.yaml or 72b.yaml).")],
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print every command and run none (the stage "
-                                          "blocks are still written to RUN/configs/).")] = False,
-    override: Annotated[list[str] | None, typer.Option("--override", help="A recipe file merged on top "
-                                                       "(repeatable, in order).")] = None,
-    until: Annotated[Literal[UNTIL] | None, typer.Option("--until", help=f"Stop after this stage: {' | '.join(UNTIL)}.")] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="Print every command and run none (the stage blocks are still written to RUN/configs/)."
+        ),
+    ] = False,
+    override: Annotated[
+        list[str] | None, typer.Option("--override", help="A recipe file merged on top (repeatable, in order).")
+    ] = None,
+    until: Annotated[
+        Literal[UNTIL] | None, typer.Option("--until", help=f"Stop after this stage: {' | '.join(UNTIL)}.")
+    ] = None,
 ) -> None:
     try:
         r = run(recipe, override or [], dry_run, until)
@@ -316,5 +333,6 @@ def paper(
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(e.code) from None
     if not dry_run and run_log.read(r.run):
-        print(f"paper: the run so far ({os.path.join(r.run, run_log.LOG)}):\n{run_log.table(r.run)}", file=sys.stderr)  # click returns a typer.Exit's code instead of exiting with it
-
+        print(
+            f"paper: the run so far ({os.path.join(r.run, run_log.LOG)}):\n{run_log.table(r.run)}", file=sys.stderr
+        )  # click returns a typer.Exit's code instead of exiting with it

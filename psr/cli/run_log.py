@@ -16,8 +16,17 @@ import yaml
 
 LOG = "run.jsonl"
 # the numbers worth a glance, from a stage's --stats / --summary JSON or its model's psr_config.json
-COUNT_KEYS = ("problems", "pairs", "pairs_per_problem", "average", "overall", "accuracy", "n", "global_steps",
-              "effective_batch_size")
+COUNT_KEYS = (
+    "problems",
+    "pairs",
+    "pairs_per_problem",
+    "average",
+    "overall",
+    "accuracy",
+    "n",
+    "global_steps",
+    "effective_batch_size",
+)
 
 
 def option_value(args: list[str], *names: str) -> str | None:
@@ -92,8 +101,15 @@ def table(run_dir: str) -> str:
     rows = [("stage", "status", "wall s", "records", "numbers", "output")]
     for e in latest.values():
         numbers = " ".join(f"{k}={e[k]}" for k in COUNT_KEYS if k in e)
-        rows.append((e.get("stage", ""), e.get("status", ""), f"{e['wall_s']:.0f}" if "wall_s" in e else "",
-                     str(e.get("records", "")), numbers, os.path.relpath(e["output"], run_dir) if e.get("output")
-                     else ""))
+        rows.append(
+            (
+                e.get("stage", ""),
+                e.get("status", ""),
+                f"{e['wall_s']:.0f}" if "wall_s" in e else "",
+                str(e.get("records", "")),
+                numbers,
+                os.path.relpath(e["output"], run_dir) if e.get("output") else "",
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)

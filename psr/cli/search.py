@@ -34,13 +34,22 @@ from psr.stages import search as stage
 @O.with_options(O.dataclass_options(stage.SearchConfig), "cfg")
 @O.with_options(O.io_options(), "io", after="output")
 def search(
-    trajectories: Annotated[str | None, typer.Option(
-        "--trajectories", help="Also write one trajectory record per problem here (not with --tts).")] = None,
-    judge_engine: Annotated[O.EngineChoice | None, typer.Option(
-        "--judge-engine", help="Judge with another engine (hf | vllm | openai | oracle) instead of the policy "
-        "itself; default: the policy judges its own candidates (the method).")] = None,
-    judge_model: Annotated[str | None, typer.Option(
-        "--judge-model", help="Model of --judge-engine (default: --model); with openai, the served name.")] = None,
+    trajectories: Annotated[
+        str | None,
+        typer.Option("--trajectories", help="Also write one trajectory record per problem here (not with --tts)."),
+    ] = None,
+    judge_engine: Annotated[
+        O.EngineChoice | None,
+        typer.Option(
+            "--judge-engine",
+            help="Judge with another engine (hf | vllm | openai | oracle) instead of the policy "
+            "itself; default: the policy judges its own candidates (the method).",
+        ),
+    ] = None,
+    judge_model: Annotated[
+        str | None,
+        typer.Option("--judge-model", help="Model of --judge-engine (default: --model); with openai, the served name."),
+    ] = None,
     *,
     io: IOConfig,
     cfg: stage.SearchConfig,
@@ -50,5 +59,4 @@ def search(
     judge_cfg = None
     if judge_engine or judge_model:
         judge_cfg = replace(engine_cfg, engine=judge_engine or engine_cfg.engine, model=judge_model or engine_cfg.model)
-    stage.run(io.writing({"--trajectories": trajectories}), cfg, engine_cfg, trajectories=trajectories,
-              judge=judge_cfg)
+    stage.run(io.writing({"--trajectories": trajectories}), cfg, engine_cfg, trajectories=trajectories, judge=judge_cfg)

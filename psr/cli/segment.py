@@ -31,12 +31,7 @@ answer (--no-box-answer: off). Resumes by id (rejected ids count as done); --sha
 @O.with_options(O.engine_options(), "engine_cfg", engine="openai", omit=("tensor_parallel_size",))
 @O.with_options(O.dataclass_options(SegmentConfig), "cfg")
 @O.with_options(O.io_options(), "io")
-def segment(
-    *,
-    io: IOConfig,
-    cfg: SegmentConfig,
-    engine_cfg: EngineConfig,
-) -> None:
+def segment(*, io: IOConfig, cfg: SegmentConfig, engine_cfg: EngineConfig) -> None:
     from psr.stages import segment as stage
 
     stage.run(io.writing({"--rejects": cfg.rejects}), cfg, engine_cfg)

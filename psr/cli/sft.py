@@ -15,7 +15,8 @@ from psr.stages import sft as stage
         "response, judgment, score, format 'scoring'), mixed in any -i files. IFT trains user: Figure 4 prompt -> "
         "assistant: the steps as 'Step n: ...' lines; EFT trains user: Figure 5 judge prompt (scoring: Yuan et "
         "al.'s 0-5 prompt on the response) -> assistant: the judgment. Loss on the assistant turn only. Records "
-        "longer than --max-length tokens are left out and counted, not truncated. " + paper_defaults(stage.SFT_DEFAULTS)
+        "longer than --max-length tokens are left out and counted, not truncated. "
+        + paper_defaults(stage.SFT_DEFAULTS)
         + LAUNCH_HELP.format(cmd="sft")
     ),
 )

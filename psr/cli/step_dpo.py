@@ -18,7 +18,8 @@ from psr.training.step_dpo import DEFAULT_BETA
         "Whole-solution pairs (empty previous_steps, is_final true) train the SRLM baseline. Reference: the "
         "starting model (the LoRA base with --lora, or log-probs computed once with --precompute-ref-log-probs). "
         "Long prompts are cut on the left to fit --max-length. "
-        + paper_defaults(stage.STEP_DPO_DEFAULTS, f"; beta {DEFAULT_BETA} (TRL's default; the paper gives none)") + LAUNCH_HELP.format(cmd="step-dpo")
+        + paper_defaults(stage.STEP_DPO_DEFAULTS, f"; beta {DEFAULT_BETA} (TRL's default; the paper gives none)")
+        + LAUNCH_HELP.format(cmd="step-dpo")
     ),
 )
 @training_options(**stage.STEP_DPO_DEFAULTS, cls=stage.StepDPOConfig)

@@ -18,11 +18,11 @@ from psr.stages import train_prm as stage
         "trained to put '+' (good) or '-' (bad) after each tag; scoring reads P(+) at the same position. The tag "
         "and labels are saved in config.json (psr_prm), so `mine-pairs --prm DIR` needs no flags. Metrics: "
         "loss per logged step, step-level accuracy and AUC on --eval-fraction of the questions (before and "
-        "after training). Paper defaults: 1 epoch, lr 1e-5, effective batch 128. "
-        + LAUNCH_HELP.format(cmd="train-prm")
+        "after training). Paper defaults: 1 epoch, lr 1e-5, effective batch 128. " + LAUNCH_HELP.format(cmd="train-prm")
     ),
 )
-@training_options(epochs=1.0, learning_rate=1e-5, batch_size=128, per_device_batch_size=4, max_length=2048,
-                  cls=stage.PRMTrainConfig)
+@training_options(
+    epochs=1.0, learning_rate=1e-5, batch_size=128, per_device_batch_size=4, max_length=2048, cls=stage.PRMTrainConfig
+)
 def train_prm(*, job: TrainJob) -> None:
     stage.run(job.inputs, job.cfg, limit=job.limit)

@@ -23,6 +23,7 @@ LAUNCH_HELP = (
     "the same command resumes from the last checkpoint; a finished DIR is left as it is unless --overwrite."
 )
 
+
 @dataclass
 class TrainJob:
     """What a training command gets from the shared options."""
@@ -62,24 +63,32 @@ def check_training_output(output: str, inputs: list[str], model: str | None) -> 
         return
     out = os.path.realpath(output)
     if model and os.path.exists(model) and os.path.realpath(model) == out:
-        raise InputError(f"-o {output} is the starting model --model {model}; training would overwrite it: "
-                         "write the new model to another directory")
+        raise InputError(
+            f"-o {output} is the starting model --model {model}; training would overwrite it: "
+            "write the new model to another directory"
+        )
     for i in inputs:
         if i != "-" and os.path.realpath(i).startswith(out + os.sep):
-            raise InputError(f"the input -i {i} is inside the output directory -o {output}, which training "
-                             "rewrites; move it out or choose another -o")
+            raise InputError(
+                f"the input -i {i} is inside the output directory -o {output}, which training "
+                "rewrites; move it out or choose another -o"
+            )
 
 
-def training_options(epochs: float, learning_rate: float, batch_size: int, cls: type[TrainConfig] = TrainConfig,
-                     **defaults: Any):
+def training_options(
+    epochs: float, learning_rate: float, batch_size: int, cls: type[TrainConfig] = TrainConfig, **defaults: Any
+):
     """Decorator: the training options of ``cls`` (the shared ones, then the stage's own fields), with the command's
     paper defaults; the command gets them as `job` (``job.cfg`` a ``cls``)."""
-    return O.with_options(train_job(cls), "job", epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
-                          **defaults)
+    return O.with_options(
+        train_job(cls), "job", epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, **defaults
+    )
 
 
 def paper_defaults(defaults: dict[str, float], more: str = "") -> str:
     """The help's sentence on a command's paper defaults, from the same dict its options default to."""
     epochs, lr = defaults["epochs"], f"{defaults['learning_rate']:g}".replace("e-0", "e-")  # 1e-6, not 1e-06
-    return (f"Paper defaults: {epochs:g} epoch{'s' if epochs != 1 else ''}, lr {lr}, "
-            f"effective batch {defaults['batch_size']}{more}. ")
+    return (
+        f"Paper defaults: {epochs:g} epoch{'s' if epochs != 1 else ''}, lr {lr}, "
+        f"effective batch {defaults['batch_size']}{more}. "
+    )

@@ -36,10 +36,16 @@ def world(
     seed: O.Seed = 0,
     kind: Annotated[str, typer.Option("--world", help="arith (default: 2-4 steps of + - * /) or events.")] = "arith",
     events: Annotated[int, typer.Option("--events", help="events world: events of the asked-about person.")] = 4,
-    distractors: Annotated[int, typer.Option("--distractors",
-                                             help="events world: events of someone else (the difficulty).")] = 2,
-    other_first: Annotated[float, typer.Option("--other-first", help="events world: the fraction of questions that "
-                                               "introduce the other person first (0..1).")] = 0.0,
+    distractors: Annotated[
+        int, typer.Option("--distractors", help="events world: events of someone else (the difficulty).")
+    ] = 2,
+    other_first: Annotated[
+        float,
+        typer.Option(
+            "--other-first",
+            help="events world: the fraction of questions that introduce the other person first (0..1).",
+        ),
+    ] = 0.0,
 ) -> None:
     from psr.world.data import write_world
 
@@ -54,8 +60,9 @@ def world(
         raise InputError(f"--events must be >= 1 and --distractors >= 0, got {events} and {distractors}")
     if not 0.0 <= other_first <= 1.0:
         raise InputError(f"--other-first must be in [0, 1], got {other_first}")
-    world_kw = {} if kind == "arith" else dict(world=kind, events=events, distractors=distractors,
-                                               other_first=other_first)
+    world_kw = (
+        {} if kind == "arith" else dict(world=kind, events=events, distractors=distractors, other_first=other_first)
+    )
     try:
         counts = write_world(out_dir, train, test, prm, seed, search, **world_kw)
     except OSError as e:

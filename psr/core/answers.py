@@ -56,7 +56,7 @@ def find_boxes(text: str) -> list[tuple[int, int, str]]:
         if j < len(text) and text[j] == "{":
             pairs = brace_pairs(text) if pairs is None else pairs
             if j in pairs:
-                boxes.append((m.start(), pairs[j] + 1, text[j + 1:pairs[j]].strip()))
+                boxes.append((m.start(), pairs[j] + 1, text[j + 1 : pairs[j]].strip()))
         elif j > m.end():
             tok = re.match(r"[^\s$]+", text[j:])
             if tok:
@@ -72,15 +72,17 @@ def find_boxed(text: str) -> str | None:
 
 # between two boxes of one answer set: connectors, labels ("y_2 ="), short \text{...}, math
 # delimiters; no sentence end and no paragraph break
-_BOX_JOIN = re.compile(r"(?:[\s,;$]|\\[()\[\]]|\\q?quad|\\text\{[^{}]{0,40}\}|\b(?:and|or)\b"
-                       r"|[a-zA-Z](?:_\{?\w+\}?)?\s*=)*")
+_BOX_JOIN = re.compile(
+    r"(?:[\s,;$]|\\[()\[\]]|\\q?quad|\\text\{[^{}]{0,40}\}|\b(?:and|or)\b"
+    r"|[a-zA-Z](?:_\{?\w+\}?)?\s*=)*"
+)
 
 
 def _box_group(text: str, boxes: list[tuple[int, int, str]]) -> tuple[int, str]:
     """The last box and the boxes joined to it: (start, answer text; several joined with ", ")."""
     group = [boxes[-1]]
     for prev in reversed(boxes[:-1]):
-        gap = text[prev[1]:group[0][0]]
+        gap = text[prev[1] : group[0][0]]
         if len(gap) > 80 or "\n\n" in gap or not _BOX_JOIN.fullmatch(gap):
             break
         group.insert(0, prev)
@@ -95,26 +97,39 @@ def _box_group(text: str, boxes: list[tuple[int, int, str]]) -> tuple[int, str]:
 _PHRASE = re.compile(
     r"(?:[Tt]he (?:final )?answer is|[Ff]inal [Aa]nswer\s*(?:is)?\s*[:：]?|(?:^|(?<=[\n.!>*#]))[ \t]*(?:\*\*)?[Aa]nswer(?:\*\*)?\s*[:：]"
     r"|(?m:^[ \t>*_]*(?:\*\*)?[Aa]nswer(?:\*\*)?(?=[ \t]*[$\\]))|(?m:^[ \t]*####)|答案是)"
-    r"(?:\s*\*\*)?\s*[:：]?\s*(?:\*\*\s*)?")
+    r"(?:\s*\*\*)?\s*[:：]?\s*(?:\*\*\s*)?"
+)
 _SECTION = re.compile(r"(?m)^[ \t]*#+[ \t]*(?:Final )?Answer[ \t]*:?[ \t]*$")
 # a span's content never holds its own opening delimiter, so a text of 30,000 "\(" is scanned once, not
 # once per opening
-_MATH_SPAN = re.compile(r"\$\$((?:(?!\$\$).)+?)\$\$|(?<![\\$])\$((?:\\\$|[^$\n])+?)(?<!\\)\$"
-                        r"|\\\(((?:(?!\\\().)+?)\\\)|\\\[((?:(?!\\\[).)+?)\\\]", re.S)
+_MATH_SPAN = re.compile(
+    r"\$\$((?:(?!\$\$).)+?)\$\$|(?<![\\$])\$((?:\\\$|[^$\n])+?)(?<!\\)\$"
+    r"|\\\(((?:(?!\\\().)+?)\\\)|\\\[((?:(?!\\\[).)+?)\\\]",
+    re.S,
+)
 _SPAN = r"(?:\$[^$]+\$|\\\(.+?\\\))"
 _JOINED_SPANS = re.compile(_SPAN + r"(?:\s*(?:,|and|or|,\s*and)\s*" + _SPAN + r")+")
 _CALCULATOR = re.compile(r"<<[^<>\n]{0,200}>>")  # GSM8K's calculator marks: "= <<9+6=15>>15"
 _SPAN_JOIN = re.compile(r"[ \t]*\n?[ \t]*(?:,|,?\s*and|,?\s*or)[ \t]*\n?[ \t]*")
-_ROWS = re.compile(r"\\begin\{(aligned|align\*?|gathered|array|split|eqnarray\*?)\}(?:\{[^{}]*\})?(.*)\\end\{\1\}", re.S)
+_ROWS = re.compile(
+    r"\\begin\{(aligned|align\*?|gathered|array|split|eqnarray\*?)\}(?:\{[^{}]*\})?(.*)\\end\{\1\}", re.S
+)
 _JUNK = re.compile(r"<\|im_(?:start|end)\|>.*|<\|endoftext\|>.*|I hope it is correct\.?.*", re.S)
 NUMBER = r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:[.,]\d+)?(?:\s*/\s*\d+)?(?:\s*(?:\\?%|percent\b))?|-?\.\d+"
 _NUMBER = re.compile(r"(?<![\w.])(?:" + NUMBER + r")(?!\d)")
 # one reading per text: no decimal commas, and a comma before three digits is a thousands separator
 _VALUE = r"(?:[a-z]\s*=\s*)?-?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?(?:/\d+)?"
-_LISTED = re.compile(r"(?<![\w.=+*/-])" + _VALUE + r"(?:(?:\s*,(?!\d{3}(?!\d))\s*(?:(?:and|or)\s+)?|\s+(?:and|or)\s+)" + _VALUE
-                     + r")+\s*\.?\s*$")  # each separator one way only: no backtracking blow-up
-_RESTATED = [re.compile(p + r"[$€£]?\s*(" + NUMBER + r")(?![\d,.]\d|\d|\s*(?:[-+*=×(]|[/x]\s*\d))") for p in (
-    r"=\s*", r"round(?:s|ed|ing)?(?: up| down)? to (?:about )?", r"which is ")]
+_LISTED = re.compile(
+    r"(?<![\w.=+*/-])"
+    + _VALUE
+    + r"(?:(?:\s*,(?!\d{3}(?!\d))\s*(?:(?:and|or)\s+)?|\s+(?:and|or)\s+)"
+    + _VALUE
+    + r")+\s*\.?\s*$"
+)  # each separator one way only: no backtracking blow-up
+_RESTATED = [
+    re.compile(p + r"[$€£]?\s*(" + NUMBER + r")(?![\d,.]\d|\d|\s*(?:[-+*=×(]|[/x]\s*\d))")
+    for p in (r"=\s*", r"round(?:s|ed|ing)?(?: up| down)? to (?:about )?", r"which is ")
+]
 _STEP_MARKER = re.compile(r"(?m)^[ \t>#*_]*Step[ \t]*\d+[ \t]*[:.)]")
 _ANSWERISH = re.compile(r"\d|\\|\$|^[A-Za-z]$|^\(?[A-E]\)?$")
 
@@ -137,7 +152,7 @@ def _answer_in_prose(tail: str) -> str:
         return ", ".join(_math_content(m) for m in _MATH_SPAN.finditer(joined.group(0)))
     m = _MATH_SPAN.match(tail)
     if m:
-        rest = tail[m.end():].lstrip()
+        rest = tail[m.end() :].lstrip()
         if not rest or rest[0] in ".,;\n" or not re.match(r"[a-zA-Z]", rest):
             return _math_content(m)
     line = tail.split("\n", 1)[0].strip()
@@ -163,11 +178,11 @@ def _strip_math(s: str) -> str:
 def _phrase_candidates(text: str) -> list[tuple[int, str]]:
     out = []
     for m in list(_PHRASE.finditer(text))[-20:]:  # the last few: only the last one that holds an answer counts
-        got = _answer_in_prose(text[m.end():m.end() + 2000])
+        got = _answer_in_prose(text[m.end() : m.end() + 2000])
         if got and _ANSWERISH.search(got):
             out.append((m.end(), got))
     for m in _SECTION.finditer(text):
-        body = text[m.end():].strip().split("\n\n", 1)[0].strip()
+        body = text[m.end() :].strip().split("\n\n", 1)[0].strip()
         if body:
             out.append((m.end(), _answer_in_prose(body) if "\n" not in body else body))
     return out
@@ -175,14 +190,18 @@ def _phrase_candidates(text: str) -> list[tuple[int, str]]:
 
 def _last_inline_math_or_number(text: str) -> str | None:
     text = _JUNK.sub("", _STEP_MARKER.sub(" ", text))
-    spans = [m for m in _MATH_SPAN.finditer(text) if re.search(r"[\d=<>\\]", _math_content(m))
-             and not re.match(r"[\d.,]+\s+[a-zA-Z]", _math_content(m))  # "$5 and $6": money, not math
-             and not is_label(_math_content(m))]  # "the values of $\angle BAC$": a name, not a value
+    spans = [
+        m
+        for m in _MATH_SPAN.finditer(text)
+        if re.search(r"[\d=<>\\]", _math_content(m))
+        and not re.match(r"[\d.,]+\s+[a-zA-Z]", _math_content(m))  # "$5 and $6": money, not math
+        and not is_label(_math_content(m))
+    ]  # "the values of $\angle BAC$": a name, not a value
     nums = list(_NUMBER.finditer(_strip_math(text)))
     if spans and (not nums or spans[-1].start() > nums[-1].start()):
         group = [spans[-1]]  # "the values are $n=69$ and $n=84$.": one answer set
         for prev in reversed(spans[:-1]):
-            if not _SPAN_JOIN.fullmatch(text[prev.end():group[0].start()]):
+            if not _SPAN_JOIN.fullmatch(text[prev.end() : group[0].start()]):
                 break
             group.insert(0, prev)
         return ", ".join(_math_content(m) for m in group)
@@ -190,7 +209,7 @@ def _last_inline_math_or_number(text: str) -> str | None:
         return None
     # "so 9 + 6 = 15 liters of the 24": the value the last line computes, not its last number, unless
     # the line goes on to round it ("= 15.36 minutes, which rounds down to 15")
-    last_line = text.rstrip()[text.rstrip().rfind("\n") + 1:]
+    last_line = text.rstrip()[text.rstrip().rfind("\n") + 1 :]
     last_line = re.split(r"(?<=[.!?])\s+(?=[A-Z])", last_line[-1000:])[-1]  # its last sentence
     listed = _LISTED.search(last_line)
     if listed and ("=" in listed.group(0) or re.search(r"\bor\b", listed.group(0))):

@@ -72,8 +72,9 @@ def to_number(s: str) -> tuple[Fraction, int | None, bool] | None:
     if re.fullmatch(_DEC, s):
         decimals = len(s.split(".")[1]) if "." in s else 0
         return Fraction(s), decimals, pct
-    m = re.fullmatch(r"([+-]?)\\frac\{(" + _INT + r")\}\{(" + _INT + r")\}", s) or \
-        re.fullmatch(r"([+-]?)(" + _INT + r")/(" + _INT + r")", s)
+    m = re.fullmatch(r"([+-]?)\\frac\{(" + _INT + r")\}\{(" + _INT + r")\}", s) or re.fullmatch(
+        r"([+-]?)(" + _INT + r")/(" + _INT + r")", s
+    )
     if m and int(m.group(3)) != 0:
         v = Fraction(int(m.group(2)), int(m.group(3)))
         return (-v if m.group(1) == "-" else v), None, pct
@@ -112,8 +113,13 @@ def _numbers_equal(a, b, percent_question: bool = False) -> bool:
 
 def _rounds_to(decimal: Fraction, places: int | None, fraction: Fraction, frac_places: int | None) -> bool:
     """``decimal`` (written with ``places`` >= 3) is ``fraction`` (non-terminating) rounded or cut."""
-    return (places is not None and places >= 3 and frac_places is None and not _terminates(fraction)
-            and abs(decimal - fraction) <= Fraction(1, 10**places))
+    return (
+        places is not None
+        and places >= 3
+        and frac_places is None
+        and not _terminates(fraction)
+        and abs(decimal - fraction) <= Fraction(1, 10**places)
+    )
 
 
 def _matrix_cells(s: str) -> list[list[str]] | None:
@@ -239,7 +245,8 @@ def _structures_equal(np_: str, ng: str, depth: int) -> bool | None:
     mp_, mg = _matrix_cells(np_), _matrix_cells(ng)
     if mp_ is not None and mg is not None:
         return [len(r) for r in mp_] == [len(r) for r in mg] and all(
-            _equal(a, b, depth=depth + 1) for ra, rb in zip(mp_, mg, strict=True) for a, b in zip(ra, rb, strict=True))
+            _equal(a, b, depth=depth + 1) for ra, rb in zip(mp_, mg, strict=True) for a, b in zip(ra, rb, strict=True)
+        )
     up, ug = np_.split("\\cup"), ng.split("\\cup")
     if len(up) > 1 or len(ug) > 1:
         if len(up) == len(ug) and _unordered_equal(up, ug, depth):

@@ -42,8 +42,11 @@ def _noop(_pred: str | None) -> None:
 
 
 # "What percent of ...", "as a percentage", "express ... in percent": a bare number answers in percent
-_ASKS_PERCENT = re.compile(r"\b(?:what|which|how many)\s+(?:\w+\s+){0,2}percent(?:age)?\b"
-                           r"|\b(?:as|in|into)\s+(?:a\s+)?percent(?:age)?\b|\bexpress\w*\b.{0,60}\bpercent", re.I | re.S)
+_ASKS_PERCENT = re.compile(
+    r"\b(?:what|which|how many)\s+(?:\w+\s+){0,2}percent(?:age)?\b"
+    r"|\b(?:as|in|into)\s+(?:a\s+)?percent(?:age)?\b|\bexpress\w*\b.{0,60}\bpercent",
+    re.I | re.S,
+)
 _CHOICE = re.compile(r"\(?([A-E])\)?")
 
 
@@ -55,8 +58,9 @@ def _choice_letter(output: str) -> str | None:
     """A choice letter A-E the way math-verify's string extraction finds it ("Final answer is B",
     "A. Because ...", "Because B is valid")."""
     m = mv()
-    got = m.parse(output, [m.StringExtractionConfig(strings=("A", "B", "C", "D", "E"), lowercase=False)],
-                  parsing_timeout=None)
+    got = m.parse(
+        output, [m.StringExtractionConfig(strings=("A", "B", "C", "D", "E"), lowercase=False)], parsing_timeout=None
+    )
     return got[0] if got and isinstance(got[0], str) else None
 
 
@@ -74,8 +78,9 @@ def nesting(s: str) -> int:
     return deepest
 
 
-def grade_default(output: str, gold: str, extract: bool = True, question: str | None = None,
-                  on_pred: OnPred = _noop) -> Grade:
+def grade_default(
+    output: str, gold: str, extract: bool = True, question: str | None = None, on_pred: OnPred = _noop
+) -> Grade:
     pred = extract_answer(output) if extract else output.strip()
     if pred is not None and nesting(pred) > MAX_NESTING:  # 100k nested brackets: say so, at once
         on_pred(pred[:200])
@@ -89,8 +94,9 @@ def grade_default(output: str, gold: str, extract: bool = True, question: str | 
     return Grade(pred, answers_equal(pred, gold, asks_for_percent(question)))
 
 
-def grade_qwen(output: str, gold: str, extract: bool = True, question: str | None = None,
-               on_pred: OnPred = _noop) -> Grade:
+def grade_qwen(
+    output: str, gold: str, extract: bool = True, question: str | None = None, on_pred: OnPred = _noop
+) -> Grade:
     # the evaluator strips the extracted answer once more (run_execute), and the gold through
     # parse_ground_truth; both are idempotent on already-stripped text
     pred = qwen_strip_string(qwen_extract_answer(output) if extract else output)
@@ -141,8 +147,9 @@ def _plain_mv():
     return m
 
 
-def grade_math_verify(output: str, gold: str, extract: bool = True, question: str | None = None,
-                      on_pred: OnPred = _noop) -> Grade:
+def grade_math_verify(
+    output: str, gold: str, extract: bool = True, question: str | None = None, on_pred: OnPred = _noop
+) -> Grade:
     m = _plain_mv()
     p = m.parse(output if extract else "$" + output + "$", parsing_timeout=None)
     on_pred(str(p[-1]) if p else None)
@@ -155,8 +162,14 @@ def grade_math_verify(output: str, gold: str, extract: bool = True, question: st
 GRADE_FN = {"default": grade_default, "qwen": grade_qwen, "math-verify": grade_math_verify}
 
 
-def grade_unbounded(output: str, gold: str, grader: str = "default", extract: bool = True,
-                    question: str | None = None, on_pred: OnPred = _noop) -> Grade:
+def grade_unbounded(
+    output: str,
+    gold: str,
+    grader: str = "default",
+    extract: bool = True,
+    question: str | None = None,
+    on_pred: OnPred = _noop,
+) -> Grade:
     """Grade one item in this process, with no time bound: for workers; callers use grade_many."""
     try:
         return GRADE_FN[grader](output, gold, extract, question, on_pred)

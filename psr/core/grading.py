@@ -45,6 +45,7 @@ PDEATHSIG_ENV = "PSR_GRADING_PDEATHSIG"
 # which breaks scripts without a main guard. Messages are JSON over the worker's stdin/stdout:
 # a task, then "P" + the extracted answer as soon as it is known, then "G" + the grade.
 
+
 def _die_with_parent(parent: int) -> None:
     """Exit when ``parent`` is gone, even in the middle of an item."""
     import signal
@@ -101,8 +102,11 @@ def _serve() -> None:
 
 
 _WARM_UP = [
-    (r"x^2+2x+1", r"(x+1)^2"), (r"\frac{\sqrt{3}}{2}", r"0.5\pi"), (r"(-\infty, 3) \cup [5, 7]", r"\{1, 2\}"),
-    (r"\begin{pmatrix} 1 & -2 \\ 3 & 4 \end{pmatrix}", r"y = 2x - 3"), (r"\sin^{2} \theta + e^{i}", r"10^{\circ}"),
+    (r"x^2+2x+1", r"(x+1)^2"),
+    (r"\frac{\sqrt{3}}{2}", r"0.5\pi"),
+    (r"(-\infty, 3) \cup [5, 7]", r"\{1, 2\}"),
+    (r"\begin{pmatrix} 1 & -2 \\ 3 & 4 \end{pmatrix}", r"y = 2x - 3"),
+    (r"\sin^{2} \theta + e^{i}", r"10^{\circ}"),
 ]
 
 
@@ -114,8 +118,12 @@ class _Worker:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
         env[PARENT_ENV] = str(os.getpid())
         env[PDEATHSIG_ENV] = "1" if threading.current_thread() is threading.main_thread() else "0"
-        self.proc = subprocess.Popen([sys.executable, "-c", "from psr.core.grading import _serve; _serve()"],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", "from psr.core.grading import _serve; _serve()"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+        )
         self.outbox = Connection(os.dup(self.proc.stdin.fileno()), readable=False)
         self.conn = Connection(os.dup(self.proc.stdout.fileno()), writable=False)
         self.proc.stdin.close()
@@ -158,10 +166,17 @@ def _shutdown() -> None:
         _IDLE.pop().close(kill=False)
 
 
-def grade_many(outputs: Sequence[str], golds: Sequence[str], grader: str = "default", *,
-               timeout: float = DEFAULT_TIMEOUT, extract: bool = True, workers: int | None = None,
-               questions: Sequence[str | None] | None = None,
-               on_result: Callable[[int, Grade], None] | None = None) -> list[Grade]:
+def grade_many(
+    outputs: Sequence[str],
+    golds: Sequence[str],
+    grader: str = "default",
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    extract: bool = True,
+    workers: int | None = None,
+    questions: Sequence[str | None] | None = None,
+    on_result: Callable[[int, Grade], None] | None = None,
+) -> list[Grade]:
     """Grade ``outputs[i]`` (model text, or bare answers with ``extract=False``) against ``golds[i]``.
 
     Runs in ``workers`` processes (default: one per CPU); an item that takes longer than ``timeout``
@@ -172,8 +187,10 @@ def grade_many(outputs: Sequence[str], golds: Sequence[str], grader: str = "defa
     if grader not in GRADE_FN:
         raise ValueError(f"unknown grader {grader!r}; choose one of {', '.join(GRADERS)}")
     if len(outputs) != len(golds) or (questions is not None and len(questions) != len(golds)):
-        raise ValueError(f"{len(outputs)} outputs but {len(golds)} golds"
-                         + (f" and {len(questions)} questions" if questions is not None else ""))
+        raise ValueError(
+            f"{len(outputs)} outputs but {len(golds)} golds"
+            + (f" and {len(questions)} questions" if questions is not None else "")
+        )
     if not timeout > 0:
         raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
     n = len(outputs)
@@ -223,8 +240,9 @@ def grade_many(outputs: Sequence[str], golds: Sequence[str], grader: str = "defa
                     except (EOFError, OSError):
                         pass
                     if not w.ready:
-                        raise PsrError("a grading worker failed to start; run `python -c \"import psr.core.grading\"` "
-                                       "to see why")
+                        raise PsrError(
+                            'a grading worker failed to start; run `python -c "import psr.core.grading"` to see why'
+                        )
                     feed(w)
                 elif w.conn in ready:
                     try:

@@ -7,14 +7,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 console = Console(stderr=True, highlight=False)
 _QUIET = os.environ.get("PSR_QUIET") == "1"
@@ -35,9 +28,17 @@ _bars: list = []  # (Progress, task id) of the live bars, innermost last
 @contextmanager
 def progress(description: str, total: int | None) -> Iterator[callable]:
     """``with progress("search", n) as advance: ... advance(k)``; a live bar on stderr."""
-    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("[dim]{task.fields[status]}"),
-                   console=console, disable=_QUIET, transient=False)
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("[dim]{task.fields[status]}"),
+        console=console,
+        disable=_QUIET,
+        transient=False,
+    )
     with bar:
         task = bar.add_task(description, total=total, status="")
         _bars.append((bar, task))

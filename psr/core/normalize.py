@@ -20,28 +20,117 @@ from __future__ import annotations
 
 import re
 
-_TEXT_CMD = re.compile(r"\\(?:text|textbf|textit|textnormal|textrm|mathrm|mathbf|mathit|mbox|operatorname)"
-                       r"\s*\{([^{}]*)\}")
+_TEXT_CMD = re.compile(
+    r"\\(?:text|textbf|textit|textnormal|textrm|mathrm|mathbf|mathit|mbox|operatorname)"
+    r"\s*\{([^{}]*)\}"
+)
 _THOUSANDS = re.compile(r"^[+-]?[1-9]\d{0,2}(?:(?:,|\{,\}|\\,| |~)\d{3})+(?:\.\d+)?$")
 _DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree")
 _PERCENT_WORD = re.compile(r"\s*(?:\\text\{\s*)?(?:percentage|percent|pct)\.?\s*\}?\s*$", re.I)
 UNIT_WORDS = {
     # length, area, volume, mass, time, speed, money, counting nouns that often trail a number
-    "mm", "cm", "m", "km", "in", "inch", "inches", "ft", "foot", "feet", "yd", "yard", "yards", "mile", "miles",
-    "meter", "meters", "metre", "metres", "centimeter", "centimeters", "kilometer", "kilometers",
-    "sq", "square", "cubic", "units", "unit", "g", "kg", "gram", "grams", "kilogram", "kilograms", "lb", "lbs",
-    "pound", "pounds", "ounce", "ounces", "oz", "l", "liter", "liters", "litre", "litres", "ml", "gallon", "gallons",
-    "s", "sec", "second", "seconds", "min", "minute", "minutes", "h", "hr", "hrs", "hour", "hours", "day", "days",
-    "week", "weeks", "month", "months", "year", "years", "mph", "kph", "dollar", "dollars", "cent", "cents",
-    "degree", "degrees", "radian", "radians", "people", "students", "times", "ways", "points", "yuan",
-    "euros", "euro", "m²", "cm²",
+    "mm",
+    "cm",
+    "m",
+    "km",
+    "in",
+    "inch",
+    "inches",
+    "ft",
+    "foot",
+    "feet",
+    "yd",
+    "yard",
+    "yards",
+    "mile",
+    "miles",
+    "meter",
+    "meters",
+    "metre",
+    "metres",
+    "centimeter",
+    "centimeters",
+    "kilometer",
+    "kilometers",
+    "sq",
+    "square",
+    "cubic",
+    "units",
+    "unit",
+    "g",
+    "kg",
+    "gram",
+    "grams",
+    "kilogram",
+    "kilograms",
+    "lb",
+    "lbs",
+    "pound",
+    "pounds",
+    "ounce",
+    "ounces",
+    "oz",
+    "l",
+    "liter",
+    "liters",
+    "litre",
+    "litres",
+    "ml",
+    "gallon",
+    "gallons",
+    "s",
+    "sec",
+    "second",
+    "seconds",
+    "min",
+    "minute",
+    "minutes",
+    "h",
+    "hr",
+    "hrs",
+    "hour",
+    "hours",
+    "day",
+    "days",
+    "week",
+    "weeks",
+    "month",
+    "months",
+    "year",
+    "years",
+    "mph",
+    "kph",
+    "dollar",
+    "dollars",
+    "cent",
+    "cents",
+    "degree",
+    "degrees",
+    "radian",
+    "radians",
+    "people",
+    "students",
+    "times",
+    "ways",
+    "points",
+    "yuan",
+    "euros",
+    "euro",
+    "m²",
+    "cm²",
 }
 # a number, then words (and ^2/^3) up to the end; one flat character class, so no backtracking blow-up
 _TRAILING_WORDS = re.compile(r"^(.*?\d[^a-zA-Z]*?)\s*([a-zA-Z][a-zA-Z.\s^{}²³23]*)$")
-_REL = [(re.compile(p), r) for p, r in [
-    (r"\\leqslant|\\leq|\\le(?![a-zA-Z])|<=|≤", r"\\leq "), (r"\\geqslant|\\geq|\\ge(?![a-zA-Z])|>=|≥", r"\\geq "),
-    (r"\\neq|\\ne(?![a-zA-Z])|!=|≠", r"\\neq "), (r"\\lt(?![a-zA-Z])", "<"), (r"\\gt(?![a-zA-Z])", ">"),
-]]
+_REL = [
+    (re.compile(p), r)
+    for p, r in [
+        (r"\\leqslant|\\leq|\\le(?![a-zA-Z])|<=|≤", r"\\leq "),
+        (r"\\geqslant|\\geq|\\ge(?![a-zA-Z])|>=|≥", r"\\geq "),
+        (r"\\neq|\\ne(?![a-zA-Z])|!=|≠", r"\\neq "),
+        (r"\\lt(?![a-zA-Z])", "<"),
+        (r"\\gt(?![a-zA-Z])", ">"),
+    ]
+]
 
 
 def strip_text_commands(s: str) -> str:
@@ -57,14 +146,17 @@ def strip_text_commands(s: str) -> str:
 def strip_units(s: str) -> str:
     """Drop a unit after a number: ``5\\text{ cm}``, ``12 inches``, ``3 square feet`` -> the number part."""
     s = s.strip()
-    m = re.match(r"^(.*?\S)\s*\\(?:text|textbf|textnormal|textrm|mbox|mathrm)\s*\{\s*[a-zA-Z][a-zA-Z .^]*\}"
-                 r"\s*(?:\^\{?[23]\}?)?$", s)
+    m = re.match(
+        r"^(.*?\S)\s*\\(?:text|textbf|textnormal|textrm|mbox|mathrm)\s*\{\s*[a-zA-Z][a-zA-Z .^]*\}"
+        r"\s*(?:\^\{?[23]\}?)?$",
+        s,
+    )
     if m and re.search(r"\d", m.group(1)):
         s = m.group(1).strip()
     m = _TRAILING_WORDS.match(s)
     if m and all(w.strip(".").lower() in UNIT_WORDS for w in re.findall(r"[a-zA-Z²]+\.?", m.group(2))):
         # a one-letter unit ("5 s", "3 m") needs a space before it: "3s^2" is algebra
-        if len(re.match(r"[a-zA-Z]*", m.group(2)).group(0)) > 1 or s[len(m.group(1)):][:1].isspace():
+        if len(re.match(r"[a-zA-Z]*", m.group(2)).group(0)) > 1 or s[len(m.group(1)) :][:1].isspace():
             s = m.group(1).strip()
     return s
 
@@ -124,13 +216,17 @@ def normalize(s: str, drop_label: bool = True) -> str:
 
 
 # a name standing for the answer: x, x_1, y_{2}, f(x), W(n), AB, |AB|, \angle ABC, (x, y), a:b names
-_LABEL = re.compile(r"\s*(?:\\?[a-zA-Z]{1,3}(?:_\{?\w+\}?)?(?:\^\{?-?\w+\}?)?(?:\([a-zA-Z, ]*\))?|\|[A-Za-z]{1,3}\|"
-                    r"|\\angle\s*[A-Z]{1,3}|\([a-zA-Z](?:\s*,\s*[a-zA-Z])+\)"
-                    r"|[A-Za-z]{1,2}(?:_\{?\w+\}?)?\s*:\s*[A-Za-z]{1,2}(?:_\{?\w+\}?)?"
-                    r"|\\frac\{[A-Za-z]{1,3}\}\{[A-Za-z]{1,3}\}|[A-Za-z]{1,3}\s*/\s*[A-Za-z]{1,3})\s*")
+_LABEL = re.compile(
+    r"\s*(?:\\?[a-zA-Z]{1,3}(?:_\{?\w+\}?)?(?:\^\{?-?\w+\}?)?(?:\([a-zA-Z, ]*\))?|\|[A-Za-z]{1,3}\|"
+    r"|\\angle\s*[A-Z]{1,3}|\([a-zA-Z](?:\s*,\s*[a-zA-Z])+\)"
+    r"|[A-Za-z]{1,2}(?:_\{?\w+\}?)?\s*:\s*[A-Za-z]{1,2}(?:_\{?\w+\}?)?"
+    r"|\\frac\{[A-Za-z]{1,3}\}\{[A-Za-z]{1,3}\}|[A-Za-z]{1,3}\s*/\s*[A-Za-z]{1,3})\s*"
+)
 # "f(x)=x-1, x \in \mathbb{R}", "... \text{ for all } x": where an answer holds, not part of it
-_DOMAIN = re.compile(r"(?:,|\\quad|\s)\s*(?:\\forall\s*\w|\\text\{\s*for (?:all|every|any)\b|for (?:all|every) |"
-                     r"[a-z]\s*\\in\s*\\mathbb\{[RNZQC]\}\S*$).*$")
+_DOMAIN = re.compile(
+    r"(?:,|\\quad|\s)\s*(?:\\forall\s*\w|\\text\{\s*for (?:all|every|any)\b|for (?:all|every) |"
+    r"[a-z]\s*\\in\s*\\mathbb\{[RNZQC]\}\S*$).*$"
+)
 _NOT_LABELS = {"\\pi", "\\infty", "e", "i"}
 
 
@@ -165,8 +261,10 @@ def split_top_level(s: str, sep: str = ",") -> list[str]:
     return [p.strip() for p in parts]
 
 
-_JOINERS = re.compile(r"\\(?:text|mbox|textnormal)\{\s*(?:,?\s*and|or|,)\s*\}|\\q?quad|(?<=[\s\d)}\]])(?:and|or)"
-                      r"(?=[\s\d(\\A-Za-z-])|\s+(?:and|or)\s+")
+_JOINERS = re.compile(
+    r"\\(?:text|mbox|textnormal)\{\s*(?:,?\s*and|or|,)\s*\}|\\q?quad|(?<=[\s\d)}\]])(?:and|or)"
+    r"(?=[\s\d(\\A-Za-z-])|\s+(?:and|or)\s+"
+)
 
 
 def answer_items(s: str) -> list[str]:
@@ -219,8 +317,10 @@ def _plus_minus(s: str) -> list[str]:
     if value.count("\\pm") != 1 or re.search(r"[{(\[][^})\]]*\\pm", value):
         return [s]
     a, _, b = value.partition("\\pm")
-    return [f"{a.strip()}-{b.strip()}" if a.strip() else f"-{b.strip()}", f"{a.strip()}+{b.strip()}"
-            if a.strip() else b.strip()]
+    return [
+        f"{a.strip()}-{b.strip()}" if a.strip() else f"-{b.strip()}",
+        f"{a.strip()}+{b.strip()}" if a.strip() else b.strip(),
+    ]
 
 
 _INEQ = re.compile(r"^(?:(?P<a>[^<>=]+?)(?P<r1><|\\leq)\s*)?(?P<v>[^<>=]+?)(?P<r2><|\\leq)(?P<b>[^<>=]+)$")

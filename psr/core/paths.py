@@ -51,10 +51,12 @@ def check_outputs(inputs: Iterable[str], outputs: dict[str, str | None], *, file
         for i in inputs:
             # the companions a writer keeps beside an output: the list of finished work, the file being renamed
             if any(same_file(q, i) for q in (p, p + ".done", p + ".tmp")):
-                raise InputError(f"{opt} {p} is the same file as the input -i {i}; writing it would destroy the "
-                                 "input: choose another output path")
+                raise InputError(
+                    f"{opt} {p} is the same file as the input -i {i}; writing it would destroy the "
+                    "input: choose another output path"
+                )
     for k, (opt, p) in enumerate(given):
-        for opt2, p2 in given[k + 1:]:
+        for opt2, p2 in given[k + 1 :]:
             if same_file(p, p2):
                 raise InputError(f"{opt} {p} and {opt2} {p2} are the same file; give them different paths")
     if files:

@@ -17,47 +17,47 @@ from psr.core.steps import format_steps
 
 # Figure 3: segmenting a reference solution into steps (IFT data construction).
 SEGMENT_PROMPT = (
-    'There is a math problem and its corresponding solution. Please divide the given solution into individual '
+    "There is a math problem and its corresponding solution. Please divide the given solution into individual "
     'steps logically. Use "Step n: " before each step to distinguish between different steps, where n is a '
-    'positive integer starting from 1, representing the current step number. Only divide the steps without '
-    'altering any information in the original solution. Please output only the divided solution steps in the '
-    'format mentioned above, and do not include any additional information. Do not omit the final answer that '
-    'is placed in boxed.\n'
-    '[The Start of Question Provided]\n'
-    '{question}\n'
-    '[The End of Question Provided]\n'
-    '[The Start of Solution Provided]\n'
-    '{solution}\n'
-    '[The End of Solution Provided]'
+    "positive integer starting from 1, representing the current step number. Only divide the steps without "
+    "altering any information in the original solution. Please output only the divided solution steps in the "
+    "format mentioned above, and do not include any additional information. Do not omit the final answer that "
+    "is placed in boxed.\n"
+    "[The Start of Question Provided]\n"
+    "{question}\n"
+    "[The End of Question Provided]\n"
+    "[The Start of Solution Provided]\n"
+    "{solution}\n"
+    "[The End of Solution Provided]"
 )
 
 # Figure 4: step-by-step reasoning (the policy's instruction; IFT user turn).
 STEP_PROMPT = (
-    "Let's think step by step and solve the following math problem. Use \"Step n: \" before each step to "
-    'distinguish between different steps, where n is a positive integer starting from 1, representing the '
-    'current step number. Put your final answer in boxed.\n'
-    'Problem: {problem}'
+    'Let\'s think step by step and solve the following math problem. Use "Step n: " before each step to '
+    "distinguish between different steps, where n is a positive integer starting from 1, representing the "
+    "current step number. Put your final answer in boxed.\n"
+    "Problem: {problem}"
 )
 
 # Figure 5: step-wise pairwise LLM-as-a-Judge (EFT user turn; self-judging in search).
 JUDGE_PROMPT = (
-    'Please act as an impartial judge and evaluate the quality of two next reasoning steps provided by two AI '
-    'assistants to the question and partial reasoning steps displayed below. Your evaluation should consider '
-    'correctness and helpfulness. You will be given assistant A’s answer, and assistant B’s answer. Your job is '
-    'to evaluate which assistant’s answer is better. You should compare the two responses and provide a '
-    'detailed explanation. Avoid any position biases and ensure that the order in which the responses were '
-    'presented does not influence your decision. Do not allow the length of the responses to influence your '
-    'evaluation. Do not favor certain names of the assistants. Be as objective as possible. After providing '
+    "Please act as an impartial judge and evaluate the quality of two next reasoning steps provided by two AI "
+    "assistants to the question and partial reasoning steps displayed below. Your evaluation should consider "
+    "correctness and helpfulness. You will be given assistant A’s answer, and assistant B’s answer. Your job is "
+    "to evaluate which assistant’s answer is better. You should compare the two responses and provide a "
+    "detailed explanation. Avoid any position biases and ensure that the order in which the responses were "
+    "presented does not influence your decision. Do not allow the length of the responses to influence your "
+    "evaluation. Do not favor certain names of the assistants. Be as objective as possible. After providing "
     'your explanation, output your final verdict by strictly following this format: "[[A]]" if assistant A is '
     'better, and "[[B]]" if assistant B is better.\n'
-    '[Question and Intermediate Reasoning Steps Provided]\n'
-    '{Question and Partial Reasoning Steps}\n'
-    '[The Start of Assistant A’s Next Reasoning Step]\n'
-    '{Step A}\n'
-    '[The End of Assistant A’s Next Reasoning Step]\n'
-    '[The Start of Assistant B’s Next Reasoning Step]\n'
-    '{Step B}\n'
-    '[The End of Assistant B’s Next Reasoning Step]'
+    "[Question and Intermediate Reasoning Steps Provided]\n"
+    "{Question and Partial Reasoning Steps}\n"
+    "[The Start of Assistant A’s Next Reasoning Step]\n"
+    "{Step A}\n"
+    "[The End of Assistant A’s Next Reasoning Step]\n"
+    "[The Start of Assistant B’s Next Reasoning Step]\n"
+    "{Step B}\n"
+    "[The End of Assistant B’s Next Reasoning Step]"
 )
 
 # Yuan et al. (2024), Self-Rewarding Language Models, Figure 2: the solution-scoring prompt the
@@ -113,11 +113,16 @@ def judge_context(question: str, previous_steps: list[str]) -> str:
     return question + "\n" + format_steps(previous_steps)
 
 
-def judge_prompt(question: str, previous_steps: list[str], step_a: str, step_b: str, step_number: int | None = None) -> str:
+def judge_prompt(
+    question: str, previous_steps: list[str], step_a: str, step_b: str, step_number: int | None = None
+) -> str:
     """Figure 5 filled in. Candidate steps are shown with their ``Step n:`` prefix, as the policy wrote them."""
     n = len(previous_steps) + 1 if step_number is None else step_number
-    return JUDGE_PROMPT.replace("{Question and Partial Reasoning Steps}", judge_context(question, previous_steps)) \
-        .replace("{Step A}", f"Step {n}: {step_a}").replace("{Step B}", f"Step {n}: {step_b}")
+    return (
+        JUDGE_PROMPT.replace("{Question and Partial Reasoning Steps}", judge_context(question, previous_steps))
+        .replace("{Step A}", f"Step {n}: {step_a}")
+        .replace("{Step B}", f"Step {n}: {step_b}")
+    )
 
 
 # Few-shot judging (Table 3's M0 row: the base model judges 3-shot). The paper gives no few-shot template; the
@@ -129,8 +134,10 @@ FEW_SHOT_START, FEW_SHOT_END = "[The Start of Example {k}]\n", "\n[The End of Ex
 def few_shot_judge_prompt(examples: list[tuple[str, str]], prompt: str) -> str:
     """``prompt`` (a filled Figure 5 prompt) after the worked ``examples``: (filled Figure 5 prompt, judgment)."""
     # concatenated, not filled in: a prompt or judgment may itself contain a placeholder's text
-    shots = "".join(FEW_SHOT_START.replace("{k}", str(k)) + p + "\n" + j + FEW_SHOT_END.replace("{k}", str(k))
-                    for k, (p, j) in enumerate(examples, 1))
+    shots = "".join(
+        FEW_SHOT_START.replace("{k}", str(k)) + p + "\n" + j + FEW_SHOT_END.replace("{k}", str(k))
+        for k, (p, j) in enumerate(examples, 1)
+    )
     return shots + prompt
 
 

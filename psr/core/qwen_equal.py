@@ -127,7 +127,7 @@ def _qwen_is_matrix(s: str) -> bool:
 
 
 def _qwen_matrix_rows(s: str) -> list[str]:
-    return [ln.strip() for ln in s[len("\\begin{pmatrix}"):-len("\\end{pmatrix}")].split("\\\\") if ln.strip()]
+    return [ln.strip() for ln in s[len("\\begin{pmatrix}") : -len("\\end{pmatrix}")].split("\\\\") if ln.strip()]
 
 
 def qwen_math_equal(prediction: str, reference: str) -> bool:
@@ -151,11 +151,14 @@ def qwen_math_equal(prediction: str, reference: str) -> bool:
     reference, prediction = reference.strip(), prediction.strip()
     if "pmatrix" in prediction and "pmatrix" not in reference:
         # "{1,2},{3,4}"-style reference as pmatrix rows (the evaluator's str_to_pmatrix)
-        reference = ", ".join("\\begin{pmatrix}" + m.strip("{}").replace(",", "\\") + "\\end{pmatrix}"
-                              for m in re.findall(r"\{.*,.*\}", reference))
+        reference = ", ".join(
+            "\\begin{pmatrix}" + m.strip("{}").replace(",", "\\") + "\\end{pmatrix}"
+            for m in re.findall(r"\{.*,.*\}", reference)
+        )
     ps, rs = prediction, reference
     if (ps.startswith("[") and ps.endswith("]") and not (rs.startswith("(") and rs.endswith(")"))) or (
-            ps.startswith("(") and ps.endswith(")") and not (rs.startswith("[") and rs.endswith("]"))):
+        ps.startswith("(") and ps.endswith(")") and not (rs.startswith("[") and rs.endswith("]"))
+    ):
         ps, rs = ps.strip("[]()"), rs.strip("[]()")
     for br in "{}()":
         ps, rs = ps.replace(br, ""), rs.replace(br, "")

@@ -38,27 +38,170 @@ import functools
 import re
 
 _QWEN_UNITS = [
-    "east", "degree", "mph", "kmph", "ft", "m sqaure", " m east", "sq m", "deg", "mile", "q .", "monkey", "prime",
-    "ratio", "profit of rs", "rd", "o", "gm", "p . m", "lb", "tile", "per", "dm", "lt", "gain", "ab", "way", "west",
-    "a .", "b .", "c .", "d .", "e .", "f .", "g .", "h .", "t", "a", "h", "no change", "men", "soldier", "pie", "bc",
-    "excess", "st", "inches", "noon", "percent", "by", "gal", "kmh", "c", "acre", "rise", "a . m", "th", "π r 2", "sq",
-    "mark", "l", "toy", "coin", "sq . m", "gallon", "° f", "profit", "minw", "yr", "women", "feet", "am", "pm", "hr",
-    "cu cm", "square", "v â € ™", "are", "rupee", "rounds", "cubic", "cc", "mtr", "s", "ohm", "number", "kmph", "day",
-    "hour", "minute", "min", "second", "man", "woman", "sec", "cube", "mt", "sq inch", "mp", "∏ cm ³", "hectare",
-    "more", "sec", "unit", "cu . m", "cm 2", "rs .", "rs", "kg", "g", "month", "km", "m", "cm", "mm", "apple", "liter",
-    "loss", "yard", "pure", "year", "increase", "decrease", "d", "less", "Surface", "litre", "pi sq m", "s .",
-    "metre", "meter", "inch",
+    "east",
+    "degree",
+    "mph",
+    "kmph",
+    "ft",
+    "m sqaure",
+    " m east",
+    "sq m",
+    "deg",
+    "mile",
+    "q .",
+    "monkey",
+    "prime",
+    "ratio",
+    "profit of rs",
+    "rd",
+    "o",
+    "gm",
+    "p . m",
+    "lb",
+    "tile",
+    "per",
+    "dm",
+    "lt",
+    "gain",
+    "ab",
+    "way",
+    "west",
+    "a .",
+    "b .",
+    "c .",
+    "d .",
+    "e .",
+    "f .",
+    "g .",
+    "h .",
+    "t",
+    "a",
+    "h",
+    "no change",
+    "men",
+    "soldier",
+    "pie",
+    "bc",
+    "excess",
+    "st",
+    "inches",
+    "noon",
+    "percent",
+    "by",
+    "gal",
+    "kmh",
+    "c",
+    "acre",
+    "rise",
+    "a . m",
+    "th",
+    "π r 2",
+    "sq",
+    "mark",
+    "l",
+    "toy",
+    "coin",
+    "sq . m",
+    "gallon",
+    "° f",
+    "profit",
+    "minw",
+    "yr",
+    "women",
+    "feet",
+    "am",
+    "pm",
+    "hr",
+    "cu cm",
+    "square",
+    "v â € ™",
+    "are",
+    "rupee",
+    "rounds",
+    "cubic",
+    "cc",
+    "mtr",
+    "s",
+    "ohm",
+    "number",
+    "kmph",
+    "day",
+    "hour",
+    "minute",
+    "min",
+    "second",
+    "man",
+    "woman",
+    "sec",
+    "cube",
+    "mt",
+    "sq inch",
+    "mp",
+    "∏ cm ³",
+    "hectare",
+    "more",
+    "sec",
+    "unit",
+    "cu . m",
+    "cm 2",
+    "rs .",
+    "rs",
+    "kg",
+    "g",
+    "month",
+    "km",
+    "m",
+    "cm",
+    "mm",
+    "apple",
+    "liter",
+    "loss",
+    "yard",
+    "pure",
+    "year",
+    "increase",
+    "decrease",
+    "d",
+    "less",
+    "Surface",
+    "litre",
+    "pi sq m",
+    "s .",
+    "metre",
+    "meter",
+    "inch",
 ]
 _QWEN_UNITS = _QWEN_UNITS + [u + "s" for u in _QWEN_UNITS]
 # (pattern, literal text that must occur for it to match): the substring test skips most patterns
 _QWEN_UNIT_RES = [(re.compile(r"(^|\W)" + u + r"($|\W)"), None if "." in u else u) for u in _QWEN_UNITS]
 
 # The word2number package's vocabulary (used by the evaluator's convert_word_number).
-_SMALL = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
-          "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
+_SMALL = [
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+]
 _W2N = {w: i for i, w in enumerate(_SMALL)}
-_W2N.update({w: 10 * i for i, w in enumerate(["twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty",
-                                              "ninety"], 2)})
+_W2N.update(
+    {w: 10 * i for i, w in enumerate(["twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"], 2)}
+)
 _W2N.update({"hundred": 100, "thousand": 1000, "million": 10**6, "billion": 10**9})
 
 
@@ -89,7 +232,7 @@ def word_to_number(text: str) -> str | None:
     dec: list[str] = []
     if "point" in words:
         i = words.index("point")
-        words, dec = words[:i], words[i + 1:]
+        words, dec = words[:i], words[i + 1 :]
     idx = {k: (words.index(k) if k in words else -1) for k in ("billion", "million", "thousand")}
     b, m, th = idx["billion"], idx["million"], idx["thousand"]
     if (th > -1 and (th < m or th < b)) or (m > -1 and m < b):
@@ -102,16 +245,16 @@ def word_to_number(text: str) -> str | None:
             if b > -1:
                 total += _w2n_group(words[:b]) * 10**9
             if m > -1:
-                total += _w2n_group(words[b + 1:m] if b > -1 else words[:m]) * 10**6
+                total += _w2n_group(words[b + 1 : m] if b > -1 else words[:m]) * 10**6
             if th > -1:
                 start = m + 1 if m > -1 else (b + 1 if b > -1 else 0)
                 total += _w2n_group(words[start:th]) * 1000
             if th > -1 and th != len(words) - 1:
-                total += _w2n_group(words[th + 1:])
+                total += _w2n_group(words[th + 1 :])
             elif m > -1 and m != len(words) - 1:
-                total += _w2n_group(words[m + 1:])
+                total += _w2n_group(words[m + 1 :])
             elif b > -1 and b != len(words) - 1:
-                total += _w2n_group(words[b + 1:])
+                total += _w2n_group(words[b + 1 :])
             elif th == -1 and m == -1 and b == -1:
                 total += _w2n_group(words)
         if dec and all(w in _SMALL[:10] for w in dec):  # other words after "point" add 0 there

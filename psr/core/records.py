@@ -11,95 +11,20 @@ one torn line, which the next run cuts), and resume bookkeeping, none of which i
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from psr.core.errors import InputError, PsrError
 from psr.core.log import warn
 from psr.core.options import option
 from psr.core.paths import check_outputs, check_writable, replace_file
 
-# ---------------------------------------------------------------------------------------------
-# Record contracts (design.md). A field spec is (kind, required). Extra fields are kept as-is.
-
-STR, STR_LIST, BOOL, NUMBER, NUMBER_LIST, BOOL_LIST, INT = (
-    "string", "list of strings", "boolean", "number", "list of numbers", "list of booleans", "integer",
-)
-
-SCHEMAS: dict[str, dict[str, tuple[str, bool]]] = {
-    "problem": {"id": (STR, True), "question": (STR, True), "answer": (STR, False), "solution": (STR, False)},
-    "solution": {"id": (STR, True), "question": (STR, True), "solution": (STR, True), "answer": (STR, False)},
-    "ift": {"id": (STR, True), "question": (STR, True), "steps": (STR_LIST, True), "answer": (STR, False),
-            "solution": (STR, False)},
-    "prm": {"prompt": (STR, True), "completions": (STR_LIST, True), "labels": (BOOL_LIST, True)},
-    "pair": {"id": (STR, True), "question": (STR, True), "previous_steps": (STR_LIST, True), "chosen": (STR, True),
-             "rejected": (STR, True), "chosen_score": (NUMBER, True), "rejected_score": (NUMBER, True)},
-    "eft": {"id": (STR, True), "question": (STR, True), "previous_steps": (STR_LIST, True), "step_a": (STR, True),
-            "step_b": (STR, True), "judgment": (STR, True), "label": (STR, True)},
-    # annotate-eft --format scoring: one record a scored response (Yuan et al.'s 0-5 prompt); the two
-    # responses of a pair share ``pair_id``.
-    "eft_scoring": {"id": (STR, True), "question": (STR, True), "response": (STR, True), "judgment": (STR, True),
-                    "score": (INT, True), "format": (STR, True), "pair_id": (STR, False)},
-    "ppd": {"id": (STR, True), "question": (STR, True), "previous_steps": (STR_LIST, True), "chosen": (STR, True),
-            "rejected": (STR, True), "scores": (NUMBER_LIST, False), "step_index": (INT, False),
-            "is_final": (BOOL, True)},
-    "prediction": {"id": (STR, True), "question": (STR, True), "output": (STR, True), "answer": (STR, False)},
-    "gradable": {"id": (STR, True), "output": (STR, True), "answer": (STR, True)},  # psr grade
-}
-# Fields that must not be empty strings: an empty question or id is never usable.
-NON_EMPTY = {"id", "question", "prompt", "chosen", "step_a", "step_b", "response"}
-
+# The record contracts (SCHEMAS) live in psr.core.schemas; stages and tests import these two from here.
+from psr.core.schemas import eft_kind, validate  # noqa: F401
 
 TOO_DEEP = "JSON nested too deeply to read (thousands of levels of [ or {)"
-
-
-def _kind_ok(kind: str, v: Any) -> bool:
-    is_num = lambda x: isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)  # noqa: E731
-    return {
-        STR: lambda: isinstance(v, str),
-        BOOL: lambda: isinstance(v, bool),
-        INT: lambda: isinstance(v, int) and not isinstance(v, bool),
-        NUMBER: lambda: is_num(v),
-        STR_LIST: lambda: isinstance(v, list) and all(isinstance(x, str) for x in v),
-        BOOL_LIST: lambda: isinstance(v, list) and all(isinstance(x, bool) for x in v),
-        NUMBER_LIST: lambda: isinstance(v, list) and all(is_num(x) for x in v),
-    }[kind]()
-
-
-def validate(rec: Any, kind: str | None) -> str | None:
-    """Return what is wrong with ``rec`` for record type ``kind``, or None if it is fine."""
-    if not isinstance(rec, dict):
-        return f"expected a JSON object, got {type(rec).__name__}"
-    if kind is None:
-        return None
-    for name, (fkind, required) in SCHEMAS[kind].items():
-        if name not in rec or rec[name] is None:
-            if required:
-                return f"missing field '{name}' ({kind} record)"
-            continue
-        if not _kind_ok(fkind, rec[name]):
-            return f"field '{name}' must be {'an' if fkind[0] in 'aeiou' else 'a'} {fkind}, got {type(rec[name]).__name__} ({kind} record)"
-        if name in NON_EMPTY and isinstance(rec[name], str) and not rec[name].strip():
-            return f"field '{name}' is empty ({kind} record)"
-    if kind == "prm" and len(rec["completions"]) != len(rec["labels"]):
-        return "'completions' and 'labels' differ in length (prm record)"
-    if kind == "eft" and rec["label"] not in ("A", "B"):
-        return f"field 'label' must be \"A\" or \"B\", got {rec['label']!r} (eft record)"
-    if kind == "eft_scoring" and rec["format"] != "scoring":
-        return f"field 'format' must be \"scoring\", got {rec['format']!r} (eft_scoring record)"
-    if kind == "eft_scoring" and not 0 <= rec["score"] <= 5:
-        return f"field 'score' must be 0 to 5, got {rec['score']} (eft_scoring record)"
-    return None
-
-
-def eft_kind(rec: Any) -> str:
-    """The record type of an EFT record: ``eft_scoring`` when it says ``"format": "scoring"``, else ``eft``
-    (pairwise records carry no format field)."""
-    return "eft_scoring" if isinstance(rec, dict) and rec.get("format") == "scoring" else "eft"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -138,8 +63,7 @@ def iter_lines(path: str) -> Iterator[tuple[int, dict]]:
         raise InputError("input is empty (no records)", name, 1)
 
 
-def read_records(paths: str | Iterable[str], kind=None, *, unique_ids: bool = True,
-                 convert=None) -> list[dict]:
+def read_records(paths: str | Iterable[str], kind=None, *, unique_ids: bool = True, convert=None) -> list[dict]:
     """Read and validate every record of every path (``-`` is stdin).
 
     ``kind`` is a record type of SCHEMAS, None (any JSON object), or a function of the record that
@@ -193,7 +117,7 @@ def select(records: list[dict], shard: tuple[int, int] | None = None, limit: int
     """The K-th of N contiguous slices (so the N outputs concatenate, in order, to the full job), then --limit."""
     if shard is not None:
         k, n = shard
-        records = records[k * len(records) // n:(k + 1) * len(records) // n]
+        records = records[k * len(records) // n : (k + 1) * len(records) // n]
     if limit is not None:
         if limit < 0:
             raise InputError(f"--limit must be >= 0, got {limit}")
@@ -212,8 +136,11 @@ def _line_value(raw: bytes, path: str, lineno: int, ok, what: str):
     except (ValueError, RecursionError):
         value = None
     if value is None or not ok(value):
-        raise InputError(f"existing output: this line is not {what}; fix or remove it, or use --overwrite to "
-                         "start afresh", path, lineno)
+        raise InputError(
+            f"existing output: this line is not {what}; fix or remove it, or use --overwrite to start afresh",
+            path,
+            lineno,
+        )
     return value
 
 
@@ -279,17 +206,20 @@ class RecordWriter:
             with open(sidecar, "rb") as fh:
                 raw = fh.read()
             if raw and not raw.endswith(b"\n"):
-                raw = raw[:raw.rfind(b"\n") + 1]
+                raw = raw[: raw.rfind(b"\n") + 1]
                 with open(sidecar, "r+b") as fh:
                     fh.truncate(len(raw))
             for i, x in enumerate(raw.split(b"\n"), 1):
                 if x.strip():
-                    self.done.add(_line_value(x, sidecar, i, lambda v: isinstance(v, str), "a finished key (a JSON "
-                                                                                           "string)"))
+                    self.done.add(
+                        _line_value(x, sidecar, i, lambda v: isinstance(v, str), "a finished key (a JSON string)")
+                    )
         field_ok = lambda v: isinstance(v, dict) and isinstance(v.get(self.group_field), str)  # noqa: E731
         # A record without its group field cannot be told finished or not: refuse it rather than delete it.
-        keys = [_line_value(ln, self.path, i, field_ok, f"a psr record with '{self.group_field}'")[self.group_field]
-                for i, ln in lines]
+        keys = [
+            _line_value(ln, self.path, i, field_ok, f"a psr record with '{self.group_field}'")[self.group_field]
+            for i, ln in lines
+        ]
         keep = [ln for (_, ln), k in zip(lines, keys, strict=True) if k in self.done]
         if len(keep) != len(lines):
             warn(f"{self.path}: dropped {len(lines) - len(keep)} record(s) of unfinished work; it will be redone")
@@ -312,7 +242,9 @@ class RecordWriter:
         assert self.group_field is not None, "write_group() needs group_field"
         for r in recs:
             if r.get(self.group_field) != key:
-                raise ValueError(f"record {r.get('id')!r} has {self.group_field}={r.get(self.group_field)!r}, not {key!r}")
+                raise ValueError(
+                    f"record {r.get('id')!r} has {self.group_field}={r.get(self.group_field)!r}, not {key!r}"
+                )
         if recs:
             self._write(self._fd, b"".join(_dumps(r) for r in recs))
         if self._done_fd is not None:
@@ -325,12 +257,13 @@ class RecordWriter:
         # it left torn is cut by the next run.
         try:
             while data:
-                data = data[os.write(fd, data):]
+                data = data[os.write(fd, data) :]
         except BrokenPipeError:
             raise  # stdout closed by its reader (`| head`): typer exits quietly (1)
         except OSError as e:
-            raise PsrError(f"{self.path}: cannot write: {e.strerror}; rerun the same command once it is fixed "
-                           "(the output resumes)") from None
+            raise PsrError(
+                f"{self.path}: cannot write: {e.strerror}; rerun the same command once it is fixed (the output resumes)"
+            ) from None
 
     def close(self) -> None:
         if self.path != "-":
@@ -364,8 +297,11 @@ class IOConfig:
     output: str = option("-", "--output", "-o", help="Output JSONL path, or - for stdout. Resumed if it exists.")
     overwrite: bool = option(False, "--overwrite", help="Start afresh instead of resuming an existing output.")
     limit: int | None = option(None, "--limit", help="Process at most N records (after --shard).")
-    shard: str | None = option(None, "--shard", help="K/N: process the K-th (0-based) of N contiguous slices; the N "
-                               "outputs concatenate to the full job.")
+    shard: str | None = option(
+        None,
+        "--shard",
+        help="K/N: process the K-th (0-based) of N contiguous slices; the N outputs concatenate to the full job.",
+    )
     # The stage's other output files, by option name ({"--rejects": path}); checked with -o at once.
     also_writes: dict[str, str | None] = field(default_factory=dict)
 

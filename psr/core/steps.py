@@ -32,7 +32,7 @@ def assistant_prefix(previous_steps: list[str]) -> str:
 def strip_step_prefix(text: str) -> str:
     """``"Step 4: x = 2"`` -> ``"x = 2"``; text without a leading marker comes back stripped."""
     m = _MARKER.match(text.lstrip("\n"))
-    return (text.lstrip("\n")[m.end():] if m else text).strip()
+    return (text.lstrip("\n")[m.end() :] if m else text).strip()
 
 
 def parse_steps(text: str) -> list[str]:
@@ -49,7 +49,7 @@ def parse_steps(text: str) -> list[str]:
     out = []
     for i, m in enumerate(marks):
         end = marks[i + 1].start() if i + 1 < len(marks) else len(text)
-        body = text[m.end():end].strip()
+        body = text[m.end() : end].strip()
         if body:
             out.append(body)
     return out

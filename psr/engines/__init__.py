@@ -9,8 +9,19 @@ from collections.abc import Iterator
 from psr.core.errors import InputError
 from psr.engines.base import ENGINES, REGISTRY, Chat, Completion, Engine, EngineConfig, Sampling, Step
 
-__all__ = ["Chat", "Completion", "Engine", "EngineConfig", "Sampling", "Step", "ENGINES", "REGISTRY", "engine_seed", "load_engine",
-           "open_engine"]
+__all__ = [
+    "Chat",
+    "Completion",
+    "Engine",
+    "EngineConfig",
+    "Sampling",
+    "Step",
+    "ENGINES",
+    "REGISTRY",
+    "engine_seed",
+    "load_engine",
+    "open_engine",
+]
 
 
 def load_engine(cfg: EngineConfig) -> Engine:

@@ -99,40 +99,74 @@ class EngineConfig:
     ``option`` are every generation command's engine options (in this order in --help)."""
 
     # A Literal is a typed choice: an unknown engine is a usage error before anything loads.
-    engine: Literal[ENGINES] = option("hf", "--engine", help="hf (transformers) | vllm | openai | oracle (the "
-                                      "offline world).")
-    model: str | None = option(None, "--model", "-m", help="Model directory or hub name (openai: the served model "
-                               "name).")
-    base_url: str | None = option(None, "--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1; "
-                                  "several comma-separated (one vLLM server per GPU): each request goes to the least "
-                                  "busy, a failing server's requests to the others.")
+    engine: Literal[ENGINES] = option(
+        "hf", "--engine", help="hf (transformers) | vllm | openai | oracle (the offline world)."
+    )
+    model: str | None = option(
+        None, "--model", "-m", help="Model directory or hub name (openai: the served model name)."
+    )
+    base_url: str | None = option(
+        None,
+        "--base-url",
+        help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1; "
+        "several comma-separated (one vLLM server per GPU): each request goes to the least "
+        "busy, a failing server's requests to the others.",
+    )
     # the *name* of the variable; keys never travel in flags
-    api_key_env: str = option("OPENAI_API_KEY", "--api-key-env", help="Name of the environment variable holding the "
-                              "API key.")
+    api_key_env: str = option(
+        "OPENAI_API_KEY", "--api-key-env", help="Name of the environment variable holding the API key."
+    )
     seed: int = option(0, "--seed", help="Random seed (sampling, shuffles, training).")
-    trust_remote_code: bool = option(False, "--trust-remote-code", help="Allow model repos to run their own code (off "
-                                     "by default).")
-    tensor_parallel_size: int = option(1, "--tensor-parallel-size", help="vllm: GPUs per model (tensor parallel); the "
-                                       "engine uses the first N GPUs CUDA_VISIBLE_DEVICES shows.")
+    trust_remote_code: bool = option(
+        False, "--trust-remote-code", help="Allow model repos to run their own code (off by default)."
+    )
+    tensor_parallel_size: int = option(
+        1,
+        "--tensor-parallel-size",
+        help="vllm: GPUs per model (tensor parallel); the engine uses the first N GPUs CUDA_VISIBLE_DEVICES shows.",
+    )
     concurrency: int = option(32, "--concurrency", help="openai: requests in flight.")
     batch_size: int = option(64, "--batch-size", help="hf: sequences per generation batch.")
     dtype: str = option("auto", "--dtype", help="auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16.")
-    prefix_sharing: bool = option(True, "--prefix-sharing/--no-prefix-sharing", help="hf: prefill a prompt prefix "
-                                  "that several prompts of a batch share once (search's judge prompts, sampled "
-                                  "copies). vllm has its own prefix caching.")
-    timeout: float = option(120.0, "--request-timeout", param="request_timeout", help="openai: seconds to wait for one "
-                            "answer before the request is retried.")
-    max_retries: int = option(4, "--max-retries", help="openai: retries of a failed request (429, 5xx, timeout, empty "
-                              "answer) before its record is left undone; the stage then exits 1 and a rerun retries "
-                              "it.")
-    gpu_memory_utilization: float = option(0.9, "--gpu-memory-utilization", help="vllm: share (0-1] of each GPU's "
-                                           "memory this engine may take (weights + KV cache); lower it when a second "
-                                           "model (the PRM, a judge) shares the GPUs.")
-    max_model_len: int | None = option(None, "--max-model-len", help="vllm, hf: context length in tokens (prompt + "
-                                       "answer; longer prompts are refused or skipped as too long). Default: the "
-                                       "model's own.")
-    enforce_eager: bool = option(False, "--enforce-eager", help="vllm: no CUDA graphs / torch.compile (less memory "
-                                 "and a faster start, slower decoding).")
+    prefix_sharing: bool = option(
+        True,
+        "--prefix-sharing/--no-prefix-sharing",
+        help="hf: prefill a prompt prefix "
+        "that several prompts of a batch share once (search's judge prompts, sampled "
+        "copies). vllm has its own prefix caching.",
+    )
+    timeout: float = option(
+        120.0,
+        "--request-timeout",
+        param="request_timeout",
+        help="openai: seconds to wait for one answer before the request is retried.",
+    )
+    max_retries: int = option(
+        4,
+        "--max-retries",
+        help="openai: retries of a failed request (429, 5xx, timeout, empty "
+        "answer) before its record is left undone; the stage then exits 1 and a rerun retries "
+        "it.",
+    )
+    gpu_memory_utilization: float = option(
+        0.9,
+        "--gpu-memory-utilization",
+        help="vllm: share (0-1] of each GPU's "
+        "memory this engine may take (weights + KV cache); lower it when a second "
+        "model (the PRM, a judge) shares the GPUs.",
+    )
+    max_model_len: int | None = option(
+        None,
+        "--max-model-len",
+        help="vllm, hf: context length in tokens (prompt + "
+        "answer; longer prompts are refused or skipped as too long). Default: the "
+        "model's own.",
+    )
+    enforce_eager: bool = option(
+        False,
+        "--enforce-eager",
+        help="vllm: no CUDA graphs / torch.compile (less memory and a faster start, slower decoding).",
+    )
     device: str = "auto"
     # openai: "vllm" (continue_final_message) | "inline"; None: by --base-url
     continue_mode: Literal[CONTINUE_MODES] | None = None
@@ -150,7 +184,9 @@ class EngineConfig:
             raise OptionError("--tensor-parallel-size and --max-model-len must be >= 1")
 
 
-def prefix_groups(prompts: list[list[int]], min_share: float = 0.5, min_tokens: int = 16) -> list[tuple[int, list[int]]]:
+def prefix_groups(
+    prompts: list[list[int]], min_share: float = 0.5, min_tokens: int = 16
+) -> list[tuple[int, list[int]]]:
     """Group token prompts by a common prefix: ``(prefix length, row indices)`` for every group.
 
     Sorting puts prompts with a common prefix next to each other; a row joins the group before it
@@ -294,8 +330,9 @@ class TokenizerEngine(Engine):
         return prompts
 
 
-def judge_fitting(judge: Engine, chats: list[Chat], sampling: Sampling,
-                  partial: bool = False) -> list[list[Completion] | None]:
+def judge_fitting(
+    judge: Engine, chats: list[Chat], sampling: Sampling, partial: bool = False
+) -> list[list[Completion] | None]:
     """``judge.generate``, except that a prompt longer than the judge's context gets one empty answer (no
     verdict or score: a judge failure, counted by the caller) with a warning, instead of stopping the whole
     run. Judge prompts embed model output (candidate steps, whole solutions), so their length is not the
@@ -308,8 +345,10 @@ def judge_fitting(judge: Engine, chats: list[Chat], sampling: Sampling,
     todo = [chats[i] for i in keep]
     sampling = sampling.for_chats(keep)
     if len(todo) < len(chats):
-        log.warn(f"{len(chats) - len(todo)} judge prompt(s) longer than the judge's context ({judge.max_len} "
-                 "tokens) were not judged; they count as judge failures")
+        log.warn(
+            f"{len(chats) - len(todo)} judge prompt(s) longer than the judge's context ({judge.max_len} "
+            "tokens) were not judged; they count as judge failures"
+        )
     # A greedy judge answers the same prompt the same way, so each distinct prompt is asked once: when a
     # policy samples the same step several times, several of a step's pairs are the same prompt.
     greedy = sampling.temperature <= 0
@@ -334,8 +373,9 @@ def step_chat(question: str, previous_steps: list[str]) -> Chat:
 def render_chat(engine: Engine, chat: Chat) -> str:
     """The prompt text of an engine with a local tokenizer (hf, vllm): the chat template with the generation
     prompt, then the partial answer verbatim. A model without a template gets plain text (warned once per engine)."""
-    messages = ([{"role": "system", "content": chat.system}] if chat.system else []) + \
-        [{"role": "user", "content": chat.user}]
+    messages = ([{"role": "system", "content": chat.system}] if chat.system else []) + [
+        {"role": "user", "content": chat.user}
+    ]
     if getattr(engine.tokenizer, "chat_template", None):
         prompt = engine.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     else:

@@ -25,18 +25,16 @@ from safetensors import SafetensorError
 
 from psr.core import log
 from psr.core.errors import InputError
-from psr.engines.base import (
-    Chat,
-    Completion,
-    EngineConfig,
-    Sampling,
-    TokenizerEngine,
-    derive_seed,
-    prefix_groups,
-)
+from psr.engines.base import Chat, Completion, EngineConfig, Sampling, TokenizerEngine, derive_seed, prefix_groups
 
-_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-           "float16": torch.float16, "fp16": torch.float16}
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
 
 
 class _CompletionStop:
@@ -48,9 +46,10 @@ class _CompletionStop:
         self.window = max(len(s.encode("utf-8")) for s in stops) + 3
 
     def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
-        gen = input_ids[:, self.prompt_len:]
-        tails = self.tokenizer.batch_decode(gen[:, -self.window:].tolist(), skip_special_tokens=True,
-                                            clean_up_tokenization_spaces=False)
+        gen = input_ids[:, self.prompt_len :]
+        tails = self.tokenizer.batch_decode(
+            gen[:, -self.window :].tolist(), skip_special_tokens=True, clean_up_tokenization_spaces=False
+        )
         return torch.tensor([any(s in t for s in self.stops) for t in tails], device=input_ids.device)
 
 
@@ -104,8 +103,11 @@ class HFEngine(TokenizerEngine):
             self.tokenizer = AutoTokenizer.from_pretrained(cfg.model, trust_remote_code=trust)
             # device_map "auto" spreads a model too big for one GPU over all of them (accelerate)
             self.model = AutoModelForCausalLM.from_pretrained(
-                cfg.model, dtype=dtype, trust_remote_code=trust,
-                device_map="auto" if cfg.device == "auto" and cuda else device)
+                cfg.model,
+                dtype=dtype,
+                trust_remote_code=trust,
+                device_map="auto" if cfg.device == "auto" and cuda else device,
+            )
         except (OSError, ValueError, SafetensorError) as e:  # SafetensorError: a truncated or corrupt weights file
             raise InputError(f"--model {cfg.model}: cannot load it with transformers: {e}") from None
         self.model.eval()
@@ -130,8 +132,13 @@ class HFEngine(TokenizerEngine):
         from psr.engines.prm import PRMFormat, PRMScorer
 
         if getattr(self, "_prm", None) is None:
-            self._prm = PRMScorer(self.model, self.tokenizer, PRMFormat.from_model_dir(self.cfg.model),
-                                  batch_size=self.cfg.batch_size, max_length=self.max_len)
+            self._prm = PRMScorer(
+                self.model,
+                self.tokenizer,
+                PRMFormat.from_model_dir(self.cfg.model),
+                batch_size=self.cfg.batch_size,
+                max_length=self.max_len,
+            )
         return self._prm.score_steps(question, solutions)
 
     # -- generation -------------------------------------------------------------------------
@@ -152,23 +159,36 @@ class HFEngine(TokenizerEngine):
             rows.sort(key=lambda r: -len(prompts[r[0]]))  # stable: equal lengths keep input order
         stops = [s for s in dict.fromkeys(sampling.stop) if s]
         seed = sampling.seed if sampling.seed is not None else self.cfg.seed
-        row_seed = (None if greedy or sampling.seeds is None else
-                    {(i, k): derive_seed(sampling.seeds[i], k) for i, k in rows})
+        row_seed = (
+            None if greedy or sampling.seeds is None else {(i, k): derive_seed(sampling.seeds[i], k) for i, k in rows}
+        )
         out: dict[tuple[int, int], Completion] = {}
         fork = list(range(torch.cuda.device_count())) if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=fork), torch.inference_mode():
             torch.manual_seed(seed)
             bs = max(1, self.cfg.batch_size)
             for start in range(0, len(rows), bs):
-                batch = rows[start:start + bs]
-                done = self._generate_batch([prompts[i] for i, _ in batch], sampling, stops, greedy,
-                                            None if row_seed is None else [row_seed[r] for r in batch])
+                batch = rows[start : start + bs]
+                done = self._generate_batch(
+                    [prompts[i] for i, _ in batch],
+                    sampling,
+                    stops,
+                    greedy,
+                    None if row_seed is None else [row_seed[r] for r in batch],
+                )
                 out.update(zip(batch, done, strict=True))
-        return [[out[(i, k)] if not greedy else replace(out[(i, 0)]) for k in range(sampling.n)]
-                for i in range(len(chats))]
+        return [
+            [out[(i, k)] if not greedy else replace(out[(i, 0)]) for k in range(sampling.n)] for i in range(len(chats))
+        ]
 
-    def _generate_batch(self, prompts: list[list[int]], sampling: Sampling, stops: list[str],
-                        greedy: bool, row_seeds: list[int] | None = None) -> list[Completion]:
+    def _generate_batch(
+        self,
+        prompts: list[list[int]],
+        sampling: Sampling,
+        stops: list[str],
+        greedy: bool,
+        row_seeds: list[int] | None = None,
+    ) -> list[Completion]:
         from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
         seeded = [_SeededSampling(row_seeds, sampling.temperature, sampling.top_p)] if row_seeds else []
@@ -179,16 +199,28 @@ class HFEngine(TokenizerEngine):
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)
         # Every knob set explicitly, so the model's generation_config adds nothing unasked.
         gen = GenerationConfig(
-            max_new_tokens=sampling.max_tokens, do_sample=not greedy, num_beams=1,
-            temperature=1.0 if greedy else sampling.temperature, top_p=1.0 if greedy else sampling.top_p,
-            top_k=None if greedy else 0, min_p=None, repetition_penalty=1.0, eos_token_id=self.eos_ids, pad_token_id=self.pad_id,
+            max_new_tokens=sampling.max_tokens,
+            do_sample=not greedy,
+            num_beams=1,
+            temperature=1.0 if greedy else sampling.temperature,
+            top_p=1.0 if greedy else sampling.top_p,
+            top_k=None if greedy else 0,
+            min_p=None,
+            repetition_penalty=1.0,
+            eos_token_id=self.eos_ids,
+            pad_token_id=self.pad_id,
             disable_compile=True,  # a static cache would compile the forward on GPU for every new batch shape
         )
         criteria = StoppingCriteriaList([_CompletionStop(self.tokenizer, stops, width)] if stops else [])
         cache = self._prefilled_cache(prompts, width, sampling.max_tokens) if self._prefix_sharing else None
-        seqs = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=gen,
-                                   stopping_criteria=criteria, past_key_values=cache,
-                                   logits_processor=LogitsProcessorList(seeded))
+        seqs = self.model.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            generation_config=gen,
+            stopping_criteria=criteria,
+            past_key_values=cache,
+            logits_processor=LogitsProcessorList(seeded),
+        )
         return [self._completion(p, seqs[r, width:].tolist(), stops) for r, p in enumerate(prompts)]
 
     def _prefilled_cache(self, prompts: list[list[int]], width: int, max_new: int):
@@ -223,8 +255,9 @@ class HFEngine(TokenizerEngine):
         ids = torch.tensor([[self.pad_id] * (plen - len(h)) + h for h in heads], device=self.device)
         hmask = torch.tensor([[0] * (plen - len(h)) + [1] * len(h) for h in heads], device=self.device)
         pos = (hmask.cumsum(-1) - 1).clamp(min=0)
-        prefix = self.model(input_ids=ids, attention_mask=hmask, position_ids=pos, use_cache=True,
-                            logits_to_keep=1).past_key_values
+        prefix = self.model(
+            input_ids=ids, attention_mask=hmask, position_ids=pos, use_cache=True, logits_to_keep=1
+        ).past_key_values
         if any(type(layer) is not DynamicLayer for layer in prefix.layers):
             return self._no_sharing("its KV cache has non-standard layers")
         # Row r, column t < start holds its group's prefix token t - pad_r (pad columns: any value, masked).
@@ -254,7 +287,7 @@ class HFEngine(TokenizerEngine):
         head = self.tokenizer.decode(ctx, skip_special_tokens=True, clean_up_tokenization_spaces=False)
         full = self.tokenizer.decode(ctx + tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False)
         if full.startswith(head):
-            return full[len(head):]
+            return full[len(head) :]
         return self.tokenizer.decode(tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False)
 
     def _completion(self, prompt: list[int], tokens: list[int], stops: list[str]) -> Completion:

@@ -76,8 +76,10 @@ class OpenAIEngine(OpenAIMapping, Engine):
         key = os.environ.get(cfg.api_key_env)
         if not key:
             if self.base_url is None:
-                raise InputError(f"no API key: set the environment variable {cfg.api_key_env} "
-                               "(or name another one with --api-key-env)")
+                raise InputError(
+                    f"no API key: set the environment variable {cfg.api_key_env} "
+                    "(or name another one with --api-key-env)"
+                )
             key = "EMPTY"  # local servers (vLLM, SGLang) accept any key
         self._key = key
         mode = cfg.continue_mode or ("vllm" if self.base_url else "inline")
@@ -110,9 +112,12 @@ class OpenAIEngine(OpenAIMapping, Engine):
         results = self._run(chats, sampling)
         failed = sum(r is None for r in results)
         if failed:
-            raise RequestsFailed(f"{self.where}: {failed} of {len(chats)} requests got no answer after "
-                                 f"{self.cfg.max_retries} retries (last: {self._last_failure}); rerun the same "
-                                 "command to retry them", results)
+            raise RequestsFailed(
+                f"{self.where}: {failed} of {len(chats)} requests got no answer after "
+                f"{self.cfg.max_retries} retries (last: {self._last_failure}); rerun the same "
+                "command to retry them",
+                results,
+            )
         return results
 
     def fits(self, chats: list[Chat]) -> list[bool]:
@@ -135,15 +140,21 @@ class OpenAIEngine(OpenAIMapping, Engine):
     async def _generate(self, chats: list[Chat], sampling: Sampling) -> list[list[Completion] | None]:
         from openai import AsyncOpenAI
 
-        clients = [AsyncOpenAI(api_key=self._key, base_url=u, max_retries=0, timeout=self.cfg.timeout)
-                   for u in self.base_urls]
+        clients = [
+            AsyncOpenAI(api_key=self._key, base_url=u, max_retries=0, timeout=self.cfg.timeout) for u in self.base_urls
+        ]
         client = (clients, self.pool)
         sem = asyncio.Semaphore(max(1, self.cfg.concurrency))
         try:
-            per_chat = ([sampling] * len(chats) if sampling.seeds is None else
-                        [replace(sampling, seed=seed, seeds=None) for seed in sampling.seeds])
-            tasks = [asyncio.ensure_future(self._one_chat(client, sem, chat, s))
-                     for chat, s in zip(chats, per_chat, strict=True)]
+            per_chat = (
+                [sampling] * len(chats)
+                if sampling.seeds is None
+                else [replace(sampling, seed=seed, seeds=None) for seed in sampling.seeds]
+            )
+            tasks = [
+                asyncio.ensure_future(self._one_chat(client, sem, chat, s))
+                for chat, s in zip(chats, per_chat, strict=True)
+            ]
             try:
                 return list(await asyncio.gather(*tasks))
             except BaseException:
@@ -175,8 +186,13 @@ class OpenAIEngine(OpenAIMapping, Engine):
                     self._use_n = False
             # The server does not do n: one request per missing sample, each with its own seed.
             # (all of them run to the end: one given up must not leave the others running unawaited)
-            rest = await asyncio.gather(*[self._request(client, sem, chat, sampling, 1, nth_seed(sampling.seed, i))
-                                          for i in range(len(outs), n)], return_exceptions=True)
+            rest = await asyncio.gather(
+                *[
+                    self._request(client, sem, chat, sampling, 1, nth_seed(sampling.seed, i))
+                    for i in range(len(outs), n)
+                ],
+                return_exceptions=True,
+            )
             for r in rest:
                 if isinstance(r, BaseException):
                     raise r
@@ -184,8 +200,9 @@ class OpenAIEngine(OpenAIMapping, Engine):
             return None
         return outs + [o[0] for o in rest]
 
-    async def _request(self, client, sem, chat: Chat, sampling: Sampling, n: int,
-                       seed: int | None) -> list[Completion] | None:
+    async def _request(
+        self, client, sem, chat: Chat, sampling: Sampling, n: int, seed: int | None
+    ) -> list[Completion] | None:
         """The choices of one request, retried as needed; None when the server turned out to reject n."""
         import openai
 
@@ -229,8 +246,9 @@ class OpenAIEngine(OpenAIMapping, Engine):
                     if e.status_code < 500 and e.status_code not in RETRY_STATUS:
                         self.counters.failures += 1
                         raise PsrError(f"{self.where} answered {e.status_code}: {self._scrub(e.message)}") from None
-                    err = Transient(f"HTTP {e.status_code}", retry_after_seconds(e.response.headers),
-                                    server_ok=e.status_code < 500)
+                    err = Transient(
+                        f"HTTP {e.status_code}", retry_after_seconds(e.response.headers), server_ok=e.status_code < 500
+                    )
                 except (openai.APITimeoutError, TimeoutError):
                     err = Transient(f"no answer within {self.cfg.timeout:g}s", server_ok=False)
                 except openai.APIConnectionError as e:
@@ -252,8 +270,10 @@ class OpenAIEngine(OpenAIMapping, Engine):
             if attempt >= self.cfg.max_retries:
                 self.counters.failures += 1
                 self._last_failure = str(err)
-                log.warn(f"{self.where}: a request failed after {attempt} retries ({err}); its record is left "
-                         f"undone ({self.counters.failures} so far)")
+                log.warn(
+                    f"{self.where}: a request failed after {attempt} retries ({err}); its record is left "
+                    f"undone ({self.counters.failures} so far)"
+                )
                 raise GaveUp()
             attempt += 1
             self.counters.retries += 1
@@ -269,8 +289,10 @@ class OpenAIEngine(OpenAIMapping, Engine):
         if now - self._last_retry_log >= self.retry_log_every:
             self._last_retry_log = now
             c = self.counters
-            log.warn(f"{self.where}: {err}; retrying ({c.retries} retries so far, {c.failures} requests given up, "
-                     f"{c.in_flight} in flight)")
+            log.warn(
+                f"{self.where}: {err}; retrying ({c.retries} retries so far, {c.failures} requests given up, "
+                f"{c.in_flight} in flight)"
+            )
 
     def _in_flight(self, k: int) -> None:
         self.counters.in_flight += k
@@ -280,8 +302,10 @@ class OpenAIEngine(OpenAIMapping, Engine):
     def _warn_capped(self, max_tokens: int, room: int) -> None:
         if not getattr(self, "_warned_cap", False):
             self._warned_cap = True
-            log.warn(f"{self.where}: a prompt leaves {room} of the model's context for the answer, fewer than "
-                     f"--max-tokens {max_tokens}; such answers are capped at what fits")
+            log.warn(
+                f"{self.where}: a prompt leaves {room} of the model's context for the answer, fewer than "
+                f"--max-tokens {max_tokens}; such answers are capped at what fits"
+            )
 
     def _refused_as_too_long(self, chat: Chat, message: str) -> None:
         self._too_long.add(chat)
@@ -289,16 +313,21 @@ class OpenAIEngine(OpenAIMapping, Engine):
         if (m := CONTEXT_LIMIT.search(message)) and self.max_len is None:
             self.max_len = int(m.group(1))
         if self.counters.too_long == 1:
-            log.warn(f"{self.where} refused a prompt as longer than the model's context ({self._scrub(message)}); "
-                     "such prompts get an empty answer and are counted, not sent again")
+            log.warn(
+                f"{self.where} refused a prompt as longer than the model's context ({self._scrub(message)}); "
+                "such prompts get an empty answer and are counted, not sent again"
+            )
 
     def _adapt(self, e, n: int) -> bool:
         """Learn from a 400 that rejects one parameter; True when the request is worth sending again."""
         msg = (e.message or "").lower()
         if not any(w in msg for w in ("unsupported", "not supported", "does not support", "only the default")):
             return False
-        param = e.param if e.param in _ADAPTABLE else next(
-            (p for p in _ADAPTABLE if re.search(rf"['\"`]{p}['\"`]", msg)), None)
+        param = (
+            e.param
+            if e.param in _ADAPTABLE
+            else next((p for p in _ADAPTABLE if re.search(rf"['\"`]{p}['\"`]", msg)), None)
+        )
         if param is None:
             return False
         if param == "max_tokens":
@@ -320,10 +349,16 @@ class OpenAIEngine(OpenAIMapping, Engine):
         return backoff
 
     def _fatal_message(self, e) -> str:
-        what = {401: "rejected the API key (401)", 403: "refused access (403)",
-                404: "does not know the model or path (404)"}.get(e.status_code, f"answered {e.status_code}")
-        hint = (f"; check the key in ${self.cfg.api_key_env}" if e.status_code in (401, 403)
-                else "; check --base-url (it usually ends in /v1) and --model")
+        what = {
+            401: "rejected the API key (401)",
+            403: "refused access (403)",
+            404: "does not know the model or path (404)",
+        }.get(e.status_code, f"answered {e.status_code}")
+        hint = (
+            f"; check the key in ${self.cfg.api_key_env}"
+            if e.status_code in (401, 403)
+            else "; check --base-url (it usually ends in /v1) and --model"
+        )
         return f"{self.where} {what}: {self._scrub(e.message)}{hint}"
 
     def _scrub(self, text: str) -> str:

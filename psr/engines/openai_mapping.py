@@ -8,9 +8,11 @@ from __future__ import annotations
 from psr.engines.base import Chat, Completion, Sampling
 from psr.engines.openai_wire import Empty, Malformed, split_usage
 
-INLINE_CONTINUE = ("Here is the beginning of a solution:\n\n{prefix}\n"
-                   "Continue this solution from the next step, in the same format. "
-                   "Do not repeat the steps above.")
+INLINE_CONTINUE = (
+    "Here is the beginning of a solution:\n\n{prefix}\n"
+    "Continue this solution from the next step, in the same format. "
+    "Do not repeat the steps above."
+)
 
 
 class OpenAIMapping:

@@ -33,8 +33,11 @@ class ServerPool:
         """The server for the next request (``avoid``: those this request failed on already)."""
         now = time.monotonic()
         everyone = range(len(self.urls))
-        candidates = ([i for i in everyone if i not in avoid and now - self.failed_at[i] >= self.rest_s]
-                      or [i for i in everyone if i not in avoid] or list(everyone))
+        candidates = (
+            [i for i in everyone if i not in avoid and now - self.failed_at[i] >= self.rest_s]
+            or [i for i in everyone if i not in avoid]
+            or list(everyone)
+        )
         k = min(candidates, key=lambda i: (self.in_flight[i], self.sent[i]))
         self.sent[k] += 1
         return k

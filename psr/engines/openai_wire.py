@@ -45,8 +45,11 @@ class Empty(Malformed):
 
 
 # How servers word a prompt longer than the model's context (OpenAI, vLLM, SGLang, llama.cpp, TGI).
-CONTEXT_400 = re.compile(r"context[ _-]length|context window|maximum context|too many tokens|prompt is too long|"
-                          r"exceeds? the (?:model'?s? )?(?:maximum|context)", re.I)
+CONTEXT_400 = re.compile(
+    r"context[ _-]length|context window|maximum context|too many tokens|prompt is too long|"
+    r"exceeds? the (?:model'?s? )?(?:maximum|context)",
+    re.I,
+)
 CONTEXT_LIMIT = re.compile(r"maximum context length is (\d+)", re.I)
 # How many of those tokens the prompt takes (OpenAI and older vLLM; newer vLLM).
 _PROMPT_TOKENS = re.compile(r"(\d+) in the messages|messages resulted in (\d+) tokens|has (\d+) input tokens", re.I)
@@ -95,5 +98,3 @@ def retry_after_seconds(headers) -> float | None:
             return max(0.0, when.timestamp() - time.time())
     except (TypeError, ValueError, OverflowError):
         return None
-
-

@@ -85,8 +85,9 @@ def _ids(tokenizer, text: str) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def encode(tokens: PRMTokens, question: str, steps: list[str],
-           max_length: int | None = None) -> tuple[list[int], list[int]]:
+def encode(
+    tokens: PRMTokens, question: str, steps: list[str], max_length: int | None = None
+) -> tuple[list[int], list[int]]:
     """Input ids for ``question`` + ``steps``, and the read position of every step.
 
     Layout: ``question \\n step1 TAG \\n step2 TAG ...``. The read position of a step is the index
@@ -112,8 +113,8 @@ def pad_batch(seqs: list[list[int]], pad_id: int):
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
     for i, s in enumerate(seqs):
-        ids[i, :len(s)] = torch.tensor(s, dtype=torch.long)
-        mask[i, :len(s)] = 1
+        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[i, : len(s)] = 1
     return ids, mask
 
 
@@ -130,8 +131,9 @@ def label_logits(model, input_ids, attention_mask, positions: list[list[int]]):
         return torch.zeros((0, model.config.get_text_config().vocab_size), device=input_ids.device)
     keep = sorted({p for _, p in flat_rows})
     col = {p: i for i, p in enumerate(keep)}
-    out = model(input_ids=input_ids, attention_mask=attention_mask,
-                logits_to_keep=torch.tensor(keep, device=input_ids.device))
+    out = model(
+        input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=torch.tensor(keep, device=input_ids.device)
+    )
     rows = torch.tensor([b for b, _ in flat_rows], device=input_ids.device)
     cols = torch.tensor([col[p] for _, p in flat_rows], device=input_ids.device)
     return out.logits[rows, cols]
@@ -155,9 +157,17 @@ class PRMScorer:
         self.pad_id = pad if pad is not None else (tokenizer.eos_token_id or 0)
 
     @classmethod
-    def load(cls, path: str, *, device: str = "auto", dtype: str = "auto", batch_size: int = 16,
-             trust_remote_code: bool = False, device_map: str | dict | None = None,
-             **load_kwargs) -> PRMScorer:
+    def load(
+        cls,
+        path: str,
+        *,
+        device: str = "auto",
+        dtype: str = "auto",
+        batch_size: int = 16,
+        trust_remote_code: bool = False,
+        device_map: str | dict | None = None,
+        **load_kwargs,
+    ) -> PRMScorer:
         """Load a PRM directory (as written by ``psr train-prm``) for scoring.
 
         ``device_map`` (``auto``, ``balanced``, ``sequential`` or a module -> device mapping) shards the layers
@@ -176,8 +186,9 @@ class PRMScorer:
             load_kwargs["device_map"] = device_map
         try:
             tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, trust_remote_code=trust_remote_code,
-                                                         **load_kwargs)
+            model = AutoModelForCausalLM.from_pretrained(
+                path, dtype=torch_dtype, trust_remote_code=trust_remote_code, **load_kwargs
+            )
         except (OSError, ValueError, SafetensorError) as e:  # SafetensorError: a truncated or corrupt weights file
             raise InputError(f"cannot load the PRM: {e}", path) from None
         if device_map is None:
@@ -195,8 +206,10 @@ class PRMScorer:
         encoded = [encode(self.tokens, q, steps, self.max_length) for q, steps in items]
         for (q, steps), (_, pos) in zip(items, encoded, strict=True):
             if len(pos) != len(steps):
-                raise InputError(f"a solution of {len(steps)} steps does not fit in {self.max_length} tokens "
-                                 f"(question starts {q[:40]!r})")
+                raise InputError(
+                    f"a solution of {len(steps)} steps does not fit in {self.max_length} tokens "
+                    f"(question starts {q[:40]!r})"
+                )
         order = sorted(range(len(items)), key=lambda i: len(encoded[i][0]))
         out: list[list[float]] = [[] for _ in items]
         # the embedding's device: under a device_map the first parameter may sit on another GPU (or be offloaded)
@@ -210,7 +223,7 @@ class PRMScorer:
             # saved for backward").
             with torch.no_grad():
                 for start in range(0, len(order), self.batch_size):
-                    idx = [i for i in order[start:start + self.batch_size] if encoded[i][1]]
+                    idx = [i for i in order[start : start + self.batch_size] if encoded[i][1]]
                     if not idx:
                         continue
                     ids, mask = pad_batch([encoded[i][0] for i in idx], self.pad_id)
@@ -219,7 +232,7 @@ class PRMScorer:
                     k = 0
                     for i in idx:
                         n = len(encoded[i][1])
-                        out[i] = probs[k:k + n]
+                        out[i] = probs[k : k + n]
                         k += n
         finally:
             self.model.train(was_training)

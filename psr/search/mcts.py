@@ -79,8 +79,9 @@ class Tree:
             while path[-1].expanded and path[-1].children:
                 parent = path[-1]
                 # unvisited children first (the PRM's favourite), then UCT; ties keep sampling order
-                path.append(max(parent.children, key=lambda ch: (ch.uct(parent.visits, self.cfg.exploration),
-                                                                 ch.score or 0.0)))
+                path.append(
+                    max(parent.children, key=lambda ch: (ch.uct(parent.visits, self.cfg.exploration), ch.score or 0.0))
+                )
             if not self.terminal(path[-1]):
                 return path
             self.backup(path, path[-1].score or 0.0)
@@ -105,11 +106,18 @@ class Tree:
         worst = min(leaf.children, key=lambda ch: ch.score)
         if best.score > worst.score + self.cfg.margin:
             pid = self.problem["id"]
-            self.pairs.append({
-                "id": f"{pid}/{leaf.index}", "problem_id": pid, "question": self.problem["question"],
-                "previous_steps": list(leaf.steps), "chosen": best.steps[-1], "rejected": worst.steps[-1],
-                "chosen_score": best.score, "rejected_score": worst.score,
-            })
+            self.pairs.append(
+                {
+                    "id": f"{pid}/{leaf.index}",
+                    "problem_id": pid,
+                    "question": self.problem["question"],
+                    "previous_steps": list(leaf.steps),
+                    "chosen": best.steps[-1],
+                    "rejected": worst.steps[-1],
+                    "chosen_score": best.score,
+                    "rejected_score": worst.score,
+                }
+            )
 
 
 @dataclass
@@ -156,8 +164,13 @@ class Miner:
         for t in trees:
             t.calls += 1
             seeds.append(derive_seed(self.cfg.seed, t.problem["id"], t.calls))
-        return Sampling(n=n, temperature=self.cfg.temperature, top_p=self.cfg.top_p,
-                        max_tokens=self.cfg.max_step_tokens, seeds=seeds)
+        return Sampling(
+            n=n,
+            temperature=self.cfg.temperature,
+            top_p=self.cfg.top_p,
+            max_tokens=self.cfg.max_step_tokens,
+            seeds=seeds,
+        )
 
     def _generate(self, items: list[tuple[str, list[str]]], n: int, trees: list[Tree]) -> list[list]:
         t = time.perf_counter()
@@ -179,12 +192,14 @@ class Miner:
         if not paths:
             return
         order = sorted(paths)
-        cands = self._generate([(trees[i].problem["question"], paths[i][-1].steps) for i in order], self.cfg.width,
-                               [trees[i] for i in order])
+        cands = self._generate(
+            [(trees[i].problem["question"], paths[i][-1].steps) for i in order],
+            self.cfg.width,
+            [trees[i] for i in order],
+        )
         cands = [_unique_steps(c) for c in cands]
         flat = [(i, s) for i, cs in zip(order, cands, strict=True) for s in cs]
-        scores = iter(self._score([(trees[i].problem["question"], paths[i][-1].steps + [s.content])
-                                   for i, s in flat]))
+        scores = iter(self._score([(trees[i].problem["question"], paths[i][-1].steps + [s.content]) for i, s in flat]))
         best: dict[int, Node] = {}
         for i, cs in zip(order, cands, strict=True):
             leaf = paths[i][-1]
@@ -203,14 +218,19 @@ class Miner:
     def _simulate(self, trees: list[Tree], start: dict[int, Node]) -> dict[int, float]:
         """Roll out up to simulation_depth steps from each start node; the value is P(+) of the last step."""
         values = {i: node.score for i, node in start.items()}
-        rollouts = {i: list(node.steps) for i, node in start.items()
-                    if not trees[i].terminal(node) and self.cfg.simulation_depth > 0}
+        rollouts = {
+            i: list(node.steps)
+            for i, node in start.items()
+            if not trees[i].terminal(node) and self.cfg.simulation_depth > 0
+        }
         live = dict(rollouts)
         for _ in range(self.cfg.simulation_depth):
             if not live:
                 break
             order = sorted(live)
-            outs = self._generate([(trees[i].problem["question"], live[i]) for i in order], 1, [trees[i] for i in order])
+            outs = self._generate(
+                [(trees[i].problem["question"], live[i]) for i in order], 1, [trees[i] for i in order]
+            )
             for i, out in zip(order, outs, strict=True):
                 step = out[0]
                 if not step.content:
@@ -228,9 +248,9 @@ class Miner:
         return values
 
 
-
-def iter_mcts(engine: Engine, problems: Iterable[dict], cfg: MCTSConfig, prm: PRMScorer, *,
-              stats: Stats | None = None) -> Iterator[list[dict]]:
+def iter_mcts(
+    engine: Engine, problems: Iterable[dict], cfg: MCTSConfig, prm: PRMScorer, *, stats: Stats | None = None
+) -> Iterator[list[dict]]:
     """Grow one tree per problem, ``working_set`` trees together; yield the problems whose trees finished in each
     round, as ``{"id", "pairs", "iterations"}``, in input order. ``stats`` (a ``Stats``) gathers the counters."""
     miner = Miner(engine, prm, cfg, stats)

@@ -87,31 +87,49 @@ def _advance(engine: Engine, states: list[_State], cfg: SearchConfig, judge: Eng
     # instead of failing the whole batch: a rerun would meet the same prompt again.
     fits = engine.fits([step_chat(s.problem["question"], s.steps) for s in states])
     if not all(fits):
-        warn(f"{fits.count(False)} problem(s) stopped: their partial solution no longer fits the policy's context "
-             f"({engine.max_len} tokens)")
+        warn(
+            f"{fits.count(False)} problem(s) stopped: their partial solution no longer fits the policy's context "
+            f"({engine.max_len} tokens)"
+        )
         for s, ok in zip(states, fits, strict=True):
             if not ok:
                 s.stop_reason = "context"
         states = [s for s, ok in zip(states, fits, strict=True) if ok]
         if not states:
             return
-    sampling = Sampling(n=cfg.width, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_step_tokens,
-                        seeds=_seeds(cfg, states, "step"))
+    sampling = Sampling(
+        n=cfg.width,
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        max_tokens=cfg.max_step_tokens,
+        seeds=_seeds(cfg, states, "step"),
+    )
     cands: list[list[Step]] = engine.next_steps([(s.problem["question"], s.steps) for s in states], sampling)
     if len(cands) != len(states) or any(len(c) != cfg.width for c in cands):
         raise PsrError(f"engine {engine.name} returned the wrong number of candidate steps")
     texts = [[c.content.strip() for c in cs] for cs in cands]
     plans = [judge_plan(t, cfg.judge_orders) for t in texts]
-    chats = [Chat(judge_prompt(s.problem["question"], s.steps, t[a], t[b]))
-             for s, t, plan in zip(states, texts, plans, strict=True) for a, b in plan]
-    judge_seeds = [derive_seed(seed, k) for seed, plan in zip(_seeds(cfg, states, "judge"), plans, strict=True)
-                   for k in range(len(plan))]
-    judge_sampling = Sampling(n=1, temperature=cfg.judge_temperature, top_p=cfg.top_p if cfg.judge_temperature else 1.0,
-                              max_tokens=cfg.judge_max_tokens, seeds=judge_seeds)
+    chats = [
+        Chat(judge_prompt(s.problem["question"], s.steps, t[a], t[b]))
+        for s, t, plan in zip(states, texts, plans, strict=True)
+        for a, b in plan
+    ]
+    judge_seeds = [
+        derive_seed(seed, k)
+        for seed, plan in zip(_seeds(cfg, states, "judge"), plans, strict=True)
+        for k in range(len(plan))
+    ]
+    judge_sampling = Sampling(
+        n=1,
+        temperature=cfg.judge_temperature,
+        top_p=cfg.top_p if cfg.judge_temperature else 1.0,
+        max_tokens=cfg.judge_max_tokens,
+        seeds=judge_seeds,
+    )
     judged = judge_fitting(judge or engine, chats, judge_sampling)
     at = 0
     for s, cs, t, plan in zip(states, cands, texts, plans, strict=True):
-        outs = [j[0] for j in judged[at:at + len(plan)]]
+        outs = [j[0] for j in judged[at : at + len(plan)]]
         at += len(plan)
         verdicts = [parse_verdict(o.text) for o in outs]
         s.iterations += 1
@@ -135,10 +153,19 @@ def _advance(engine: Engine, states: list[_State], cfg: SearchConfig, judge: Eng
         if chosen is not None:
             best, worst = chosen
             # pairs[k] belongs to steps[k] (None: taken without a pair), so a rollback drops both together
-            s.pairs.append(None if worst is None else {
-                "previous_steps": list(s.steps), "chosen": t[best], "rejected": t[worst], "scores": scores,
-                "step_index": len(s.steps) + 1, "is_final": cs[best].is_final,
-                "rejected_is_final": cs[worst].is_final})
+            s.pairs.append(
+                None
+                if worst is None
+                else {
+                    "previous_steps": list(s.steps),
+                    "chosen": t[best],
+                    "rejected": t[worst],
+                    "scores": scores,
+                    "step_index": len(s.steps) + 1,
+                    "is_final": cs[best].is_final,
+                    "rejected_is_final": cs[worst].is_final,
+                }
+            )
             s.steps.append(t[best])
             if cs[best].is_final:
                 s.stop_reason = "final"
@@ -154,17 +181,28 @@ def _trajectory(s: _State, cfg: SearchConfig) -> dict:
     if p.get("answer") is not None:
         t["answer"] = p["answer"]
     # the answer is read from the step contents: the "Step n:" markers are numbers too
-    t.update(steps=list(s.steps), output=out, pred=extract_answer("\n".join(s.steps)), finished=s.stop_reason == "final",
-             stop_reason=s.stop_reason, iterations=s.iterations, ties=s.ties, unanimous=s.unanimous,
-             rollbacks=s.rollbacks,
-             judge_calls=s.judge_calls, judge_failures=s.judge_failures, generated_tokens=s.generated_tokens)
+    t.update(
+        steps=list(s.steps),
+        output=out,
+        pred=extract_answer("\n".join(s.steps)),
+        finished=s.stop_reason == "final",
+        stop_reason=s.stop_reason,
+        iterations=s.iterations,
+        ties=s.ties,
+        unanimous=s.unanimous,
+        rollbacks=s.rollbacks,
+        judge_calls=s.judge_calls,
+        judge_failures=s.judge_failures,
+        generated_tokens=s.generated_tokens,
+    )
     if not cfg.tts:
         t["pairs"] = [p for p in s.pairs if p is not None]
     return t
 
 
-def iter_search(engine: Engine, problems: Iterable[dict], cfg: SearchConfig,
-                judge: Engine | None = None) -> Iterator[list[dict]]:
+def iter_search(
+    engine: Engine, problems: Iterable[dict], cfg: SearchConfig, judge: Engine | None = None
+) -> Iterator[list[dict]]:
     """Search every problem; yield the trajectories that finished in each round (in no fixed order).
 
     At most ``cfg.working_set`` problems are held at once; ``problems`` may be a lazy iterator. ``judge``
@@ -184,8 +222,9 @@ def iter_search(engine: Engine, problems: Iterable[dict], cfg: SearchConfig,
             yield [_trajectory(s, cfg) for s in done]
 
 
-def iter_tts(engine: Engine, problems: Iterable[dict], cfg: SearchConfig,
-             judge: Engine | None = None) -> Iterator[list[dict]]:
+def iter_tts(
+    engine: Engine, problems: Iterable[dict], cfg: SearchConfig, judge: Engine | None = None
+) -> Iterator[list[dict]]:
     """The step search as test-time scaling: ``iter_search`` with ``cfg.tts`` set (a tie takes the first candidate,
     trajectories carry no pairs)."""
     return iter_search(engine, problems, cfg if cfg.tts else replace(cfg, tts=True), judge)
@@ -202,4 +241,3 @@ def solve_tts(engine: Engine, problems: list[dict], cfg: SearchConfig | None = N
         for t in batch:
             by_id[t["id"]] = t
     return [by_id[p["id"]] for p in problems]
-

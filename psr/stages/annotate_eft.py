@@ -54,8 +54,11 @@ SCORING_DROPS = ("prm_tie", "no_score", "score_tie", "disagrees_with_prm")
 
 @dataclass
 class AnnotateConfig:
-    format: Literal[FORMATS] = option("pairwise", "--format", help="pairwise (Figure 5, PSRLM) | scoring (Yuan et al.'s 0-5 "
-                         "prompt, the SRLM baseline).")
+    format: Literal[FORMATS] = option(
+        "pairwise",
+        "--format",
+        help="pairwise (Figure 5, PSRLM) | scoring (Yuan et al.'s 0-5 prompt, the SRLM baseline).",
+    )
     test_size: int = option(0, "--test-size", help="EFT records to hold out (paper: 500); 0: none.")
     test_output: str | None = option(None, "--test-output", help="JSONL path of the held-out split.")
     # reasoning judges (o1-style) spend hidden tokens inside this bound
@@ -70,8 +73,10 @@ class AnnotateConfig:
         if self.test_size < 0:
             raise InputError(f"--test-size must be >= 0, got {self.test_size}")
         if self.max_tokens < 1 or self.chunk_size < 1 or not self.temperature >= 0:
-            raise InputError(f"--max-tokens and --chunk-size must be >= 1 and --temperature >= 0, got "
-                             f"{self.max_tokens}, {self.chunk_size} and {self.temperature:g}")
+            raise InputError(
+                f"--max-tokens and --chunk-size must be >= 1 and --temperature >= 0, got "
+                f"{self.max_tokens}, {self.chunk_size} and {self.temperature:g}"
+            )
         if self.test_size and not self.test_output:
             raise InputError("--test-size needs --test-output PATH")
 
@@ -96,11 +101,15 @@ def classify(verdict_chosen_a: str | None, verdict_chosen_b: str | None) -> str:
 
 def eft_record(pair: dict, judgment_chosen_a: str, judgment_chosen_b: str, seed: int) -> dict:
     a_first = better_first(seed, pair["id"])
-    rec = {"id": pair["id"], "question": pair["question"], "previous_steps": pair["previous_steps"],
-           "step_a": pair["chosen"] if a_first else pair["rejected"],
-           "step_b": pair["rejected"] if a_first else pair["chosen"],
-           "judgment": judgment_chosen_a if a_first else judgment_chosen_b,
-           "label": "A" if a_first else "B"}
+    rec = {
+        "id": pair["id"],
+        "question": pair["question"],
+        "previous_steps": pair["previous_steps"],
+        "step_a": pair["chosen"] if a_first else pair["rejected"],
+        "step_b": pair["rejected"] if a_first else pair["chosen"],
+        "judgment": judgment_chosen_a if a_first else judgment_chosen_b,
+        "label": "A" if a_first else "B",
+    }
     for k in ("chosen_score", "rejected_score"):
         rec[k] = pair[k]
     return rec
@@ -109,8 +118,10 @@ def eft_record(pair: dict, judgment_chosen_a: str, judgment_chosen_b: str, seed:
 def scoring_responses(pair: dict) -> tuple[str, str]:
     """The pair's two responses as the SRLM search's judge sees a solution: ``Step n:`` lines, the
     previous steps then the chosen (first) or the rejected step."""
-    return (format_steps([*pair["previous_steps"], pair["chosen"]]),
-            format_steps([*pair["previous_steps"], pair["rejected"]]))
+    return (
+        format_steps([*pair["previous_steps"], pair["chosen"]]),
+        format_steps([*pair["previous_steps"], pair["rejected"]]),
+    )
 
 
 def classify_scores(score_chosen: int | None, score_rejected: int | None) -> str:
@@ -124,10 +135,20 @@ def classify_scores(score_chosen: int | None, score_rejected: int | None) -> str
 
 def scoring_records(pair: dict, judgments: tuple[str, str]) -> list[dict]:
     """The two records of a kept pair (chosen first); ``prm_score`` is the PRM's P(+) of its step."""
-    return [{"id": f"{pair['id']}/{role}", "pair_id": pair["id"], "question": pair["question"], "response": resp,
-             "judgment": j, "score": parse_score(j), "role": role, "prm_score": pair[f"{role}_score"],
-             "format": "scoring"}
-            for role, resp, j in zip(("chosen", "rejected"), scoring_responses(pair), judgments, strict=True)]
+    return [
+        {
+            "id": f"{pair['id']}/{role}",
+            "pair_id": pair["id"],
+            "question": pair["question"],
+            "response": resp,
+            "judgment": j,
+            "score": parse_score(j),
+            "role": role,
+            "prm_score": pair[f"{role}_score"],
+            "format": "scoring",
+        }
+        for role, resp, j in zip(("chosen", "rejected"), scoring_responses(pair), judgments, strict=True)
+    ]
 
 
 def _kind(cfg: AnnotateConfig) -> str:
@@ -145,7 +166,9 @@ def run(io: IOConfig, cfg: AnnotateConfig, engine: EngineConfig | Engine | None 
     # failed on every retry (not done: a rerun asks again).
     counts = dict.fromkeys(("kept", *_drops(cfg), "too_long", "unanswered"), 0)
     # One group per pair (zero, one or two records), so dropped pairs are remembered too and not re-judged.
-    writer = RecordWriter(io.output, overwrite=io.overwrite, group_field="id" if cfg.format == "pairwise" else "pair_id")
+    writer = RecordWriter(
+        io.output, overwrite=io.overwrite, group_field="id" if cfg.format == "pairwise" else "pair_id"
+    )
     test_done = set()
     if cfg.test_output and os.path.exists(cfg.test_output):
         if io.overwrite and os.path.isfile(cfg.test_output):  # never a device (/dev/null)
@@ -161,9 +184,11 @@ def run(io: IOConfig, cfg: AnnotateConfig, engine: EngineConfig | Engine | None 
         writer.close()
     if counts["unanswered"]:
         _report(counts, io.output, cfg)
-        raise PsrError(f"{counts['unanswered']} pair(s) got no judgment: the judge's requests failed on every retry; "
-                       f"the other pairs are written to {io.output}; rerun the same command to judge the rest"
-                       + (" (the test split is made when all are judged)" if cfg.test_size else ""))
+        raise PsrError(
+            f"{counts['unanswered']} pair(s) got no judgment: the judge's requests failed on every retry; "
+            f"the other pairs are written to {io.output}; rerun the same command to judge the rest"
+            + (" (the test split is made when all are judged)" if cfg.test_size else "")
+        )
     if cfg.test_size:
         counts.update(_split(io.output, cfg, all_pairs))
     _report(counts, io.output, cfg)
@@ -179,17 +204,25 @@ def _judge_all(todo, cfg, engine, writer, counts) -> None:
     with open_engine(engine, EngineConfig(engine="openai")) as engine:
         with progress("annotate-eft", len(todo)) as advance:
             for start in range(0, len(todo), cfg.chunk_size):
-                chunk = todo[start:start + cfg.chunk_size]
+                chunk = todo[start : start + cfg.chunk_size]
                 ties = [p for p in chunk if p["chosen_score"] == p["rejected_score"]]
                 judged = [p for p in chunk if p["chosen_score"] != p["rejected_score"]]
                 for p in ties:
                     counts["prm_tie"] += 1
                     writer.write_group(p["id"], [])
                 # The PRM's preference: the higher score is the better step whatever the field names say.
-                judged = [p if p["chosen_score"] > p["rejected_score"] else
-                          {**p, "chosen": p["rejected"], "rejected": p["chosen"],
-                           "chosen_score": p["rejected_score"], "rejected_score": p["chosen_score"]}
-                          for p in judged]
+                judged = [
+                    p
+                    if p["chosen_score"] > p["rejected_score"]
+                    else {
+                        **p,
+                        "chosen": p["rejected"],
+                        "rejected": p["chosen"],
+                        "chosen_score": p["rejected_score"],
+                        "rejected_score": p["chosen_score"],
+                    }
+                    for p in judged
+                ]
                 # Two prompts a pair: the two orders (pairwise), or the chosen and the rejected response (scoring).
                 chats = []
                 for p in judged:
@@ -265,8 +298,11 @@ def _report(counts: dict, output: str, cfg: AnnotateConfig) -> None:
         warn(f"{counts['unanswered']} pair(s) not judged: no answer from the judge (left undone)")
     files = [output] + ([cfg.test_output] if cfg.test_size else [])
     recs = [r for f in files for r in _read(f, _kind(cfg))]
-    split = (f"; split: {counts['train']} train -> {output}, {counts['test']} test -> {cfg.test_output}"
-             if cfg.test_size else "")
+    split = (
+        f"; split: {counts['train']} train -> {output}, {counts['test']} test -> {cfg.test_output}"
+        if cfg.test_size
+        else ""
+    )
     if cfg.format == "scoring":
         counts["scores"] = {s: sum(r["score"] == s for r in recs) for s in range(6)}
         if recs:

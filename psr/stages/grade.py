@@ -32,12 +32,19 @@ def _failure_kind(failure: str | None) -> str | None:
 
 def summarize(recs: list[dict], grader: str) -> dict:
     """Accuracy (percent), counts and failures; per benchmark too when records name one."""
+
     def block(rs: list[dict]) -> dict:
         n = len(rs)
         kinds = Counter(_failure_kind(r.get(FAILURE_FIELD)) for r in rs)
         right = sum(bool(r.get("correct")) for r in rs)
-        return {"count": n, "correct": right, "accuracy": round(100.0 * right / n, 2) if n else 0.0,
-                "no_answer": kinds["no_answer"], "timeouts": kinds["timeouts"], "errors": kinds["errors"]}
+        return {
+            "count": n,
+            "correct": right,
+            "accuracy": round(100.0 * right / n, 2) if n else 0.0,
+            "no_answer": kinds["no_answer"],
+            "timeouts": kinds["timeouts"],
+            "errors": kinds["errors"],
+        }
 
     out = {"grader": grader, **block(recs)}
     names = sorted({r["benchmark"] for r in recs if isinstance(r.get("benchmark"), str)})
@@ -52,8 +59,15 @@ def print_summary(summary: dict) -> None:
         table.add_column(col, justify="left" if not col else "right")
     rows = [(b, s) for b, s in summary.get("benchmarks", {}).items()] + [("all", summary)]
     for name, s in rows:
-        table.add_row(name, f"{s['accuracy']:.2f}", str(s["correct"]), str(s["count"]), str(s["no_answer"]),
-                      str(s["timeouts"]), str(s["errors"]))
+        table.add_row(
+            name,
+            f"{s['accuracy']:.2f}",
+            str(s["correct"]),
+            str(s["count"]),
+            str(s["no_answer"]),
+            str(s["timeouts"]),
+            str(s["errors"]),
+        )
     console.print(table)
 
 
@@ -67,8 +81,9 @@ class GradeConfig:
     """``psr grade``'s options."""
 
     grader: Literal[GRADERS] = option("default", "--grader", help="default | qwen | math-verify.")
-    timeout: float = option(DEFAULT_TIMEOUT, "--timeout", help="Seconds per item before it counts as a timeout "
-                            "(incorrect).")
+    timeout: float = option(
+        DEFAULT_TIMEOUT, "--timeout", help="Seconds per item before it counts as a timeout (incorrect)."
+    )
     workers: int | None = option(None, "--workers", help="Grading processes (default: one per CPU).")
     summary: str | None = option(None, "--summary", help="Write the summary JSON here.")
 
@@ -90,6 +105,7 @@ def run(io: IOConfig, cfg: GradeConfig, *, show: bool = True) -> dict:
         next_out = 0
         info(f"grading {len(recs)} record(s) with the {grader} grader")
         with progress("grade", len(recs)) as advance:
+
             def on_result(i: int, g) -> None:
                 nonlocal next_out
                 rec = {k: v for k, v in recs[i].items() if k != FAILURE_FIELD}
@@ -104,8 +120,15 @@ def run(io: IOConfig, cfg: GradeConfig, *, show: bool = True) -> dict:
                 advance()
 
             questions = [r.get("question") if isinstance(r.get("question"), str) else None for r in recs]
-            grade_many([r["output"] for r in recs], [r["answer"] for r in recs], grader, timeout=timeout,
-                       workers=workers, questions=questions, on_result=on_result)
+            grade_many(
+                [r["output"] for r in recs],
+                [r["answer"] for r in recs],
+                grader,
+                timeout=timeout,
+                workers=workers,
+                questions=questions,
+                on_result=on_result,
+            )
     # the summary covers the whole output file, records of earlier (resumed) runs included
     everything = graded if io.output == "-" or not done_before else _read_output(io.output)
     summary = summarize([r for r in everything if r is not None], grader)

@@ -17,8 +17,17 @@ from psr.engines.prm import CONFIG_KEY, PRMScorer, is_prm_dir
 from psr.search import MCTSConfig, Stats, search
 
 
-def run(io: IOConfig, cfg: MCTSConfig, engine: EngineConfig | Engine, *, prm: str, stats_path: str | None = None,
-        prm_device: str = "auto", prm_dtype: str = "auto", prm_scorer=None) -> dict:
+def run(
+    io: IOConfig,
+    cfg: MCTSConfig,
+    engine: EngineConfig | Engine,
+    *,
+    prm: str,
+    stats_path: str | None = None,
+    prm_device: str = "auto",
+    prm_dtype: str = "auto",
+    prm_scorer=None,
+) -> dict:
     """Mine candidate pairs for every problem of ``io.inputs`` with the policy ``engine`` (an ``EngineConfig`` or a
     ready ``Engine``) and the PRM directory ``prm``; returns the stats (also on stderr / ``stats_path``).
     ``prm_scorer``: an already loaded scorer (``load_prm``'s result), used instead of loading ``prm``, not closed."""
@@ -29,8 +38,11 @@ def run(io: IOConfig, cfg: MCTSConfig, engine: EngineConfig | Engine, *, prm: st
         raise InputError("--prm: no such model directory", prm_path)
     if not is_prm_dir(prm_path):
         # A base model loads as a PRM just as well and scores every step near 0.5: the pairs would be noise.
-        raise InputError(f"--prm: not a process reward model written by `psr train-prm` (its config.json has no "
-                         f"'{CONFIG_KEY}' entry); train one with `psr train-prm -o DIR` first", prm_path)
+        raise InputError(
+            f"--prm: not a process reward model written by `psr train-prm` (its config.json has no "
+            f"'{CONFIG_KEY}' entry); train one with `psr train-prm -o DIR` first",
+            prm_path,
+        )
     start = time.perf_counter()
     with RecordWriter(io.output, overwrite=io.overwrite, group_field="problem_id") as writer:
         todo = io.todo("problem", writer)
@@ -60,12 +72,25 @@ def load_prm(prm_path: str, engine_cfg: EngineConfig, cfg: MCTSConfig, device: s
     """The PRM as an object with ``score(items)``: transformers on one device or sharded by ``prm_device_map``,
     or a vLLM engine of its own (``VLLMEngine.score``: the same P(+), read from prompt log-probabilities)."""
     if cfg.prm_engine == "vllm":
-        return load_engine(replace(engine_cfg, engine="vllm", model=prm_path, dtype=dtype,
-                                   tensor_parallel_size=cfg.prm_tensor_parallel_size,
-                                   gpu_memory_utilization=cfg.prm_gpu_memory_utilization,
-                                   max_model_len=cfg.prm_max_model_len))
-    return PRMScorer.load(prm_path, device=device, dtype=dtype, batch_size=cfg.prm_batch_size,
-                          trust_remote_code=engine_cfg.trust_remote_code, device_map=cfg.prm_device_map)
+        return load_engine(
+            replace(
+                engine_cfg,
+                engine="vllm",
+                model=prm_path,
+                dtype=dtype,
+                tensor_parallel_size=cfg.prm_tensor_parallel_size,
+                gpu_memory_utilization=cfg.prm_gpu_memory_utilization,
+                max_model_len=cfg.prm_max_model_len,
+            )
+        )
+    return PRMScorer.load(
+        prm_path,
+        device=device,
+        dtype=dtype,
+        batch_size=cfg.prm_batch_size,
+        trust_remote_code=engine_cfg.trust_remote_code,
+        device_map=cfg.prm_device_map,
+    )
 
 
 __all__ = ["MCTSConfig", "load_prm", "run"]

@@ -22,9 +22,10 @@ from psr.search import SearchConfig, approach_name, search
 
 def ppd_records(traj: dict) -> list[dict]:
     """The PPD records (design.md) of one problem's trajectory."""
-    return [{"id": f"{traj['id']}/{p['step_index']}", "problem_id": traj["id"], "question": traj["question"], **p}
-            for p in traj.get("pairs", [])]
-
+    return [
+        {"id": f"{traj['id']}/{p['step_index']}", "problem_id": traj["id"], "question": traj["question"], **p}
+        for p in traj.get("pairs", [])
+    ]
 
 
 def _grade(trajs: list[dict]) -> None:
@@ -47,8 +48,14 @@ def _read_trajectories(path: str, ids: set[str]) -> dict[str, dict]:
     return found
 
 
-def run(io: IOConfig, cfg: SearchConfig | None = None, engine: EngineConfig | Engine | None = None, *,
-        trajectories: str | None = None, judge: EngineConfig | Engine | None = None) -> dict:
+def run(
+    io: IOConfig,
+    cfg: SearchConfig | None = None,
+    engine: EngineConfig | Engine | None = None,
+    *,
+    trajectories: str | None = None,
+    judge: EngineConfig | Engine | None = None,
+) -> dict:
     """Read problems, search, write PPD records to ``io.output`` and trajectories to ``trajectories``.
 
     With ``cfg.tts`` the trajectories themselves go to ``io.output``. ``engine`` (an ``EngineConfig`` or a ready
@@ -80,12 +87,25 @@ def run(io: IOConfig, cfg: SearchConfig | None = None, engine: EngineConfig | En
                 info(f"rebuilt the PPD records of {len(orphans)} problem(s) from {trajectories}")
             missing = main.done - traj.done
             if missing & {p["id"] for p in problems}:
-                warn(f"{len(missing)} problem(s) already in {io.output} have no trajectory in {trajectories}; "
-                     "they are not searched again (use --overwrite to redo everything)")
+                warn(
+                    f"{len(missing)} problem(s) already in {io.output} have no trajectory in {trajectories}; "
+                    "they are not searched again (use --overwrite to redo everything)"
+                )
             done = main.done | traj.done
         problems = skip_done(problems, done, io.output)
-        summary = {"problems": 0, "pairs": 0, "finished": 0, "judge_calls": 0, "judge_failures": 0,
-                   "rollbacks": 0, "unanimous": 0, "iterations": 0, "generated_tokens": 0, "graded": 0, "correct": 0}
+        summary = {
+            "problems": 0,
+            "pairs": 0,
+            "finished": 0,
+            "judge_calls": 0,
+            "judge_failures": 0,
+            "rollbacks": 0,
+            "unanimous": 0,
+            "iterations": 0,
+            "generated_tokens": 0,
+            "graded": 0,
+            "correct": 0,
+        }
         if not problems:
             info("nothing to do")
             return summary
@@ -129,13 +149,14 @@ def _report(s: dict, cfg: SearchConfig) -> None:
     if not cfg.tts:
         parts.append(f"{s['pairs']} pairs")
     if cfg.mode == "psr":
-        parts.append(f"{s['finished']} reached a final answer, {s['rollbacks']} rollbacks, {s['iterations']} rounds, "
-                     f"{s['unanimous']} steps taken unanimously (no pair)")
+        parts.append(
+            f"{s['finished']} reached a final answer, {s['rollbacks']} rollbacks, {s['iterations']} rounds, "
+            f"{s['unanimous']} steps taken unanimously (no pair)"
+        )
     parts.append(f"{s['judge_calls']} judge calls ({s['judge_failures']} without a verdict)")
     if s["graded"]:
         parts.append(f"accuracy {s['correct']}/{s['graded']} = {s['correct'] / s['graded']:.1%}")
     info("search: " + ", ".join(parts))
-
 
 
 __all__ = ["SearchConfig", "ppd_records", "run"]

@@ -36,18 +36,31 @@ _HAS_MARKER = re.compile(r"(?m)^[ \t>#*_]*Step[ \t]*\d+[ \t]*[:.)]")
 
 @dataclass
 class SegmentConfig:
-    method: Literal[METHODS] = option("llm", "--method", help="llm (Figure 3 prompt through --engine) | rules (offline).")
-    max_retries: int = option(2, "--content-retries", param="content_retries", help="llm: retries of an output "
-                              "that changed the content (--max-retries: of a failed request).")
-    rejects: str | None = option(None, "--rejects", help="llm: JSONL path for records that failed every attempt, "
-                                 "with reject_reason.")
-    box_answer: bool = option(True, "--box-answer/--no-box-answer", help="Append \"The answer is \\boxed{ANSWER}.\" "
-                              "to solutions that box nothing.")
+    method: Literal[METHODS] = option(
+        "llm", "--method", help="llm (Figure 3 prompt through --engine) | rules (offline)."
+    )
+    max_retries: int = option(
+        2,
+        "--content-retries",
+        param="content_retries",
+        help="llm: retries of an output that changed the content (--max-retries: of a failed request).",
+    )
+    rejects: str | None = option(
+        None, "--rejects", help="llm: JSONL path for records that failed every attempt, with reject_reason."
+    )
+    box_answer: bool = option(
+        True,
+        "--box-answer/--no-box-answer",
+        help='Append "The answer is \\boxed{ANSWER}." to solutions that box nothing.',
+    )
     # first attempt; retries sample at RETRY_TEMPERATURE when this is 0
     temperature: float = option(0.0, "--temperature", help="llm: sampling temperature of the first attempt.")
     max_tokens: int = option(4096, "--max-tokens", help="llm: most new tokens per answer.")
-    chunk_size: int = option(256, "--chunk-size", help="llm: records per engine call (the openai engine sends a "
-                             "call's requests concurrently).")
+    chunk_size: int = option(
+        256,
+        "--chunk-size",
+        help="llm: records per engine call (the openai engine sends a call's requests concurrently).",
+    )
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:  # typed on the CLI (a Literal); this guards a config made in Python
@@ -55,8 +68,10 @@ class SegmentConfig:
         if self.max_retries < 0:
             raise InputError(f"--content-retries must be >= 0, got {self.max_retries}")
         if self.max_tokens < 1 or self.chunk_size < 1 or not self.temperature >= 0:
-            raise InputError(f"--max-tokens and --chunk-size must be >= 1 and --temperature >= 0, got "
-                             f"{self.max_tokens}, {self.chunk_size} and {self.temperature:g}")
+            raise InputError(
+                f"--max-tokens and --chunk-size must be >= 1 and --temperature >= 0, got "
+                f"{self.max_tokens}, {self.chunk_size} and {self.temperature:g}"
+            )
 
 
 RETRY_TEMPERATURE = 0.7
@@ -116,7 +131,7 @@ def _protected(text: str) -> list[tuple[int, int]]:
                     break
                 k += 1
             # An unmatched "$", or one whose "math" reads as prose, is a currency sign ("$12"), not math.
-            if tok == "$" and (k < 0 or _PROSE.search(_TEXT_CMD.sub("", text[m.end():k]))):
+            if tok == "$" and (k < 0 or _PROSE.search(_TEXT_CMD.sub("", text[m.end() : k]))):
                 i = m.end()
                 continue
             end = len(text) if k < 0 else k + len(close)
@@ -136,7 +151,7 @@ def split_rules(text: str) -> list[str]:
     cuts = [m.start() for m in re.finditer(r"\n", text) if not inside(m.start())]
     for m in _SENTENCE_END.finditer(text):
         # The cut goes after the mark, so a sentence may end inside math ("... of $x.$ Then").
-        if not inside(m.end()) and not _ABBREV.search(text[max(0, m.start() - 8):m.start() + 1]):
+        if not inside(m.end()) and not _ABBREV.search(text[max(0, m.start() - 8) : m.start() + 1]):
             cuts.append(m.end())
     pieces, last = [], 0
     for c in sorted(set(cuts)):
@@ -156,8 +171,10 @@ def check_segmentation(output: str, original: str) -> tuple[list[str] | None, st
     got, want = normalize(" ".join(steps)), normalize(original)
     if got != want:
         i = len(os.path.commonprefix([got, want]))
-        return None, (f"content changed at character {i}: expected {want[max(0, i - 20):i + 30]!r}, "
-                      f"got {got[max(0, i - 20):i + 30]!r}")
+        return None, (
+            f"content changed at character {i}: expected {want[max(0, i - 20) : i + 30]!r}, "
+            f"got {got[max(0, i - 20) : i + 30]!r}"
+        )
     if len(steps) == 1:
         # The whole solution under one "Step 1:" keeps the content but is no segmentation: trained on it,
         # the policy would write solutions as one step and search would have no steps to compare.
@@ -201,8 +218,10 @@ def run(io: IOConfig, cfg: SegmentConfig, engine: EngineConfig | Engine | None =
         writer.close()
         if rejects:
             rejects.close()
-    info(f"segment: {counts['ok']} ok ({counts['retried']} of them after a retry), {counts['rejected']} rejected"
-         + (f" -> {cfg.rejects}" if counts["rejected"] and cfg.rejects else ""))
+    info(
+        f"segment: {counts['ok']} ok ({counts['retried']} of them after a retry), {counts['rejected']} rejected"
+        + (f" -> {cfg.rejects}" if counts["rejected"] and cfg.rejects else "")
+    )
     return counts
 
 
@@ -220,7 +239,7 @@ def _run_llm(todo, cfg: SegmentConfig, engine, writer, rejects, counts) -> None:
     with open_engine(engine, EngineConfig(engine="openai")) as engine:
         with progress("segment", len(todo)) as advance:
             for start in range(0, len(todo), cfg.chunk_size):
-                chunk = todo[start:start + cfg.chunk_size]
+                chunk = todo[start : start + cfg.chunk_size]
                 texts = {r["id"]: prepare(r, cfg.box_answer) for r in chunk}
                 pending, reasons = list(chunk), {}
                 for attempt in range(cfg.max_retries + 1):
@@ -228,8 +247,9 @@ def _run_llm(todo, cfg: SegmentConfig, engine, writer, rejects, counts) -> None:
                         break
                     temp = cfg.temperature if attempt == 0 or cfg.temperature > 0 else RETRY_TEMPERATURE
                     sampling = Sampling(n=1, temperature=temp, max_tokens=cfg.max_tokens, seed=seed + attempt)
-                    outs = engine.generate_partial([Chat(segment_prompt(r["question"], texts[r["id"]]))
-                                                    for r in pending], sampling)
+                    outs = engine.generate_partial(
+                        [Chat(segment_prompt(r["question"], texts[r["id"]])) for r in pending], sampling
+                    )
                     still = []
                     for rec, out in zip(pending, outs, strict=True):
                         if out is None:  # left undone: the rerun asks again
@@ -254,5 +274,7 @@ def _run_llm(todo, cfg: SegmentConfig, engine, writer, rejects, counts) -> None:
                     _reject(rec, f"after {cfg.max_retries + 1} attempt(s): {reasons[rec['id']]}", rejects, counts)
                     advance()
     if unanswered:
-        raise PsrError(f"{unanswered} record(s) got no answer: the engine's requests failed on every retry; the "
-                       f"others are written to {writer.path}; rerun the same command to segment the rest")
+        raise PsrError(
+            f"{unanswered} record(s) got no answer: the engine's requests failed on every retry; the "
+            f"others are written to {writer.path}; rerun the same command to segment the rest"
+        )

@@ -21,11 +21,17 @@ def read_sft_records(paths: list[str]) -> list[dict]:
     for path in paths:
         name = "<stdin>" if path == "-" else path
         for lineno, rec in iter_lines(path):
-            kind = "ift" if isinstance(rec, dict) and "steps" in rec else \
-                eft_kind(rec) if isinstance(rec, dict) and "judgment" in rec else None
+            kind = (
+                "ift"
+                if isinstance(rec, dict) and "steps" in rec
+                else eft_kind(rec)
+                if isinstance(rec, dict) and "judgment" in rec
+                else None
+            )
             if kind is None:
-                raise InputError("neither an IFT record (with 'steps') nor an EFT record (with 'judgment')",
-                                 name, lineno)
+                raise InputError(
+                    "neither an IFT record (with 'steps') nor an EFT record (with 'judgment')", name, lineno
+                )
             problem = validate(rec, kind)
             if problem is None and kind == "ift" and not rec["steps"]:
                 problem = "field 'steps' is empty (ift record)"
@@ -56,19 +62,33 @@ def run(inputs: list[str], cfg: TrainConfig, *, limit: int | None = None, callba
     long_ids = set(too_long)
     too_long_eft = sum(1 for r in records if r["id"] in long_ids and "steps" not in r)
     if too_long:
-        common.main_warn(f"sft: {len(too_long)} of {len(records)} records ({too_long_eft} of them EFT) are longer "
-                         f"than --max-length {cfg.max_length} tokens and are left out "
-                         f"(first: {', '.join(too_long[:5])})")
+        common.main_warn(
+            f"sft: {len(too_long)} of {len(records)} records ({too_long_eft} of them EFT) are longer "
+            f"than --max-length {cfg.max_length} tokens and are left out "
+            f"(first: {', '.join(too_long[:5])})"
+        )
     if not examples:
         raise InputError(f"all {len(records)} records are longer than --max-length {cfg.max_length} tokens")
     resume_from = common.prepare_output(cfg)
-    common.main_info(f"sft: {len(examples)} examples from {n_ift} IFT and {len(records) - n_ift} EFT records"
-                     f"{f' ({len(too_long)} left out as too long)' if too_long else ''}, "
-                     f"{cfg.epochs:g} epochs, lr {cfg.learning_rate:g}, effective batch {cfg.batch_size}")
+    common.main_info(
+        f"sft: {len(examples)} examples from {n_ift} IFT and {len(records) - n_ift} EFT records"
+        f"{f' ({len(too_long)} left out as too long)' if too_long else ''}, "
+        f"{cfg.epochs:g} epochs, lr {cfg.learning_rate:g}, effective batch {cfg.batch_size}"
+    )
     trainer = sft_training.make_trainer(cfg, examples, tokenizer, callbacks)
     common.train(trainer, resume_from)
-    return common.finish(trainer, tokenizer, cfg, "sft", {
-        "examples": len(examples), "ift_records": n_ift, "eft_records": len(records) - n_ift,
-        "too_long": len(too_long), "too_long_eft": too_long_eft, "too_long_ids": too_long[:100],
-        "resumed_from": resume_from,
-    })
+    return common.finish(
+        trainer,
+        tokenizer,
+        cfg,
+        "sft",
+        {
+            "examples": len(examples),
+            "ift_records": n_ift,
+            "eft_records": len(records) - n_ift,
+            "too_long": len(too_long),
+            "too_long_eft": too_long_eft,
+            "too_long_ids": too_long[:100],
+            "resumed_from": resume_from,
+        },
+    )

@@ -25,14 +25,17 @@ _FMT = PRMFormat()
 class PRMTrainConfig(TrainConfig):
     """The training options plus the PRM's own: its text format and the held-out share."""
 
-    step_tag: str = option(_FMT.step_tag, "--step-tag", help="Text after every step (its last token is where the "
-                           "label is read).")
+    step_tag: str = option(
+        _FMT.step_tag, "--step-tag", help="Text after every step (its last token is where the label is read)."
+    )
     good: str = option(_FMT.good, "--good-token", help="Label of a good step (one token).")
     bad: str = option(_FMT.bad, "--bad-token", help="Label of a bad step (one token).")
-    neutral: Literal["good", "bad"] = option("good", "--neutral", help="PRM800K rating 0 counts as: good (as OpenR) | "
-                                             "bad (as TRL's converter).")
-    eval_fraction: float = option(0.05, "--eval-fraction", help="Fraction of the questions held out for step-level "
-                                  "accuracy / AUC.")
+    neutral: Literal["good", "bad"] = option(
+        "good", "--neutral", help="PRM800K rating 0 counts as: good (as OpenR) | bad (as TRL's converter)."
+    )
+    eval_fraction: float = option(
+        0.05, "--eval-fraction", help="Fraction of the questions held out for step-level accuracy / AUC."
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()

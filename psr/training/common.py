@@ -77,8 +77,10 @@ def grad_accumulation(batch_size: int, per_device: int, processes: int) -> int:
         raise InputError(f"--batch-size and --per-device-batch-size must be >= 1, got {batch_size} and {per_device}")
     accum = max(1, math.ceil(batch_size / (per_device * processes)))
     if per_device * accum * processes != batch_size:
-        main_warn(f"effective batch {batch_size} is not per-device {per_device} x processes {processes} x an "
-                  f"integer; using accumulation {accum}, an effective batch of {per_device * accum * processes}")
+        main_warn(
+            f"effective batch {batch_size} is not per-device {per_device} x processes {processes} x an "
+            f"integer; using accumulation {accum}, an effective batch of {per_device * accum * processes}"
+        )
     return accum
 
 
@@ -98,8 +100,9 @@ def report_to(cfg: TrainConfig) -> str:
     if needs is not None:
         import importlib.util
 
-        if importlib.util.find_spec(needs) is None and not (needs == "tensorboard"
-                                                            and importlib.util.find_spec("tensorboardX")):
+        if importlib.util.find_spec(needs) is None and not (
+            needs == "tensorboard" and importlib.util.find_spec("tensorboardX")
+        ):
             raise InputError(f"--report-to {cfg.report_to} needs the {needs} package (pip install {needs})")
     if cfg.report_to == "tensorboard":
         # transformers' default is under output_dir, DIR/checkpoints/, which is removed after a finished run.
@@ -166,8 +169,11 @@ def prepare_output(cfg: TrainConfig) -> str | None:
     if os.path.exists(out) and not os.path.isdir(out):
         raise InputError("output must be a directory, and this is a file", out)
     if os.path.isdir(out) and os.listdir(out):
-        ours = os.path.exists(os.path.join(out, CONFIG_NAME)) or os.path.isdir(checkpoints_dir(cfg)) \
+        ours = (
+            os.path.exists(os.path.join(out, CONFIG_NAME))
+            or os.path.isdir(checkpoints_dir(cfg))
             or os.path.exists(os.path.join(out, METRICS_NAME))
+        )
         if not ours:
             raise InputError("output directory exists and is not a psr training output; pick another -o", out)
         if cfg.overwrite:
@@ -187,8 +193,11 @@ def last_complete_checkpoint(folder: str) -> str | None:
     """
     if not os.path.isdir(folder):
         return None
-    found = sorted((int(m.group(1)), name) for name in os.listdir(folder)
-                   if (m := re.fullmatch(r"checkpoint-(\d+)", name)) and os.path.isdir(os.path.join(folder, name)))
+    found = sorted(
+        (int(m.group(1)), name)
+        for name in os.listdir(folder)
+        if (m := re.fullmatch(r"checkpoint-(\d+)", name)) and os.path.isdir(os.path.join(folder, name))
+    )
     for _, name in reversed(found):
         path = os.path.join(folder, name)
         if os.path.isfile(os.path.join(path, "trainer_state.json")):
@@ -259,8 +268,9 @@ def logs_to_stderr(trainer) -> None:
     class StderrProgress(ProgressCallback):
         def on_log(self, args, state, control, logs=None, **kw):
             if state.is_world_process_zero and self.training_bar is not None and logs:
-                line = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                                 for k, v in logs.items() if k != "total_flos")
+                line = ", ".join(
+                    f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in logs.items() if k != "total_flos"
+                )
                 self.training_bar.write(f"step {state.global_step}: {line}", file=sys.stderr)
 
     trainer.remove_callback(PrinterCallback)
@@ -312,7 +322,8 @@ def finish(trainer, tokenizer, cfg: TrainConfig, stage: str, extra: dict) -> dic
         "world_size": world_size(),
         "gradient_accumulation_steps": trainer.args.gradient_accumulation_steps,
         "effective_batch_size": trainer.args.per_device_train_batch_size
-        * trainer.args.gradient_accumulation_steps * world_size(),
+        * trainer.args.gradient_accumulation_steps
+        * world_size(),
         "global_steps": trainer.state.global_step,
         "eos_token_ids": eos_ids,
         # the shared fields only: a stage's own options (beta, the PRM format) are in its summary fields
@@ -352,7 +363,9 @@ def skip_if_done(cfg: TrainConfig, stage: str) -> dict | None:
     done = read_done(cfg.output)
     if done is not None:
         if done.get("stage") != stage:
-            raise InputError(f"output directory holds a finished {done.get('stage')} run; pick another -o "
-                             "or pass --overwrite", cfg.output)
+            raise InputError(
+                f"output directory holds a finished {done.get('stage')} run; pick another -o or pass --overwrite",
+                cfg.output,
+            )
         main_info(f"{stage}: {cfg.output} already holds a finished run; nothing to do (--overwrite to retrain)")
     return done

@@ -72,8 +72,9 @@ def load_model(cfg):
     from transformers import AutoModelForCausalLM
 
     try:
-        model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=torch_dtype(cfg),
-                                                     trust_remote_code=cfg.trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(
+            cfg.model, dtype=torch_dtype(cfg), trust_remote_code=cfg.trust_remote_code
+        )
     except OSError as e:
         raise InputError(f"cannot load the model: {e}", cfg.model) from None
     # The KV cache is useless in training and warns with gradient checkpointing.
@@ -88,9 +89,10 @@ def end_of_turn_id(tokenizer) -> int:
     close chat turns with ``<|im_end|>``, which is what a finished answer must end with.
     """
     probe = "PSR-END-OF-TURN-PROBE"
-    text = tokenizer.apply_chat_template([{"role": "user", "content": "q"}, {"role": "assistant", "content": probe}],
-                                         tokenize=False)
-    after = tokenizer(text[text.rindex(probe) + len(probe):], add_special_tokens=False)["input_ids"]
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "q"}, {"role": "assistant", "content": probe}], tokenize=False
+    )
+    after = tokenizer(text[text.rindex(probe) + len(probe) :], add_special_tokens=False)["input_ids"]
     added = tokenizer.added_tokens_decoder
     if after and (after[0] in tokenizer.all_special_ids or (after[0] in added and added[after[0]].special)):
         return after[0]
@@ -120,5 +122,10 @@ def lora_config(cfg):
         return None
     from peft import LoraConfig
 
-    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules="all-linear", task_type="CAUSAL_LM")
+    return LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules="all-linear",
+        task_type="CAUSAL_LM",
+    )

@@ -60,18 +60,28 @@ def prm800k_to_stepwise(rec: dict, neutral_good: bool = True) -> list[dict]:
         comps = step.get("completions") or []
         chosen = step.get("chosen_completion")
         human = step.get("human_completion")
-        if not isinstance(comps, list) or (chosen is not None and not (
-                isinstance(chosen, int) and not isinstance(chosen, bool) and 0 <= chosen < len(comps))):
+        if not isinstance(comps, list) or (
+            chosen is not None
+            and not (isinstance(chosen, int) and not isinstance(chosen, bool) and 0 <= chosen < len(comps))
+        ):
             raise ValueError(f"label.steps[{k}]: bad 'completions' / 'chosen_completion'")
         for j, c in enumerate(comps):
             if not isinstance(c, dict) or not isinstance(c.get("text"), str):
                 raise ValueError(f"label.steps[{k}].completions[{j}] has no 'text' string")
             if j != chosen:
-                out.append({"prompt": problem, "completions": path + [c["text"]],
-                            "labels": labels + [good(c.get("rating"), f"label.steps[{k}].completions[{j}]")]})
+                out.append(
+                    {
+                        "prompt": problem,
+                        "completions": path + [c["text"]],
+                        "labels": labels + [good(c.get("rating"), f"label.steps[{k}].completions[{j}]")],
+                    }
+                )
         if chosen is not None:
             c = comps[chosen]
-            path, labels = path + [c["text"]], labels + [good(c.get("rating"), f"label.steps[{k}].completions[{chosen}]")]
+            path, labels = (
+                path + [c["text"]],
+                labels + [good(c.get("rating"), f"label.steps[{k}].completions[{chosen}]")],
+            )
         elif human is not None:
             text = human.get("text") if isinstance(human, dict) else human
             if not isinstance(text, str):
@@ -86,6 +96,7 @@ def prm800k_to_stepwise(rec: dict, neutral_good: bool = True) -> list[dict]:
 
 def load_examples(paths: list[str], neutral_good: bool = True) -> list[dict]:
     """Stepwise-supervision records from JSONL files holding TRL records and/or raw PRM800K lines."""
+
     def convert(rec):
         return prm800k_to_stepwise(rec, neutral_good) if is_prm800k(rec) else rec
 
@@ -139,8 +150,8 @@ def score_sharded(scorer: PRMScorer, items: list[tuple[str, list[str]]]) -> list
     from accelerate.utils import gather_object
 
     per = -(-len(items) // n)
-    mine = items[common.rank() * per:(common.rank() + 1) * per]
-    probs = scorer.score(mine + [items[-1]] * (per - len(mine)))[:len(mine)]
+    mine = items[common.rank() * per : (common.rank() + 1) * per]
+    probs = scorer.score(mine + [items[-1]] * (per - len(mine)))[: len(mine)]
     info(f"rank {common.rank()} of {n}: scored {len(mine)} of {len(items)} held-out examples")
     return gather_object(probs)
 
@@ -151,7 +162,7 @@ def evaluate(scorer: PRMScorer, examples: list[dict]) -> dict:
     Under ``accelerate launch`` every process calls it and gets the same result (see score_sharded)."""
     probs = score_sharded(scorer, [(r["prompt"], r["completions"]) for r in examples])
     scores = [p for ps in probs for p in ps]
-    labels = [y for r, ps in zip(examples, probs, strict=True) for y in r["labels"][:len(ps)]]
+    labels = [y for r, ps in zip(examples, probs, strict=True) for y in r["labels"][: len(ps)]]
     acc = sum((s > 0.5) == y for s, y in zip(scores, labels, strict=True)) / len(scores) if scores else None
     return {"eval_steps": len(scores), "eval_accuracy": acc, "eval_auc": auc(scores, labels)}
 
@@ -172,8 +183,8 @@ class _Collator:
         pos = torch.full((len(feats), width), -1, dtype=torch.long)
         tgt = torch.full((len(feats), width), -100, dtype=torch.long)
         for i, f in enumerate(feats):
-            pos[i, :len(f["positions"])] = torch.tensor(f["positions"])
-            tgt[i, :len(f["targets"])] = torch.tensor(f["targets"])
+            pos[i, : len(f["positions"])] = torch.tensor(f["positions"])
+            tgt[i, : len(f["targets"])] = torch.tensor(f["targets"])
         return {"input_ids": ids, "attention_mask": mask, "positions": pos, "targets": tgt}
 
 
@@ -201,7 +212,7 @@ def featurize(tokens: PRMTokens, examples: list[dict], max_length: int) -> tuple
         ids, pos = encode(tokens, r["prompt"], r["completions"], max_length)
         cut += len(r["completions"]) - len(pos)
         if pos:
-            targets = [tokens.good_id if y else tokens.bad_id for y in r["labels"][:len(pos)]]
+            targets = [tokens.good_id if y else tokens.bad_id for y in r["labels"][: len(pos)]]
             feats.append({"input_ids": ids, "positions": pos, "targets": targets})
     return feats, cut
 
@@ -220,8 +231,7 @@ def load_tokenizer(cfg: TrainConfig):
     return tok
 
 
-def train(examples: list[dict], cfg: TrainConfig, fmt: PRMFormat, eval_fraction: float = 0.05,
-          callbacks=()) -> dict:
+def train(examples: list[dict], cfg: TrainConfig, fmt: PRMFormat, eval_fraction: float = 0.05, callbacks=()) -> dict:
     """Fine-tune ``cfg.model`` as a PRM; write model + tokenizer (+ the format in config.json) to ``cfg.output``.
 
     The output layout, resume from checkpoints and ``accelerate launch`` behave as for sft / step-dpo
@@ -241,9 +251,11 @@ def train(examples: list[dict], cfg: TrainConfig, fmt: PRMFormat, eval_fraction:
     if not feats:
         raise InputError("no training examples left (after the eval split and --max-length)")
     resume_from = common.prepare_output(cfg)
-    info(f"train-prm: {len(feats)} examples ({sum(len(f['positions']) for f in feats)} steps), "
-         f"{len(eval_ex)} held out for eval; {cfg.epochs:g} epochs, lr {cfg.learning_rate:g}, "
-         f"effective batch {cfg.batch_size}")
+    info(
+        f"train-prm: {len(feats)} examples ({sum(len(f['positions']) for f in feats)} steps), "
+        f"{len(eval_ex)} held out for eval; {cfg.epochs:g} epochs, lr {cfg.learning_rate:g}, "
+        f"effective batch {cfg.batch_size}"
+    )
 
     model = models.load_model(cfg)
     peft_cfg = models.lora_config(cfg)
@@ -277,19 +289,33 @@ def train(examples: list[dict], cfg: TrainConfig, fmt: PRMFormat, eval_fraction:
         def on_train_end(self, args, state, control, model=None, **kw):
             self._eval(state, model)
 
-    trainer = _trainer_class()(model=model, args=args, train_dataset=Dataset.from_list(feats),
-                               data_collator=_Collator(tok.pad_token_id),
-                               callbacks=[common.metrics_writer(cfg.output), EvalSplit(), *callbacks])
+    trainer = _trainer_class()(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(feats),
+        data_collator=_Collator(tok.pad_token_id),
+        callbacks=[common.metrics_writer(cfg.output), EvalSplit(), *callbacks],
+    )
     common.logs_to_stderr(trainer)
     # compute_loss averages over its own batch, so the Trainer must scale for gradient accumulation.
     trainer.model_accepts_loss_kwargs = False
     common.train(trainer, resume_from)
     # Recorded in config.json so that scoring needs no flags (a LoRA model shares its base's config).
     trainer.accelerator.unwrap_model(trainer.model).config.psr_prm = fmt.to_config()
-    summary = common.finish(trainer, tok, cfg, "train-prm", {
-        "examples": len(feats), "eval_examples": len(eval_ex), "steps_cut_by_max_length": cut,
-        "prm_format": fmt.to_config(), "resumed_from": resume_from, **found,
-    })
+    summary = common.finish(
+        trainer,
+        tok,
+        cfg,
+        "train-prm",
+        {
+            "examples": len(feats),
+            "eval_examples": len(eval_ex),
+            "steps_cut_by_max_length": cut,
+            "prm_format": fmt.to_config(),
+            "resumed_from": resume_from,
+            **found,
+        },
+    )
     if trainer.accelerator.is_main_process:
         _ensure_format(cfg.output, fmt)
     return summary

@@ -40,23 +40,27 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
 
 def tokenize_chat(tokenizer, user: str, assistant: str) -> dict:
     """``input_ids`` of the rendered chat and a ``completion_mask`` that is 1 on the assistant part only."""
-    prompt = tokenizer.apply_chat_template([{"role": "user", "content": user}], tokenize=False,
-                                           add_generation_prompt=True)
-    full = tokenizer.apply_chat_template([{"role": "user", "content": user},
-                                          {"role": "assistant", "content": assistant}], tokenize=False)
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True
+    )
+    full = tokenizer.apply_chat_template(
+        [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}], tokenize=False
+    )
     enc = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
     prompt_ids = enc(prompt)
     if full.startswith(prompt):
         # Tokenize the two parts apart: the model sees exactly these prompt ids at inference.
-        completion_ids = enc(full[len(prompt):])
+        completion_ids = enc(full[len(prompt) :])
     else:
         # A template that renders the prompt differently once the answer follows (e.g. it drops
         # reasoning blocks): the answer starts where the two token sequences diverge.
         full_ids = enc(full)
         cut = _common_prefix(prompt_ids, full_ids)
         prompt_ids, completion_ids = full_ids[:cut], full_ids[cut:]
-    return {"input_ids": prompt_ids + completion_ids,
-            "completion_mask": [0] * len(prompt_ids) + [1] * len(completion_ids)}
+    return {
+        "input_ids": prompt_ids + completion_ids,
+        "completion_mask": [0] * len(prompt_ids) + [1] * len(completion_ids),
+    }
 
 
 def build_examples(tokenizer, records: list[dict], max_length: int) -> tuple[list[dict], list[str]]:
@@ -78,8 +82,13 @@ def make_trainer(cfg: TrainConfig, examples: list[dict], tokenizer, callbacks=()
     from trl import SFTConfig, SFTTrainer
 
     args = SFTConfig(**common.trainer_kwargs(cfg), completion_only_loss=True, packing=False)
-    trainer = SFTTrainer(model=models.load_model(cfg), args=args, train_dataset=Dataset.from_list(examples),
-                         processing_class=tokenizer, peft_config=models.lora_config(cfg),
-                         callbacks=[common.metrics_writer(cfg.output), *callbacks])
+    trainer = SFTTrainer(
+        model=models.load_model(cfg),
+        args=args,
+        train_dataset=Dataset.from_list(examples),
+        processing_class=tokenizer,
+        peft_config=models.lora_config(cfg),
+        callbacks=[common.metrics_writer(cfg.output), *callbacks],
+    )
     common.logs_to_stderr(trainer)
     return trainer

@@ -33,8 +33,20 @@ DEFAULT_BETA = 0.1  # TRL's default; the paper leaves β unspecified
 # are the variants a user reaches for when DPO moves chosen and rejected down together, as it does on pairs
 # that differ in a few tokens (a step with one wrong number): apo_zero (Anchored Preference Optimization)
 # pushes the chosen step up and the rejected one down in absolute terms, not only apart.
-LOSSES = ("sigmoid", "ipo", "hinge", "robust", "exo_pair", "nca_pair", "bco_pair", "sppo_hard", "aot",
-          "apo_zero", "apo_down", "discopop")
+LOSSES = (
+    "sigmoid",
+    "ipo",
+    "hinge",
+    "robust",
+    "exo_pair",
+    "nca_pair",
+    "bco_pair",
+    "sppo_hard",
+    "aot",
+    "apo_zero",
+    "apo_down",
+    "discopop",
+)
 
 
 @dataclass
@@ -48,8 +60,9 @@ class DPOOptions:
 
 
 def prompt_text(tokenizer, rec: dict) -> str:
-    chat = tokenizer.apply_chat_template([{"role": "user", "content": step_prompt(rec["question"])}],
-                                         tokenize=False, add_generation_prompt=True)
+    chat = tokenizer.apply_chat_template(
+        [{"role": "user", "content": step_prompt(rec["question"])}], tokenize=False, add_generation_prompt=True
+    )
     return chat + assistant_prefix(rec["previous_steps"])
 
 
@@ -66,8 +79,9 @@ def rejected_is_final(rec: dict) -> bool:
     return rec["is_final"] if v is None else bool(v)
 
 
-def tokenize_pair(tokenizer, rec: dict, max_length: int | None = None,
-                  eot: int | None = None) -> tuple[dict | None, bool]:
+def tokenize_pair(
+    tokenizer, rec: dict, max_length: int | None = None, eot: int | None = None
+) -> tuple[dict | None, bool]:
     """``({prompt_ids, chosen_ids, rejected_ids}, prompt_was_truncated)``; None when even the
     steps alone do not fit in ``max_length``. Long prompts lose tokens on the left (the question's
     start), keeping the steps right before the pair intact."""
@@ -115,13 +129,25 @@ def make_trainer(cfg: TrainConfig, opts: DPOOptions, examples: list[dict], token
 
     if opts.loss not in LOSSES:
         raise ValueError(f"unknown loss {opts.loss!r} (one of {', '.join(LOSSES)})")
-    losses = dict(loss_type=[opts.loss, "sft"], loss_weights=[1.0, opts.sft_weight]) if opts.sft_weight > 0 \
+    losses = (
+        dict(loss_type=[opts.loss, "sft"], loss_weights=[1.0, opts.sft_weight])
+        if opts.sft_weight > 0
         else dict(loss_type=[opts.loss])
-    args = DPOConfig(**common.trainer_kwargs(cfg), beta=opts.beta, **losses,
-                     precompute_ref_log_probs=opts.precompute_ref_log_probs,
-                     trust_remote_code=cfg.trust_remote_code)
-    trainer = StepDPOTrainer(model=models.load_model(cfg), args=args, train_dataset=Dataset.from_list(examples),
-                             processing_class=tokenizer, peft_config=models.lora_config(cfg),
-                             callbacks=[common.metrics_writer(cfg.output), *callbacks])
+    )
+    args = DPOConfig(
+        **common.trainer_kwargs(cfg),
+        beta=opts.beta,
+        **losses,
+        precompute_ref_log_probs=opts.precompute_ref_log_probs,
+        trust_remote_code=cfg.trust_remote_code,
+    )
+    trainer = StepDPOTrainer(
+        model=models.load_model(cfg),
+        args=args,
+        train_dataset=Dataset.from_list(examples),
+        processing_class=tokenizer,
+        peft_config=models.lora_config(cfg),
+        callbacks=[common.metrics_writer(cfg.output), *callbacks],
+    )
     common.logs_to_stderr(trainer)
     return trainer

@@ -62,6 +62,25 @@ def summarize_file(paths: list[str], cfg: EvalConfig) -> dict:
     return summary
 
 
-__all__ = ["PROMPTS", "TASKS", "EvalConfig", "benchmark_name", "compare", "grade_outputs", "load_eft", "load_problems",
-           "load_summary", "plot_accuracy", "run", "run_judge", "run_math", "summarize_file", "summarize_judge",
-           "summarize_math", "summarize_scoring", "summary_markdown", "summary_outputs", "write_summary"]
+__all__ = [
+    "PROMPTS",
+    "TASKS",
+    "EvalConfig",
+    "benchmark_name",
+    "compare",
+    "grade_outputs",
+    "load_eft",
+    "load_problems",
+    "load_summary",
+    "plot_accuracy",
+    "run",
+    "run_judge",
+    "run_math",
+    "summarize_file",
+    "summarize_judge",
+    "summarize_math",
+    "summarize_scoring",
+    "summary_markdown",
+    "summary_outputs",
+    "write_summary",
+]

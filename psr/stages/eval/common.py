@@ -18,33 +18,52 @@ TASKS = ("math", "judge")
 @dataclass
 class EvalConfig:
     task: Literal[TASKS] = option(
-        "math", "--task", help="math (benchmark accuracy) | judge (step-wise judge on EFT records).")
+        "math", "--task", help="math (benchmark accuracy) | judge (step-wise judge on EFT records)."
+    )
     prompt: Literal[PROMPTS] = option(
-        "step", "--prompt", help="step (Figure 4) | qwen-cot (Qwen2.5-Math CoT system prompt).")
-    grader: Literal[GRADERS] = option("default", "--grader", help="default (math-verify + normalization) | qwen (Qwen2.5-Math "
-                         "evaluator) | math-verify.")
+        "step", "--prompt", help="step (Figure 4) | qwen-cot (Qwen2.5-Math CoT system prompt)."
+    )
+    grader: Literal[GRADERS] = option(
+        "default",
+        "--grader",
+        help="default (math-verify + normalization) | qwen (Qwen2.5-Math evaluator) | math-verify.",
+    )
     # seconds per answer, as the Qwen2.5-Math evaluator (psr.core.grading)
-    grade_timeout: float = option(3.0, "--grade-timeout", help="Seconds to grade one answer; a slower one is graded "
-                                  "wrong (grade_failure: timeout).")
+    grade_timeout: float = option(
+        3.0,
+        "--grade-timeout",
+        help="Seconds to grade one answer; a slower one is graded wrong (grade_failure: timeout).",
+    )
     max_tokens: int = option(2048, "--max-tokens", help="Most new tokens per answer, judgment or step.")
     chunk_size: int = option(512, "--chunk-size", help="Prompts per engine call; results are written after each call.")
     tts: bool = option(False, "--tts", help="Test-time scaling: answer with the self-judged step search.")
     # the search --tts answers with (its width, temperature, top_p, max_iterations: the command's --tts options)
     search: SearchConfig = field(default_factory=lambda: SearchConfig(tts=True))
-    few_shot: int = option(0, "--few-shot", help="judge: K worked examples (Figure 5 prompts with their judgments) "
-                           "before each prompt, for a base model (Table 3: M0 3-shot).")
-    few_shot_examples: str | None = option(None, "--few-shot-examples", help="judge: pairwise EFT records the "
-                                           "--few-shot examples are drawn from (the EFT training split), none of "
-                                           "them a judged record.")
-    name: str | None = option(None, "--name", help="Label of this run in --compare (default: the summary's file "
-                              "name).")
+    few_shot: int = option(
+        0,
+        "--few-shot",
+        help="judge: K worked examples (Figure 5 prompts with their judgments) "
+        "before each prompt, for a base model (Table 3: M0 3-shot).",
+    )
+    few_shot_examples: str | None = option(
+        None,
+        "--few-shot-examples",
+        help="judge: pairwise EFT records the "
+        "--few-shot examples are drawn from (the EFT training split), none of "
+        "them a judged record.",
+    )
+    name: str | None = option(None, "--name", help="Label of this run in --compare (default: the summary's file name).")
     summary: str | None = option(None, "--summary", help="Write the summary JSON here.")
-    summary_md: str | None = option(None, "--summary-md", help="Write the Markdown table here (default: beside "
-                                    "--summary, .md).")
+    summary_md: str | None = option(
+        None, "--summary-md", help="Write the Markdown table here (default: beside --summary, .md)."
+    )
 
     def __post_init__(self) -> None:
-        for flag, value, choices in (("--task", self.task, TASKS), ("--prompt", self.prompt, PROMPTS),
-                                     ("--grader", self.grader, GRADERS)):
+        for flag, value, choices in (
+            ("--task", self.task, TASKS),
+            ("--prompt", self.prompt, PROMPTS),
+            ("--grader", self.grader, GRADERS),
+        ):
             if value not in choices:  # typed on the CLI (a Literal); this guards a config made in Python
                 raise InputError(f"{flag} must be one of {', '.join(choices)}, got {value!r}")
         if self.task == "judge" and self.tts:
@@ -57,13 +76,15 @@ class EvalConfig:
 
 def chunks(items: list, size: int):
     for i in range(0, len(items), max(1, size)):
-        yield items[i:i + max(1, size)]
+        yield items[i : i + max(1, size)]
 
 
 def fail_if_unanswered(ids: list[str], output: str) -> None:
     if ids:
-        raise PsrError(f"{len(ids)} record(s) got no answer (first: {ids[0]}): the engine's requests failed on every "
-                       f"retry; the others are written to {output}; rerun the same command to do the rest")
+        raise PsrError(
+            f"{len(ids)} record(s) got no answer (first: {ids[0]}): the engine's requests failed on every "
+            f"retry; the others are written to {output}; rerun the same command to do the rest"
+        )
 
 
 def read_back(path: str, ids: set[str], written: list[dict]) -> list[dict]:

@@ -31,8 +31,9 @@ def load_summary(path: str) -> dict:
     return s
 
 
-def compare(paths: list[str], plot: str | None = None, markdown: str | None = None,
-            output_json: str | None = None) -> dict:
+def compare(
+    paths: list[str], plot: str | None = None, markdown: str | None = None, output_json: str | None = None
+) -> dict:
     """Rows = runs (M0..Mn, in the given order), columns = benchmarks + average; deltas vs the first row."""
     if len(paths) < 1:
         raise InputError("--compare needs at least one summary JSON")
@@ -54,8 +55,14 @@ def compare(paths: list[str], plot: str | None = None, markdown: str | None = No
         if runs[0].get("format") == "scoring":
             cols = ["accuracy", "within_one", "pair_order_accuracy", "pair_tie_rate", "no_score_rate"]
         else:
-            cols = ["accuracy_stored_order", "accuracy", "accuracy_better_as_A", "accuracy_better_as_B", "agreement",
-                    "no_verdict_rate"]
+            cols = [
+                "accuracy_stored_order",
+                "accuracy",
+                "accuracy_better_as_A",
+                "accuracy_better_as_B",
+                "agreement",
+                "no_verdict_rate",
+            ]
         values = [[r.get(c) for c in cols] for r in runs]
     first = values[0]
 
@@ -67,17 +74,30 @@ def compare(paths: list[str], plot: str | None = None, markdown: str | None = No
         return f"{v:.1f} ({v - v0:+.1f})"
 
     head = ["model"] + cols
-    rows = [[r["name"]] + [cell(v, first[j], i) for j, v in enumerate(vals)]
-            for i, (r, vals) in enumerate(zip(runs, values, strict=True))]
+    rows = [
+        [r["name"]] + [cell(v, first[j], i) for j, v in enumerate(vals)]
+        for i, (r, vals) in enumerate(zip(runs, values, strict=True))
+    ]
     title = "accuracy % (delta vs " + runs[0]["name"] + ")"
     print_table(title, head, rows)
     md = f"{title}\n\n" + markdown_table(head, rows)
     if markdown:
         write_text(markdown, md)
-    result = {"task": runs[0]["task"], "columns": cols, "rows": [
-        {"name": r["name"], "values": dict(zip(cols, vals, strict=True)),
-         "delta": {c: (None if v is None or v0 is None else round(v - v0, 2)) for c, v, v0 in zip(cols, vals, first, strict=True)}}
-        for r, vals in zip(runs, values, strict=True)]}
+    result = {
+        "task": runs[0]["task"],
+        "columns": cols,
+        "rows": [
+            {
+                "name": r["name"],
+                "values": dict(zip(cols, vals, strict=True)),
+                "delta": {
+                    c: (None if v is None or v0 is None else round(v - v0, 2))
+                    for c, v, v0 in zip(cols, vals, first, strict=True)
+                },
+            }
+            for r, vals in zip(runs, values, strict=True)
+        ],
+    }
     if output_json:
         write_text(output_json, json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     if plot:

@@ -7,13 +7,7 @@ from statistics import mean
 
 from psr.core.errors import InputError
 from psr.core.log import progress
-from psr.core.prompts import (
-    few_shot_judge_prompt,
-    judge_prompt,
-    parse_score,
-    parse_verdict,
-    srlm_score_prompt,
-)
+from psr.core.prompts import few_shot_judge_prompt, judge_prompt, parse_score, parse_verdict, srlm_score_prompt
 from psr.core.records import IOConfig, RecordWriter, eft_kind, parse_shard, read_records, select, skip_done
 from psr.engines.base import Chat, Engine, Sampling, judge_fitting
 from psr.stages.eval.common import EvalConfig, chunks, fail_if_unanswered, read_back
@@ -24,24 +18,35 @@ def _judge_prediction(rec: dict, text_ab: str, text_ba: str) -> dict:
     v_ab, v_ba = parse_verdict(text_ab), parse_verdict(text_ba)
     # In the swapped order step_b is shown as A: map the verdict back to the stored letters.
     pick_ba = {"A": "B", "B": "A"}.get(v_ba) if v_ba else None
-    return {"id": rec["id"], "task": "judge", "question": rec["question"], "previous_steps": rec["previous_steps"],
-            "step_a": rec["step_a"], "step_b": rec["step_b"], "label": label,
-            "output": text_ab, "verdict": v_ab, "correct": v_ab == label,
-            "output_swapped": text_ba, "verdict_swapped": v_ba, "pick_swapped": pick_ba,
-            "correct_swapped": pick_ba == label,
-            "agree": v_ab is not None and v_ab == pick_ba}
+    return {
+        "id": rec["id"],
+        "task": "judge",
+        "question": rec["question"],
+        "previous_steps": rec["previous_steps"],
+        "step_a": rec["step_a"],
+        "step_b": rec["step_b"],
+        "label": label,
+        "output": text_ab,
+        "verdict": v_ab,
+        "correct": v_ab == label,
+        "output_swapped": text_ba,
+        "verdict_swapped": v_ba,
+        "pick_swapped": pick_ba,
+        "correct_swapped": pick_ba == label,
+        "agree": v_ab is not None and v_ab == pick_ba,
+    }
 
 
 def load_eft(io: IOConfig) -> list[dict]:
     recs = read_records(io.inputs, eft_kind)
     if len({eft_kind(r) for r in recs}) > 1:
-        raise InputError("--task judge takes pairwise or scoring-format EFT records, not both in one run",
-                         io.inputs[0])
+        raise InputError("--task judge takes pairwise or scoring-format EFT records, not both in one run", io.inputs[0])
     return select(recs, parse_shard(io.shard), io.limit)
 
 
-def run_judge(io: IOConfig, engine: Engine, cfg: EvalConfig, recs: list[dict], model: str | None = None,
-              seed: int = 0) -> dict:
+def run_judge(
+    io: IOConfig, engine: Engine, cfg: EvalConfig, recs: list[dict], model: str | None = None, seed: int = 0
+) -> dict:
     """Pairwise records: each pair judged greedily in both A/B orders (Figure 5). Scoring-format records:
     each response scored once (greedy) with Yuan et al.'s prompt."""
     if eft_kind(recs[0]) == "eft_scoring":
@@ -60,11 +65,14 @@ def run_judge(io: IOConfig, engine: Engine, cfg: EvalConfig, recs: list[dict], m
         shot_ids, shots = few_shot_examples(cfg, recs, seed)
 
         def chats(r):
-            return [Chat(few_shot_judge_prompt(shots, judge_prompt(r["question"], r["previous_steps"], a, b)))
-                    for a, b in ((r["step_a"], r["step_b"]), (r["step_b"], r["step_a"]))]
+            return [
+                Chat(few_shot_judge_prompt(shots, judge_prompt(r["question"], r["previous_steps"], a, b)))
+                for a, b in ((r["step_a"], r["step_b"]), (r["step_b"], r["step_a"]))
+            ]
 
         def predict(r, outs):
             return _judge_prediction(r, outs[0][0].text, outs[1][0].text)
+
     ids = {r["id"] for r in recs}
     with RecordWriter(io.output, overwrite=io.overwrite) as writer:
         todo = skip_done(recs, writer.done, writer.path)
@@ -77,7 +85,7 @@ def run_judge(io: IOConfig, engine: Engine, cfg: EvalConfig, recs: list[dict], m
                 # prompt) is answered empty: no verdict or score, counted as such, not a failed run.
                 outs = judge_fitting(engine, [c for r in batch for c in chats(r)], sampling, partial=True)
                 for k, r in enumerate(batch):
-                    mine = outs[per_record * k: per_record * (k + 1)]
+                    mine = outs[per_record * k : per_record * (k + 1)]
                     if any(o is None for o in mine):  # no answer: left undone for the rerun
                         unanswered.append(r["id"])
                         continue
@@ -106,20 +114,34 @@ def few_shot_examples(cfg: EvalConfig, recs: list[dict], seed: int) -> tuple[lis
         raise InputError("--few-shot-examples takes pairwise EFT records (annotate-eft's -o)", path)
     shared = sorted({r["id"] for r in pool} & {r["id"] for r in recs})
     if shared:
-        raise InputError(f"{len(shared)} few-shot examples are records being judged (e.g. {shared[0]!r}): draw "
-                         "them from another split (the EFT training data)", path)
+        raise InputError(
+            f"{len(shared)} few-shot examples are records being judged (e.g. {shared[0]!r}): draw "
+            "them from another split (the EFT training data)",
+            path,
+        )
     if len(pool) < cfg.few_shot:
         raise InputError(f"--few-shot {cfg.few_shot} needs as many examples, the file has {len(pool)}", path)
     chosen = random.Random(seed).sample(pool, cfg.few_shot)
-    return [r["id"] for r in chosen], [(judge_prompt(r["question"], r["previous_steps"], r["step_a"], r["step_b"]), r["judgment"])
-            for r in chosen]
+    return [r["id"] for r in chosen], [
+        (judge_prompt(r["question"], r["previous_steps"], r["step_a"], r["step_b"]), r["judgment"]) for r in chosen
+    ]
 
 
 def _score_prediction(rec: dict, text: str) -> dict:
     score = parse_score(text)
-    return {"id": rec["id"], "task": "judge", "format": "scoring", "pair_id": rec.get("pair_id"),
-            "role": rec.get("role"), "question": rec["question"], "response": rec["response"],
-            "label_score": rec["score"], "output": text, "score": score, "correct": score == rec["score"]}
+    return {
+        "id": rec["id"],
+        "task": "judge",
+        "format": "scoring",
+        "pair_id": rec.get("pair_id"),
+        "role": rec.get("role"),
+        "question": rec["question"],
+        "response": rec["response"],
+        "label_score": rec["score"],
+        "output": text,
+        "score": score,
+        "correct": score == rec["score"],
+    }
 
 
 def summarize_scoring(preds: list[dict]) -> dict:
@@ -132,8 +154,11 @@ def summarize_scoring(preds: list[dict]) -> dict:
     for p in preds:
         if p.get("pair_id") is not None:
             by_pair.setdefault(p["pair_id"], []).append(p)
-    pairs = [sorted(g, key=lambda p: -p["label_score"]) for g in by_pair.values()
-             if len(g) == 2 and g[0]["label_score"] != g[1]["label_score"]]
+    pairs = [
+        sorted(g, key=lambda p: -p["label_score"])
+        for g in by_pair.values()
+        if len(g) == 2 and g[0]["label_score"] != g[1]["label_score"]
+    ]
     ordered = [b["score"] is not None and w["score"] is not None and b["score"] > w["score"] for b, w in pairs]
     tied = [b["score"] is not None and b["score"] == w["score"] for b, w in pairs]
     pct = lambda k, m: round(100.0 * k / m, 2) if m else None  # noqa: E731

@@ -9,10 +9,7 @@ from statistics import mean
 
 from psr.core.errors import InputError
 from psr.core.log import progress
-from psr.core.prompts import (
-    QWEN_COT_SYSTEM,
-    step_prompt,
-)
+from psr.core.prompts import QWEN_COT_SYSTEM, step_prompt
 from psr.core.records import IOConfig, RecordWriter, parse_shard, read_records, select, skip_done
 from psr.core.steps import parse_steps
 from psr.engines.base import TOO_LONG, Chat, Engine, Sampling
@@ -53,13 +50,22 @@ def load_problems(io: IOConfig) -> list[dict]:
     for spec in io.inputs:
         name, path = benchmark_name(spec)
         if name in seen:
-            raise InputError(f"two inputs are both named benchmark {name!r} ({seen[name]} and {path}); "
-                             f"name them with NAME=PATH", path)
+            raise InputError(
+                f"two inputs are both named benchmark {name!r} ({seen[name]} and {path}); name them with NAME=PATH",
+                path,
+            )
         seen[name] = path
         recs = select(read_records(path, "problem"), None, io.limit)
         for r in recs:
-            out.append({"id": f"{name}/{r['id']}", "benchmark": name, "source_id": r["id"],
-                        "question": r["question"], "answer": r.get("answer")})
+            out.append(
+                {
+                    "id": f"{name}/{r['id']}",
+                    "benchmark": name,
+                    "source_id": r["id"],
+                    "question": r["question"],
+                    "answer": r.get("answer"),
+                }
+            )
     return select(out, parse_shard(io.shard), None)
 
 
@@ -67,8 +73,13 @@ def load_problems(io: IOConfig) -> list[dict]:
 # Grading (psr.core.grading: bounded in time, never evaluates model text)
 
 
-def grade_outputs(outputs: list[str], golds: list[str | None], grader: str, timeout: float = 3.0,
-                  questions: list[str | None] | None = None) -> list[tuple[str | None, bool | None, str | None]]:
+def grade_outputs(
+    outputs: list[str],
+    golds: list[str | None],
+    grader: str,
+    timeout: float = 3.0,
+    questions: list[str | None] | None = None,
+) -> list[tuple[str | None, bool | None, str | None]]:
     """(extracted answer, correct, failure) for each output, as ``psr grade`` computes them; correct is
     None where there is no gold answer; failure is "no answer", "timeout", ... or None. ``questions``
     lets the default grader see whether a question asks for a percent, as ``psr grade`` does."""
@@ -77,8 +88,13 @@ def grade_outputs(outputs: list[str], golds: list[str | None], grader: str, time
     idx = [i for i, g in enumerate(golds) if g is not None]
     res: list[tuple[str | None, bool | None, str | None]] = [(None, None, None)] * len(outputs)
     if idx:
-        results = grade_many([outputs[i] for i in idx], [golds[i] for i in idx], grader=grader, timeout=timeout,
-                             questions=[questions[i] for i in idx] if questions is not None else None)
+        results = grade_many(
+            [outputs[i] for i in idx],
+            [golds[i] for i in idx],
+            grader=grader,
+            timeout=timeout,
+            questions=[questions[i] for i in idx] if questions is not None else None,
+        )
         for i, r in zip(idx, results, strict=True):
             res[i] = (r.pred, bool(r.correct), r.failure)
     if len(idx) != len(outputs):
@@ -111,8 +127,13 @@ def _answer_greedy(engine: Engine, todo: list[dict], cfg: EvalConfig, seed: int,
         outs = engine.generate_partial([_chat(p["question"], cfg.prompt) for p in batch], sampling)
         unanswered += [p["id"] for p, o in zip(batch, outs, strict=True) if o is None]
         got = [(p, o) for p, o in zip(batch, outs, strict=True) if o is not None]
-        yield [p for p, _ in got], [{"output": o[0].text, "finish_reason": o[0].finish_reason,
-                                     "output_tokens": o[0].completion_tokens} for _, o in got]
+        yield (
+            [p for p, _ in got],
+            [
+                {"output": o[0].text, "finish_reason": o[0].finish_reason, "output_tokens": o[0].completion_tokens}
+                for _, o in got
+            ],
+        )
 
 
 def _answer_tts(engine: Engine, todo: list[dict], cfg: EvalConfig, seed: int, unanswered: list[str]):
@@ -123,27 +144,56 @@ def _answer_tts(engine: Engine, todo: list[dict], cfg: EvalConfig, seed: int, un
     if cfg.prompt != "step":
         raise InputError("--tts searches with the Figure 4 step prompt; drop --prompt")
     # --max-tokens bounds each step and each judgment (the search's own defaults: 512 and 1024).
-    scfg = replace(cfg.search, tts=True, max_step_tokens=min(cfg.max_tokens, 512),
-                   judge_max_tokens=min(cfg.max_tokens, 1024), working_set=cfg.chunk_size, seed=seed)
+    scfg = replace(
+        cfg.search,
+        tts=True,
+        max_step_tokens=min(cfg.max_tokens, 512),
+        judge_max_tokens=min(cfg.max_tokens, 1024),
+        working_set=cfg.chunk_size,
+        seed=seed,
+    )
     by_id = {p["id"]: p for p in todo}
     for trajs in iter_tts(engine, ({"id": p["id"], "question": p["question"]} for p in todo), scfg):
-        yield [by_id[t["id"]] for t in trajs], [
-            {"output": t["output"], "finish_reason": t["stop_reason"], "output_tokens": t["generated_tokens"],
-             "tts": {k: t[k] for k in ("iterations", "ties", "rollbacks", "judge_calls", "judge_failures")}}
-            for t in trajs]
+        yield (
+            [by_id[t["id"]] for t in trajs],
+            [
+                {
+                    "output": t["output"],
+                    "finish_reason": t["stop_reason"],
+                    "output_tokens": t["generated_tokens"],
+                    "tts": {k: t[k] for k in ("iterations", "ties", "rollbacks", "judge_calls", "judge_failures")},
+                }
+                for t in trajs
+            ],
+        )
 
 
 def _predictions(engine: Engine, batch: list[dict], answers: list[dict], cfg: EvalConfig) -> list[dict]:
-    graded = grade_outputs([a["output"] for a in answers], [p["answer"] for p in batch], cfg.grader,
-                           cfg.grade_timeout, questions=[p.get("question") for p in batch])
+    graded = grade_outputs(
+        [a["output"] for a in answers],
+        [p["answer"] for p in batch],
+        cfg.grader,
+        cfg.grade_timeout,
+        questions=[p.get("question") for p in batch],
+    )
     steps = [parse_steps(a["output"]) for a in answers]
     counts = iter(engine.count_tokens([x for st in steps for x in st]))  # one tokenizer call per batch
     out = []
     for p, a, st, (pred, ok, failure) in zip(batch, answers, steps, graded, strict=True):
-        rec = {"id": p["id"], "benchmark": p["benchmark"], "source_id": p["source_id"], "question": p["question"],
-               "output": a["output"], "steps": st, "pred": pred, "answer": p["answer"], "correct": ok,
-               "finish_reason": a["finish_reason"], "output_tokens": a["output_tokens"],
-               "step_tokens": [next(counts) for _ in st]}
+        rec = {
+            "id": p["id"],
+            "benchmark": p["benchmark"],
+            "source_id": p["source_id"],
+            "question": p["question"],
+            "output": a["output"],
+            "steps": st,
+            "pred": pred,
+            "answer": p["answer"],
+            "correct": ok,
+            "finish_reason": a["finish_reason"],
+            "output_tokens": a["output_tokens"],
+            "step_tokens": [next(counts) for _ in st],
+        }
         if failure:
             rec["grade_failure"] = failure
         if "tts" in a:
@@ -152,8 +202,9 @@ def _predictions(engine: Engine, batch: list[dict], answers: list[dict], cfg: Ev
     return out
 
 
-def run_math(io: IOConfig, engine: Engine, cfg: EvalConfig, problems: list[dict], model: str | None = None,
-             seed: int = 0) -> dict:
+def run_math(
+    io: IOConfig, engine: Engine, cfg: EvalConfig, problems: list[dict], model: str | None = None, seed: int = 0
+) -> dict:
     ids = {p["id"] for p in problems}
     with RecordWriter(io.output, overwrite=io.overwrite) as writer:
         todo = skip_done(problems, writer.done, writer.path)
@@ -169,8 +220,16 @@ def run_math(io: IOConfig, engine: Engine, cfg: EvalConfig, problems: list[dict]
     fail_if_unanswered(unanswered, io.output)
     preds = read_back(io.output, ids, written)
     summary = summarize_math(preds, [p["benchmark"] for p in problems])
-    summary.update(model=model, grader=cfg.grader, prompt=cfg.prompt, tts=cfg.tts,
-                   tokens_unit=_tokens_unit(engine), name=cfg.name, shard=io.shard, limit=io.limit)
+    summary.update(
+        model=model,
+        grader=cfg.grader,
+        prompt=cfg.prompt,
+        tts=cfg.tts,
+        tokens_unit=_tokens_unit(engine),
+        name=cfg.name,
+        shard=io.shard,
+        limit=io.limit,
+    )
     if cfg.tts:
         summary["tts_config"] = {k: getattr(cfg.search, k) for k in ("width", "temperature", "top_p", "max_iterations")}
     return summary

@@ -16,30 +16,66 @@ def _fmt(v, nd: int = 1) -> str:
 
 def math_rows(summary: dict) -> tuple[list[str], list[list[str]]]:
     head = ["benchmark", "n", "correct", "acc %", "no ans", "trunc", "steps", "tok/step", "chr/step"]
-    rows = [[b, str(v["n"]), str(v["correct"]), _fmt(v["accuracy"]), str(v["no_answer"]), str(v["truncated"]),
-             _fmt(v["mean_steps"], 2), _fmt(v["mean_step_tokens"], 1), _fmt(v["mean_step_chars"], 1)]
-            for b, v in summary["benchmarks"].items()]
-    rows.append(["average", str(summary["n"]), str(sum(v["correct"] for v in summary["benchmarks"].values())),
-                 _fmt(summary["average"]), "", "", "", "", ""])
+    rows = [
+        [
+            b,
+            str(v["n"]),
+            str(v["correct"]),
+            _fmt(v["accuracy"]),
+            str(v["no_answer"]),
+            str(v["truncated"]),
+            _fmt(v["mean_steps"], 2),
+            _fmt(v["mean_step_tokens"], 1),
+            _fmt(v["mean_step_chars"], 1),
+        ]
+        for b, v in summary["benchmarks"].items()
+    ]
+    rows.append(
+        [
+            "average",
+            str(summary["n"]),
+            str(sum(v["correct"] for v in summary["benchmarks"].values())),
+            _fmt(summary["average"]),
+            "",
+            "",
+            "",
+            "",
+            "",
+        ]
+    )
     return head, rows
 
 
 def math_caption(summary: dict) -> str:
     grader = f" ({summary['grader']} grader)" if summary.get("grader") else ""
     unit = summary.get("tokens_unit") or "tokens"
-    return (f"acc %: percent correct{grader}; no ans: no final answer found; trunc: cut at --max-tokens "
-            f"(tts: at --max-iterations); steps: mean steps per solution; tok/step: mean {unit} per step; "
-            f"chr/step: mean characters per step")
+    return (
+        f"acc %: percent correct{grader}; no ans: no final answer found; trunc: cut at --max-tokens "
+        f"(tts: at --max-iterations); steps: mean steps per solution; tok/step: mean {unit} per step; "
+        f"chr/step: mean characters per step"
+    )
 
 
 def judge_rows(summary: dict) -> tuple[list[str], list[list[str]]]:
     if summary.get("format") == "scoring":
-        rows = [[k, _fmt(summary[k])] for k in ("accuracy", "within_one", "no_score_rate", "pair_order_accuracy",
-                                                 "pair_tie_rate")]
-        return ["metric", "value %"], rows + [["mean_abs_error (points)", _fmt(summary["mean_abs_error"], 2)],
-                                             ["records", str(summary["n"])], ["pairs", str(summary["pairs"])]]
-    keys = ["accuracy", "accuracy_stored_order", "accuracy_both_orders", "no_verdict_rate",
-            "accuracy_better_as_A", "accuracy_better_as_B", "agreement"]
+        rows = [
+            [k, _fmt(summary[k])]
+            for k in ("accuracy", "within_one", "no_score_rate", "pair_order_accuracy", "pair_tie_rate")
+        ]
+        return ["metric", "value %"], rows + [
+            ["mean_abs_error (points)", _fmt(summary["mean_abs_error"], 2)],
+            ["records", str(summary["n"])],
+            ["pairs", str(summary["pairs"])],
+        ]
+    keys = [
+        "accuracy",
+        "accuracy_stored_order",
+        "accuracy_both_orders",
+        "no_verdict_rate",
+        "accuracy_better_as_A",
+        "accuracy_better_as_B",
+        "agreement",
+    ]
     return ["metric", "value %"], [[k, _fmt(summary[k])] for k in keys] + [["records", str(summary["n"])]]
 
 
