@@ -59,6 +59,12 @@ def test_math_verify_grader_is_plain_math_verify():
     got = grade_many([c["output"] for c in CASES], [c["answer"] for c in CASES], "math-verify", timeout=60.0)
     # without math-verify's own 5 s alarms, as the grader calls it (its bound is the worker's wall clock):
     # under load an alarm fires in one and not the other, and the test would compare timings, not grades
-    plain = [mv.verify(mv.parse("$" + c["answer"] + "$", parsing_timeout=None),
-                       mv.parse(c["output"], parsing_timeout=None), timeout_seconds=None) for c in CASES]
+    plain = [
+        mv.verify(
+            mv.parse("$" + c["answer"] + "$", parsing_timeout=None),
+            mv.parse(c["output"], parsing_timeout=None),
+            timeout_seconds=None,
+        )
+        for c in CASES
+    ]
     assert [g.correct for g in got] == plain
