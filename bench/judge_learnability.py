@@ -15,6 +15,12 @@ share of a step this small on 2 CPU cores. Every style runs with the same seed, 
 ``--probe N`` first lets the base model grade steps in its own pretraining formats: review lines, bare
 arithmetic checks, and comparisons of two answers (``python -m psr.world.pretrain --comparisons``).
 
+The events world (``--world events --model data/m0-events``, D = 2, 800 IFT + 800 EFT, 300 steps, 100 held-out
+pairs in both orders, seed 0; issue 18): lookup-first 122/200 = 61.0% (95% CI 54.1-67.5), picks A 76% at step
+100, 87% at 200 and 20% at the end; its lookup line names the right next event in the samples read, but the
+Right/Wrong after each copied step follows the position, not a compare of the two lines (a step identical to
+the lookup line is called Wrong). verdict-first was stopped unfinished for the seeds' CPU time.
+
 Measured results are in psr.world.oracle.judge's docstring (earlier M0: 50-54.5%; current M0: 58-60%) and
 the README ("The arithmetic world: the null result"; the per-variant tables are in its git history before issue 18).
 
