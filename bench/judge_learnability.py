@@ -17,9 +17,10 @@ arithmetic checks, and comparisons of two answers (``python -m psr.world.pretrai
 
 The events world (``--world events --model data/m0-events``, D = 2, 800 IFT + 800 EFT, 300 steps, 100 held-out
 pairs in both orders, seed 0; issue 18): lookup-first 122/200 = 61.0% (95% CI 54.1-67.5), picks A 76% at step
-100, 87% at 200 and 20% at the end; its lookup line names the right next event in the samples read, but the
-Right/Wrong after each copied step follows the position, not a compare of the two lines (a step identical to
-the lookup line is called Wrong). verdict-first was stopped unfinished for the seeds' CPU time.
+100, 87% at 200 and 20% at the end. In the 4 outputs it keeps, the lookup line names a wrong operand once and
+slips on the sum once, and a step identical to the lookup line is called Wrong: the Right/Wrong after each
+copied step follows the position more than a compare of the two lines. verdict-first was stopped unfinished
+to give the seeds the CPU.
 
 Measured results are in psr.world.oracle.judge's docstring (earlier M0: 50-54.5%; current M0: 58-60%) and
 the README ("The arithmetic world: the null result"; the per-variant tables are in its git history before issue 18).
