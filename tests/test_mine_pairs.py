@@ -354,15 +354,15 @@ def test_prm_engine_options_are_checked_and_vllm_is_the_vllm_engine(tiny_model_d
 VLLM_PRM = """
 import json, sys
 if __name__ == "__main__":
-    from psr.cli import options as O
     from psr.core.records import IOConfig
-    from psr.engines.base import Chat
+    from psr.engines.base import Chat, EngineConfig
     from psr.stages import mine_pairs as mp
     spec = json.loads(sys.argv[1])
-    # the policy's engine options as the CLI's option group builds them; the PRM's engine as --prm-engine vllm
+    # the policy's engine options as the CLI's option group builds them (EngineConfig, validated on
+    # construction); the PRM's engine as --prm-engine vllm
     # loads it in mine-pairs (load_prm), with --prm-max-model-len / --prm-gpu-memory-utilization and the shared
     # --enforce-eager
-    policy = O.engine_config(engine="hf", model=spec["policy"], seed=5, enforce_eager=True)
+    policy = EngineConfig(engine="hf", model=spec["policy"], seed=5, enforce_eager=True)
     cfg = mp.MCTSConfig(**spec["mcts"], prm_engine="vllm", prm_max_model_len=384, prm_gpu_memory_utilization=0.3)
     prm = mp.load_prm(spec["prm"], policy, cfg, dtype="float32")
     vc = prm.llm.llm_engine.vllm_config
