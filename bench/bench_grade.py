@@ -31,7 +31,7 @@ def perturb(answer: str) -> str:
     m = re.search(r"\d+", answer)
     if m is None:
         return answer + "+1"
-    return answer[:m.start()] + str(int(m.group()) + 1) + answer[m.end():]
+    return answer[: m.start()] + str(int(m.group()) + 1) + answer[m.end() :]
 
 
 def _read(path: str) -> list[dict]:
@@ -50,13 +50,35 @@ def speed(bench: str, graders: list[str]) -> None:
         for name, change in (("self", lambda a: a), ("perturbed", perturb)):
             with open(os.path.join(tmp, f"{name}.jsonl"), "w", encoding="utf-8") as fh:
                 for r in recs:
-                    fh.write(json.dumps({"id": r["id"], "question": r["question"], "output": r["solution"],
-                                         "answer": change(r["answer"])}) + "\n")
+                    fh.write(
+                        json.dumps(
+                            {
+                                "id": r["id"],
+                                "question": r["question"],
+                                "output": r["solution"],
+                                "answer": change(r["answer"]),
+                            }
+                        )
+                        + "\n"
+                    )
         for grader in graders:
             for name in ("self", "perturbed"):
                 out, summ = os.path.join(tmp, f"{grader}-{name}.out"), os.path.join(tmp, f"{grader}-{name}.json")
-                cmd = [sys.executable, "-m", "psr.cli", "grade", "-i", os.path.join(tmp, f"{name}.jsonl"), "-o", out,
-                       "--grader", grader, "--summary", summ, "--overwrite"]
+                cmd = [
+                    sys.executable,
+                    "-m",
+                    "psr.cli",
+                    "grade",
+                    "-i",
+                    os.path.join(tmp, f"{name}.jsonl"),
+                    "-o",
+                    out,
+                    "--grader",
+                    grader,
+                    "--summary",
+                    summ,
+                    "--overwrite",
+                ]
                 t0 = time.perf_counter()
                 subprocess.run(cmd, check=True, env=dict(os.environ, PSR_QUIET="1"), stderr=subprocess.DEVNULL)
                 dt = time.perf_counter() - t0

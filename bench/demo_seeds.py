@@ -67,8 +67,14 @@ def compare(runs: list[str], a: str, b: str) -> dict | None:
     else:
         h = float("nan")
     pooled, lo, hi = paired_gain(diffs)
-    return {"per_seed": per_seed, "mean": mean, "seed_ci": (mean - h, mean + h), "pooled": pooled,
-            "problem_ci": (lo, hi), "n": len(diffs)}
+    return {
+        "per_seed": per_seed,
+        "mean": mean,
+        "seed_ci": (mean - h, mean + h),
+        "pooled": pooled,
+        "problem_ci": (lo, hi),
+        "n": len(diffs),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -84,12 +90,16 @@ def main(argv: list[str] | None = None) -> None:
     models: list[str] = []
     for s in summaries:
         models += [m["model"] for m in s["models"] if m["model"] not in models]
-    has = {m: [r for r, s in zip(runs, summaries, strict=True) if any(x["model"] == m for x in s["models"])]
-           for m in models}
+    has = {
+        m: [r for r, s in zip(runs, summaries, strict=True) if any(x["model"] == m for x in s["models"])]
+        for m in models
+    }
     print(f"## Held-out world accuracy (%), {len(runs)} seeds\n")
     srlm_from = "S1" if "S1" in models else "M1"  # older runs branched the SRLM baseline off M1
-    print("| seed | " + " | ".join(models) + " | M1 judge accuracy (95% CI) | S1 score match / pair order | "
-          f"pairs made by M1 / M2 | SRLM pairs made by {srlm_from} / S2 | oracle-judged pairs made by M1 / O2 |")
+    print(
+        "| seed | " + " | ".join(models) + " | M1 judge accuracy (95% CI) | S1 score match / pair order | "
+        f"pairs made by M1 / M2 | SRLM pairs made by {srlm_from} / S2 | oracle-judged pairs made by M1 / O2 |"
+    )
     print("|" + "---|" * (len(models) + 6))
     for s in summaries:
         acc = {m["model"]: m["benchmarks"].get("world") for m in s["models"]}
@@ -97,36 +107,56 @@ def main(argv: list[str] | None = None) -> None:
         s1 = next((m for m in s["models"] if m["model"] == "S1"), {})
         gate = s.get("judge_gate") or {}
         ci = gate.get("ci95") or ["-", "-"]
-        print(f"| {s['seed']} | " + " | ".join(f"{acc[m]:.1f}" if m in acc else "-" for m in models) +
-              f" | {gate.get('accuracy', float('nan')):.1f} ({ci[0]}-{ci[1]}) "
-              f"| {s1.get('judge_accuracy')} / {s1.get('judge_pair_order_accuracy')} "
-              f"| {pairs.get('M2')} / {pairs.get('M3')} "
-              f"| {pairs.get('S2')} / {pairs.get('S3')} | {pairs.get('O2')} / {pairs.get('O3')} |")
+        print(
+            f"| {s['seed']} | "
+            + " | ".join(f"{acc[m]:.1f}" if m in acc else "-" for m in models)
+            + f" | {gate.get('accuracy', float('nan')):.1f} ({ci[0]}-{ci[1]}) "
+            f"| {s1.get('judge_accuracy')} / {s1.get('judge_pair_order_accuracy')} "
+            f"| {pairs.get('M2')} / {pairs.get('M3')} "
+            f"| {pairs.get('S2')} / {pairs.get('S3')} | {pairs.get('O2')} / {pairs.get('O3')} |"
+        )
     n_test = len(correct_by_id(runs[0], "M1"))
-    means = {m: statistics.mean(x["benchmarks"]["world"] for s2 in summaries for x in s2["models"] if x["model"] == m)
-             for m in models}
+    means = {
+        m: statistics.mean(x["benchmarks"]["world"] for s2 in summaries for x in s2["models"] if x["model"] == m)
+        for m in models
+    }
     lo_hi = {m: wilson(means[m] / 100 * n_test * len(has[m]), n_test * len(has[m])) for m in models}
-    print("| mean | " + " | ".join(f"{means[m]:.1f}" + (f" ({len(has[m])} seed{'s' if len(has[m]) > 1 else ''})" if len(has[m]) < len(runs) else "")
-                                   for m in models) + " | | | | | |")
-    print("| 95% CI (problems) | " + " | ".join(f"{lo_hi[m][0]:.1f}-{lo_hi[m][1]:.1f}" for m in models)
-          + " | | | | | |")
+    print(
+        "| mean | "
+        + " | ".join(
+            f"{means[m]:.1f}"
+            + (f" ({len(has[m])} seed{'s' if len(has[m]) > 1 else ''})" if len(has[m]) < len(runs) else "")
+            for m in models
+        )
+        + " | | | | | |"
+    )
+    print(
+        "| 95% CI (problems) | " + " | ".join(f"{lo_hi[m][0]:.1f}-{lo_hi[m][1]:.1f}" for m in models) + " | | | | | |"
+    )
     print(f"\n## Gains in accuracy points ({n_test} held-out problems a seed)\n")
     print("| comparison | per seed | mean | 95% CI over seeds | pooled per problem | 95% CI over problems |")
     print("|---|---|---|---|---|---|")
-    for a_, b_, what in (("M2", "M1", "PSRLM round 1"), ("M3", "M1", "PSRLM, two rounds"),
-                         ("S1", "M1", "SRLM's own M1: scoring vs pairwise EFT"),
-                         ("S2", srlm_from, "SRLM round 1"), ("S3", srlm_from, "SRLM, two rounds"),
-                         ("M3", "S3", "PSRLM vs SRLM, same budget"),
-                         ("O2", "M1", "oracle-judged control, round 1"), ("O3", "M1", "oracle-judged control, two rounds"),
-                         ("M3", "O3", "self-judged vs oracle-judged")):
+    for a_, b_, what in (
+        ("M2", "M1", "PSRLM round 1"),
+        ("M3", "M1", "PSRLM, two rounds"),
+        ("S1", "M1", "SRLM's own M1: scoring vs pairwise EFT"),
+        ("S2", srlm_from, "SRLM round 1"),
+        ("S3", srlm_from, "SRLM, two rounds"),
+        ("M3", "S3", "PSRLM vs SRLM, same budget"),
+        ("O2", "M1", "oracle-judged control, round 1"),
+        ("O3", "M1", "oracle-judged control, two rounds"),
+        ("M3", "O3", "self-judged vs oracle-judged"),
+    ):
         if a_ not in models or b_ not in models:
             continue
         c = compare([r for r in has[a_] if r in has[b_]], a_, b_)
         if c is None:
             continue
-        print(f"| {a_} - {b_} ({what}) | {', '.join(f'{x:+.1f}' for x in c['per_seed'])} | {c['mean']:+.1f} | "
-              f"{c['seed_ci'][0]:+.1f} to {c['seed_ci'][1]:+.1f} | {c['pooled']:+.1f} | "
-              f"{c['problem_ci'][0]:+.1f} to {c['problem_ci'][1]:+.1f} |")
+        print(
+            f"| {a_} - {b_} ({what}) | {', '.join(f'{x:+.1f}' for x in c['per_seed'])} | {c['mean']:+.1f} | "
+            f"{c['seed_ci'][0]:+.1f} to {c['seed_ci'][1]:+.1f} | {c['pooled']:+.1f} | "
+            f"{c['problem_ci'][0]:+.1f} to {c['problem_ci'][1]:+.1f} |"
+        )
     gates(runs, summaries)
 
 
@@ -163,8 +193,9 @@ def judge_by_case(run: str, model: str = "m1") -> dict[str, list[int]] | None:
             continue
         prefix = "right prefix" if all(check_step(meta, prev[:j], x).ok for j, x in enumerate(prev)) else "wrong prefix"
         ok = [check_step(meta, prev, r[k]).ok for k in ("step_a", "step_b")]
-        c = cases.setdefault(f"{prefix}, {'one right' if ok[0] != ok[1] else 'both right' if ok[0] else 'both wrong'}",
-                             [0, 0])
+        c = cases.setdefault(
+            f"{prefix}, {'one right' if ok[0] != ok[1] else 'both right' if ok[0] else 'both wrong'}", [0, 0]
+        )
         c[0] += bool(r["correct"]) + bool(r["correct_swapped"])
         c[1] += 2
     return cases
@@ -188,13 +219,27 @@ def gates(runs: list[str], summaries: list[dict]) -> None:
     def line(name: str, ok: bool | None, text: str) -> None:
         print(f"- {name}: **{'passed' if ok else 'not passed' if ok is not None else 'not run'}** - {text}")
 
-    o3 = compare([r for r in runs if os.path.exists(os.path.join(r, "evals", "o3.jsonl"))], "O3", "M1") \
-        if any(os.path.exists(os.path.join(r, "evals", "o3.jsonl")) for r in runs) else None
+    o3 = (
+        compare([r for r in runs if os.path.exists(os.path.join(r, "evals", "o3.jsonl"))], "O3", "M1")
+        if any(os.path.exists(os.path.join(r, "evals", "o3.jsonl")) for r in runs)
+        else None
+    )
     if o3:
         ok = len(o3["per_seed"]) >= 2 and o3["problem_ci"][0] > 0 and o3["mean"] >= 5
-        line("gate 1 (training half: oracle-judged O3 - M1 >= +5, 95% CI over problems above 0, >= 2 seeds)", ok,
-             f"per seed {', '.join(f'{x:+.1f}' for x in o3['per_seed'])}; pooled {o3['pooled']:+.1f} "
-             f"(95% CI {o3['problem_ci'][0]:+.1f} to {o3['problem_ci'][1]:+.1f}, {o3['n']} problem-seeds)")
+        line(
+            "gate 1 (training half: oracle-judged O3 - M1 >= +5, 95% CI over problems above 0, >= 2 seeds)",
+            ok,
+            f"per seed {', '.join(f'{x:+.1f}' for x in o3['per_seed'])}; pooled {o3['pooled']:+.1f} "
+            f"(95% CI {o3['problem_ci'][0]:+.1f} to {o3['problem_ci'][1]:+.1f}, {o3['n']} problem-seeds)",
+        )
+    elif any(os.path.exists(os.path.join(r, "evals", "o2.jsonl")) for r in runs):
+        o2 = compare([r for r in runs if os.path.exists(os.path.join(r, "evals", "o2.jsonl"))], "O2", "M1")
+        line(
+            "gate 1 (asks for two oracle-judged rounds, O3)",
+            None,
+            f"one round only: O2 - M1 per seed {', '.join(f'{x:+.1f}' for x in o2['per_seed'])}; pooled "
+            f"{o2['pooled']:+.1f} (95% CI {o2['problem_ci'][0]:+.1f} to {o2['problem_ci'][1]:+.1f})",
+        )
     else:
         line("gate 1", None, "no run has the oracle-judged branch (--oracle-judge)")
     parts, oks = [], []
@@ -205,39 +250,66 @@ def gates(runs: list[str], summaries: list[dict]) -> None:
             continue
         ok = gate["accuracy"] >= 70 and abs(pos[0] - pos[1]) <= 15
         oks.append(ok)
-        parts.append(f"seed {s['seed']}: {gate['accuracy']:.1f}% (95% CI {gate['ci95'][0]}-{gate['ci95'][1]}, "
-                     f"{gate['records']} records), right step shown as A {pos[0]:.1f}% / as B {pos[1]:.1f}%")
-    line("gate 2 (judge half: M1 >= 70% on held-out EFT, both orders, A/B within 15 points)",
-         all(oks) if oks else None, "; ".join(parts) or "no judge evaluations")
+        parts.append(
+            f"seed {s['seed']}: {gate['accuracy']:.1f}% (95% CI {gate['ci95'][0]}-{gate['ci95'][1]}, "
+            f"{gate['records']} records), right step shown as A {pos[0]:.1f}% / as B {pos[1]:.1f}%"
+        )
+    line(
+        "gate 2 (judge half: M1 >= 70% on held-out EFT, both orders, A/B within 15 points)",
+        all(oks) if oks else None,
+        "; ".join(parts) or "no judge evaluations",
+    )
     for r, s in zip(runs, summaries, strict=True):
         cases = judge_by_case(r)
         if cases:
-            print(f"  - seed {s['seed']}, M1's judgments right by record: " + "; ".join(
-                f"{k} {v[0]}/{v[1]}" for k, v in sorted(cases.items())))
+            print(
+                f"  - seed {s['seed']}, M1's judgments right by record: "
+                + "; ".join(f"{k} {v[0]}/{v[1]}" for k, v in sorted(cases.items()))
+            )
     m3 = compare(runs, "M3", "M1") if all(os.path.exists(os.path.join(r, "evals", "m3.jsonl")) for r in runs) else None
-    s3 = compare([r for r in runs if os.path.exists(os.path.join(r, "evals", "s3.jsonl"))], "M3", "S3") \
-        if any(os.path.exists(os.path.join(r, "evals", "s3.jsonl")) for r in runs) else None
+    s3 = (
+        compare([r for r in runs if os.path.exists(os.path.join(r, "evals", "s3.jsonl"))], "M3", "S3")
+        if any(os.path.exists(os.path.join(r, "evals", "s3.jsonl")) for r in runs)
+        else None
+    )
     judges = []
     for s in summaries:
         acc = {m["model"]: m.get("judge_accuracy") for m in s["models"]}
         judges.append((acc.get("M1"), acc.get("M2"), acc.get("M3")))
-    judge_ok = all(j[0] is not None and j[1] is not None and j[2] is not None and min(j[1], j[2]) >= j[0]
-                   for j in judges)
+    judge_ok = all(
+        j[0] is not None and j[1] is not None and j[2] is not None and min(j[1], j[2]) >= j[0] for j in judges
+    )
     if m3:
-        ok = (len(m3["per_seed"]) >= 3 and m3["seed_ci"][0] > 0 and m3["mean"] >= 5
-              and bool(s3) and s3["mean"] > 0 and judge_ok)
-        line("gate 3 (method: M3 - M1 >= +5, 95% CI over >= 3 seeds above 0; M3 - S3 > 0; judge acc M2, M3 >= M1)",
-             ok, f"M3 - M1 per seed {', '.join(f'{x:+.1f}' for x in m3['per_seed'])}, mean {m3['mean']:+.1f} "
-             f"(95% CI over seeds {m3['seed_ci'][0]:+.1f} to {m3['seed_ci'][1]:+.1f}; over problems "
-             f"{m3['problem_ci'][0]:+.1f} to {m3['problem_ci'][1]:+.1f})"
-             + (f"; M3 - S3 mean {s3['mean']:+.1f} (95% CI over problems {s3['problem_ci'][0]:+.1f} to "
-                f"{s3['problem_ci'][1]:+.1f})" if s3 else "; no SRLM branch (--srlm)")
-             + "; judge accuracy M1/M2/M3 per seed " + ", ".join("/".join(f"{x}" for x in j) for j in judges))
+        ok = (
+            len(m3["per_seed"]) >= 3
+            and m3["seed_ci"][0] > 0
+            and m3["mean"] >= 5
+            and bool(s3)
+            and s3["mean"] > 0
+            and judge_ok
+        )
+        line(
+            "gate 3 (method: M3 - M1 >= +5, 95% CI over >= 3 seeds above 0; M3 - S3 > 0; judge acc M2, M3 >= M1)",
+            ok,
+            f"M3 - M1 per seed {', '.join(f'{x:+.1f}' for x in m3['per_seed'])}, mean {m3['mean']:+.1f} "
+            f"(95% CI over seeds {m3['seed_ci'][0]:+.1f} to {m3['seed_ci'][1]:+.1f}; over problems "
+            f"{m3['problem_ci'][0]:+.1f} to {m3['problem_ci'][1]:+.1f})"
+            + (
+                f"; M3 - S3 mean {s3['mean']:+.1f} (95% CI over problems {s3['problem_ci'][0]:+.1f} to "
+                f"{s3['problem_ci'][1]:+.1f})"
+                if s3
+                else "; no SRLM branch (--srlm)"
+            )
+            + "; judge accuracy M1/M2/M3 per seed "
+            + ", ".join("/".join(f"{x}" for x in j) for j in judges),
+        )
     for r, s in zip(runs, summaries, strict=True):
         e = m1_errors(r)
         if e:
-            print(f"- M1's wrong held-out solutions, seed {s['seed']}: {e['wrong']}, first error by kind "
-                  f"{e['kinds']}; checkable by lookup {e['checkable']} ({100 * (e['checkable_share'] or 0):.0f}%)")
+            print(
+                f"- M1's wrong held-out solutions, seed {s['seed']}: {e['wrong']}, first error by kind "
+                f"{e['kinds']}; checkable by lookup {e['checkable']} ({100 * (e['checkable_share'] or 0):.0f}%)"
+            )
 
 
 if __name__ == "__main__":

@@ -31,8 +31,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from demo_seeds import correct_by_id, paired_gain, world_correct  # noqa: E402  (bench/ is the script's folder)
 
-SOURCES = {"self": "ppd_m1.jsonl", "oracle": "ppd_m1_oracle.jsonl", "oracle-right": "ppd_m1_oracle_right.jsonl",
-           "oracle-big": "ppd_m1_oracle_big.jsonl"}
+SOURCES = {
+    "self": "ppd_m1.jsonl",
+    "oracle": "ppd_m1_oracle.jsonl",
+    "oracle-right": "ppd_m1_oracle_right.jsonl",
+    "oracle-big": "ppd_m1_oracle_big.jsonl",
+}
 
 
 def big_pairs(run: str, n: int, width: int, temperature: float, source: str | None = None) -> str:
@@ -46,10 +50,31 @@ def big_pairs(run: str, n: int, width: int, temperature: float, source: str | No
         source = source if os.path.exists(source) else os.path.join(run, "world", "train.jsonl")
     with open(source) as src, open(problems, "w") as dst:
         dst.writelines(line for _, line in zip(range(n), src, strict=False))
-    psr("search", "-i", problems, "--model", os.path.join(run, "m1"), "-o", out, "--trajectories",
-        os.path.join(run, "dpo_control", "big_trajectories.jsonl"), "--width", width, "--temperature", temperature,
-        "--max-iterations", 10, "--max-step-tokens", 60, "--judge-engine", "oracle", "--judge-max-tokens", 200,
-        "--seed", 11)
+    psr(
+        "search",
+        "-i",
+        problems,
+        "--model",
+        os.path.join(run, "m1"),
+        "-o",
+        out,
+        "--trajectories",
+        os.path.join(run, "dpo_control", "big_trajectories.jsonl"),
+        "--width",
+        width,
+        "--temperature",
+        temperature,
+        "--max-iterations",
+        10,
+        "--max-step-tokens",
+        60,
+        "--judge-engine",
+        "oracle",
+        "--judge-max-tokens",
+        200,
+        "--seed",
+        11,
+    )
     return out
 
 
@@ -66,8 +91,13 @@ def error_kinds(run: str) -> dict[str, int]:
             meta, steps = parse_question(r["question"]), r.get("steps") or []
             bad = next((c for c in (check_step(meta, steps[:j], st) for j, st in enumerate(steps)) if not c.ok), None)
             tail = bad.text.split("which is ")[-1] if bad else ""
-            kind = ("no wrong step (unfinished)" if bad is None else "arithmetic"
-                    if re.fullmatch(r"wrong: -?\d+ \S -?\d+ is -?\d+", tail) else re.sub(r"-?\d+", "N", tail))
+            kind = (
+                "no wrong step (unfinished)"
+                if bad is None
+                else "arithmetic"
+                if re.fullmatch(r"wrong: -?\d+ \S -?\d+ is -?\d+", tail)
+                else re.sub(r"-?\d+", "N", tail)
+            )
             kinds[kind] = kinds.get(kind, 0) + 1
     return kinds
 
@@ -84,7 +114,9 @@ def right_pairs(run: str) -> str:
             for line in src:
                 r = json.loads(line)
                 p = {"question": r["question"], "world": parse_question(r["question"])}
-                if label_step(p, r["previous_steps"], r["chosen"]) and not label_step(p, r["previous_steps"], r["rejected"]):
+                if label_step(p, r["previous_steps"], r["chosen"]) and not label_step(
+                    p, r["previous_steps"], r["rejected"]
+                ):
                     dst.write(line)
         os.replace(out + ".tmp", out)
     return out
@@ -99,15 +131,19 @@ def psr(*args) -> None:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("runs", nargs="+")
-    ap.add_argument("--variants", default="1e-5:0,5e-5:0,5e-5:1,1e-4:1",
-                    help="lr:sft_weight[:loss[:more step-dpo flags]], comma-separated")
+    ap.add_argument(
+        "--variants",
+        default="1e-5:0,5e-5:0,5e-5:1,1e-4:1",
+        help="lr:sft_weight[:loss[:more step-dpo flags]], comma-separated",
+    )
     ap.add_argument("--beta", type=float, default=0.1)
     ap.add_argument("--sources", default="self,oracle,oracle-right", help=f"pair sources, of {', '.join(SOURCES)}")
     ap.add_argument("--big-problems", type=int, default=400)
     ap.add_argument("--big-width", type=int, default=6)
     ap.add_argument("--big-temperature", type=float, default=1.0)
-    ap.add_argument("--big-from", help="problems file for oracle-big (default: the run's world/search.jsonl, else "
-                    "its train.jsonl)")
+    ap.add_argument(
+        "--big-from", help="problems file for oracle-big (default: the run's world/search.jsonl, else its train.jsonl)"
+    )
     ap.add_argument("--errors", action="store_true", help="also print the kinds of M1's held-out errors")
     a = ap.parse_args(argv)
     variants = []
@@ -127,16 +163,53 @@ def main(argv: list[str] | None = None) -> None:
             diffs, accs, pairs, fixed, broken = [], [], [], 0, 0
             for run in a.runs:
                 slug = "".join(c if c.isalnum() or c in ".-" else "_" for c in " ".join(more)).strip("_")
-                name = f"{source}_lr{lr:g}_sft{w:g}" + (f"_{loss}" if loss != "sigmoid" else "") + (f"_{slug}" if slug else "")
+                name = (
+                    f"{source}_lr{lr:g}_sft{w:g}"
+                    + (f"_{loss}" if loss != "sigmoid" else "")
+                    + (f"_{slug}" if slug else "")
+                )
                 out = os.path.join(run, "dpo_control", name)
                 preds = os.path.join(out, "eval.jsonl")
                 if not os.path.exists(os.path.join(out, "summary.json")):
-                    psr("step-dpo", "-i", os.path.join(run, ppd), "--model", os.path.join(run, "m1"), "-o", out,
-                        "--lr", lr, "--beta", a.beta, "--sft-weight", w, "--loss", loss, *more, "--batch-size", 16,
-                        "--per-device-batch-size", 16, "--seed", 0, "--overwrite")
-                    psr("eval", "-i", f"world={os.path.join(run, 'world', 'test.jsonl')}", "--model", out,
-                        "-o", preds, "--summary", os.path.join(out, "summary.json"), "--max-tokens", 200,
-                        "--overwrite")
+                    psr(
+                        "step-dpo",
+                        "-i",
+                        os.path.join(run, ppd),
+                        "--model",
+                        os.path.join(run, "m1"),
+                        "-o",
+                        out,
+                        "--lr",
+                        lr,
+                        "--beta",
+                        a.beta,
+                        "--sft-weight",
+                        w,
+                        "--loss",
+                        loss,
+                        *more,
+                        "--batch-size",
+                        16,
+                        "--per-device-batch-size",
+                        16,
+                        "--seed",
+                        0,
+                        "--overwrite",
+                    )
+                    psr(
+                        "eval",
+                        "-i",
+                        f"world={os.path.join(run, 'world', 'test.jsonl')}",
+                        "--model",
+                        out,
+                        "-o",
+                        preds,
+                        "--summary",
+                        os.path.join(out, "summary.json"),
+                        "--max-tokens",
+                        200,
+                        "--overwrite",
+                    )
                 base, new = correct_by_id(run, "m1"), world_correct(preds)
                 ids = sorted(set(base) & set(new))
                 diffs += [int(new[i]) - int(base[i]) for i in ids]
@@ -146,12 +219,16 @@ def main(argv: list[str] | None = None) -> None:
                 pairs.append(sum(1 for _ in open(os.path.join(run, ppd))))
             rows.append((source, lr, w, " ".join([loss, *more]), pairs, accs, fixed, broken, *paired_gain(diffs)))
     print(f"\nstep-DPO of M1, beta {a.beta:g}, batch 16; runs: {', '.join(a.runs)}\n")
-    print("| pairs judged by | lr | sft weight | loss and flags | pairs per run | accuracy per run | fixed / broken "
-          "| gain over M1 | 95% CI (problems) |")
+    print(
+        "| pairs judged by | lr | sft weight | loss and flags | pairs per run | accuracy per run | fixed / broken "
+        "| gain over M1 | 95% CI (problems) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for source, lr, w, how, pairs, accs, fixed, broken, mean, lo, hi in rows:
-        print(f"| {source} | {lr:g} | {w:g} | {how} | {', '.join(map(str, pairs))} | "
-              f"{', '.join(f'{x:.1f}' for x in accs)} | {fixed} / {broken} | {mean:+.1f} | {lo:+.1f} to {hi:+.1f} |")
+        print(
+            f"| {source} | {lr:g} | {w:g} | {how} | {', '.join(map(str, pairs))} | "
+            f"{', '.join(f'{x:.1f}' for x in accs)} | {fixed} / {broken} | {mean:+.1f} | {lo:+.1f} to {hi:+.1f} |"
+        )
     if a.errors:
         for run in a.runs:
             kinds = sorted(error_kinds(run).items(), key=lambda kv: -kv[1])

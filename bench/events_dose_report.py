@@ -29,27 +29,37 @@ def point(m1: str, o2: str, ppd: str) -> tuple[float, list[int], int] | None:
 def main(runs: list[str]) -> None:
     rows: dict[tuple[int, int], list] = {}
     for run in runs:
-        p = point(os.path.join(run, "evals", "m1.jsonl"), os.path.join(run, "evals", "o2.jsonl"),
-                  os.path.join(run, "ppd_m1_oracle.jsonl"))
+        p = point(
+            os.path.join(run, "evals", "m1.jsonl"),
+            os.path.join(run, "evals", "o2.jsonl"),
+            os.path.join(run, "ppd_m1_oracle.jsonl"),
+        )
         if p:
             rows.setdefault((4, 2), []).append((run, *p))
         for w in sorted(glob.glob(os.path.join(run, "dose-e*-d*"))):
             n, d = map(int, re.search(r"dose-e(\d+)-d(\d+)$", w).groups())
-            p = point(os.path.join(w, "evals", "m1.jsonl"), os.path.join(w, "evals", "o2.jsonl"),
-                      os.path.join(w, "ppd_o.jsonl"))
+            p = point(
+                os.path.join(w, "evals", "m1.jsonl"),
+                os.path.join(w, "evals", "o2.jsonl"),
+                os.path.join(w, "ppd_o.jsonl"),
+            )
             if p:
                 rows.setdefault((n, d), []).append((run, *p))
-    print("| events N | distractors D | seeds | M1 held-out % (per seed) | headroom (100 - M1) | oracle pairs | "
-          "O2 - M1 per seed | pooled (95% CI over problems) |")
+    print(
+        "| events N | distractors D | seeds | M1 held-out % (per seed) | headroom (100 - M1) | oracle pairs | "
+        "O2 - M1 per seed | pooled (95% CI over problems) |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for (n, d), pts in sorted(rows.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         diffs = [x for _, _, ds, _ in pts for x in ds]
         mean, lo, hi = paired_gain(diffs)
         m1 = [acc for _, acc, _, _ in pts]
         per_seed = [100 * sum(ds) / len(ds) for _, _, ds, _ in pts]
-        print(f"| {n} | {d} | {len(pts)} | {', '.join(f'{x:.1f}' for x in m1)} | {100 - sum(m1) / len(m1):.1f} | "
-              f"{', '.join(str(p) for *_, p in pts)} | {', '.join(f'{x:+.1f}' for x in per_seed)} | "
-              f"{mean:+.1f} ({lo:+.1f} to {hi:+.1f}) |")
+        print(
+            f"| {n} | {d} | {len(pts)} | {', '.join(f'{x:.1f}' for x in m1)} | {100 - sum(m1) / len(m1):.1f} | "
+            f"{', '.join(str(p) for *_, p in pts)} | {', '.join(f'{x:+.1f}' for x in per_seed)} | "
+            f"{mean:+.1f} ({lo:+.1f} to {hi:+.1f}) |"
+        )
 
 
 if __name__ == "__main__":

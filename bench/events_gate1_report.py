@@ -33,8 +33,10 @@ def judge_gate(run: str) -> str:
     n = len(recs)
     acc = 100 * (sum(at["A"]) + sum(at["B"])) / (2 * n)
     lo, hi = wilson(acc / 100 * n, n)
-    return (f"M1 judge {acc:.1f}% (95% CI {lo:.1f}-{hi:.1f}, {n} records, both orders); right step as A "
-            f"{100 * statistics.mean(at['A']):.1f}%, as B {100 * statistics.mean(at['B']):.1f}%")
+    return (
+        f"M1 judge {acc:.1f}% (95% CI {lo:.1f}-{hi:.1f}, {n} records, both orders); right step as A "
+        f"{100 * statistics.mean(at['A']):.1f}%, as B {100 * statistics.mean(at['B']):.1f}%"
+    )
 
 
 def main(runs: list[str]) -> None:
@@ -45,13 +47,16 @@ def main(runs: list[str]) -> None:
         print(f"{run}: M1 {100 * sum(m1.values()) / len(m1):.1f}% (95% CI {lo:.1f}-{hi:.1f}, {len(m1)} problems)")
         print(f"  M1's wrong solutions by first error: {m1_errors(run)}")
         print(f"  {judge_gate(run)}")
-        for name in sorted(f[:-6] for f in os.listdir(os.path.join(run, "evals"))
-                           if f.startswith("o2-lr") and f.endswith(".jsonl")):
+        for name in sorted(
+            f[:-6] for f in os.listdir(os.path.join(run, "evals")) if f.startswith("o2-lr") and f.endswith(".jsonl")
+        ):
             o2 = world_correct(os.path.join(run, "evals", f"{name}.jsonl"))
             d = [int(o2[i]) - int(m1[i]) for i in sorted(set(o2) & set(m1))]
             g, glo, ghi = paired_gain(d)
-            print(f"  {name}: {100 * sum(o2.values()) / len(o2):.1f}%, O2 - M1 {g:+.1f} (95% CI {glo:+.1f} to "
-                  f"{ghi:+.1f}; fixed {d.count(1)}, broken {d.count(-1)})")
+            print(
+                f"  {name}: {100 * sum(o2.values()) / len(o2):.1f}%, O2 - M1 {g:+.1f} (95% CI {glo:+.1f} to "
+                f"{ghi:+.1f}; fixed {d.count(1)}, broken {d.count(-1)})"
+            )
             gains.setdefault(name, []).append((g, d))
     for name, xs in gains.items():
         g, lo, hi = paired_gain([x for _, d in xs for x in d])

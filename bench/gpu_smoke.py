@@ -27,10 +27,30 @@ sys.path.insert(0, HERE)
 
 # Model size, optimizer steps, per-device batch, and the search: problems, width, rounds, step / judgment tokens.
 PLANS = {
-    "gpu": dict(size="50m", sft_steps=60, dpo_steps=30, batch=16, problems=32, width=6, rounds=3,
-                step_tokens=40, judge_tokens=16, max_length=512),
-    "tiny": dict(size="tiny", sft_steps=3, dpo_steps=2, batch=2, problems=4, width=2, rounds=2,
-                 step_tokens=12, judge_tokens=4, max_length=512),
+    "gpu": dict(
+        size="50m",
+        sft_steps=60,
+        dpo_steps=30,
+        batch=16,
+        problems=32,
+        width=6,
+        rounds=3,
+        step_tokens=40,
+        judge_tokens=16,
+        max_length=512,
+    ),
+    "tiny": dict(
+        size="tiny",
+        sft_steps=3,
+        dpo_steps=2,
+        batch=2,
+        problems=4,
+        width=2,
+        rounds=2,
+        step_tokens=12,
+        judge_tokens=4,
+        max_length=512,
+    ),
 }
 
 
@@ -53,11 +73,28 @@ def training_data(folder: str, n: int, seed: int) -> tuple[str, str]:
         a, b = (st[k], bad) if a_good else (bad, st[k])
         label = "A" if a_good else "B"
         sft.append({"id": p["id"], "question": p["question"], "steps": st, "answer": p["answer"]})
-        sft.append({"id": p["id"] + "/eft", "question": p["question"], "previous_steps": st[:k], "step_a": a,
-                    "step_b": b, "judgment": f"Step {label} computes the result correctly. [[{label}]]",
-                    "label": label})
-        ppd.append({"id": p["id"], "question": p["question"], "previous_steps": st[:k], "chosen": st[k],
-                    "rejected": bad, "step_index": k, "is_final": k == len(st) - 1})
+        sft.append(
+            {
+                "id": p["id"] + "/eft",
+                "question": p["question"],
+                "previous_steps": st[:k],
+                "step_a": a,
+                "step_b": b,
+                "judgment": f"Step {label} computes the result correctly. [[{label}]]",
+                "label": label,
+            }
+        )
+        ppd.append(
+            {
+                "id": p["id"],
+                "question": p["question"],
+                "previous_steps": st[:k],
+                "chosen": st[k],
+                "rejected": bad,
+                "step_index": k,
+                "is_final": k == len(st) - 1,
+            }
+        )
     paths = os.path.join(folder, "sft.jsonl"), os.path.join(folder, "ppd.jsonl")
     write_records(paths[0], sft)
     write_records(paths[1], ppd)
@@ -127,17 +164,28 @@ def train_rows(rows: Rows, plan: dict, model: str, work: str, seed: int) -> str:
     from psr.training.config import TrainConfig
 
     sft_data, ppd_data = training_data(work, max(plan["sft_steps"], plan["dpo_steps"]) * plan["batch"], seed)
-    common = dict(per_device_batch_size=plan["batch"], batch_size=plan["batch"], max_length=plan["max_length"],
-                  save_steps=10**6, seed=seed, overwrite=True, logging_steps=1)
+    common = dict(
+        per_device_batch_size=plan["batch"],
+        batch_size=plan["batch"],
+        max_length=plan["max_length"],
+        save_steps=10**6,
+        seed=seed,
+        overwrite=True,
+        logging_steps=1,
+    )
     m1 = os.path.join(work, "m1")
     t = rows.start()
-    done = sft.run([sft_data], TrainConfig(model=model, output=m1, max_steps=plan["sft_steps"], epochs=1,
-                                           learning_rate=1e-3, **common))
+    done = sft.run(
+        [sft_data],
+        TrainConfig(model=model, output=m1, max_steps=plan["sft_steps"], epochs=1, learning_rate=1e-3, **common),
+    )
     rows.add("sft", t, steps=done["global_steps"], loss=_last_loss(m1), note=_dtype_note(m1))
     m2 = os.path.join(work, "m2")
     t = rows.start()
-    done = step_dpo.run([ppd_data], TrainConfig(model=m1, output=m2, max_steps=plan["dpo_steps"], epochs=1,
-                                                learning_rate=1e-5, **common))
+    done = step_dpo.run(
+        [ppd_data],
+        TrainConfig(model=m1, output=m2, max_steps=plan["dpo_steps"], epochs=1, learning_rate=1e-5, **common),
+    )
     rows.add("step-dpo", t, steps=done["global_steps"], loss=_last_loss(m2), note=_dtype_note(m2))
     return m1
 
@@ -158,8 +206,13 @@ def search_rows(rows: Rows, plan: dict, model: str, seed: int) -> None:
     t = rows.start()
     engine = load_engine(EngineConfig(engine="hf", model=model, seed=seed, batch_size=256))
     problems = generate_problems(plan["problems"], seed=seed + 1, split="test")
-    base = dict(width=plan["width"], max_iterations=plan["rounds"], max_step_tokens=plan["step_tokens"],
-                judge_max_tokens=plan["judge_tokens"], seed=seed)
+    base = dict(
+        width=plan["width"],
+        max_iterations=plan["rounds"],
+        max_step_tokens=plan["step_tokens"],
+        judge_max_tokens=plan["judge_tokens"],
+        seed=seed,
+    )
     measure(engine, problems[:1], SearchConfig(**base, working_set=1))  # warm-up: kernels, allocator
     dtype = str(engine.model.dtype).removeprefix("torch.")
     rows.add("search warm-up", t, problems=1, note=f"hf engine on {engine.device}, {dtype}")
@@ -167,8 +220,15 @@ def search_rows(rows: Rows, plan: dict, model: str, seed: int) -> None:
     for name, ws in (("search, one problem at a time", 1), ("search, batched", len(problems))):
         t = rows.start()
         r = results[name] = measure(engine, problems, SearchConfig(**base, working_set=ws))
-        rows.add(name, t, problems=r["problems"], pairs=r["pairs"], tokens=r["tokens"],
-                 tokens_per_s=r["tokens_per_s"], note=f"working set {ws}")
+        rows.add(
+            name,
+            t,
+            problems=r["problems"],
+            pairs=r["pairs"],
+            tokens=r["tokens"],
+            tokens_per_s=r["tokens_per_s"],
+            note=f"working set {ws}",
+        )
     one, bat = results.values()
     rows.rows[-1]["note"] += f"; x{bat['tokens_per_s'] / one['tokens_per_s']:.1f} tokens/s over one at a time"
 
@@ -179,8 +239,11 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     ap.add_argument("--tiny", action="store_true", help="the tiny plan (CPU tests): 0.2M model, a few steps")
-    ap.add_argument("--size", choices=sorted(MODEL_SIZES), help="model size instead of the plan's "
-                    "(--tiny --size 50m: the GPU model through the tiny plan's few steps)")
+    ap.add_argument(
+        "--size",
+        choices=sorted(MODEL_SIZES),
+        help="model size instead of the plan's (--tiny --size 50m: the GPU model through the tiny plan's few steps)",
+    )
     ap.add_argument("--work", help="working folder (default: a temporary one, removed)")
     ap.add_argument("--json", help="also write the rows to this file")
     ap.add_argument("--seed", type=int, default=0)
@@ -211,8 +274,11 @@ def main(argv: list[str] | None = None) -> None:
             from transformers import AutoModelForCausalLM
 
             params = sum(p.numel() for p in AutoModelForCausalLM.from_config(conf).parameters())
-        rows.add("build m0", t, note=f"{params / 1e6:.1f}M parameters, {conf.num_hidden_layers} layers x "
-                 f"{conf.hidden_size}, from scratch")
+        rows.add(
+            "build m0",
+            t,
+            note=f"{params / 1e6:.1f}M parameters, {conf.num_hidden_layers} layers x {conf.hidden_size}, from scratch",
+        )
         missing = _trl_missing()
         if missing:
             for name in ("sft", "step-dpo"):
@@ -223,10 +289,12 @@ def main(argv: list[str] | None = None) -> None:
         search_rows(rows, plan, search_model, a.seed)
     dev = torch.cuda.get_device_name() if a.device == "cuda" else "cpu"
     trl = "absent" if missing else __import__("trl").__version__
-    rows.print(f"psr GPU smoke on {dev}: torch {torch.__version__}, transformers {transformers.__version__}, "
-               f"trl {trl}, plan {'tiny' if a.tiny else 'gpu'} "
-               f"({plan['size']} model); peak_mib: " + ("torch.cuda.max_memory_allocated per row" if rows.cuda
-                                                        else "process peak RSS so far"))
+    rows.print(
+        f"psr GPU smoke on {dev}: torch {torch.__version__}, transformers {transformers.__version__}, "
+        f"trl {trl}, plan {'tiny' if a.tiny else 'gpu'} "
+        f"({plan['size']} model); peak_mib: "
+        + ("torch.cuda.max_memory_allocated per row" if rows.cuda else "process peak RSS so far")
+    )
     if a.json:
         with open(a.json, "w") as fh:
             json.dump({"device": dev, "plan": plan, "rows": rows.rows}, fh, indent=1)

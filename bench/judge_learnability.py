@@ -56,7 +56,7 @@ def make_pairs(n: int, seed: int, split: str, world: dict | None = None) -> list
             break
         k = rng.randrange(len(p["steps"]))
         kinds = corruptions(p)
-        kinds = kinds[len(out) % len(kinds):] + kinds[:len(out) % len(kinds)]
+        kinds = kinds[len(out) % len(kinds) :] + kinds[: len(out) % len(kinds)]
         for kind in kinds:
             bad = corrupt_step(p, k, kind, rng)
             if bad is not None and not label_step(p, p["steps"][:k], bad):
@@ -65,14 +65,32 @@ def make_pairs(n: int, seed: int, split: str, world: dict | None = None) -> list
             continue
         good_is_a = len(out) % 2 == 0
         a, b = (p["steps"][k], bad) if good_is_a else (bad, p["steps"][k])
-        out.append({"id": f"{p['id']}/eft", "question": p["question"], "previous_steps": p["steps"][:k],
-                    "step_a": a, "step_b": b, "label": "A" if good_is_a else "B", "kind": kind,
-                    "world": p["world"]})
+        out.append(
+            {
+                "id": f"{p['id']}/eft",
+                "question": p["question"],
+                "previous_steps": p["steps"][:k],
+                "step_a": a,
+                "step_b": b,
+                "label": "A" if good_is_a else "B",
+                "kind": kind,
+                "world": p["world"],
+            }
+        )
     return out
 
 
-def train(model_dir: str, records: list[dict], *, steps: int, batch_size: int, lr: float, seed: int,
-          max_length: int = 1024, at_step=None):
+def train(
+    model_dir: str,
+    records: list[dict],
+    *,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    max_length: int = 1024,
+    at_step=None,
+):
     """SFT ``model_dir`` on ``records``; ``at_step(step, model, tok)`` is called after every optimizer step."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -117,8 +135,11 @@ def train(model_dir: str, records: list[dict], *, steps: int, batch_size: int, l
         opt.step()
         losses.append(loss.item())
         if (step + 1) % 25 == 0:
-            print(f"  step {step + 1}/{steps} loss {sum(losses[-25:]) / 25:.3f} {time.time() - t0:.0f}s",
-                  file=sys.stderr, flush=True)
+            print(
+                f"  step {step + 1}/{steps} loss {sum(losses[-25:]) / 25:.3f} {time.time() - t0:.0f}s",
+                file=sys.stderr,
+                flush=True,
+            )
         if at_step is not None:
             at_step(step + 1, model, tok)
             model.train()
@@ -141,14 +162,21 @@ def judge_accuracy(model, tok, pairs: list[dict], max_new_tokens: int, batch_siz
     tok.padding_side = "left"
     right, parsed, picks_a, by_kind, samples = 0, 0, 0, {}, []
     for i in range(0, len(jobs), batch_size):
-        chunk = jobs[i:i + batch_size]
-        texts = [tok.apply_chat_template([{"role": "user", "content": u}], tokenize=False, add_generation_prompt=True)
-                 for _, u, _ in chunk]
+        chunk = jobs[i : i + batch_size]
+        texts = [
+            tok.apply_chat_template([{"role": "user", "content": u}], tokenize=False, add_generation_prompt=True)
+            for _, u, _ in chunk
+        ]
         enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         with torch.no_grad():
-            out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                                 eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-        for (p, _, truth), seq in zip(chunk, out[:, enc["input_ids"].shape[1]:], strict=True):
+            out = model.generate(
+                **enc,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                eos_token_id=tok.eos_token_id,
+                pad_token_id=tok.pad_token_id,
+            )
+        for (p, _, truth), seq in zip(chunk, out[:, enc["input_ids"].shape[1] :], strict=True):
             text = tok.decode(seq, skip_special_tokens=True)
             v = parse_verdict(text)
             parsed += v is not None
@@ -159,7 +187,14 @@ def judge_accuracy(model, tok, pairs: list[dict], max_new_tokens: int, batch_siz
             k[1] += 1
             if len(samples) < 4:
                 samples.append(text)
-    return {"right": right, "n": len(jobs), "parsed": parsed, "picks_a": picks_a, "by_kind": by_kind, "samples": samples}
+    return {
+        "right": right,
+        "n": len(jobs),
+        "parsed": parsed,
+        "picks_a": picks_a,
+        "by_kind": by_kind,
+        "samples": samples,
+    }
 
 
 def review_probe(model_dir: str, n: int, seed: int, batch_size: int = 32) -> dict:
@@ -187,7 +222,7 @@ def review_probe(model_dir: str, n: int, seed: int, batch_size: int = 32) -> dic
         if not (wrong if want_wrong else rights) or any(" which is " not in line for line in lines):
             continue
         j = wrong[0] if want_wrong else rng.choice(rights)
-        cue = lines[j][:lines[j].index(" which is ") + len(" which is")]
+        cue = lines[j][: lines[j].index(" which is ") + len(" which is")]
         probes.append((f"{head}\nReview:\n" + "".join(line + "\n" for line in lines[:j]) + cue, not want_wrong))
     return _grade(model_dir, probes, ("correct", "wrong"), max_new_tokens=3, batch_size=batch_size)
 
@@ -227,8 +262,12 @@ def comparison_probe(model_dir: str, n: int, seed: int, batch_size: int = 32) ->
     for pair in make_pairs(n, seed + 17, "test"):
         good, bad = (pair["step_a"], pair["step_b"]) if pair["label"] == "A" else (pair["step_b"], pair["step_a"])
         for first, second in ((good, bad), (bad, good)):
-            probes.append((comparison_head(pair["question"], pair["previous_steps"], first, second)
-                           + "The first answer", first is good))
+            probes.append(
+                (
+                    comparison_head(pair["question"], pair["previous_steps"], first, second) + "The first answer",
+                    first is good,
+                )
+            )
     said = {"right": 0, "parsed": 0, "picks_first": 0}
     texts = _continue(model_dir, [q for q, _ in probes], max_new_tokens=96, batch_size=batch_size)
     samples = []
@@ -253,15 +292,16 @@ def _continue(model_dir: str, prompts: list[str], *, max_new_tokens: int, batch_
     tok.padding_side = "left"
     texts = []
     for i in range(0, len(prompts), batch_size):
-        enc = tok(prompts[i:i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = tok(prompts[i : i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
         with torch.no_grad():
             out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
-        texts += [tok.decode(seq, skip_special_tokens=True) for seq in out[:, enc["input_ids"].shape[1]:]]
+        texts += [tok.decode(seq, skip_special_tokens=True) for seq in out[:, enc["input_ids"].shape[1] :]]
     return texts
 
 
-def _grade(model_dir: str, probes: list[tuple[str, bool]], words: tuple[str, str], *, max_new_tokens: int,
-           batch_size: int) -> dict:
+def _grade(
+    model_dir: str, probes: list[tuple[str, bool]], words: tuple[str, str], *, max_new_tokens: int, batch_size: int
+) -> dict:
     """The base model continues each (prompt, step is right) probe greedily; its grade is right when the
     continuation starts with ``words[0]`` for a right step, ``words[1]`` for a wrong one."""
     said = {True: [0, 0], False: [0, 0]}  # truth -> [graded right, n]
@@ -271,8 +311,12 @@ def _grade(model_dir: str, probes: list[tuple[str, bool]], words: tuple[str, str
         said[truth][0] += word.startswith(words[0] if truth else words[1])
         said[truth][1] += 1
     right_ok, wrong_ok = (100 * said[t][0] / max(1, said[t][1]) for t in (True, False))
-    return {"probes": len(probes), "right_steps_called_correct": right_ok, "wrong_steps_called_wrong": wrong_ok,
-            "balanced_accuracy": (right_ok + wrong_ok) / 2}
+    return {
+        "probes": len(probes),
+        "right_steps_called_correct": right_ok,
+        "wrong_steps_called_wrong": wrong_ok,
+        "balanced_accuracy": (right_ok + wrong_ok) / 2,
+    }
 
 
 def main() -> None:
@@ -287,16 +331,29 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--world", choices=["arith", "events"], default="arith",
-                    help="events: psr/world/events.py's problems and corruptions (use --model data/m0-events)")
+    ap.add_argument(
+        "--world",
+        choices=["arith", "events"],
+        default="arith",
+        help="events: psr/world/events.py's problems and corruptions (use --model data/m0-events)",
+    )
     ap.add_argument("--distractors", type=int, default=2, help="events world: the other person's events")
     ap.add_argument("--json", help="also write the results here")
-    ap.add_argument("--probe", type=int, default=0, metavar="N",
-                    help="first let the base model itself grade N steps in its pretraining's review and check "
-                         "formats (review_probe, check_probe) and compare N/2 pairs of steps in both orders "
-                         "(comparison_probe); --styles '' stops there")
-    ap.add_argument("--eval-at", default="", metavar="STEPS",
-                    help="also judge the first 50 test pairs at these optimizer steps (comma-separated)")
+    ap.add_argument(
+        "--probe",
+        type=int,
+        default=0,
+        metavar="N",
+        help="first let the base model itself grade N steps in its pretraining's review and check "
+        "formats (review_probe, check_probe) and compare N/2 pairs of steps in both orders "
+        "(comparison_probe); --styles '' stops there",
+    )
+    ap.add_argument(
+        "--eval-at",
+        default="",
+        metavar="STEPS",
+        help="also judge the first 50 test pairs at these optimizer steps (comma-separated)",
+    )
     a = ap.parse_args()
     eval_at = {int(x) for x in a.eval_at.split(",") if x}
 
@@ -309,21 +366,29 @@ def main() -> None:
     if a.probe:
         for name, probe in (("review", review_probe), ("check", check_probe)):
             r = probe(a.model, a.probe, a.seed)
-            print(f"{name} probe, {a.model}: {r['probes']} steps; right steps called correct "
-                  f"{r['right_steps_called_correct']:.1f}%, wrong steps called wrong "
-                  f"{r['wrong_steps_called_wrong']:.1f}%, balanced accuracy {r['balanced_accuracy']:.1f}%", flush=True)
+            print(
+                f"{name} probe, {a.model}: {r['probes']} steps; right steps called correct "
+                f"{r['right_steps_called_correct']:.1f}%, wrong steps called wrong "
+                f"{r['wrong_steps_called_wrong']:.1f}%, balanced accuracy {r['balanced_accuracy']:.1f}%",
+                flush=True,
+            )
         r = comparison_probe(a.model, a.probe // 2, a.seed)
         lo, hi = wilson(r["right"], r["probes"])
-        print(f"comparison probe, {a.model}: {r['probes'] // 2} pairs in both orders; better answer named "
-              f"{r['right']}/{r['probes']} = {r['accuracy']:.1f}% ({lo:.1f}-{hi:.1f}), parsable {r['parsed']}, "
-              f"picks first {r['picks_first']}", flush=True)
+        print(
+            f"comparison probe, {a.model}: {r['probes'] // 2} pairs in both orders; better answer named "
+            f"{r['right']}/{r['probes']} = {r['accuracy']:.1f}% ({lo:.1f}-{hi:.1f}), parsable {r['parsed']}, "
+            f"picks first {r['picks_first']}",
+            flush=True,
+        )
         for text in r["samples"][:2]:
             print("  " + text.replace("\n", " | "), flush=True)
         if not a.styles:
             return
     world = {} if a.world == "arith" else {"world": "events", "distractors": a.distractors}
-    ift = [{"id": p["id"], "question": p["question"], "steps": p["steps"]}
-           for p in generate_problems(a.ift, seed=a.seed + 7, split="train", **world)]
+    ift = [
+        {"id": p["id"], "question": p["question"], "steps": p["steps"]}
+        for p in generate_problems(a.ift, seed=a.seed + 7, split="train", **world)
+    ]
     train_pairs = make_pairs(a.eft, a.seed, "train", world)
     test_pairs = make_pairs(a.test, a.seed, "test", world)
     from transformers import AutoTokenizer
@@ -331,9 +396,11 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(a.model)
     rows = []
     for style in a.styles.split(","):
-        eft = [{k: p[k] for k in ("id", "question", "previous_steps", "step_a", "step_b")}
-               | {"judgment": judge(p["world"], p["previous_steps"], p["step_a"], p["step_b"], style=style)}
-               for p in train_pairs]
+        eft = [
+            {k: p[k] for k in ("id", "question", "previous_steps", "step_a", "step_b")}
+            | {"judgment": judge(p["world"], p["previous_steps"], p["step_a"], p["step_b"], style=style)}
+            for p in train_pairs
+        ]
         mean_chars = sum(len(r["judgment"]) for r in eft) / len(eft)
         print(f"[{style}] training on {len(ift)} IFT + {len(eft)} EFT, {a.steps} steps", file=sys.stderr)
         max_new = max(len(tokenizer(r["judgment"])["input_ids"]) for r in eft[:200]) + 20
@@ -343,26 +410,44 @@ def main() -> None:
             if step in eval_at:
                 model.eval()
                 res = judge_accuracy(model, tok, test_pairs[:50], max_new)
-                print(f"  [{style}] step {step}: {res['right']}/{res['n']} right, picks A {res['picks_a']}",
-                      flush=True)
+                print(f"  [{style}] step {step}: {res['right']}/{res['n']} right, picks A {res['picks_a']}", flush=True)
 
-        model, tok, n_ex, secs = train(a.model, ift + eft, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
-                                       seed=a.seed, at_step=at_step)
+        model, tok, n_ex, secs = train(
+            a.model, ift + eft, steps=a.steps, batch_size=a.batch_size, lr=a.lr, seed=a.seed, at_step=at_step
+        )
         res = judge_accuracy(model, tok, test_pairs, max_new)
         lo, hi = wilson(res["right"], res["n"])
-        rows.append({"style": style, "right": res["right"], "n": res["n"], "acc": 100 * res["right"] / res["n"],
-                     "lo": lo, "hi": hi, "parsed": 100 * res["parsed"] / res["n"],
-                     "picks_a": 100 * res["picks_a"] / res["n"], "train_s": secs,
-                     "judgment_chars": mean_chars, "by_kind": res["by_kind"], "samples": res["samples"]})
+        rows.append(
+            {
+                "style": style,
+                "right": res["right"],
+                "n": res["n"],
+                "acc": 100 * res["right"] / res["n"],
+                "lo": lo,
+                "hi": hi,
+                "parsed": 100 * res["parsed"] / res["n"],
+                "picks_a": 100 * res["picks_a"] / res["n"],
+                "train_s": secs,
+                "judgment_chars": mean_chars,
+                "by_kind": res["by_kind"],
+                "samples": res["samples"],
+            }
+        )
         print(json.dumps(rows[-1], indent=1), file=sys.stderr, flush=True)
-    print(f"\nmodel {a.model}, world {a.world}{f' (D = {a.distractors})' if world else ''}; {a.ift} IFT + {a.eft} EFT, {a.steps} steps x {a.batch_size}, lr {a.lr:g}, "
-          f"seed {a.seed}; {a.test} held-out pairs judged in both orders (greedy)")
-    print(f"{'style':<16} {'right/n':>9} {'accuracy':>9} {'95% CI':>14} {'parsable':>9} {'picks A':>8} {'chars':>6} "
-          f"{'train s':>8}  per corruption kind")
+    print(
+        f"\nmodel {a.model}, world {a.world}{f' (D = {a.distractors})' if world else ''}; {a.ift} IFT + {a.eft} EFT, {a.steps} steps x {a.batch_size}, lr {a.lr:g}, "
+        f"seed {a.seed}; {a.test} held-out pairs judged in both orders (greedy)"
+    )
+    print(
+        f"{'style':<16} {'right/n':>9} {'accuracy':>9} {'95% CI':>14} {'parsable':>9} {'picks A':>8} {'chars':>6} "
+        f"{'train s':>8}  per corruption kind"
+    )
     for r in rows:
         kinds = " ".join(f"{k} {v[0]}/{v[1]}" for k, v in sorted(r["by_kind"].items()))
-        print(f"{r['style']:<16} {r['right']:>4}/{r['n']:<4} {r['acc']:>8.1f}% {r['lo']:>6.1f}-{r['hi']:<5.1f}% "
-              f"{r['parsed']:>8.1f}% {r['picks_a']:>7.1f}% {r['judgment_chars']:>6.0f} {r['train_s']:>8.0f}  {kinds}")
+        print(
+            f"{r['style']:<16} {r['right']:>4}/{r['n']:<4} {r['acc']:>8.1f}% {r['lo']:>6.1f}-{r['hi']:<5.1f}% "
+            f"{r['parsed']:>8.1f}% {r['picks_a']:>7.1f}% {r['judgment_chars']:>6.0f} {r['train_s']:>8.0f}  {kinds}"
+        )
     if a.json:
         with open(a.json, "w") as fh:
             json.dump(rows, fh, indent=1)

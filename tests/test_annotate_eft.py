@@ -30,8 +30,17 @@ def world_pairs(n_problems, seed=0):
         for k, step in enumerate(p["steps"]):
             bad = corrupt_step(p, k, rng.choice(["wrong_sum", "wrong_quantity", "wrong_operand"]), rng)
             if bad is not None:
-                pairs.append({"id": f"{p['id']}/{k}", "question": p["question"], "previous_steps": p["steps"][:k],
-                              "chosen": step, "rejected": bad, "chosen_score": 0.9, "rejected_score": 0.1})
+                pairs.append(
+                    {
+                        "id": f"{p['id']}/{k}",
+                        "question": p["question"],
+                        "previous_steps": p["steps"][:k],
+                        "chosen": step,
+                        "rejected": bad,
+                        "chosen_score": 0.9,
+                        "rejected_score": 0.1,
+                    }
+                )
     return pairs
 
 
@@ -54,18 +63,30 @@ class VerdictServer(ChatServer):
 
     def _completion(self, body, user):
         text = self.verdicts.get(user, "I cannot tell.")
-        return {"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": body["model"],
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+        return {
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "created": 0,
+            "model": body["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        }
 
 
 # -- the filter, unit by unit -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("va,vb,kind", [
-    ("A", "B", "keep"), ("B", "A", "disagrees_with_prm"), ("A", "A", "inconsistent"), ("B", "B", "inconsistent"),
-    (None, "B", "no_verdict"), ("A", None, "no_verdict"),
-])
+@pytest.mark.parametrize(
+    "va,vb,kind",
+    [
+        ("A", "B", "keep"),
+        ("B", "A", "disagrees_with_prm"),
+        ("A", "A", "inconsistent"),
+        ("B", "B", "inconsistent"),
+        (None, "B", "no_verdict"),
+        ("A", None, "no_verdict"),
+    ],
+)
 def test_classify(va, vb, kind):
     assert ann.classify(va, vb) == kind
 
@@ -89,8 +110,9 @@ def test_oracle_keeps_right_pairs_balanced_and_batched(tmp_path):
         better, worse = (r["step_a"], r["step_b"]) if r["label"] == "A" else (r["step_b"], r["step_a"])
         assert (better, worse) == (p["chosen"], p["rejected"])
         assert parse_verdict(r["judgment"]) == r["label"]
-        assert r["judgment"] == OracleEngine().respond(judge_prompt(r["question"], r["previous_steps"],
-                                                                     r["step_a"], r["step_b"]))
+        assert r["judgment"] == OracleEngine().respond(
+            judge_prompt(r["question"], r["previous_steps"], r["step_a"], r["step_b"])
+        )
         assert label_step(problems[r["question"]], r["previous_steps"], better)
     share_a = counts["label_a"] / len(recs)
     assert 0.4 < share_a < 0.6 and counts["label_a"] + counts["label_b"] == len(recs)
@@ -108,8 +130,17 @@ def test_oracle_drops_pairs_the_prm_ranked_wrong(tmp_path):
     flipped = [{**p, "chosen": p["rejected"], "rejected": p["chosen"]} for p in pairs[:10]]
     tie = [{**p, "id": p["id"] + "-tie", "chosen_score": 0.5, "rejected_score": 0.5} for p in pairs[:3]]
     # A pair whose fields are the other way round: the higher score names the better step.
-    swapped_fields = [{**p, "id": p["id"] + "-sw", "chosen": p["rejected"], "rejected": p["chosen"],
-                       "chosen_score": 0.1, "rejected_score": 0.9} for p in pairs[10:14]]
+    swapped_fields = [
+        {
+            **p,
+            "id": p["id"] + "-sw",
+            "chosen": p["rejected"],
+            "rejected": p["chosen"],
+            "chosen_score": 0.1,
+            "rejected_score": 0.9,
+        }
+        for p in pairs[10:14]
+    ]
     src = write_jsonl(tmp_path / "pairs.jsonl", flipped + pairs[10:] + tie + swapped_fields)
     counts = ann.run(IOConfig([src], str(tmp_path / "eft.jsonl")), ann.AnnotateConfig(), engine=OracleEngine())
     assert counts["disagrees_with_prm"] == 10 and counts["prm_tie"] == 3
@@ -158,12 +189,30 @@ def crafted_case():
     for name, (ja, jb) in plans.items():
         for i in range(3):
             qi = f"{q} (case {name} {i})"
-            pairs.append({"id": f"{name}-{i}", "question": qi, "previous_steps": [], "chosen": good,
-                          "rejected": bad, "chosen_score": 0.8, "rejected_score": 0.3})
+            pairs.append(
+                {
+                    "id": f"{name}-{i}",
+                    "question": qi,
+                    "previous_steps": [],
+                    "chosen": good,
+                    "rejected": bad,
+                    "chosen_score": 0.8,
+                    "rejected_score": 0.3,
+                }
+            )
             verdicts[judge_prompt(qi, [], good, bad)] = ja
             verdicts[judge_prompt(qi, [], bad, good)] = jb
-    pairs.append({"id": "tie", "question": q, "previous_steps": [], "chosen": good, "rejected": bad,
-                  "chosen_score": 0.5, "rejected_score": 0.5})
+    pairs.append(
+        {
+            "id": "tie",
+            "question": q,
+            "previous_steps": [],
+            "chosen": good,
+            "rejected": bad,
+            "chosen_score": 0.5,
+            "rejected_score": 0.5,
+        }
+    )
     return pairs, verdicts
 
 
@@ -172,11 +221,17 @@ def test_openai_engine_swap_consistency_filter(tmp_path):
     src = write_jsonl(tmp_path / "pairs.jsonl", pairs)
     out = str(tmp_path / "eft.jsonl")
     with VerdictServer(verdicts, delay=0.05, models=("judge",)) as server:
-        ecfg = EngineConfig(engine="openai", model="judge", base_url=server.base_url, api_key_env="PSR_TEST_NO_KEY",
-                            concurrency=8)
+        ecfg = EngineConfig(
+            engine="openai", model="judge", base_url=server.base_url, api_key_env="PSR_TEST_NO_KEY", concurrency=8
+        )
         counts = ann.run(IOConfig([src], out), ann.AnnotateConfig(chunk_size=100), ecfg)
         assert {k: counts[k] for k in ("kept", *ann.DROPS)} == {
-            "kept": 3, "inconsistent": 3, "disagrees_with_prm": 3, "no_verdict": 3, "prm_tie": 1}
+            "kept": 3,
+            "inconsistent": 3,
+            "disagrees_with_prm": 3,
+            "no_verdict": 3,
+            "prm_tie": 1,
+        }
         assert len(server.bodies) == 24  # two orders per judged pair; the tie is never sent
         assert server.max_in_flight > 1  # one engine call per chunk, so requests run concurrently
         assert {b["model"] for b in server.bodies} == {"judge"} and {b["temperature"] for b in server.bodies} == {0}
@@ -185,8 +240,9 @@ def test_openai_engine_swap_consistency_filter(tmp_path):
         for r in recs:
             want = "A is right, B is wrong. [[A]]" if r["label"] == "A" else "A is wrong, B is right. [[B]]"
             assert r["judgment"] == want
-            assert (r["step_a"], r["step_b"]) == (("8 - 3 = 5.", "8 - 3 = 6.") if r["label"] == "A"
-                                                  else ("8 - 3 = 6.", "8 - 3 = 5."))
+            assert (r["step_a"], r["step_b"]) == (
+                ("8 - 3 = 5.", "8 - 3 = 6.") if r["label"] == "A" else ("8 - 3 = 6.", "8 - 3 = 5.")
+            )
         # Resume: dropped pairs are remembered too, nothing is sent again.
         n = len(server.bodies)
         assert ann.run(IOConfig([src], out), ann.AnnotateConfig(), ecfg)["kept"] == 0
@@ -198,9 +254,29 @@ def test_cli_through_a_server_with_split(tmp_path):
     src = write_jsonl(tmp_path / "pairs.jsonl", pairs)
     out, test = tmp_path / "eft.jsonl", tmp_path / "eft_test.jsonl"
     with VerdictServer(verdicts, models=("judge",)) as server:
-        res = subprocess.run([*PSR, "annotate-eft", "-i", src, "-o", str(out), "--test-size", "1", "--test-output",
-                              str(test), "--model", "judge", "--base-url", server.base_url, "--api-key-env",
-                              "PSR_TEST_NO_KEY"], capture_output=True, text=True, env={**os.environ, "PSR_QUIET": "0"})
+        res = subprocess.run(
+            [
+                *PSR,
+                "annotate-eft",
+                "-i",
+                src,
+                "-o",
+                str(out),
+                "--test-size",
+                "1",
+                "--test-output",
+                str(test),
+                "--model",
+                "judge",
+                "--base-url",
+                server.base_url,
+                "--api-key-env",
+                "PSR_TEST_NO_KEY",
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PSR_QUIET": "0"},
+        )
     assert res.returncode == 0, res.stderr
     err = " ".join(res.stderr.split())
     assert "kept 3 of 13 pairs" in err and "inconsistent: 3" in err and "disagrees with prm: 3" in err
@@ -209,17 +285,35 @@ def test_cli_through_a_server_with_split(tmp_path):
 
 
 def test_bad_usage_and_input_exit_2(tmp_path):
-    src = write_jsonl(tmp_path / "pairs.jsonl", [{"id": "1", "question": "q", "previous_steps": [], "chosen": "a",
-                                                   "rejected": "b", "chosen_score": "high", "rejected_score": 0.1}])
+    src = write_jsonl(
+        tmp_path / "pairs.jsonl",
+        [
+            {
+                "id": "1",
+                "question": "q",
+                "previous_steps": [],
+                "chosen": "a",
+                "rejected": "b",
+                "chosen_score": "high",
+                "rejected_score": 0.1,
+            }
+        ],
+    )
     res = subprocess.run([*PSR, "annotate-eft", "-i", src, "--engine", "oracle"], capture_output=True, text=True)
     assert res.returncode == 2 and f"{src}:1: field 'chosen_score' must be a number" in res.stderr
     with pytest.raises(InputError, match="--test-size needs --test-output"):
         ann.run(IOConfig([src], str(tmp_path / "o.jsonl")), ann.AnnotateConfig(test_size=5))
-    res = subprocess.run([*PSR, "annotate-eft", "--help"], capture_output=True, text=True,
-                         env={**os.environ, "COLUMNS": "200"})
+    res = subprocess.run(
+        [*PSR, "annotate-eft", "--help"], capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"}
+    )
     text = " ".join(res.stdout.split())
-    for words in ("Reads candidate pair records", "Writes EFT records", "default engine openai", "paper: 500",
-                  "default: 128"):
+    for words in (
+        "Reads candidate pair records",
+        "Writes EFT records",
+        "default engine openai",
+        "paper: 500",
+        "default: 128",
+    ):
         assert words in text.replace("[", "").replace("]", ""), words
 
 
@@ -282,20 +376,32 @@ def test_scoring_responses_match_what_the_srlm_search_scores():
 
 def test_scoring_format_cli_counts_drops_and_refuses_a_bad_format(tmp_path):
     pairs = world_pairs(10)
-    src = write_jsonl(tmp_path / "pairs.jsonl", pairs + [{**pairs[0], "id": "tie", "chosen_score": 0.5,
-                                                          "rejected_score": 0.5}])
+    src = write_jsonl(
+        tmp_path / "pairs.jsonl", pairs + [{**pairs[0], "id": "tie", "chosen_score": 0.5, "rejected_score": 0.5}]
+    )
     out = tmp_path / "eft_scoring.jsonl"
-    res = subprocess.run([*PSR, "annotate-eft", "--format", "scoring", "--engine", "oracle", "-i", src, "-o",
-                          str(out)], capture_output=True, text=True, env={**os.environ, "PSR_QUIET": "0"})
+    res = subprocess.run(
+        [*PSR, "annotate-eft", "--format", "scoring", "--engine", "oracle", "-i", src, "-o", str(out)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PSR_QUIET": "0"},
+    )
     assert res.returncode == 0, res.stderr
     err = " ".join(res.stderr.split())
     assert "annotate-eft (scoring): kept" in err and f"of {len(pairs) + 1} pairs" in err
     for words in ("prm tie: 1", "no score: 0", "score tie:", "disagrees with prm:"):
         assert words in err, words
     assert read_records(str(out), "eft_scoring")
-    res = subprocess.run([*PSR, "annotate-eft", "--format", "votes", "--engine", "oracle", "-i", src, "-o",
-                          str(tmp_path / "x.jsonl")], capture_output=True, text=True)
-    assert res.returncode == 2 and "Invalid value for '--format'" in res.stderr and "is not one of 'pairwise', 'scoring'" in res.stderr
+    res = subprocess.run(
+        [*PSR, "annotate-eft", "--format", "votes", "--engine", "oracle", "-i", src, "-o", str(tmp_path / "x.jsonl")],
+        capture_output=True,
+        text=True,
+    )
+    assert (
+        res.returncode == 2
+        and "Invalid value for '--format'" in res.stderr
+        and "is not one of 'pairwise', 'scoring'" in res.stderr
+    )
 
 
 def _done_ids(path) -> set:
@@ -327,9 +433,26 @@ def test_a_server_failing_45_percent_keeps_what_finished_and_the_rerun_completes
     clean, out = tmp_path / "clean.jsonl", tmp_path / "eft.jsonl"
 
     def annotate(server, path):
-        return subprocess.run([*PSR, "annotate-eft", "-i", src, "-o", str(path), "--model", "judge", "--base-url",
-                               server.base_url, "--api-key-env", "PSR_TEST_NO_KEY", "--max-retries", "1"],
-                              capture_output=True, text=True)
+        return subprocess.run(
+            [
+                *PSR,
+                "annotate-eft",
+                "-i",
+                src,
+                "-o",
+                str(path),
+                "--model",
+                "judge",
+                "--base-url",
+                server.base_url,
+                "--api-key-env",
+                "PSR_TEST_NO_KEY",
+                "--max-retries",
+                "1",
+            ],
+            capture_output=True,
+            text=True,
+        )
 
     with VerdictServer(verdicts, models=("judge",)) as server:
         assert annotate(server, clean).returncode == 0
@@ -347,8 +470,12 @@ def test_a_server_failing_45_percent_keeps_what_finished_and_the_rerun_completes
     assert _done_ids(out) == {p["id"] for p in pairs}
     # the rerun asked only about the pairs left undone
     redone = {p["id"] for p in pairs} - finished
-    assert asked == {judge_prompt(p["question"], [], *steps) for p in pairs if p["id"] in redone
-                     for steps in ((p["chosen"], p["rejected"]), (p["rejected"], p["chosen"]))}
+    assert asked == {
+        judge_prompt(p["question"], [], *steps)
+        for p in pairs
+        if p["id"] in redone
+        for steps in ((p["chosen"], p["rejected"]), (p["rejected"], p["chosen"]))
+    }
 
 
 def test_a_hung_judge_is_bounded_by_request_timeout_on_the_command_line(tmp_path):
@@ -357,9 +484,29 @@ def test_a_hung_judge_is_bounded_by_request_timeout_on_the_command_line(tmp_path
     out = tmp_path / "eft.jsonl"
     hung = judge_prompt(pairs[0]["question"], [], pairs[0]["chosen"], pairs[0]["rejected"])
     with VerdictServer(verdicts, faults={hung: ["hang"] * 2}, hang_s=60.0, models=("judge",)) as server:
-        res = subprocess.run([*PSR, "annotate-eft", "-i", src, "-o", str(out), "--model", "judge", "--base-url",
-                              server.base_url, "--api-key-env", "PSR_TEST_NO_KEY", "--request-timeout", "0.5",
-                              "--max-retries", "1"], capture_output=True, text=True, timeout=50)
+        res = subprocess.run(
+            [
+                *PSR,
+                "annotate-eft",
+                "-i",
+                src,
+                "-o",
+                str(out),
+                "--model",
+                "judge",
+                "--base-url",
+                server.base_url,
+                "--api-key-env",
+                "PSR_TEST_NO_KEY",
+                "--request-timeout",
+                "0.5",
+                "--max-retries",
+                "1",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=50,
+        )
     assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
     assert "no answer within 0.5s" in res.stderr and "1 pair(s) got no judgment" in " ".join(res.stderr.split())
     assert _done_ids(out) == {p["id"] for p in pairs} - {pairs[0]["id"]}  # all but the hung one are done
@@ -373,8 +520,11 @@ def test_the_oracle_engines_model_names_its_judge_style(tmp_path):
     for style in ("lookup-first", None):
         out = tmp_path / f"eft-{style}.jsonl"
         extra = ["--model", style] if style else []
-        res = subprocess.run([*PSR, "annotate-eft", "-i", src, "-o", str(out), "--engine", "oracle", *extra],
-                             capture_output=True, text=True)
+        res = subprocess.run(
+            [*PSR, "annotate-eft", "-i", src, "-o", str(out), "--engine", "oracle", *extra],
+            capture_output=True,
+            text=True,
+        )
         assert res.returncode == 0, res.stderr
         outs[style] = read_jsonl(out)
     problems = {p["question"]: p for p in generate_problems(6, seed=0)}

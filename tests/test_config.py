@@ -14,9 +14,14 @@ from psr.cli import ORDER, app
 from psr.cli.config import option_keys
 
 ENV = {**os.environ, "PSR_QUIET": "1", "COLUMNS": "200"}
-SOLUTIONS = [{"id": f"s{i}", "question": f"What is {i} + 1?",
-              "solution": f"{i} + 1 = {i + 1}. So the sum is {i + 1}. The answer is \\boxed{{{i + 1}}}."}
-             for i in range(4)]
+SOLUTIONS = [
+    {
+        "id": f"s{i}",
+        "question": f"What is {i} + 1?",
+        "solution": f"{i} + 1 = {i + 1}. So the sum is {i + 1}. The answer is \\boxed{{{i + 1}}}.",
+    }
+    for i in range(4)
+]
 
 
 def psr(*args, cwd=None):
@@ -67,14 +72,17 @@ def test_a_repeatable_option_from_the_file_is_replaced_by_the_command_line(tmp_p
     assert [r["id"] for r in read_jsonl(only_b)] == ["s2", "s3"]  # not appended to the file's list
 
 
-@pytest.mark.parametrize("values, words", [
-    ({"method": "rules", "no-such-option": 1}, ["unknown key 'no-such-option'", "c.yaml"]),
-    ({"chunk-size": "many"}, ["key 'chunk-size'", "integer"]),
-    ({"engine": "gpt"}, ["key 'engine'", "'gpt' is not one of"]),
-    ({"box-answer": "perhaps"}, ["key 'box-answer'", "boolean"]),
-    ({"max-tokens": 5, "max_tokens": 6}, ["'max-tokens' and 'max_tokens' set the same option"]),
-    (["a", "list"], ["must be a mapping"]),
-])
+@pytest.mark.parametrize(
+    "values, words",
+    [
+        ({"method": "rules", "no-such-option": 1}, ["unknown key 'no-such-option'", "c.yaml"]),
+        ({"chunk-size": "many"}, ["key 'chunk-size'", "integer"]),
+        ({"engine": "gpt"}, ["key 'engine'", "'gpt' is not one of"]),
+        ({"box-answer": "perhaps"}, ["key 'box-answer'", "boolean"]),
+        ({"max-tokens": 5, "max_tokens": 6}, ["'max-tokens' and 'max_tokens' set the same option"]),
+        (["a", "list"], ["must be a mapping"]),
+    ],
+)
 def test_bad_files_are_one_line_naming_the_key(tmp_path, values, words):
     cfg = config(tmp_path / "c.yaml", values)
     res = psr("segment", "--config", cfg, "-i", tmp_path / "missing.jsonl", "-o", tmp_path / "out.jsonl")
@@ -96,8 +104,9 @@ def test_unreadable_and_broken_files(tmp_path):
 def test_the_written_config_repeats_the_run(tmp_path):
     """The round trip: `psr CMD --config OUTPUT.config.yaml` alone makes the same output again."""
     data = write_jsonl(tmp_path / "in.jsonl", SOLUTIONS)
-    res = psr("segment", "-i", data, "-o", "out.jsonl", "--method", "rules", "--no-box-answer", "--shard", "0/2",
-              cwd=tmp_path)
+    res = psr(
+        "segment", "-i", data, "-o", "out.jsonl", "--method", "rules", "--no-box-answer", "--shard", "0/2", cwd=tmp_path
+    )
     assert res.returncode == 0, res.stderr
     first = (tmp_path / "out.jsonl").read_bytes()
     assert [r["id"] for r in read_jsonl(tmp_path / "out.jsonl")] == ["s0", "s1"]
@@ -132,10 +141,14 @@ def test_keys_are_the_long_option_names():
 def test_a_training_run_writes_its_options_into_the_model_directory(tiny_model_dir, tmp_path):
     from typer.testing import CliRunner
 
-    ift = write_jsonl(tmp_path / "ift.jsonl", [{"id": "i0", "question": "What is 1 + 1?",
-                                                "steps": ["1 + 1 = 2.", "The answer is \\boxed{2}."]}])
-    cfg = config(tmp_path / "c.yaml", {"input": [ift], "model": tiny_model_dir, "max-steps": 1, "batch-size": 1,
-                                       "learning_rate": 1e-4})
+    ift = write_jsonl(
+        tmp_path / "ift.jsonl",
+        [{"id": "i0", "question": "What is 1 + 1?", "steps": ["1 + 1 = 2.", "The answer is \\boxed{2}."]}],
+    )
+    cfg = config(
+        tmp_path / "c.yaml",
+        {"input": [ift], "model": tiny_model_dir, "max-steps": 1, "batch-size": 1, "learning_rate": 1e-4},
+    )
     model = tmp_path / "m1"
     res = CliRunner().invoke(app, ["sft", "--config", cfg, "-o", str(model)])
     assert res.exit_code == 0, res.output
@@ -149,8 +162,18 @@ def test_a_training_run_writes_its_options_into_the_model_directory(tiny_model_d
 
 def test_psr_demo_says_what_it_writes_and_refuses_a_missing_base_model(tmp_path):
     helped = " ".join(psr("demo", "--help").stdout.split())
-    for words in ("world/", "ift.jsonl", "m1/", "evals/", "accuracy.md", "Rerunning resumes", "--world",
-                  "--distractors", "--other-first", "lookup-first"):
+    for words in (
+        "world/",
+        "ift.jsonl",
+        "m1/",
+        "evals/",
+        "accuracy.md",
+        "Rerunning resumes",
+        "--world",
+        "--distractors",
+        "--other-first",
+        "lookup-first",
+    ):
         assert words in helped, words
     from psr.cli.demo import JUDGE_STYLES
     from psr.world.oracle import JUDGE_STYLES as ORACLE_STYLES
@@ -166,12 +189,25 @@ def test_a_search_with_engine_options_from_the_file_repeats_from_what_it_wrote(t
     from psr.world.generator import generate_problems
 
     write_jsonl(tmp_path / "q.jsonl", generate_problems(3, seed=1, split="test"))
-    cfg = config(tmp_path / "c.yaml", {"input": ["q.jsonl"], "engine": "oracle", "width": 2, "max_iterations": 6,
-                                       "trajectories": "traj.jsonl", "seed": 3})
+    cfg = config(
+        tmp_path / "c.yaml",
+        {
+            "input": ["q.jsonl"],
+            "engine": "oracle",
+            "width": 2,
+            "max_iterations": 6,
+            "trajectories": "traj.jsonl",
+            "seed": 3,
+        },
+    )
     assert psr("search", "--config", cfg, "-o", "ppd.jsonl", "--temperature", "0.9", cwd=tmp_path).returncode == 0
     written = yaml.safe_load((tmp_path / "ppd.jsonl.config.yaml").read_text())
-    assert (written["engine"], written["width"], written["max-iterations"], written["temperature"]) == \
-        ("oracle", 2, 6, 0.9)
+    assert (written["engine"], written["width"], written["max-iterations"], written["temperature"]) == (
+        "oracle",
+        2,
+        6,
+        0.9,
+    )
     first = read_jsonl(tmp_path / "traj.jsonl")
     assert len(first) == 3
     for name in ("ppd.jsonl", "ppd.jsonl.done", "traj.jsonl"):

@@ -17,8 +17,12 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "run"
-    proc = subprocess.run([sys.executable, "-m", "psr.world.demo", "--size", "ci", "--out", str(out), "--srlm",
-                           "--oracle-judge"], capture_output=True, text=True, timeout=1800)
+    proc = subprocess.run(
+        [sys.executable, "-m", "psr.world.demo", "--size", "ci", "--out", str(out), "--srlm", "--oracle-judge"],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     return str(out), proc
 
@@ -62,8 +66,10 @@ def test_every_stage_wrote_well_formed_output(run):
         if n:
             assert read_records(p(f"ppd_m{i}.jsonl"), "ppd")
         else:  # a round whose judgments all tied (a chance-level judge at CI size) passes its model on
-            assert open(p(f"m{i}", "model.safetensors"), "rb").read() == \
-                open(p(f"m{i + 1}", "model.safetensors"), "rb").read()
+            assert (
+                open(p(f"m{i}", "model.safetensors"), "rb").read()
+                == open(p(f"m{i + 1}", "model.safetensors"), "rb").read()
+            )
         made += n
     # Pairs are made somewhere: by M1's own judgments or, failing those, by the oracle-judged control.
     assert made or read_records(p("ppd_m1_oracle.jsonl"), "ppd")
@@ -74,8 +80,9 @@ def test_every_stage_wrote_well_formed_output(run):
     assert s1["ift_records"] == len(ift) and s1["eft_records"] == len(scoring_train)
     for branch, srcs in (("srlm", ("s1", "s2")), ("oracle", ("m1", "o2"))):
         for src in srcs:
-            assert len(read_records(p(f"trajectories_{src}_{branch}.jsonl"), None)) == \
-                sum(1 for _ in open(p(f"search_problems_m{src[1]}.jsonl")))
+            assert len(read_records(p(f"trajectories_{src}_{branch}.jsonl"), None)) == sum(
+                1 for _ in open(p(f"search_problems_m{src[1]}.jsonl"))
+            )
     # S1 scores whole solutions with Yuan et al.'s prompt. At CI size it trains on a few dozen scoring records and
     # rarely writes a parsable "Score: n" yet (a measured run: 1 of 20 held-out judgments, 3 of 36 in its search,
     # none in a pair), so the branch may make no pairs; the search counts every judgment without a score, and
@@ -119,8 +126,12 @@ def test_summary_covers_every_model(run):
 def test_rerun_resumes_without_redoing_work(run):
     out, _ = run
     before = {f: os.path.getsize(os.path.join(out, f)) for f in ("ift.jsonl", "pairs.jsonl", "ppd_m1.jsonl")}
-    proc = subprocess.run([sys.executable, "-m", "psr.world.demo", "--size", "ci", "--out", out, "--srlm",
-                           "--oracle-judge"], capture_output=True, text=True, timeout=1800)
+    proc = subprocess.run(
+        [sys.executable, "-m", "psr.world.demo", "--size", "ci", "--out", out, "--srlm", "--oracle-judge"],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "skip" in proc.stderr
     assert before == {f: os.path.getsize(os.path.join(out, f)) for f in before}
@@ -130,8 +141,9 @@ def test_seed_report_reads_the_run(run):
     # bench/demo_seeds.py pairs every model's answers per problem; with one seed its M3 - M1 gain must be
     # exactly the difference of the two accuracies in the demo's own summary.
     out, _ = run
-    proc = subprocess.run([sys.executable, os.path.join(REPO, "bench", "demo_seeds.py"), out],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, os.path.join(REPO, "bench", "demo_seeds.py"), out], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     summary = json.load(open(os.path.join(out, "demo_summary.json")))
     acc = {m["model"]: m["benchmarks"]["world"] for m in summary["models"]}
@@ -139,7 +151,7 @@ def test_seed_report_reads_the_run(run):
         row = next(line for line in proc.stdout.splitlines() if line.startswith(f"| {a} - {b}"))
         assert f"| {acc[a] - acc[b]:+.1f} |" in row
     # issue 18's gates are printed from the same run: each of the three, passed or not, with its numbers
-    gates = proc.stdout[proc.stdout.index("## Gates (issue 18)"):]
+    gates = proc.stdout[proc.stdout.index("## Gates (issue 18)") :]
     for gate in ("gate 1 (training half", "gate 2 (judge half", "gate 3 (method"):
         assert gate in gates
     assert "O3 - M1 >= +5" in gates and f"pooled {acc['O3'] - acc['M1']:+.1f}" in gates
@@ -149,8 +161,24 @@ def test_gate_stop_ends_the_run_when_the_judge_is_at_chance(run):
     # The gate is read from the run's own measurement: --gate stop must exit 1 exactly when M1 did not pass.
     out, _ = run
     gate = json.load(open(os.path.join(out, "judge_gate.json")))
-    proc = subprocess.run([sys.executable, "-m", "psr.world.demo", "--size", "ci", "--out", out, "--srlm",
-                           "--oracle-judge", "--gate", "stop"], capture_output=True, text=True, timeout=1800)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "psr.world.demo",
+            "--size",
+            "ci",
+            "--out",
+            out,
+            "--srlm",
+            "--oracle-judge",
+            "--gate",
+            "stop",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     assert proc.returncode == (0 if gate["passed"] else 1), proc.stderr[-3000:]
     assert "judge gate: M1" in proc.stderr
 
@@ -162,13 +190,21 @@ def test_iterate_adds_a_round_on_top_of_the_run(run, tmp_path):
 
     out = str(tmp_path / "run")
     shutil.copytree(run[0], out)
-    kept = {f: open(os.path.join(out, f), "rb").read() for f in ("ppd_m1.jsonl", "ppd_m2.jsonl", "m3/model.safetensors")}
-    proc = subprocess.run([sys.executable, "-m", "psr.world.demo", "--size", "ci", "--out", out, "--iterate", "1"],
-                          capture_output=True, text=True, timeout=1800)
+    kept = {
+        f: open(os.path.join(out, f), "rb").read() for f in ("ppd_m1.jsonl", "ppd_m2.jsonl", "m3/model.safetensors")
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "psr.world.demo", "--size", "ci", "--out", out, "--iterate", "1"],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert kept == {f: open(os.path.join(out, f), "rb").read() for f in kept}
-    searched = [{r["question"] for r in read_records(os.path.join(out, f"search_problems_m{i}.jsonl"), "problem")}
-                for i in (1, 2, 3)]
+    searched = [
+        {r["question"] for r in read_records(os.path.join(out, f"search_problems_m{i}.jsonl"), "problem")}
+        for i in (1, 2, 3)
+    ]
     assert searched[2] and not searched[2] & (searched[0] | searched[1])  # round 3 meets new questions
     traj = read_records(os.path.join(out, "trajectories_m3.jsonl"), None)
     assert len(traj) == len(searched[2])

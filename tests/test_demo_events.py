@@ -20,9 +20,31 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo_events") / "run"
-    proc = subprocess.run([sys.executable, "-m", "psr.cli", "demo", "--world", "events", "--size", "events-ci",
-                           "--distractors", "1", "--oracle-judge", "--judge-style", "lookup-first", "-o", str(out)],
-                          capture_output=True, text=True, timeout=1800, env={**os.environ, "PSR_QUIET": "1"})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "psr.cli",
+            "demo",
+            "--world",
+            "events",
+            "--size",
+            "events-ci",
+            "--distractors",
+            "1",
+            "--iterations",
+            "1",
+            "--oracle-judge",
+            "--judge-style",
+            "lookup-first",
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=2400,
+        env={**os.environ, "PSR_QUIET": "1"},
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     return str(out), proc
 
@@ -51,15 +73,16 @@ def test_eft_judgments_are_in_the_asked_style(run):
 def test_every_branch_is_evaluated_and_the_seed_report_reads_the_run(run):
     out, _ = run
     summary = json.load(open(os.path.join(out, "demo_summary.json")))
-    assert [m["model"] for m in summary["models"]] == ["M0", "M1", "M2", "M3", "O2", "O3"]
+    assert [m["model"] for m in summary["models"]] == ["M0", "M1", "M2", "O2"]
     assert all(m["benchmarks"]["world"] is not None for m in summary["models"])
     assert "gsm8k" not in summary["models"][0]["benchmarks"]  # noise for a world-only model: not in the events sizes
-    proc = subprocess.run([sys.executable, os.path.join(REPO, "bench", "demo_seeds.py"), out],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, os.path.join(REPO, "bench", "demo_seeds.py"), out], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     acc = {m["model"]: m["benchmarks"]["world"] for m in summary["models"]}
-    gates = proc.stdout[proc.stdout.index("## Gates (issue 18)"):]
-    assert f"pooled {acc['O3'] - acc['M1']:+.1f}" in gates
+    gates = proc.stdout[proc.stdout.index("## Gates (issue 18)") :]
+    assert f"one round only: O2 - M1 per seed {acc['O2'] - acc['M1']:+.1f}; pooled" in gates
     assert "M1's judgments right by record:" in gates
     wrong = sum(1 for r in read_records(os.path.join(out, "evals", "m1.jsonl"), None) if not r["correct"])
     assert f"M1's wrong held-out solutions, seed 0: {wrong}," in gates

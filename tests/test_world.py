@@ -11,14 +11,7 @@ import pytest
 from helpers import PSR
 
 from psr.core.errors import PsrError
-from psr.core.prompts import (
-    judge_prompt,
-    parse_score,
-    parse_verdict,
-    segment_prompt,
-    srlm_score_prompt,
-    step_prompt,
-)
+from psr.core.prompts import judge_prompt, parse_score, parse_verdict, segment_prompt, srlm_score_prompt, step_prompt
 from psr.core.records import read_records, validate
 from psr.core.steps import format_steps, parse_steps
 from psr.engines import EngineConfig, Sampling, load_engine
@@ -90,7 +83,7 @@ def test_problems_have_the_promised_shape():
             a, sym, x, c = parse_equation(step)
             assert (a, [sym, x], c) == (w["values"][i], w["ops"][i], w["values"][i + 1])
             # The step restates the quantity it starts from before its equation.
-            assert str(a) in step[:step.index(", so ")]
+            assert str(a) in step[: step.index(", so ")]
             assert ("\\boxed{" + p["answer"] + "}" in step) == (i == len(p["steps"]) - 1)
         # The oracle can read every question back.
         assert parse_question(p["question"]) == w
@@ -99,31 +92,37 @@ def test_problems_have_the_promised_shape():
 # -- the oracle's step labels and verdicts on hand-written cases ---------------------------------
 
 
-@pytest.mark.parametrize("previous,step,ok", [
-    ([], RIGHT_1, True),
-    ([], WRONG_SUM_1, False),
-    ([], WRONG_QUANTITY_1, False),
-    ([], WRONG_OPERAND_1, False),
-    ([], EARLY_BOX_1, False),
-    ([RIGHT_1], RIGHT_2, True),
-    ([RIGHT_1], UNBOXED_RIGHT_2, True),
-    ([RIGHT_1], WRONG_QUANTITY_2, False),
-    ([RIGHT_1], WRONG_BOX_2, False),
-    ([RIGHT_1], RIGHT_1, False),  # a copied step
-    ([RIGHT_1], "Step 1: " + RIGHT_1, False),  # copied with its prefix
-    ([RIGHT_1], "Now I add things up.", False),  # no equation
-    ([RIGHT_1, RIGHT_2], "Tom then has 9 + 0 = 9 apples.", False),  # past the last event
-])
+@pytest.mark.parametrize(
+    "previous,step,ok",
+    [
+        ([], RIGHT_1, True),
+        ([], WRONG_SUM_1, False),
+        ([], WRONG_QUANTITY_1, False),
+        ([], WRONG_OPERAND_1, False),
+        ([], EARLY_BOX_1, False),
+        ([RIGHT_1], RIGHT_2, True),
+        ([RIGHT_1], UNBOXED_RIGHT_2, True),
+        ([RIGHT_1], WRONG_QUANTITY_2, False),
+        ([RIGHT_1], WRONG_BOX_2, False),
+        ([RIGHT_1], RIGHT_1, False),  # a copied step
+        ([RIGHT_1], "Step 1: " + RIGHT_1, False),  # copied with its prefix
+        ([RIGHT_1], "Now I add things up.", False),  # no equation
+        ([RIGHT_1, RIGHT_2], "Tom then has 9 + 0 = 9 apples.", False),  # past the last event
+    ],
+)
 def test_label_step_hand_written(previous, step, ok):
     assert label_step(PROBLEM, previous, step) is ok
 
 
-@pytest.mark.parametrize("previous,good,bad,reason", [
-    ([], RIGHT_1, WRONG_SUM_1, "8 - 3 is 5"),
-    ([], RIGHT_1, WRONG_QUANTITY_1, "it should start from 8, the start in the question"),
-    ([RIGHT_1], RIGHT_2, WRONG_QUANTITY_2, "it should start from 5, the result of Step 1"),
-    ([RIGHT_1], RIGHT_2, RIGHT_1, "repeats Step 1"),
-])
+@pytest.mark.parametrize(
+    "previous,good,bad,reason",
+    [
+        ([], RIGHT_1, WRONG_SUM_1, "8 - 3 is 5"),
+        ([], RIGHT_1, WRONG_QUANTITY_1, "it should start from 8, the start in the question"),
+        ([RIGHT_1], RIGHT_2, WRONG_QUANTITY_2, "it should start from 5, the result of Step 1"),
+        ([RIGHT_1], RIGHT_2, RIGHT_1, "repeats Step 1"),
+    ],
+)
 def test_judge_verdicts_hand_written_both_orders(previous, good, bad, reason):
     oracle = load_engine(EngineConfig(engine="oracle"))
     assert isinstance(oracle, OracleEngine)
@@ -139,22 +138,29 @@ def test_judge_verdicts_hand_written_both_orders(previous, good, bad, reason):
 
 def test_judge_explanation_is_short_and_regular():
     text = judge(parse_question(Q), [], RIGHT_1, WRONG_SUM_1)
-    assert text == ("Assistant A computes 8 - 3 = 5, which is correct. "
-                    "Assistant B computes 8 - 3 = 6, which is wrong: 8 - 3 is 5. [[A]]")
+    assert text == (
+        "Assistant A computes 8 - 3 = 5, which is correct. "
+        "Assistant B computes 8 - 3 = 6, which is wrong: 8 - 3 is 5. [[A]]"
+    )
 
 
-@pytest.mark.parametrize("previous,good,bad,reason", [
-    ([], RIGHT_1, WRONG_SUM_1, "Result: 8 - 3 = 5, it wrote 6: different."),
-    ([], RIGHT_1, WRONG_QUANTITY_1, "Start: should be 8, it uses 9: different."),
-    ([], RIGHT_1, WRONG_OPERAND_1, "Event: should be - 3, it does - 4: different."),
-    ([RIGHT_1], RIGHT_2, WRONG_QUANTITY_2, "Start: should be 5, it uses 8: different."),
-    ([RIGHT_1], RIGHT_2, WRONG_BOX_2, "Box: should be 9, it boxes 10: different."),
-    ([RIGHT_1], RIGHT_2, RIGHT_1, "repeats Step 1"),
-])
+@pytest.mark.parametrize(
+    "previous,good,bad,reason",
+    [
+        ([], RIGHT_1, WRONG_SUM_1, "Result: 8 - 3 = 5, it wrote 6: different."),
+        ([], RIGHT_1, WRONG_QUANTITY_1, "Start: should be 8, it uses 9: different."),
+        ([], RIGHT_1, WRONG_OPERAND_1, "Event: should be - 3, it does - 4: different."),
+        ([RIGHT_1], RIGHT_2, WRONG_QUANTITY_2, "Start: should be 5, it uses 8: different."),
+        ([RIGHT_1], RIGHT_2, WRONG_BOX_2, "Box: should be 9, it boxes 10: different."),
+        ([RIGHT_1], RIGHT_2, RIGHT_1, "repeats Step 1"),
+    ],
+)
 def test_recompute_first_judge_hand_written_both_orders(previous, good, bad, reason):
     meta = parse_question(Q)
-    for text, good_side, bad_side in ((judge(meta, previous, good, bad, style="recompute-first"), "A", "B"),
-                                      (judge(meta, previous, bad, good, style="recompute-first"), "B", "A")):
+    for text, good_side, bad_side in (
+        (judge(meta, previous, good, bad, style="recompute-first"), "A", "B"),
+        (judge(meta, previous, bad, good, style="recompute-first"), "B", "A"),
+    ):
         assert f"Assistant {good_side} writes" in text and f"So Assistant {good_side} is correct." in text
         assert f"So Assistant {bad_side} is wrong." in text and reason in text
         assert text.endswith(f"[[{good_side}]]")
@@ -164,22 +170,28 @@ def test_recompute_first_explanation_stops_at_the_first_failing_check():
     assert judge(parse_question(Q), [], RIGHT_1, WRONG_QUANTITY_1, style="recompute-first") == (
         "Assistant A writes 8 - 3 = 5. Start: should be 8, it uses 8: same. Event: should be - 3, it does - 3: "
         "same. Result: 8 - 3 = 5, it wrote 5: same. So Assistant A is correct. "
-        "Assistant B writes 9 - 3 = 6. Start: should be 8, it uses 9: different. So Assistant B is wrong. [[A]]")
+        "Assistant B writes 9 - 3 = 6. Start: should be 8, it uses 9: different. So Assistant B is wrong. [[A]]"
+    )
     with pytest.raises(ValueError):
         judge(parse_question(Q), [], RIGHT_1, WRONG_SUM_1, style="terse")
 
 
-@pytest.mark.parametrize("previous,good,bad,mine,theirs", [
-    ([], RIGHT_1, WRONG_SUM_1, "8 - 3 = 5", "writes 8 - 3 = 6: different."),
-    ([], RIGHT_1, WRONG_QUANTITY_1, "8 - 3 = 5", "writes 9 - 3 = 6: different."),
-    ([RIGHT_1], RIGHT_2, WRONG_QUANTITY_2, "5 + 4 = 9", "writes 8 + 4 = 12: different."),
-    ([RIGHT_1], RIGHT_2, WRONG_BOX_2, "5 + 4 = 9", "writes 5 + 4 = 9: same, but it boxes 10."),
-    ([RIGHT_1], RIGHT_2, RIGHT_1, "5 + 4 = 9", "writes 8 - 3 = 5: different."),
-])
+@pytest.mark.parametrize(
+    "previous,good,bad,mine,theirs",
+    [
+        ([], RIGHT_1, WRONG_SUM_1, "8 - 3 = 5", "writes 8 - 3 = 6: different."),
+        ([], RIGHT_1, WRONG_QUANTITY_1, "8 - 3 = 5", "writes 9 - 3 = 6: different."),
+        ([RIGHT_1], RIGHT_2, WRONG_QUANTITY_2, "5 + 4 = 9", "writes 8 + 4 = 12: different."),
+        ([RIGHT_1], RIGHT_2, WRONG_BOX_2, "5 + 4 = 9", "writes 5 + 4 = 9: same, but it boxes 10."),
+        ([RIGHT_1], RIGHT_2, RIGHT_1, "5 + 4 = 9", "writes 8 - 3 = 5: different."),
+    ],
+)
 def test_solve_first_judge_writes_its_own_step_then_compares(previous, good, bad, mine, theirs):
     meta = parse_question(Q)
-    for text, good_side, bad_side in ((judge(meta, previous, good, bad, style="solve-first"), "A", "B"),
-                                      (judge(meta, previous, bad, good, style="solve-first"), "B", "A")):
+    for text, good_side, bad_side in (
+        (judge(meta, previous, good, bad, style="solve-first"), "A", "B"),
+        (judge(meta, previous, bad, good, style="solve-first"), "B", "A"),
+    ):
         assert text.startswith(f"My next step: {mine}. ")
         assert f"Assistant {good_side} writes {mine}: same." in text and f"Assistant {bad_side} {theirs}" in text
         assert text.endswith(f"[[{good_side}]]")
@@ -227,14 +239,20 @@ def test_judge_prompt_round_trip_on_generated_problems():
         k = rng.randrange(len(p["steps"]))
         bad = corrupt_step(p, k, "wrong_sum", rng)
         assert parse_judge_prompt(judge_prompt(p["question"], p["steps"][:k], bad, p["steps"][k])) == (
-            p["question"], p["steps"][:k], bad, p["steps"][k])
+            p["question"],
+            p["steps"][:k],
+            bad,
+            p["steps"][k],
+        )
 
 
 # -- the oracle as Yuan et al.'s 0-5 solution scorer (the SRLM baseline's judge) ------------------
 
 # Three events: 8 - 3 = 5, 5 + 4 = 9, 9 * 2 = 18.
-Q3 = ("Tom has 8 apples. Then he gives away 3 apples. Then he finds 4 more apples. Then he doubles the number of "
-      "apples. How many apples does Tom have now?")
+Q3 = (
+    "Tom has 8 apples. Then he gives away 3 apples. Then he finds 4 more apples. Then he doubles the number of "
+    "apples. How many apples does Tom have now?"
+)
 MID_2 = "Tom then finds 4 more apples to add to his 5, so 5 + 4 = 9."
 RIGHT_3 = "Tom then doubles his 9 apples, so 9 * 2 = \\boxed{18}."
 WRONG_SUM_3 = "Tom then doubles his 9 apples, so 9 * 2 = \\boxed{16}."
@@ -246,27 +264,42 @@ def score(question, steps):
     return parse_score(text), text
 
 
-@pytest.mark.parametrize("question,steps,want,says", [
-    (Q, [RIGHT_1, RIGHT_2], 5, "All 2 steps are right and Step 2 boxes 9"),
-    (Q3, [RIGHT_1, MID_2, RIGHT_3], 5, "All 3 steps are right"),
-    (Q3, [RIGHT_1, MID_2, "Tom then doubles his 9 apples, so 9 * 2 = 18."], 4, "no answer is boxed"),
-    (Q, [RIGHT_1, WRONG_BOX_2], 4, "Step 2 computes 5 + 4 = 9, which is right, but it boxes 10"),
-    (Q, [RIGHT_1, RIGHT_2, "Tom then has 9 + 0 = 9 apples."], 4, "Step 3 computes 9 + 0 = 9, which is wrong: the "
-                                                                "question has no event left"),
-    (Q3, [RIGHT_1, MID_2, WRONG_SUM_3], 3, "Step 3 computes 9 * 2 = 16, which is wrong: 9 * 2 is 18"),
-    (Q3, [RIGHT_1, MID_2], 3, "Steps 1 to 2 are right, then it stops"),
-    (Q, [RIGHT_1, "Tom then finds 4 more apples to add to his 5, so 5 + 4 = \\boxed{10}."], 2,
-     "Step 2 computes 5 + 4 = 10, which is wrong: 5 + 4 is 9"),  # a wrong sum in step 2
-    (Q, [RIGHT_1, WRONG_QUANTITY_2], 2, "Step 2 computes 8 + 4 = 12, which is wrong: it should start from 5, "
-                                       "the result of Step 1"),  # a wrong quantity
-    (Q, [RIGHT_1, RIGHT_1], 2, "Step 2 repeats Step 1, which is wrong"),  # a copied step
-    (Q, [RIGHT_1], 2, "Step 1 is right, then it stops"),
-    (Q, [WRONG_QUANTITY_1, RIGHT_2], 1, "Step 1 computes 9 - 3 = 6, which is wrong: it should start from 8"),
-    (Q, [WRONG_SUM_1], 1, "Step 1 computes 8 - 3 = 6, which is wrong: 8 - 3 is 5"),
-    (Q, ["I like apples a lot."], 0, "No equation uses the question's numbers"),
-    (Q, ["So 20 + 30 = 50."], 0, "No equation uses the question's numbers"),
-    (Q, [], 0, "The response is empty"),  # an empty response
-])
+@pytest.mark.parametrize(
+    "question,steps,want,says",
+    [
+        (Q, [RIGHT_1, RIGHT_2], 5, "All 2 steps are right and Step 2 boxes 9"),
+        (Q3, [RIGHT_1, MID_2, RIGHT_3], 5, "All 3 steps are right"),
+        (Q3, [RIGHT_1, MID_2, "Tom then doubles his 9 apples, so 9 * 2 = 18."], 4, "no answer is boxed"),
+        (Q, [RIGHT_1, WRONG_BOX_2], 4, "Step 2 computes 5 + 4 = 9, which is right, but it boxes 10"),
+        (
+            Q,
+            [RIGHT_1, RIGHT_2, "Tom then has 9 + 0 = 9 apples."],
+            4,
+            "Step 3 computes 9 + 0 = 9, which is wrong: the question has no event left",
+        ),
+        (Q3, [RIGHT_1, MID_2, WRONG_SUM_3], 3, "Step 3 computes 9 * 2 = 16, which is wrong: 9 * 2 is 18"),
+        (Q3, [RIGHT_1, MID_2], 3, "Steps 1 to 2 are right, then it stops"),
+        (
+            Q,
+            [RIGHT_1, "Tom then finds 4 more apples to add to his 5, so 5 + 4 = \\boxed{10}."],
+            2,
+            "Step 2 computes 5 + 4 = 10, which is wrong: 5 + 4 is 9",
+        ),  # a wrong sum in step 2
+        (
+            Q,
+            [RIGHT_1, WRONG_QUANTITY_2],
+            2,
+            "Step 2 computes 8 + 4 = 12, which is wrong: it should start from 5, the result of Step 1",
+        ),  # a wrong quantity
+        (Q, [RIGHT_1, RIGHT_1], 2, "Step 2 repeats Step 1, which is wrong"),  # a copied step
+        (Q, [RIGHT_1], 2, "Step 1 is right, then it stops"),
+        (Q, [WRONG_QUANTITY_1, RIGHT_2], 1, "Step 1 computes 9 - 3 = 6, which is wrong: it should start from 8"),
+        (Q, [WRONG_SUM_1], 1, "Step 1 computes 8 - 3 = 6, which is wrong: 8 - 3 is 5"),
+        (Q, ["I like apples a lot."], 0, "No equation uses the question's numbers"),
+        (Q, ["So 20 + 30 = 50."], 0, "No equation uses the question's numbers"),
+        (Q, [], 0, "The response is empty"),  # an empty response
+    ],
+)
 def test_oracle_scores_solutions_hand_written(question, steps, want, says):
     got, text = score(question, steps)
     assert got == want, text
@@ -280,11 +313,13 @@ def test_solution_scores_never_fall_as_a_solution_gets_further():
         for k in range(len(p["steps"]) + 1):
             right = score_solution(p["world"], format_steps(p["steps"][:k]))[0]
             if k < len(p["steps"]):
-                assert right <= score_solution(p["world"], format_steps(p["steps"][:k + 1]))[0]
+                assert right <= score_solution(p["world"], format_steps(p["steps"][: k + 1]))[0]
                 bad = corrupt_step(p, k, rng.choice(CORRUPTIONS), rng)
                 if bad is not None:  # a wrong next step scores no higher than stopping before it
-                    assert score_solution(p["world"], format_steps(p["steps"][:k] + [bad]))[0] <= \
-                        score_solution(p["world"], format_steps(p["steps"][:k + 1]))[0]
+                    assert (
+                        score_solution(p["world"], format_steps(p["steps"][:k] + [bad]))[0]
+                        <= score_solution(p["world"], format_steps(p["steps"][: k + 1]))[0]
+                    )
         assert score_solution(p["world"], format_steps(p["steps"]))[0] == 5
 
 
@@ -316,7 +351,10 @@ def test_oracle_segments_and_solves_world_problems():
 def test_oracle_scores_steps_as_a_perfect_prm():
     oracle = OracleEngine()
     assert oracle.score_steps(Q, [[RIGHT_1, RIGHT_2], [WRONG_SUM_1, RIGHT_2], [RIGHT_1, RIGHT_1]]) == [
-        [1.0, 1.0], [0.0, 0.0], [1.0, 0.0]]
+        [1.0, 1.0],
+        [0.0, 0.0],
+        [1.0, 0.0],
+    ]
 
 
 def test_corruptions_are_wrong_and_prm_examples_are_labelled_right():
@@ -340,7 +378,7 @@ def test_corruptions_are_wrong_and_prm_examples_are_labelled_right():
     for r, p in zip(recs, probs, strict=True):
         assert validate(r, "prm") is None and r["prompt"] == p["question"]
         # A right prefix, then at most one wrong step, which is last (PRM800K labels up to the first error).
-        assert all(r["labels"][:-1]) and r["completions"][:-1] == p["steps"][:len(r["completions"]) - 1]
+        assert all(r["labels"][:-1]) and r["completions"][:-1] == p["steps"][: len(r["completions"]) - 1]
         if all(r["labels"]):
             assert r["completions"] == p["steps"]
 
@@ -350,8 +388,12 @@ def test_corruptions_are_wrong_and_prm_examples_are_labelled_right():
 
 def test_psr_world_writes_the_data_set(tmp_path):
     out = tmp_path / "w"
-    res = subprocess.run([*PSR, "world", "-o", str(out), "--train", "30", "--test", "10", "--prm", "25",
-                          "--seed", "7"], capture_output=True, text=True, env={**os.environ, "PSR_QUIET": "0"})
+    res = subprocess.run(
+        [*PSR, "world", "-o", str(out), "--train", "30", "--test", "10", "--prm", "25", "--seed", "7"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PSR_QUIET": "0"},
+    )
     assert res.returncode == 0, res.stderr
     train = read_records(str(out / "train.jsonl"), "ift")
     test = read_records(str(out / "test.jsonl"), "ift")
@@ -364,8 +406,26 @@ def test_psr_world_writes_the_data_set(tmp_path):
     assert not {p["question"] for p in train} & {p["question"] for p in test}
     assert "train.jsonl" in res.stderr
     assert not (out / "search.jsonl").exists()  # only when asked for
-    res = subprocess.run([*PSR, "world", "-o", str(out), "--train", "30", "--test", "10", "--prm", "25",
-                          "--search", "12", "--seed", "7"], capture_output=True, text=True)
+    res = subprocess.run(
+        [
+            *PSR,
+            "world",
+            "-o",
+            str(out),
+            "--train",
+            "30",
+            "--test",
+            "10",
+            "--prm",
+            "25",
+            "--search",
+            "12",
+            "--seed",
+            "7",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 0, res.stderr
     search = read_records(str(out / "search.jsonl"), "ift")
     assert len(search) == 12 and read_records(str(out / "train.jsonl"), "ift") == train  # the rest is unchanged
@@ -385,4 +445,5 @@ def test_shipped_samples_match_the_generator():
         shipped = [json.loads(x) for x in fh]
     assert shipped == generate_problems(20, seed=0)
     assert prm_examples(generate_problems(40, seed=0)[20:], seed=0) == read_records(
-        os.path.join(here, "prm.jsonl"), "prm")
+        os.path.join(here, "prm.jsonl"), "prm"
+    )

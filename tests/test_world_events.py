@@ -11,19 +11,13 @@ import pytest
 from psr.world.errors import CHECKABLE, error_kind, error_table, first_error
 from psr.world.events import CORRUPTIONS, event_of
 from psr.world.generator import generate_problems, parse_question, split_of
-from psr.world.oracle import (
-    OracleEngine,
-    check_step,
-    corrupt_step,
-    judge,
-    label_step,
-    prm_examples,
-    score_solution,
-)
+from psr.world.oracle import OracleEngine, check_step, corrupt_step, judge, label_step, prm_examples, score_solution
 
-Q = ("Mia has 20 apples. Tom has 12 apples. Then Mia finds 3 more apples. Then Tom gives away 4 apples. "
-     "Then Mia gives away 5 apples. Then Tom finds 6 more apples. Then Tom gives away 2 apples. "
-     "How many apples does Tom have now?")
+Q = (
+    "Mia has 20 apples. Tom has 12 apples. Then Mia finds 3 more apples. Then Tom gives away 4 apples. "
+    "Then Mia gives away 5 apples. Then Tom finds 6 more apples. Then Tom gives away 2 apples. "
+    "How many apples does Tom have now?"
+)
 R1 = "Tom gives away 4 apples, so 12 - 4 = 8."
 R2 = "Tom finds 6 more apples, so 8 + 6 = 14."
 R3 = "Tom gives away 2 apples, so 14 - 2 = \\boxed{12}."
@@ -77,8 +71,10 @@ def test_judge_prefers_the_right_step_over_each_wrong_kind_in_both_orders():
 
 
 def test_a_right_step_whose_words_equal_an_earlier_step_is_not_a_repeat():
-    q = ("Tom has 27 apples. Then Tom gives away 9 apples. Then Tom finds 9 more apples. Then Tom gives away 9 apples. "
-         "Then Tom gives away 2 apples. How many apples does Tom have now?")
+    q = (
+        "Tom has 27 apples. Then Tom gives away 9 apples. Then Tom finds 9 more apples. Then Tom gives away 9 apples. "
+        "Then Tom gives away 2 apples. How many apples does Tom have now?"
+    )
     meta = parse_question(q)
     s1, s2 = "Tom gives away 9 apples, so 27 - 9 = 18.", "Tom finds 9 more apples, so 18 + 9 = 27."
     assert check_step(meta, [s1, s2], s1).ok  # the quantity is back at 27 and meets the same event
@@ -94,8 +90,9 @@ def test_lookup_first_writes_the_right_next_step_anchored_on_the_last_one():
     # The anchor is the last step's event; the next step starts from what that step ended with.
     off = "Tom finds 6 more apples, so 12 + 6 = 18."
     text = judge(meta, [R1, off], R3, "Tom gives away 2 apples, so 18 - 2 = \\boxed{16}.", style="lookup-first")
-    assert text.startswith("After Tom finds 6 more apples, the next event is: Tom gives away 2 apples, so "
-                           "18 - 2 = \\boxed{16}. ")
+    assert text.startswith(
+        "After Tom finds 6 more apples, the next event is: Tom gives away 2 apples, so 18 - 2 = \\boxed{16}. "
+    )
     assert text.endswith("[[B]]")
     done = judge(meta, [R1, R2, R3], "Tom gives away 2 apples, so 12 - 2 = 10.", R3, style="lookup-first")
     assert done.startswith("After Tom gives away 2 apples, the next event is none: the question has no event left.")
@@ -145,8 +142,13 @@ def test_generation_is_deterministic_disjoint_and_parses_back():
 def test_corruptions_are_wrong_and_of_their_own_kind():
     rng = random.Random(0)
     made = dict.fromkeys(CORRUPTIONS, 0)
-    expected = {"distractor": {"distractor"}, "skipped": {"skipped"}, "repeated_event": {"repeated_event", "repeated_step"},
-                "early_box": {"early_box"}, "wrong_sum": {"arithmetic"}}
+    expected = {
+        "distractor": {"distractor"},
+        "skipped": {"skipped"},
+        "repeated_event": {"repeated_event", "repeated_step"},
+        "early_box": {"early_box"},
+        "wrong_sum": {"arithmetic"},
+    }
     for p in generate_problems(80, seed=1, world="events", events=4, distractors=3):
         for k in range(len(p["steps"])):
             for kind in CORRUPTIONS:
@@ -165,9 +167,11 @@ def test_first_error_and_error_table_count_solutions_by_kind():
     assert first_error(Q, [R1, R2, R3]) is None
     assert first_error(Q, [R1, "Tom gives away 2 apples, so 8 - 2 = 6."]) == "skipped"
     assert first_error(Q, [R1, R2]) == "stopped"
-    recs = [{"question": Q, "steps": [R1, R2, R3], "correct": True},
-            {"question": Q, "steps": ["Mia finds 3 more apples, so 12 + 3 = 15."], "correct": False},
-            {"question": Q, "steps": [R1, "Tom finds 6 more apples, so 8 + 6 = 15."], "correct": False}]
+    recs = [
+        {"question": Q, "steps": [R1, R2, R3], "correct": True},
+        {"question": Q, "steps": ["Mia finds 3 more apples, so 12 + 3 = 15."], "correct": False},
+        {"question": Q, "steps": [R1, "Tom finds 6 more apples, so 8 + 6 = 15."], "correct": False},
+    ]
     t = error_table(recs)
     assert t["wrong"] == 2 and t["kinds"] == {"distractor": 1, "arithmetic": 1} and t["checkable"] == 1
     assert "distractor" in CHECKABLE and "arithmetic" not in CHECKABLE
@@ -181,11 +185,30 @@ def test_psr_world_writes_the_events_world(tmp_path):
     from psr.core.records import read_records
 
     def psr(*args):
-        return subprocess.run([sys.executable, "-m", "psr.cli", *args], capture_output=True, text=True,
-                              env={**os.environ, "PSR_QUIET": "1"})
+        return subprocess.run(
+            [sys.executable, "-m", "psr.cli", *args],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PSR_QUIET": "1"},
+        )
 
-    r = psr("world", "-o", str(tmp_path), "--world", "events", "--events", "3", "--distractors", "4",
-            "--train", "6", "--test", "4", "--prm", "5")
+    r = psr(
+        "world",
+        "-o",
+        str(tmp_path),
+        "--world",
+        "events",
+        "--events",
+        "3",
+        "--distractors",
+        "4",
+        "--train",
+        "6",
+        "--test",
+        "4",
+        "--prm",
+        "5",
+    )
     assert r.returncode == 0, r.stderr
     test = read_records(str(tmp_path / "test.jsonl"))
     assert len(test) == 4 and all(len(p["world"]["story"]) == 7 for p in test)

@@ -64,8 +64,7 @@ def _is_next(meta: dict, previous_steps: list[str], step: str, eq: tuple) -> boo
     sym, x = meta["ops"][i]
     if eq != (want_a, sym, x, apply(want_a, sym, x)):
         return False
-    return meta.get("kind") != events_world.KIND or \
-        events_world.event_of(step) == (meta["name"], sym, x, meta["noun"])
+    return meta.get("kind") != events_world.KIND or events_world.event_of(step) == (meta["name"], sym, x, meta["noun"])
 
 
 def check_step(meta: dict, previous_steps: list[str], step: str) -> Check:
@@ -91,11 +90,17 @@ def check_step(meta: dict, previous_steps: list[str], step: str) -> Check:
     walk = [f"{{X}} writes {a} {sym} {b} = {c}."]
     for k, prev in enumerate(previous_steps, 1):
         if parse_equation(prev) == eq and not repeat_ok:
-            return fail(0, f"{shown} again, which is wrong: it repeats Step {k}",
-                        walk + [f"Step {k} wrote {a} {sym} {b} = {c}: same."])
+            return fail(
+                0,
+                f"{shown} again, which is wrong: it repeats Step {k}",
+                walk + [f"Step {k} wrote {a} {sym} {b} = {c}: same."],
+            )
     if i >= len(ops):
-        return fail(0, f"{shown}, which is wrong: the question has no event left",
-                    walk + [f"Events: the question has {len(ops)}, this would be {i + 1}: too many."])
+        return fail(
+            0,
+            f"{shown}, which is wrong: the question has no event left",
+            walk + [f"Events: the question has {len(ops)}, this would be {i + 1}: too many."],
+        )
     want_a, source = _wanted_start(meta, previous_steps)
     # Recompute-first: each check writes the wanted value, then the step's value, then a verdict on
     # two adjacent numbers, so that every decision is a local copy or compare (see judge()).
@@ -108,11 +113,17 @@ def check_step(meta: dict, previous_steps: list[str], step: str) -> Check:
         # event in the question's words (a lookup a judge can make), not another person's, a later or an earlier one.
         want_event = (meta["name"], want_sym, want_b, meta["noun"])
         got_event = events_world.event_of(step)
-        walk.append(f"Told: should be {events_world.told(want_event)}, it tells {events_world.told(got_event)}: "
-                    f"{_same(want_event, got_event)}.")
+        walk.append(
+            f"Told: should be {events_world.told(want_event)}, it tells {events_world.told(got_event)}: "
+            f"{_same(want_event, got_event)}."
+        )
         if got_event != want_event:
-            return fail(2, f"{shown}, which is wrong: it tells {events_world.told(got_event)}, but the next "
-                        f"event is {events_world.told(want_event)}", walk)
+            return fail(
+                2,
+                f"{shown}, which is wrong: it tells {events_world.told(got_event)}, but the next "
+                f"event is {events_world.told(want_event)}",
+                walk,
+            )
     walk.append(f"Event: should be {want_sym} {want_b}, it does {sym} {b}: {_same((want_sym, want_b), (sym, b))}.")
     if (sym, b) != (want_sym, want_b):
         return fail(2, f"{shown}, which is wrong: the next event is {want_sym} {want_b}", walk)
@@ -122,11 +133,17 @@ def check_step(meta: dict, previous_steps: list[str], step: str) -> Check:
         return fail(3, f"{shown}, which is wrong: {a} {sym} {b} is {right}", walk)
     boxed = _BOX.findall(step)
     if boxed and i < len(ops) - 1:
-        return fail(3, f"{shown}, which is right, but it gives a final answer too early",
-                    walk + [f"Box: should be none before the last event, it boxes {boxed[-1]}: different."])
+        return fail(
+            3,
+            f"{shown}, which is right, but it gives a final answer too early",
+            walk + [f"Box: should be none before the last event, it boxes {boxed[-1]}: different."],
+        )
     if boxed and int(boxed[-1]) != c:
-        return fail(3, f"{shown}, which is right, but it boxes {boxed[-1]}",
-                    walk + [f"Box: should be {c}, it boxes {boxed[-1]}: different."])
+        return fail(
+            3,
+            f"{shown}, which is right, but it boxes {boxed[-1]}",
+            walk + [f"Box: should be {c}, it boxes {boxed[-1]}: different."],
+        )
     return Check(True, 4, f"{shown}, which is correct", " ".join(walk + ["So {X} is correct."]))
 
 
@@ -140,8 +157,11 @@ def lookup(meta: dict, previous_steps: list[str]) -> str:
     i = len(previous_steps)
     events = meta.get("kind") == events_world.KIND
     if i == 0:
-        anchor = (f"{meta['name']} has {meta['start']} {meta['noun']}, so the first event is"
-                  if events else "The first step is")
+        anchor = (
+            f"{meta['name']} has {meta['start']} {meta['noun']}, so the first event is"
+            if events
+            else "The first step is"
+        )
     else:
         prev = _norm(previous_steps[-1])
         told = events_world.event_of(prev) if events else None

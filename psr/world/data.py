@@ -11,8 +11,9 @@ from psr.world.generator import generate_problems
 from psr.world.oracle import prm_examples
 
 
-def write_world(out_dir: str, n_train: int, n_test: int, n_prm: int, seed: int = 0,
-                n_search: int = 0, **world) -> dict[str, int]:
+def write_world(
+    out_dir: str, n_train: int, n_test: int, n_prm: int, seed: int = 0, n_search: int = 0, **world
+) -> dict[str, int]:
     """Write a world data set to ``out_dir``; returns records written per file.
 
     train.jsonl / test.jsonl: problems with reference ``steps``; train_solutions.jsonl: the same
@@ -25,7 +26,7 @@ def write_world(out_dir: str, n_train: int, n_test: int, n_prm: int, seed: int =
         if n < 0:
             raise InputError(f"{name} must be >= 0, got {n}")
     pool = generate_problems(n_train + n_prm + n_search, seed, "train", **world)
-    train, prm_problems, search = pool[:n_train], pool[n_train:n_train + n_prm], pool[n_train + n_prm:]
+    train, prm_problems, search = pool[:n_train], pool[n_train : n_train + n_prm], pool[n_train + n_prm :]
     files = {
         "train.jsonl": train,
         "test.jsonl": generate_problems(n_test, seed, "test", **world),

@@ -16,10 +16,31 @@ from psr.world import events as events_world
 from psr.world.check import _BOX, check_step
 from psr.world.generator import parse_equation, parse_question
 
-KINDS = ("right", "no_equation", "repeated_step", "extra_step", "wrong_start", "distractor", "skipped",
-         "repeated_event", "wrong_event", "arithmetic", "early_box", "wrong_box")
-CHECKABLE = {"repeated_step", "extra_step", "wrong_start", "distractor", "skipped", "repeated_event",
-             "wrong_event", "early_box", "wrong_box"}
+KINDS = (
+    "right",
+    "no_equation",
+    "repeated_step",
+    "extra_step",
+    "wrong_start",
+    "distractor",
+    "skipped",
+    "repeated_event",
+    "wrong_event",
+    "arithmetic",
+    "early_box",
+    "wrong_box",
+)
+CHECKABLE = {
+    "repeated_step",
+    "extra_step",
+    "wrong_start",
+    "distractor",
+    "skipped",
+    "repeated_event",
+    "wrong_event",
+    "early_box",
+    "wrong_box",
+}
 
 
 def error_kind(meta: dict, previous_steps: list[str], step: str) -> str:
@@ -44,7 +65,7 @@ def error_kind(meta: dict, previous_steps: list[str], step: str) -> str:
         got = (told[1], told[2]) if told else (eq[1], eq[2])
         if told and told[0] != meta["name"]:
             return "distractor"
-        if got in ops[i + 1:]:
+        if got in ops[i + 1 :]:
             return "skipped"
         if got in ops[:i]:
             return "repeated_event"
@@ -77,5 +98,9 @@ def error_table(records: list[dict]) -> dict:
     kinds.pop(None, None)
     wrong = sum(kinds.values())
     checkable = sum(n for k, n in kinds.items() if k in CHECKABLE)
-    return {"wrong": wrong, "kinds": dict(kinds.most_common()), "checkable": checkable,
-            "checkable_share": round(checkable / wrong, 3) if wrong else None}
+    return {
+        "wrong": wrong,
+        "kinds": dict(kinds.most_common()),
+        "checkable": checkable,
+        "checkable_share": round(checkable / wrong, 3) if wrong else None,
+    }

@@ -26,7 +26,16 @@ from __future__ import annotations
 import random
 import re
 
-NOUNS = ["apples", "marbles", "stickers", "cards", "shells", "pencils", "coins", "books"]  # data/m0's tokenizer knows them
+NOUNS = [
+    "apples",
+    "marbles",
+    "stickers",
+    "cards",
+    "shells",
+    "pencils",
+    "coins",
+    "books",
+]  # data/m0's tokenizer knows them
 PEOPLE = ["Tom", "Mia", "Sam", "Ava", "Leo", "Zoe", "Ben", "Lily", "Max", "Emma", "Jack", "Nora"]
 VERB = {"+": "finds {x} more {noun}", "-": "gives away {x} {noun}"}
 MAX_VALUE = 49
@@ -37,8 +46,9 @@ def _event(who: str, sym: str, x: int, noun: str) -> str:
     return f"{who} " + VERB[sym].replace("{x}", str(x)).replace("{noun}", noun)
 
 
-def render_step(meta: dict, i: int, a: int, sym: str, x: int, result, final: bool | None = None,
-                who: str | None = None) -> str:
+def render_step(
+    meta: dict, i: int, a: int, sym: str, x: int, result, final: bool | None = None, who: str | None = None
+) -> str:
     """Step ``i`` (0-based): the event in the question's words, then ``a sym x = result``; the last step boxes."""
     final = i == len(meta["ops"]) - 1 if final is None else final
     res = f"\\boxed{{{result}}}" if final else str(result)
@@ -107,8 +117,17 @@ def sample(rng: random.Random, events=4, distractors=2, other_first: float = 0.0
     values = [start]
     for sym, x in ops:
         values.append(values[-1] + x if sym == "+" else values[-1] - x)
-    meta = {"kind": KIND, "template": KIND, "name": name, "pron": "he", "noun": noun, "start": start,
-            "ops": [list(o) for o in ops], "values": values, "story": story}
+    meta = {
+        "kind": KIND,
+        "template": KIND,
+        "name": name,
+        "pron": "he",
+        "noun": noun,
+        "start": start,
+        "ops": [list(o) for o in ops],
+        "values": values,
+        "story": story,
+    }
     if d:
         meta.update(other=other, other_start=other_start, other_first=rng.random() < other_first)
     return meta
@@ -130,7 +149,7 @@ def parse(sentences: list[str]) -> dict | None:
     if name not in starts or any(m[3] != noun for m in has):
         return None
     story = []
-    for s in sentences[len(has):-1]:
+    for s in sentences[len(has) : -1]:
         m = _THEN.match(s)
         if not m or m[4] != noun or m[1] not in starts:
             return None
@@ -141,8 +160,17 @@ def parse(sentences: list[str]) -> dict | None:
     values = [starts[name]]
     for sym, x in ops:
         values.append(values[-1] + x if sym == "+" else values[-1] - x)
-    meta = {"kind": KIND, "template": KIND, "name": name, "pron": "he", "noun": noun, "start": starts[name],
-            "ops": ops, "values": values, "story": story}
+    meta = {
+        "kind": KIND,
+        "template": KIND,
+        "name": name,
+        "pron": "he",
+        "noun": noun,
+        "start": starts[name],
+        "ops": ops,
+        "values": values,
+        "story": story,
+    }
     others = [who for who in starts if who != name]
     if others:
         meta.update(other=others[0], other_start=starts[others[0]], other_first=has[0][1] != name)
@@ -195,7 +223,7 @@ def corrupt(problem: dict, k: int, kind: str, rng: random.Random) -> str | None:
         who = meta["other"] if (sym, x) in mine or rng.random() < 0.5 else None
         return step(sym, x, who)
     if kind == "skipped":
-        later = [tuple(o) for o in ops[k + 1:] if tuple(o) != tuple(ops[k])]
+        later = [tuple(o) for o in ops[k + 1 :] if tuple(o) != tuple(ops[k])]
         return step(*rng.choice(later)) if later else None
     if kind == "repeated_event":
         # an earlier event that also comes again later would read as a skip to the next one

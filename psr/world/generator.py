@@ -30,67 +30,95 @@ TEMPLATES: dict[str, dict] = {
     "items": {
         "nouns": ["apples", "marbles", "stickers", "cards", "shells", "pencils", "coins", "books"],
         "start": "{name} has {a} {noun}.",
-        "q": {"+": "Then {pron} finds {x} more {noun}.",
-              "-": "Then {pron} gives away {x} {noun}.",
-              "*": "Then {pron} {times} the number of {noun}.",
-              "/": "Then {pron} splits the {noun} into {x} equal piles and keeps one pile."},
+        "q": {
+            "+": "Then {pron} finds {x} more {noun}.",
+            "-": "Then {pron} gives away {x} {noun}.",
+            "*": "Then {pron} {times} the number of {noun}.",
+            "/": "Then {pron} splits the {noun} into {x} equal piles and keeps one pile.",
+        },
         "first": "{name} starts with {a} {noun} and",
         "then": "{name} then",
-        "step": {"+": "finds {x} more {noun} to add to {pos} {v}",
-                 "-": "gives away {x} of {pos} {v} {noun}",
-                 "*": "{times} {pos} {v} {noun}",
-                 "/": "splits {pos} {v} {noun} into {x} equal piles and keeps one"},
+        "step": {
+            "+": "finds {x} more {noun} to add to {pos} {v}",
+            "-": "gives away {x} of {pos} {v} {noun}",
+            "*": "{times} {pos} {v} {noun}",
+            "/": "splits {pos} {v} {noun} into {x} equal piles and keeps one",
+        },
         "ask": "How many {noun} does {name} have now?",
     },
     "bus": {
         "nouns": ["passengers"],
         "start": "A bus leaves the depot with {a} passengers.",
-        "q": {"+": "At the next stop, {x} people get on.",
-              "-": "At the next stop, {x} people get off.",
-              "*": "At the station, the number of passengers {times}.",
-              "/": "At the square, the passengers form {x} equal groups and only one group stays on."},
+        "q": {
+            "+": "At the next stop, {x} people get on.",
+            "-": "At the next stop, {x} people get off.",
+            "*": "At the station, the number of passengers {times}.",
+            "/": "At the square, the passengers form {x} equal groups and only one group stays on.",
+        },
         "first": "The bus starts with {a} passengers and",
         "then": "The bus then",
-        "step": {"+": "takes on {x} more people besides its {v} passengers",
-                 "-": "lets {x} of its {v} passengers off",
-                 "*": "{times} its {v} passengers",
-                 "/": "keeps one of {x} equal groups of its {v} passengers"},
+        "step": {
+            "+": "takes on {x} more people besides its {v} passengers",
+            "-": "lets {x} of its {v} passengers off",
+            "*": "{times} its {v} passengers",
+            "/": "keeps one of {x} equal groups of its {v} passengers",
+        },
         "ask": "How many passengers are on the bus now?",
     },
     "money": {
         "nouns": ["dollars"],
         "start": "{name} has {a} dollars.",
-        "q": {"+": "Then {pron} earns {x} dollars.",
-              "-": "Then {pron} spends {x} dollars on lunch.",
-              "*": "Then {pron} {times} {pos} money.",
-              "/": "Then {pron} splits {pos} money into {x} equal parts and keeps one part."},
+        "q": {
+            "+": "Then {pron} earns {x} dollars.",
+            "-": "Then {pron} spends {x} dollars on lunch.",
+            "*": "Then {pron} {times} {pos} money.",
+            "/": "Then {pron} splits {pos} money into {x} equal parts and keeps one part.",
+        },
         "first": "{name} starts with {a} dollars and",
         "then": "{name} then",
-        "step": {"+": "earns {x} dollars on top of {pos} {v} dollars",
-                 "-": "spends {x} of {pos} {v} dollars",
-                 "*": "{times} {pos} {v} dollars",
-                 "/": "keeps one of {x} equal parts of {pos} {v} dollars"},
+        "step": {
+            "+": "earns {x} dollars on top of {pos} {v} dollars",
+            "-": "spends {x} of {pos} {v} dollars",
+            "*": "{times} {pos} {v} dollars",
+            "/": "keeps one of {x} equal parts of {pos} {v} dollars",
+        },
         "ask": "How many dollars does {name} have now?",
     },
     "farm": {
         "nouns": ["chickens", "goats", "sheep", "ducks", "cows"],
         "start": "A farm has {a} {noun}.",
-        "q": {"+": "Then the farmer buys {x} more {noun}.",
-              "-": "Then the farmer sells {x} {noun}.",
-              "*": "Then the number of {noun} {times}.",
-              "/": "Then the farmer divides the {noun} into {x} equal herds and keeps one herd."},
+        "q": {
+            "+": "Then the farmer buys {x} more {noun}.",
+            "-": "Then the farmer sells {x} {noun}.",
+            "*": "Then the number of {noun} {times}.",
+            "/": "Then the farmer divides the {noun} into {x} equal herds and keeps one herd.",
+        },
         "first": "The farm starts with {a} {noun} and",
         "then": "The farm then",
-        "step": {"+": "gets {x} more {noun} to add to its {v}",
-                 "-": "sells {x} of its {v} {noun}",
-                 "*": "{times} its {v} {noun}",
-                 "/": "keeps one of {x} equal herds of its {v} {noun}"},
+        "step": {
+            "+": "gets {x} more {noun} to add to its {v}",
+            "-": "sells {x} of its {v} {noun}",
+            "*": "{times} its {v} {noun}",
+            "/": "keeps one of {x} equal herds of its {v} {noun}",
+        },
         "ask": "How many {noun} does the farm have now?",
     },
 }
 
-NAMES = [("Tom", "he"), ("Mia", "she"), ("Sam", "he"), ("Ava", "she"), ("Leo", "he"), ("Zoe", "she"),
-         ("Ben", "he"), ("Lily", "she"), ("Max", "he"), ("Emma", "she"), ("Jack", "he"), ("Nora", "she")]
+NAMES = [
+    ("Tom", "he"),
+    ("Mia", "she"),
+    ("Sam", "he"),
+    ("Ava", "she"),
+    ("Leo", "he"),
+    ("Zoe", "she"),
+    ("Ben", "he"),
+    ("Lily", "she"),
+    ("Max", "he"),
+    ("Emma", "she"),
+    ("Jack", "he"),
+    ("Nora", "she"),
+]
 TIMES = {2: "doubles", 3: "triples"}
 MAX_VALUE = 99
 TEST_FRACTION = 5  # one problem in 5, by content hash, belongs to the test split
@@ -116,8 +144,13 @@ def apply(a: int, sym: str, x: int) -> int | None:
 
 def _slots(meta: dict) -> dict:
     pron = meta["pron"]
-    return {"name": meta["name"], "pron": pron, "Pron": pron.capitalize(),
-            "pos": "his" if pron == "he" else "her", "noun": meta["noun"]}
+    return {
+        "name": meta["name"],
+        "pron": pron,
+        "Pron": pron.capitalize(),
+        "pos": "his" if pron == "he" else "her",
+        "noun": meta["noun"],
+    }
 
 
 def _fill(text: str, **values) -> str:
@@ -184,8 +217,15 @@ def _sample(rng: random.Random) -> dict:
             values.append(r)
             v = r
         if len(ops) == n_ops:
-            return {"template": template, "name": name, "pron": pron, "noun": noun, "start": start,
-                    "ops": [list(o) for o in ops], "values": values}
+            return {
+                "template": template,
+                "name": name,
+                "pron": pron,
+                "noun": noun,
+                "start": start,
+                "ops": [list(o) for o in ops],
+                "values": values,
+            }
 
 
 def split_of(question: str) -> str:
@@ -195,17 +235,25 @@ def split_of(question: str) -> str:
 
 
 def make_problem(meta: dict, pid: str) -> dict:
-    steps = [render_step(meta, i, meta["values"][i], sym, x, meta["values"][i + 1])
-             for i, (sym, x) in enumerate(meta["ops"])]
-    return {"id": pid, "question": _question(meta), "answer": str(meta["values"][-1]),
-            "solution": " ".join(steps), "steps": steps, "world": meta}
+    steps = [
+        render_step(meta, i, meta["values"][i], sym, x, meta["values"][i + 1]) for i, (sym, x) in enumerate(meta["ops"])
+    ]
+    return {
+        "id": pid,
+        "question": _question(meta),
+        "answer": str(meta["values"][-1]),
+        "solution": " ".join(steps),
+        "steps": steps,
+        "world": meta,
+    }
 
 
 WORLDS = ("arith", events_world.KIND)
 
 
-def generate_problems(n: int, seed: int = 0, split: str = "train", world: str = "arith", events=4,
-                      distractors=2, other_first: float = 0.0) -> list[dict]:
+def generate_problems(
+    n: int, seed: int = 0, split: str = "train", world: str = "arith", events=4, distractors=2, other_first: float = 0.0
+) -> list[dict]:
     """``n`` distinct problems of ``split`` ("train" or "test"), deterministic in (n, seed, split) and the world.
 
     ``world`` "arith" (the default, the original world) or "events" (psr.world.events: ``events`` events of
@@ -241,18 +289,29 @@ def generate_problems(n: int, seed: int = 0, split: str = "train", world: str = 
 # ------------------------------------------------------------------------------------------------
 # Reading a question back (the oracle sees only prompts)
 
+
 def _pattern(text: str) -> str:
     """A template sentence -> a regex; the first use of each slot is a named group."""
     out = re.escape(text)
-    for slot, rx in (("a", r"\d+"), ("x", r"\d+"), ("times", r"doubles|triples"), ("name", r"[A-Z][a-z]+"),
-                     ("pron", r"[Hh]e|[Ss]he"), ("pos", r"his|her"), ("noun", r"[a-z]+")):
+    for slot, rx in (
+        ("a", r"\d+"),
+        ("x", r"\d+"),
+        ("times", r"doubles|triples"),
+        ("name", r"[A-Z][a-z]+"),
+        ("pron", r"[Hh]e|[Ss]he"),
+        ("pos", r"his|her"),
+        ("noun", r"[a-z]+"),
+    ):
         key = re.escape("{" + slot + "}")
         out = out.replace(key, f"(?P<{slot}>{rx})", 1).replace(key, f"(?:{rx})")
     return "^" + out + "$"
 
 
-_Q_PATTERNS = [(tname, sym, re.compile(_pattern(t["q"][sym][0].upper() + t["q"][sym][1:])))
-               for tname, t in TEMPLATES.items() for sym in t["q"]]
+_Q_PATTERNS = [
+    (tname, sym, re.compile(_pattern(t["q"][sym][0].upper() + t["q"][sym][1:])))
+    for tname, t in TEMPLATES.items()
+    for sym in t["q"]
+]
 _START_PATTERNS = [(tname, re.compile(_pattern(t["start"]))) for tname, t in TEMPLATES.items()]
 _SENTENCE = re.compile(r"(?<=[.?])\s+(?=[A-Z])")
 
@@ -274,8 +333,7 @@ def parse_question(question: str) -> dict | None:
             if parsed is not None:
                 name = m.groupdict().get("name") or ""
                 noun = m.groupdict().get("noun") or TEMPLATES[template]["nouns"][0]
-                return {"template": template, "name": name, "pron": _PRONOUNS.get(name, "he"), "noun": noun,
-                        **parsed}
+                return {"template": template, "name": name, "pron": _PRONOUNS.get(name, "he"), "noun": noun, **parsed}
     return None
 
 

@@ -102,8 +102,10 @@ def judge(meta: dict, previous_steps: list[str], step_a: str, step_b: str, style
         lines = [f"Assistant A {ca.text}.", f"Assistant B {cb.text}."]
     elif style == "lookup-first":
         lines = [lookup(meta, previous_steps)]
-        lines += [f"Assistant {n}: {_norm(st)} {'Right' if c.ok else 'Wrong'}."
-                  for n, st, c in (("A", step_a, ca), ("B", step_b, cb))]
+        lines += [
+            f"Assistant {n}: {_norm(st)} {'Right' if c.ok else 'Wrong'}."
+            for n, st, c in (("A", step_a, ca), ("B", step_b, cb))
+        ]
     elif style == "recompute-first":
         lines = [ca.walk.replace("{X}", "Assistant A"), cb.walk.replace("{X}", "Assistant B")]
     else:
@@ -274,11 +276,11 @@ def prm_examples(problems: list[dict], seed: int = 0, correct_fraction: float = 
 def _between(text: str, start: str, end: str) -> str | None:
     i = text.find(start)
     j = text.find(end, i + len(start)) if i >= 0 else -1
-    return text[i + len(start):j].strip("\n") if i >= 0 and j >= 0 else None
+    return text[i + len(start) : j].strip("\n") if i >= 0 and j >= 0 else None
 
 
 def _head(template: str, placeholder: str) -> str:
-    return template[:template.index(placeholder)]
+    return template[: template.index(placeholder)]
 
 
 _JUDGE_HEAD = _head(JUDGE_PROMPT, "{Question and Partial Reasoning Steps}")
@@ -291,33 +293,35 @@ def parse_judge_prompt(prompt: str) -> tuple[str, list[str], str, str] | None:
     """(question, previous steps, step A, step B) of a Figure 5 prompt, or None."""
     if not prompt.startswith(_JUDGE_HEAD):
         return None
-    body = prompt[len(_JUDGE_HEAD):]
+    body = prompt[len(_JUDGE_HEAD) :]
     context, _, rest = body.partition("\n[The Start of Assistant A’s Next Reasoning Step]\n")
     step_a = _between("\n" + rest, "\n", "\n[The End of Assistant A’s Next Reasoning Step]")
-    step_b = _between(rest, "[The Start of Assistant B’s Next Reasoning Step]\n",
-                      "\n[The End of Assistant B’s Next Reasoning Step]")
+    step_b = _between(
+        rest, "[The Start of Assistant B’s Next Reasoning Step]\n", "\n[The End of Assistant B’s Next Reasoning Step]"
+    )
     if step_a is None or step_b is None:
         return None
     m = _STEP1.search(context)
-    question = context[:m.start()].strip() if m else context.strip()
-    previous = parse_steps(context[m.start():]) if m else []
+    question = context[: m.start()].strip() if m else context.strip()
+    previous = parse_steps(context[m.start() :]) if m else []
     return question, previous, strip_step_prefix(step_a), strip_step_prefix(step_b)
 
 
 _SCORE_HEAD = _head(SRLM_SCORE_PROMPT, "{instruction}")
-_SCORE_TAIL = SRLM_SCORE_PROMPT[SRLM_SCORE_PROMPT.index("{response}") + len("{response}"):]
-_SCORE_MIDDLE = SRLM_SCORE_PROMPT[SRLM_SCORE_PROMPT.index("{instruction}") + len("{instruction}"):
-                                  SRLM_SCORE_PROMPT.index("{response}")]
+_SCORE_TAIL = SRLM_SCORE_PROMPT[SRLM_SCORE_PROMPT.index("{response}") + len("{response}") :]
+_SCORE_MIDDLE = SRLM_SCORE_PROMPT[
+    SRLM_SCORE_PROMPT.index("{instruction}") + len("{instruction}") : SRLM_SCORE_PROMPT.index("{response}")
+]
 
 
 def parse_score_prompt(prompt: str) -> tuple[str, str] | None:
     """(question, response) of a solution-scoring prompt (srlm_score_prompt), or None."""
     if not (prompt.startswith(_SCORE_HEAD) and prompt.endswith(_SCORE_TAIL)):
         return None
-    instruction, sep, response = prompt[len(_SCORE_HEAD):len(prompt) - len(_SCORE_TAIL)].partition(_SCORE_MIDDLE)
+    instruction, sep, response = prompt[len(_SCORE_HEAD) : len(prompt) - len(_SCORE_TAIL)].partition(_SCORE_MIDDLE)
     if not sep or not instruction.startswith(_STEP_HEAD):
         return None
-    return instruction[len(_STEP_HEAD):].strip(), response
+    return instruction[len(_STEP_HEAD) :].strip(), response
 
 
 _LINE_SENTENCES = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
@@ -362,15 +366,19 @@ class OracleEngine(Engine):
             solution = _between(user, "[The Start of Solution Provided]\n", "\n[The End of Solution Provided]")
             return format_steps(split_sentences(solution or ""))
         if user.startswith(_STEP_HEAD):
-            meta = parse_question(user[len(_STEP_HEAD):].strip())
+            meta = parse_question(user[len(_STEP_HEAD) :].strip())
             if meta is None:
                 return "I can only solve world problems."
             done = len(parse_steps(assistant_prefix))
-            steps = [render_step(meta, i, meta["values"][i], s, x, meta["values"][i + 1])
-                     for i, (s, x) in enumerate(meta["ops"])]
+            steps = [
+                render_step(meta, i, meta["values"][i], s, x, meta["values"][i + 1])
+                for i, (s, x) in enumerate(meta["ops"])
+            ]
             return format_steps(steps[done:], start=done + 1)
-        raise PsrError("the oracle engine answers only the Figure 3, 4 and 5 prompts and the solution-scoring "
-                       "prompt about world problems")
+        raise PsrError(
+            "the oracle engine answers only the Figure 3, 4 and 5 prompts and the solution-scoring "
+            "prompt about world problems"
+        )
 
     def generate(self, chats, sampling: Sampling) -> list[list[Completion]]:
         out = []
