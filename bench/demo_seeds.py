@@ -154,7 +154,8 @@ def main(argv: list[str] | None = None) -> None:
             continue
         print(
             f"| {a_} - {b_} ({what}) | {', '.join(f'{x:+.1f}' for x in c['per_seed'])} | {c['mean']:+.1f} | "
-            f"{c['seed_ci'][0]:+.1f} to {c['seed_ci'][1]:+.1f} | {c['pooled']:+.1f} | "
+            + (f"{c['seed_ci'][0]:+.1f} to {c['seed_ci'][1]:+.1f}" if len(c["per_seed"]) > 1 else "- (one seed)")
+            + f" | {c['pooled']:+.1f} | "
             f"{c['problem_ci'][0]:+.1f} to {c['problem_ci'][1]:+.1f} |"
         )
     gates(runs, summaries)

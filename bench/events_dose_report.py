@@ -1,6 +1,7 @@
 """The dose-response table of bench/events_dose.sh points: for each difficulty (events N, distractors D), M1's
-held-out accuracy (the headroom is what it gets wrong), the pairs one oracle-judged round made, and O2 - M1 per
-seed and pooled per problem with its 95% interval; the seeds' own D = 2 runs (their O2) are the default point.
+held-out accuracy (the headroom is what it gets wrong), the pairs each oracle-judged round made, and O2 - M1 and
+O3 - M1 per seed and pooled per problem with 95% intervals; each seed's own demo run (D = 2, 500 held-out problems,
+its O2 and O3) is the default point.
 
     .venv/bin/python bench/events_dose_report.py runs/events-seed0 runs/events-seed1
 """
@@ -17,48 +18,56 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from demo_seeds import paired_gain, world_correct  # noqa: E402
 
 
-def point(m1: str, o2: str, ppd: str) -> tuple[float, list[int], int] | None:
-    if not (os.path.exists(m1) and os.path.exists(o2)):
+def lines(path: str) -> int | None:
+    return sum(1 for _ in open(path)) if os.path.exists(path) else None
+
+
+def point(evals: str, ppds: list[str]) -> dict | None:
+    """M1's accuracy and the per-problem differences O2 - M1, O3 - M1 where those evaluations exist."""
+    m1_path = os.path.join(evals, "m1.jsonl")
+    if not os.path.exists(m1_path):
         return None
-    a, b = world_correct(m1), world_correct(o2)
-    ids = sorted(set(a) & set(b))
-    pairs = sum(1 for _ in open(ppd)) if os.path.exists(ppd) else 0
-    return 100 * sum(a[i] for i in ids) / len(ids), [int(b[i]) - int(a[i]) for i in ids], pairs
+    m1 = world_correct(m1_path)
+    out = {"m1": 100 * sum(m1.values()) / len(m1), "pairs": [lines(p) for p in ppds], "gains": {}}
+    for name in ("o2", "o3"):
+        path = os.path.join(evals, f"{name}.jsonl")
+        if os.path.exists(path):
+            o = world_correct(path)
+            ids = sorted(set(m1) & set(o))
+            out["gains"][name] = [int(o[i]) - int(m1[i]) for i in ids]
+    return out
 
 
 def main(runs: list[str]) -> None:
-    rows: dict[tuple[int, int], list] = {}
+    rows: dict[tuple[int, int], list[dict]] = {}
     for run in runs:
-        p = point(
-            os.path.join(run, "evals", "m1.jsonl"),
-            os.path.join(run, "evals", "o2.jsonl"),
-            os.path.join(run, "ppd_m1_oracle.jsonl"),
-        )
+        p = point(os.path.join(run, "evals"), [os.path.join(run, f"ppd_{m}_oracle.jsonl") for m in ("m1", "o2")])
         if p:
-            rows.setdefault((4, 2), []).append((run, *p))
+            rows.setdefault((4, 2), []).append(p)
         for w in sorted(glob.glob(os.path.join(run, "dose-e*-d*"))):
             n, d = map(int, re.search(r"dose-e(\d+)-d(\d+)$", w).groups())
-            p = point(
-                os.path.join(w, "evals", "m1.jsonl"),
-                os.path.join(w, "evals", "o2.jsonl"),
-                os.path.join(w, "ppd_o.jsonl"),
-            )
+            p = point(os.path.join(w, "evals"), [os.path.join(w, f) for f in ("ppd_o.jsonl", "ppd_o_r2.jsonl")])
             if p:
-                rows.setdefault((n, d), []).append((run, *p))
+                rows.setdefault((n, d), []).append(p)
     print(
-        "| events N | distractors D | seeds | M1 held-out % (per seed) | headroom (100 - M1) | oracle pairs | "
-        "O2 - M1 per seed | pooled (95% CI over problems) |"
+        "| events N | distractors D | seeds | M1 held-out % (per seed) | headroom (100 - M1) | oracle pairs per round | "
+        "O2 - M1 per seed | O2 - M1 pooled (95% CI) | O3 - M1 per seed | O3 - M1 pooled (95% CI) |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for (n, d), pts in sorted(rows.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        diffs = [x for _, _, ds, _ in pts for x in ds]
-        mean, lo, hi = paired_gain(diffs)
-        m1 = [acc for _, acc, _, _ in pts]
-        per_seed = [100 * sum(ds) / len(ds) for _, _, ds, _ in pts]
+        cells = []
+        for name in ("o2", "o3"):
+            have = [p["gains"][name] for p in pts if name in p["gains"]]
+            if not have:
+                cells += ["-", "-"]
+                continue
+            mean, lo, hi = paired_gain([x for g in have for x in g])
+            cells += [", ".join(f"{100 * sum(g) / len(g):+.1f}" for g in have), f"{mean:+.1f} ({lo:+.1f} to {hi:+.1f})"]
+        m1 = [p["m1"] for p in pts]
+        pairs = "; ".join("/".join(str(x) for x in p["pairs"] if x is not None) for p in pts)
         print(
             f"| {n} | {d} | {len(pts)} | {', '.join(f'{x:.1f}' for x in m1)} | {100 - sum(m1) / len(m1):.1f} | "
-            f"{', '.join(str(p) for *_, p in pts)} | {', '.join(f'{x:+.1f}' for x in per_seed)} | "
-            f"{mean:+.1f} ({lo:+.1f} to {hi:+.1f}) |"
+            f"{pairs} | " + " | ".join(cells) + " |"
         )
 
 
