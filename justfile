@@ -55,11 +55,12 @@ events-seeds +SEEDS="0 1 2": setup
     for s in {{SEEDS}}; do {{py}} -m psr.world.demo --world events --srlm --oracle-judge --seed $s --out runs/events-seed$s; done
     {{py}} bench/demo_seeds.py $(for s in {{SEEDS}}; do echo runs/events-seed$s; done)
 
-# The dose-response table (issue 18): each events-seeds run's M1 (trained at D = 2) meets problems at other
-# difficulties (distractors DOSES, and 1 event with no distractor: nothing to choose, the control where a gain
-# should vanish), and one oracle-judged round -> O2 there (bench/events_dose.sh). Run `just events-seeds` first.
-events-dose SEEDS="0 1" DOSES="0 4": setup
-    for s in {{SEEDS}}; do for d in {{DOSES}}; do bash bench/events_dose.sh runs/events-seed$s $s $d; done; bash bench/events_dose.sh runs/events-seed$s $s 0 1; done
+# The dose-response table (issue 18): each events-seeds run's M1 (trained at D = 2) on held-out problems with DOSES
+# distractors, two oracle-judged rounds there (O2, O3, each on 200 new search problems) and the control that should
+# fail (round 1's pairs reversed), bench/events_dose.sh; the seeds' own runs are the D = 2 point. Run
+# `just events-seeds` first.
+events-dose SEEDS="0 1 2" DOSES="0": setup
+    for s in {{SEEDS}}; do for d in {{DOSES}}; do bash bench/events_dose.sh runs/events-seed$s $s $d 4 2; done; done
     {{py}} bench/events_dose_report.py $(for s in {{SEEDS}}; do echo runs/events-seed$s; done)
 
 # Config and the files excluded for now: pyproject.toml; `ruff format psr tests scripts` fixes the format.

@@ -1,8 +1,9 @@
 #!/bin/bash
 # Issue 18's dose-response, one point: a finished events demo run's M1 (trained at D = 2) against problems at another
 # difficulty (distractors D, events N), and ROUNDS oracle-judged search rounds -> step-dpo there (O2, O3, ...), each
-# round on 200 new search problems. The commands are the demo's own (psr/world/demo.py, events size).
-# Writes RUN/dose-eN-dD/: world/ (300 held-out problems), evals/{m1,o2,o3,...}.jsonl. Rerunning resumes.
+# round on 200 new search problems, and a control that should fail: round 1's pairs reversed, the same step-dpo
+# (o2-reversed). The commands are the demo's own (psr/world/demo.py, events size).
+# Writes RUN/dose-eN-dD/: world/ (300 held-out problems), evals/{m1,o2,o3,...,o2-reversed}.jsonl. Rerunning resumes.
 # usage: bench/events_dose.sh RUN SEED D [N [ROUNDS]]   (from the repository root; N defaults to 4, ROUNDS to 1)
 #        .venv/bin/python bench/events_dose_report.py runs/events-seed0 runs/events-seed1
 set -eu
@@ -24,4 +25,16 @@ for i in $(seq 1 $ROUNDS); do
   $PY eval -i world=$W/world/test.jsonl --model $DST -o $W/evals/$NAME.jsonl --summary $W/evals/$NAME.json --name ${NAME^^} --max-tokens 160 --seed $S > $W/eval_$NAME.log 2>&1 &
   SRC=$DST
 done
+# The control that should fail: round 1's pairs with chosen and rejected swapped (and their is_final flags),
+# the same step-dpo from M1 -> o2-reversed.
+test -e $W/ppd_o_reversed.jsonl || .venv/bin/python -c "
+import json, sys
+with open(sys.argv[1]) as f, open(sys.argv[2], 'w') as g:
+    for r in map(json.loads, f):
+        r['chosen'], r['rejected'] = r['rejected'], r['chosen']
+        r['is_final'], r['rejected_is_final'] = r.get('rejected_is_final', False), r.get('is_final', False)
+        g.write(json.dumps(r) + '\\n')
+" $W/ppd_o.jsonl $W/ppd_o_reversed.jsonl
+test -e $W/o2-reversed/config.json || $PY step-dpo -i $W/ppd_o_reversed.jsonl --model $R/m1 -o $W/o2-reversed --lr 1e-5 --beta 0.1 --batch-size 16 --per-device-batch-size 16 --seed $S > $W/dpo_reversed.log 2>&1
+$PY eval -i world=$W/world/test.jsonl --model $W/o2-reversed -o $W/evals/o2-reversed.jsonl --summary $W/evals/o2-reversed.json --name O2-reversed --max-tokens 160 --seed $S > $W/eval_reversed.log 2>&1
 wait

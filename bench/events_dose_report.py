@@ -1,6 +1,6 @@
 """The dose-response table of bench/events_dose.sh points: for each difficulty (events N, distractors D), M1's
-held-out accuracy (the headroom is what it gets wrong), the pairs each oracle-judged round made, and O2 - M1 and
-O3 - M1 per seed and pooled per problem with 95% intervals; each seed's own demo run (D = 2, 500 held-out problems,
+held-out accuracy (the headroom is what it gets wrong), the pairs each oracle-judged round made, and O2 - M1,
+O3 - M1 and the reversed-pairs control's O2r - M1 per seed and pooled per problem with 95% intervals; each seed's own demo run (D = 2, 500 held-out problems,
 its O2 and O3) is the default point.
 
     .venv/bin/python bench/events_dose_report.py runs/events-seed0 runs/events-seed1
@@ -28,8 +28,10 @@ def point(evals: str, ppds: list[str]) -> dict | None:
     if not os.path.exists(m1_path):
         return None
     m1 = world_correct(m1_path)
+    if not m1:  # still being evaluated
+        return None
     out = {"m1": 100 * sum(m1.values()) / len(m1), "pairs": [lines(p) for p in ppds], "gains": {}}
-    for name in ("o2", "o3"):
+    for name in ("o2", "o3", "o2-reversed"):
         path = os.path.join(evals, f"{name}.jsonl")
         if os.path.exists(path):
             o = world_correct(path)
@@ -51,12 +53,13 @@ def main(runs: list[str]) -> None:
                 rows.setdefault((n, d), []).append(p)
     print(
         "| events N | distractors D | seeds | M1 held-out % (per seed) | headroom (100 - M1) | oracle pairs per round | "
-        "O2 - M1 per seed | O2 - M1 pooled (95% CI) | O3 - M1 per seed | O3 - M1 pooled (95% CI) |"
+        "O2 - M1 per seed | O2 - M1 pooled (95% CI) | O3 - M1 per seed | O3 - M1 pooled (95% CI) | "
+        "reversed pairs: O2r - M1 per seed | pooled (95% CI) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for (n, d), pts in sorted(rows.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         cells = []
-        for name in ("o2", "o3"):
+        for name in ("o2", "o3", "o2-reversed"):
             have = [p["gains"][name] for p in pts if name in p["gains"]]
             if not have:
                 cells += ["-", "-"]
