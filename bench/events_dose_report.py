@@ -36,7 +36,8 @@ def point(evals: str, ppds: list[str]) -> dict | None:
         if os.path.exists(path):
             o = world_correct(path)
             ids = sorted(set(m1) & set(o))
-            out["gains"][name] = [int(o[i]) - int(m1[i]) for i in ids]
+            if len(ids) == len(m1):  # a finished evaluation, not one still running
+                out["gains"][name] = [int(o[i]) - int(m1[i]) for i in ids]
     return out
 
 
