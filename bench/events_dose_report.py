@@ -1,6 +1,6 @@
 """The dose-response table of bench/events_dose.sh points: for each difficulty (events N, distractors D), M1's
 held-out accuracy (the headroom is what it gets wrong), the pairs each oracle-judged round made, and O2 - M1,
-O3 - M1 and the reversed-pairs control's O2r - M1 per seed and pooled per problem with 95% intervals; each seed's own demo run (D = 2, 500 held-out problems,
+O3 - M1, the reversed-pairs control's O2r - M1 and the self-judged round's M2 - M1 (bench/events_dose_self.sh) per seed and pooled per problem with 95% intervals; each seed's own demo run (D = 2, 500 held-out problems,
 its O2 and O3) is the default point.
 
     .venv/bin/python bench/events_dose_report.py runs/events-seed0 runs/events-seed1
@@ -31,7 +31,7 @@ def point(evals: str, ppds: list[str]) -> dict | None:
     if not m1:  # still being evaluated
         return None
     out = {"m1": 100 * sum(m1.values()) / len(m1), "pairs": [lines(p) for p in ppds], "gains": {}}
-    for name in ("o2", "o3", "o2-reversed"):
+    for name in ("o2", "o3", "o2-reversed", "m2"):
         path = os.path.join(evals, f"{name}.jsonl")
         if os.path.exists(path):
             o = world_correct(path)
@@ -55,12 +55,12 @@ def main(runs: list[str]) -> None:
     print(
         "| events N | distractors D | seeds | M1 held-out % (per seed) | headroom (100 - M1) | oracle pairs per round | "
         "O2 - M1 per seed | O2 - M1 pooled (95% CI) | O3 - M1 per seed | O3 - M1 pooled (95% CI) | "
-        "reversed pairs: O2r - M1 per seed | pooled (95% CI) |"
+        "reversed pairs: O2r - M1 per seed | pooled (95% CI) | self-judged: M2 - M1 per seed | pooled (95% CI) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for (n, d), pts in sorted(rows.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         cells = []
-        for name in ("o2", "o3", "o2-reversed"):
+        for name in ("o2", "o3", "o2-reversed", "m2"):
             have = [p["gains"][name] for p in pts if name in p["gains"]]
             if not have:
                 cells += ["-", "-"]
