@@ -93,17 +93,4 @@ def demo(
     if iterations < 1 or iterate < 0:
         raise typer.BadParameter("--iterations must be >= 1 and --iterate >= 0")
     kw = dict(events=events, distractors=distractors, other_first=other_first) if world == "events" else None
-    m0 = m0 or (world_demo.EVENTS_M0 if kw else world_demo.DEFAULT_M0)
-    world_demo.run(
-        out,
-        size or ("events" if kw else "full"),
-        seed,
-        m0,
-        iterations,
-        iterate,
-        gate,
-        srlm,
-        oracle_judge,
-        kw,
-        judge_style,
-    )
+    world_demo.run(out, size, seed, m0, iterations, iterate, gate, srlm, oracle_judge, kw, judge_style)

@@ -309,18 +309,19 @@ def main(argv: list[str] | None = None) -> None:
                     help="how the oracle words the EFT judgments M1 learns to judge from (default verdict-first)")
     a = ap.parse_args(argv)
     world = dict(events=a.events, distractors=a.distractors, other_first=a.other_first) if a.world == "events" else None
-    size = a.size or ("events" if world else "full")
-    m0 = a.m0 or (EVENTS_M0 if world else DEFAULT_M0)
     try:
-        run(a.out, size, a.seed, m0, a.iterations, a.iterate, a.gate, a.srlm, a.oracle_judge, world, a.judge_style)
+        run(a.out, a.size, a.seed, a.m0, a.iterations, a.iterate, a.gate, a.srlm, a.oracle_judge, world, a.judge_style)
     except PsrError as e:
         raise SystemExit(f"demo: {e}") from None
 
 
-def run(out: str = "runs/demo", size: str = "full", seed: int = 0, m0: str = DEFAULT_M0, iterations: int = 2,
+def run(out: str = "runs/demo", size: str | None = None, seed: int = 0, m0: str | None = None, iterations: int = 2,
         iterate: int = 0, gate_mode: str = "warn", srlm: bool = False, oracle_judge: bool = False,
         world: dict | None = None, judge_style: str = "verdict-first") -> None:
-    """The whole demo (`psr demo`, `python -m psr.world.demo`); main() says what each option means."""
+    """The whole demo (`psr demo`, `python -m psr.world.demo`); main() says what each option means. ``size`` and
+    ``m0`` default to the world's: full and data/m0, or events and data/m0-events."""
+    size = size or ("events" if world else "full")
+    m0 = m0 or (EVENTS_M0 if world else DEFAULT_M0)
     if not os.path.exists(os.path.join(m0, "config.json")):
         raise InputError(f"no base model at {m0}; build it with `python -m psr.world.pretrain --out {m0}`")
     d = Demo(out, size, seed, m0, world, judge_style)
