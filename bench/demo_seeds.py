@@ -149,16 +149,24 @@ def main(argv: list[str] | None = None) -> None:
     ):
         if a_ not in models or b_ not in models:
             continue
-        c = compare([r for r in has[a_] if r in has[b_]], a_, b_)
-        if c is None:
-            continue
+        gain_row(a_, b_, what, [r for r in has[a_] if r in has[b_]])
+    # The control that should fail (bench/events_reversed.sh): not a demo model, so read from the runs that have it.
+    reversed_runs = [r for r in runs if os.path.exists(os.path.join(r, "evals", "o2-reversed.jsonl"))]
+    if reversed_runs and "M1" in models:
+        gain_row("O2-reversed", "M1", "control that should fail: round 1's oracle pairs reversed", reversed_runs)
+    gates(runs, summaries)
+
+
+def gain_row(a_: str, b_: str, what: str, runs: list[str]) -> None:
+    """One row of the gains table: a_ - b_ over ``runs``, per seed, over seeds and pooled over problems."""
+    c = compare(runs, a_, b_)
+    if c is not None:
         print(
             f"| {a_} - {b_} ({what}) | {', '.join(f'{x:+.1f}' for x in c['per_seed'])} | {c['mean']:+.1f} | "
             + (f"{c['seed_ci'][0]:+.1f} to {c['seed_ci'][1]:+.1f}" if len(c["per_seed"]) > 1 else "- (one seed)")
             + f" | {c['pooled']:+.1f} | "
             f"{c['problem_ci'][0]:+.1f} to {c['problem_ci'][1]:+.1f} |"
         )
-    gates(runs, summaries)
 
 
 def position_accuracy(run: str, model: str = "m1") -> tuple[float, float, int] | None:

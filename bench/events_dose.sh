@@ -27,14 +27,7 @@ for i in $(seq 1 $ROUNDS); do
 done
 # The control that should fail: round 1's pairs with chosen and rejected swapped (and their is_final flags),
 # the same step-dpo from M1 -> o2-reversed.
-test -e $W/ppd_o_reversed.jsonl || .venv/bin/python -c "
-import json, sys
-with open(sys.argv[1]) as f, open(sys.argv[2], 'w') as g:
-    for r in map(json.loads, f):
-        r['chosen'], r['rejected'] = r['rejected'], r['chosen']
-        r['is_final'], r['rejected_is_final'] = r.get('rejected_is_final', False), r.get('is_final', False)
-        g.write(json.dumps(r) + '\\n')
-" $W/ppd_o.jsonl $W/ppd_o_reversed.jsonl
+test -e $W/ppd_o_reversed.jsonl || .venv/bin/python bench/reverse_pairs.py $W/ppd_o.jsonl $W/ppd_o_reversed.jsonl
 test -e $W/o2-reversed/config.json || $PY step-dpo -i $W/ppd_o_reversed.jsonl --model $R/m1 -o $W/o2-reversed --lr 1e-5 --beta 0.1 --batch-size 16 --per-device-batch-size 16 --seed $S > $W/dpo_reversed.log 2>&1
 $PY eval -i world=$W/world/test.jsonl --model $W/o2-reversed -o $W/evals/o2-reversed.jsonl --summary $W/evals/o2-reversed.json --name O2-reversed --max-tokens 160 --seed $S > $W/eval_reversed.log 2>&1
 wait

@@ -86,3 +86,35 @@ def test_every_branch_is_evaluated_and_the_seed_report_reads_the_run(run):
     assert "M1's judgments right by record:" in gates
     wrong = sum(1 for r in read_records(os.path.join(out, "evals", "m1.jsonl"), None) if not r["correct"])
     assert f"M1's wrong held-out solutions, seed 0: {wrong}," in gates
+
+
+def test_the_reversed_pairs_control_trains_on_swapped_pairs_and_is_reported(run):
+    out, _ = run
+    proc = subprocess.run(
+        ["bash", os.path.join("bench", "events_reversed.sh"), out, "0"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "PYTHON": sys.executable},
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    pairs = read_records(os.path.join(out, "ppd_m1_oracle.jsonl"), "ppd")
+    flipped = read_records(os.path.join(out, "ppd_m1_oracle_reversed.jsonl"), "ppd")
+    assert pairs and len(flipped) == len(pairs)
+    for p, f in zip(pairs, flipped, strict=True):
+        assert (f["chosen"], f["rejected"], f["previous_steps"]) == (p["rejected"], p["chosen"], p["previous_steps"])
+        assert (f["is_final"], f.get("rejected_is_final", False)) == (p.get("rejected_is_final", False), p["is_final"])
+    summary = json.load(open(os.path.join(out, "evals", "o2-reversed.json")))
+    m1 = {r["id"]: r["correct"] for r in read_records(os.path.join(out, "evals", "m1.jsonl"), None)}
+    rev = {r["id"]: r["correct"] for r in read_records(os.path.join(out, "evals", "o2-reversed.jsonl"), None)}
+    assert set(rev) == set(m1) and summary["benchmarks"]["world"]["accuracy"] is not None
+    report = subprocess.run(
+        [sys.executable, os.path.join(REPO, "bench", "demo_seeds.py"), out], capture_output=True, text=True, timeout=300
+    )
+    assert report.returncode == 0, report.stderr
+    gain = 100 * sum(int(rev[i]) - int(m1[i]) for i in m1) / len(m1)
+    assert (
+        f"| O2-reversed - M1 (control that should fail: round 1's oracle pairs reversed) | {gain:+.1f} |"
+        in report.stdout
+    )
