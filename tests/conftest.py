@@ -1,3 +1,4 @@
+import json
 import os
 
 import pytest
@@ -39,3 +40,42 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny_prm(tiny_model_dir, tmp_path_factory):
+    """A tiny PRM: the tiny model briefly trained by train-prm (its scores differ between steps), on the
+    mine-pairs questions. Module-scoped, as it was in tests/test_mine_pairs.py: each module trains its own."""
+    from helpers import MINE_QUESTIONS as QUESTIONS
+
+    from psr.stages import train_prm
+
+    d = tmp_path_factory.mktemp("prm")
+    data = d / "data.jsonl"
+    with open(data, "w") as fh:
+        for i in range(16):
+            fh.write(
+                json.dumps(
+                    {
+                        "prompt": QUESTIONS[i % len(QUESTIONS)],
+                        "completions": [f"{i} + {i} = {2 * i}", f"{i} + 1 = {i}"],
+                        "labels": [True, False],
+                    }
+                )
+                + "\n"
+            )
+    out = str(d / "prm")
+    train_prm.run(
+        [str(data)],
+        train_prm.PRMTrainConfig(
+            model=tiny_model_dir,
+            output=out,
+            max_steps=10,
+            learning_rate=1e-3,
+            batch_size=4,
+            per_device_batch_size=4,
+            save_steps=1000,
+            eval_fraction=0.0,
+        ),
+    )
+    return out

@@ -1,20 +1,17 @@
-"""psr eval: math accuracy, step statistics, resume, shards, the judge task and --compare.
+"""psr eval's math task: benchmark inputs, accuracy and step statistics, resume, shards, tts, --compare and
+failures.
 
 A scripted Engine subclass (an injected dependency: it returns known outputs and verdicts) checks the
-numbers exactly; the tiny local model (hf engine) checks that real generation through the CLI gives
-well-formed records on the real benchmark files.
+numbers exactly.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
-import time
 
 import pytest
-from helpers import PSR, read_jsonl, write_jsonl
+from helpers import ScriptedEngine, read_jsonl, shown_a, write_jsonl
 from servers import ChatServer
 from typer.testing import CliRunner
 
@@ -22,27 +19,10 @@ from psr.cli import app
 from psr.core.errors import InputError, PsrError
 from psr.core.prompts import step_prompt
 from psr.core.records import IOConfig
-from psr.engines.base import Completion, Engine, EngineConfig
+from psr.engines.base import Completion, EngineConfig
 from psr.stages import eval as ev
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-class ScriptedEngine(Engine):
-    """Answers each chat with ``respond(chat)``; counts tokens as whitespace-separated words."""
-
-    name = "scripted"
-
-    def __init__(self, respond):
-        self.respond = respond
-        self.calls: list[int] = []
-
-    def generate(self, chats, sampling):
-        self.calls.append(len(chats))
-        return [[Completion(self.respond(c), "eos", 0, 5)] for c in chats]
-
-    def count_tokens(self, texts):
-        return [len(t.split()) for t in texts]
 
 
 def problems(prefix, n):
@@ -220,146 +200,6 @@ def test_tts_answers_with_the_step_search(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# Judge accuracy
-
-
-def eft_records(n):
-    out = []
-    for i in range(n):
-        good, bad = f"good step {i}", f"bad step {i}"
-        label = "A" if i % 2 == 0 else "B"
-        a, b = (good, bad) if label == "A" else (bad, good)
-        out.append(
-            {
-                "id": f"e{i}",
-                "question": f"Q{i}",
-                "previous_steps": ["x = 1"] * (i % 3),
-                "step_a": a,
-                "step_b": b,
-                "judgment": "ref [[" + label + "]]",
-                "label": label,
-            }
-        )
-    return out
-
-
-def shown_a(chat):
-    return chat.user.split("Next Reasoning Step]\n")[1].split("\n")[0]
-
-
-def run_judge(tmp_path, respond, n=6, out="judge.jsonl"):
-    path = write_jsonl(tmp_path / "eft_test.jsonl", eft_records(n))
-    io = IOConfig(inputs=[path], output=str(tmp_path / out))
-    return ev.run(io, ev.EvalConfig(task="judge"), ScriptedEngine(respond))
-
-
-def test_judge_perfect_judge(tmp_path):
-    s = run_judge(tmp_path, lambda c: "A is right. [[A]]" if "good" in shown_a(c) else "B wins [[B]]")
-    assert s["n"] == 6 and s["judgments"] == 12
-    for k in (
-        "accuracy",
-        "accuracy_stored_order",
-        "accuracy_both_orders",
-        "accuracy_better_as_A",
-        "accuracy_better_as_B",
-        "agreement",
-    ):
-        assert s[k] == 100.0, k
-    assert s["no_verdict_rate"] == 0.0
-    preds = read_jsonl(tmp_path / "judge.jsonl")
-    assert [p["id"] for p in preds] == [f"e{i}" for i in range(6)]
-    for p in preds:
-        assert p["verdict"] == p["label"] and p["pick_swapped"] == p["label"] and p["agree"] is True
-        assert p["verdict_swapped"] != p["label"]  # the swapped order shows the letters the other way round
-    (tmp_path / "M1.json").write_text(json.dumps(s))
-    (tmp_path / "M2.json").write_text(json.dumps({**s, "name": None, "accuracy_stored_order": 90.0}))
-    md = ev.compare([str(tmp_path / "M1.json"), str(tmp_path / "M2.json")])["markdown"]
-    assert "| M1 | 100.0 |" in md and "| M2 | 90.0 (-10.0) |" in md  # Table 3: judge accuracy by iteration
-
-
-def test_judge_position_bias_and_missing_verdicts(tmp_path):
-    # Always "[[A]]" except that records e4, e5 get no verdict in the swapped order.
-    def respond(c):
-        return "I cannot decide." if shown_a(c).endswith(("bad step 4", "good step 5")) else "[[A]]"
-
-    s = run_judge(tmp_path, respond)
-    preds = {p["id"]: p for p in read_jsonl(tmp_path / "judge.jsonl")}
-    # e4: label A, swapped shows "bad step 4" as A -> no verdict; e5: label B, swapped shows "good step 5" as A.
-    assert preds["e4"]["verdict_swapped"] is None and preds["e5"]["verdict_swapped"] is None
-    assert s["no_verdict_rate"] == round(100 * 2 / 12, 2)
-    # Always-A is right exactly when the better step is shown as A (but e5's swapped order has no verdict).
-    assert s["accuracy_better_as_A"] == round(100 * 5 / 6, 2) and s["accuracy_better_as_B"] == 0.0
-    assert s["accuracy_stored_order"] == 50.0  # labels alternate A, B
-    assert s["accuracy"] == round(100 * 5 / 12, 2)  # the 6 stored-order A-shown ones minus e5's swapped
-    assert s["agreement"] == 0.0 and s["accuracy_both_orders"] == 0.0
-
-
-def scoring_records():
-    """Three pairs (chosen scored 3, rejected 1 by the reference judge); responses name their pair and role."""
-    return [
-        {
-            "id": f"p{i}/{role}",
-            "pair_id": f"p{i}",
-            "question": f"Q{i}",
-            "response": f"Step 1: {role} {i}",
-            "judgment": f"ref Score: {score}",
-            "score": score,
-            "role": role,
-            "format": "scoring",
-        }
-        for i in range(3)
-        for role, score in (("chosen", 3), ("rejected", 1))
-    ]
-
-
-def test_judge_scoring_records(tmp_path):
-    # p0: both scores right; p1: right order, chosen off by one; p2: a tie, and the rejected one has no score.
-    said = {
-        "chosen 0": "Score: 3",
-        "rejected 0": "Score: 1",
-        "chosen 1": "Score: 4",
-        "rejected 1": "Score: 1",
-        "chosen 2": "Score: 2",
-        "rejected 2": "I cannot score this.",
-    }
-    engine = ScriptedEngine(lambda c: said[c.user.split("<response>Step 1: ")[1].split("</response>")[0]])
-    path = write_jsonl(tmp_path / "eft_scoring_test.jsonl", scoring_records())
-    io = IOConfig(inputs=[path], output=str(tmp_path / "judge.jsonl"))
-    s = ev.run(io, ev.EvalConfig(task="judge", summary=str(tmp_path / "S1.json")), engine=engine)
-    assert engine.calls == [6]  # one scoring prompt a record, no swapped order
-    assert s["format"] == "scoring" and s["n"] == 6 and s["pairs"] == 3
-    assert s["accuracy"] == 50.0  # p0 both, p1 rejected; p2 neither
-    assert s["no_score_rate"] == round(100 / 6, 2) and s["within_one"] == round(500 / 6, 2)
-    assert s["pair_order_accuracy"] == round(200 / 3, 2) and s["pair_tie_rate"] == 0.0
-    assert s["mean_abs_error"] == round((0 + 0 + 1 + 0 + 1) / 5, 3)
-    preds = {p["id"]: p for p in read_jsonl(tmp_path / "judge.jsonl")}
-    assert preds["p1/chosen"]["score"] == 4 and preds["p1/chosen"]["label_score"] == 3
-    assert preds["p2/rejected"]["score"] is None and preds["p2/rejected"]["correct"] is False
-    # The same summary again from the predictions alone, and a comparison of scorers by iteration.
-    again = ev.summarize_file([str(tmp_path / "judge.jsonl")], ev.EvalConfig(task="judge"))
-    assert {k: again[k] for k in ("accuracy", "pair_order_accuracy")} == {
-        k: s[k] for k in ("accuracy", "pair_order_accuracy")
-    }
-    assert "| pair_order_accuracy | 66.7 |" in (tmp_path / "S1.md").read_text()
-    (tmp_path / "S2.json").write_text(json.dumps({**s, "name": "S2", "accuracy": 60.0}))
-    md = ev.compare([str(tmp_path / "S1.json"), str(tmp_path / "S2.json")])["markdown"]
-    assert "| model | accuracy | within_one | pair_order_accuracy |" in md and "| S2 | 60.0 (+10.0) |" in md
-
-
-def test_judge_refuses_pairwise_and_scoring_records_in_one_run(tmp_path):
-    path = write_jsonl(tmp_path / "mixed.jsonl", eft_records(2) + scoring_records())
-    io = IOConfig(inputs=[path], output=str(tmp_path / "judge.jsonl"))
-    with pytest.raises(InputError, match="not both"):
-        ev.run(io, ev.EvalConfig(task="judge"), ScriptedEngine(str))
-    bad = write_jsonl(tmp_path / "bad.jsonl", [{**scoring_records()[0], "score": 9}])
-    with pytest.raises(InputError) as e:
-        ev.run(
-            IOConfig(inputs=[bad], output=str(tmp_path / "j.jsonl")), ev.EvalConfig(task="judge"), ScriptedEngine(str)
-        )
-    assert (e.value.path, e.value.line) == (bad, 1) and "must be 0 to 5" in e.value.message
-
-
-# ---------------------------------------------------------------------------------------------
 # Comparing iterations
 
 
@@ -405,126 +245,6 @@ def test_compare_refuses_a_file_that_is_not_a_summary(tmp_path):
         ev.compare([p])
 
 
-# ---------------------------------------------------------------------------------------------
-# The tiny model through the CLI, on the real benchmark files
-
-
-def cli(*args):
-    res = CliRunner().invoke(app, ["eval", "--grade-timeout", "60", *args])
-    assert res.exit_code == 0, (res.output, res.exception)
-    return res
-
-
-def test_tiny_model_on_real_benchmarks(tmp_path, bench_dir, tiny_model_dir):
-    gsm, m500 = os.path.join(bench_dir, "gsm8k_test.jsonl"), os.path.join(bench_dir, "math500_test.jsonl")
-    out, summ = tmp_path / "preds.jsonl", tmp_path / "sum.json"
-    cli(
-        "-i",
-        gsm,
-        "-i",
-        m500,
-        "--model",
-        tiny_model_dir,
-        "--limit",
-        "3",
-        "--max-tokens",
-        "12",
-        "-o",
-        str(out),
-        "--summary",
-        str(summ),
-        "--name",
-        "M0",
-    )
-    preds = read_jsonl(out)
-    golds = {}
-    for path, name in ((gsm, "gsm8k"), (m500, "math500")):
-        for r in read_jsonl(path)[:3]:
-            golds[f"{name}/{r['id']}"] = r["answer"]
-    assert [p["id"] for p in preds] == list(golds)
-    for p in preds:
-        assert p["answer"] == golds[p["id"]] and isinstance(p["output"], str)
-        assert isinstance(p["correct"], bool) and isinstance(p["steps"], list)
-        assert p["pred"] is None or isinstance(p["pred"], str)
-        assert len(p["step_tokens"]) == len(p["steps"]) and p["output_tokens"] <= 12
-    s = json.loads(summ.read_text())
-    assert s["name"] == "M0" and s["tokens_unit"] == "tokens of the model's tokenizer"
-    assert [b["n"] for b in s["benchmarks"].values()] == [3, 3] and s["n"] == 6
-    for b in s["benchmarks"].values():
-        assert b["correct"] + (b["graded"] - b["correct"]) + b["no_gold"] == b["n"]
-    assert (tmp_path / "sum.md").exists()
-
-    # grading agrees with `psr grade` on the same outputs
-    graded = tmp_path / "graded.jsonl"
-    res = CliRunner().invoke(app, ["grade", "-i", str(out), "-o", str(graded), "--timeout", "60"])
-    assert res.exit_code == 0, res.output
-    assert {r["id"]: r["correct"] for r in read_jsonl(graded)} == {p["id"]: p["correct"] for p in preds}
-
-    # resume: a second run over more problems answers only the new ones and keeps the old ones
-    cli("-i", gsm, "-i", m500, "--model", tiny_model_dir, "--limit", "4", "--max-tokens", "12", "-o", str(out))
-    again = read_jsonl(out)
-    assert again[:6] == preds and len(again) == 8 and len({p["id"] for p in again}) == 8
-
-
-def test_tiny_model_judge_task(tmp_path, tiny_model_dir):
-    path = write_jsonl(tmp_path / "eft.jsonl", eft_records(3))
-    out = tmp_path / "judge.jsonl"
-    cli(
-        "--task",
-        "judge",
-        "-i",
-        path,
-        "--model",
-        tiny_model_dir,
-        "--max-tokens",
-        "8",
-        "-o",
-        str(out),
-        "--summary",
-        str(tmp_path / "j.json"),
-    )
-    preds = read_jsonl(out)
-    assert [p["id"] for p in preds] == ["e0", "e1", "e2"]
-    for p in preds:
-        assert p["verdict"] in ("A", "B", None) and p["verdict_swapped"] in ("A", "B", None)
-        assert p["correct"] is (p["verdict"] == p["label"])
-    s = json.loads((tmp_path / "j.json").read_text())
-    assert s["task"] == "judge" and s["n"] == 3 and s["judgments"] == 6
-    assert "accuracy_better_as_A" in (tmp_path / "j.md").read_text()
-
-
-@pytest.mark.slow
-def test_tiny_model_tts(tmp_path, bench_dir, tiny_model_dir):
-    gsm = os.path.join(bench_dir, "gsm8k_test.jsonl")
-    out = tmp_path / "tts.jsonl"
-    cli(
-        "-i",
-        gsm,
-        "--model",
-        tiny_model_dir,
-        "--limit",
-        "2",
-        "--max-tokens",
-        "8",
-        "--tts",
-        "--width",
-        "2",
-        "--max-iterations",
-        "2",
-        "-o",
-        str(out),
-        "--summary",
-        str(tmp_path / "t.json"),
-    )
-    preds = read_jsonl(out)
-    assert sorted(p["id"] for p in preds) == sorted(f"gsm8k/{r['id']}" for r in read_jsonl(gsm)[:2])
-    for p in preds:
-        assert 1 <= p["tts"]["iterations"] <= 2 and p["finish_reason"] in ("final", "max_iterations")
-        assert isinstance(p["correct"], bool) and len(p["steps"]) <= 2
-    s = json.loads((tmp_path / "t.json").read_text())
-    assert s["tts"] is True and s["tts_config"]["width"] == 2 and s["n"] == 2
-
-
 def test_bad_benchmark_record_is_file_line_error(tmp_path, monkeypatch, capsys):
     from psr.cli import main
 
@@ -539,61 +259,6 @@ def test_bad_benchmark_record_is_file_line_error(tmp_path, monkeypatch, capsys):
     assert exit_.value.code == 2
     assert f"{bad}:2: missing field 'question'" in capsys.readouterr().err
     assert not (tmp_path / "o.jsonl").exists()
-
-
-@pytest.mark.slow
-def test_kill9_mid_run_resumes_without_loss_or_duplicates(tmp_path, bench_dir, tiny_model_dir):
-    gsm = os.path.join(bench_dir, "gsm8k_test.jsonl")
-    out = tmp_path / "preds.jsonl"
-    args = [
-        *PSR,
-        "eval",
-        "-i",
-        gsm,
-        "--model",
-        tiny_model_dir,
-        "--limit",
-        "12",
-        "--max-tokens",
-        "16",
-        "--grade-timeout",
-        "60",
-        "--chunk-size",
-        "1",
-        "-o",
-        str(out),
-    ]
-    with open(tmp_path / "err.txt", "wb") as err:
-        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=err)
-        deadline = time.time() + 300
-        while time.time() < deadline and proc.poll() is None:
-            if out.exists() and out.read_bytes().count(b"\n") >= 3:
-                break
-            time.sleep(0.02)
-        proc.kill()  # SIGKILL
-        proc.wait()
-    assert proc.returncode == -9, (tmp_path / "err.txt").read_text()  # killed mid-run, not finished
-    assert 3 <= out.read_bytes().count(b"\n") < 12
-    again = subprocess.run(args, capture_output=True, text=True)
-    assert again.returncode == 0, again.stderr
-    ids = [p["id"] for p in read_jsonl(out)]
-    assert len(ids) == 12 and len(set(ids)) == 12
-
-
-def test_a_judge_prompt_longer_than_the_model_is_counted_not_a_crash(tmp_path, tiny_model_dir, capfd):
-    # Yuan et al.'s prompt takes most of a small model's positions: a long response must not end the run.
-    from psr.engines.hf import HFEngine
-
-    recs = scoring_records()[:2]
-    recs[1] = {**recs[1], "response": "Step 1: " + "x " * 5000}
-    path = write_jsonl(tmp_path / "eft_scoring_test.jsonl", recs)
-    io = IOConfig(inputs=[path], output=str(tmp_path / "judge.jsonl"))
-    engine = HFEngine(EngineConfig(model=tiny_model_dir, seed=0))
-    s = ev.run(io, ev.EvalConfig(task="judge", max_tokens=4), engine)
-    preds = {p["id"]: p for p in read_jsonl(tmp_path / "judge.jsonl")}
-    assert s["n"] == 2 and set(preds) == {"p0/chosen", "p0/rejected"}
-    assert preds["p0/rejected"]["output"] == "" and preds["p0/rejected"]["score"] is None
-    assert "1 judge prompt(s) longer than the judge's context" in " ".join(capfd.readouterr().err.split())
 
 
 def test_a_request_out_of_retries_leaves_only_its_problem_undone(tmp_path):

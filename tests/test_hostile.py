@@ -3,20 +3,17 @@ code (2: bad usage or input), one line on stderr naming what is wrong, no traceb
 there before unchanged (an output may at most have been created, empty).
 
 The cases run ``psr.cli.main`` in this process (a subprocess per case would cost seconds each); two run the
-real ``psr`` command, so that what the shell sees is tested too."""
+real ``psr`` command, so that what the shell sees is tested too. The training commands' cases are in
+tests/test_hostile_training.py."""
 
 from __future__ import annotations
 
 import json
 import os
 import subprocess
-import sys
 
 import pytest
-from helpers import PSR, write_jsonl
-
-from psr.cli import main
-from psr.core import log
+from helpers import PSR, check_refused, run_psr, write_jsonl
 
 PROBLEM = {
     "id": "world-0",
@@ -191,130 +188,11 @@ TABLE = (
 )
 
 
-def _snapshot(root) -> dict[str, bytes | None]:
-    out = {}
-    for dirpath, dirs, files in os.walk(root):
-        for name in dirs + files:
-            p = os.path.join(dirpath, name)
-            out[os.path.relpath(p, root)] = None if os.path.isdir(p) or os.path.islink(p) else open(p, "rb").read()
-    return out
-
-
-def run_psr(argv, monkeypatch, capsys) -> tuple[int, str]:
-    monkeypatch.setattr(sys, "argv", ["psr", *argv])
-    monkeypatch.setattr(log, "_QUIET", True)
-    code = 0
-    try:
-        main()  # any exception but SystemExit (a traceback for the user) fails the test here
-    except SystemExit as done:
-        code = 0 if done.code is None else done.code
-    return code, capsys.readouterr().err
-
-
-def check_refused(argv, needle, root, monkeypatch, capsys, code=2):
-    before = _snapshot(root)
-    rc, err = run_psr(argv, monkeypatch, capsys)
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert rc == code, err
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
-    assert needle in " ".join(err.split()), err
-    after = _snapshot(root)
-    assert {k: v for k, v in after.items() if k in before} == before  # nothing there before was touched
-    assert all(v == b"" for k, v in after.items() if k not in before)  # at most an empty output was created
-
-
 @pytest.mark.parametrize("stage,case", TABLE, ids=[f"{s}-{k.__name__.strip('_')}" for s, k in TABLE])
 def test_hostile_case(stage, case, tmp_path, monkeypatch, capsys):
     c = Case(tmp_path, stage)
     argv, needle = case(c)
     check_refused(argv, needle, tmp_path, monkeypatch, capsys)
-
-
-def _training_inputs(tmp):
-    ift = {"id": "i1", "question": "What is 1 + 1?", "steps": ["1 + 1 = 2. The answer is \\boxed{2}."]}
-    ppd = {"id": "d1", "question": "q", "previous_steps": [], "chosen": "a", "rejected": "b", "is_final": True}
-    prm = {"prompt": "q", "completions": ["a"], "labels": [True]}
-    return {
-        "sft": write_jsonl(tmp / "sft.jsonl", [ift]),
-        "step-dpo": write_jsonl(tmp / "dpo.jsonl", [ppd]),
-        "train-prm": write_jsonl(tmp / "prm.jsonl", [prm]),
-    }
-
-
-TRAINING_CASES = [  # (extra options, what the one line says)
-    (["--lr", "-1"], "--lr must be > 0, got -1"),
-    (["--epochs", "0"], "--epochs must be > 0"),
-    (["--batch-size", "0"], "--batch-size must be >= 1"),
-    (["--max-length", "-5"], "--max-length must be >= 1"),
-    (["--save-steps", "0"], "--save-steps must be >= 1"),
-    (["--warmup", "-0.1"], "--warmup must be >= 0"),
-    (["--max-steps", "0"], "--max-steps must be >= 1, or -1"),
-    (["--lr", "nan"], "--lr must be a finite number"),
-]
-
-
-@pytest.mark.parametrize("command", ["sft", "step-dpo", "train-prm"])
-@pytest.mark.parametrize("extra,needle", TRAINING_CASES, ids=[" ".join(e) for e, _ in TRAINING_CASES])
-def test_bad_training_numbers_are_refused_before_anything_is_written(
-    command, extra, needle, tmp_path, monkeypatch, capsys
-):
-    src = _training_inputs(tmp_path)[command]
-    # the model does not even exist: the options are checked before any model is looked at
-    check_refused(
-        [command, "-i", src, "-o", str(tmp_path / "m1"), "--model", str(tmp_path / "m0"), *extra],
-        needle,
-        tmp_path,
-        monkeypatch,
-        capsys,
-    )
-    assert not (tmp_path / "m1").exists()  # no checkpoints/ left behind
-
-
-@pytest.mark.parametrize("command", ["sft", "step-dpo", "train-prm"])
-def test_a_training_output_that_is_an_input_is_refused(command, tmp_path, monkeypatch, capsys):
-    src = _training_inputs(tmp_path)[command]
-    check_refused(
-        [command, "-i", src, "-o", src, "--model", "m"], "is the same file as the input", tmp_path, monkeypatch, capsys
-    )
-
-
-@pytest.mark.parametrize("command", ["sft", "step-dpo", "train-prm"])
-def test_a_training_output_that_is_the_model_or_holds_an_input_is_refused(
-    command, tiny_model_dir, tmp_path, monkeypatch, capsys
-):
-    import shutil
-
-    model = tmp_path / "m0"
-    shutil.copytree(tiny_model_dir, model)
-    src = _training_inputs(tmp_path)[command]
-    check_refused(
-        [command, "-i", src, "-o", str(model), "--model", str(model), "--overwrite"],
-        "is the starting model --model",
-        tmp_path,
-        monkeypatch,
-        capsys,
-    )
-    inside = tmp_path / "out" / "data.jsonl"
-    inside.parent.mkdir()
-    shutil.copy(src, inside)
-    check_refused(
-        [command, "-i", str(inside), "-o", str(tmp_path / "out"), "--model", str(model), "--overwrite"],
-        "is inside the output directory",
-        tmp_path,
-        monkeypatch,
-        capsys,
-    )
-
-
-def test_step_dpo_beta_must_be_positive(tmp_path, monkeypatch, capsys):
-    src = _training_inputs(tmp_path)["step-dpo"]
-    check_refused(
-        ["step-dpo", "-i", src, "-o", str(tmp_path / "m1"), "--model", "m", "--beta", "0"],
-        "Invalid value for --beta: must be > 0",
-        tmp_path,
-        monkeypatch,
-        capsys,
-    )
 
 
 def test_single_hostile_cases(tmp_path, monkeypatch, capsys):

@@ -11,8 +11,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from helpers import write_jsonl
-from test_prm import doubling_examples
+from helpers import doubling_examples, write_jsonl
 
 from psr.stages import train_prm
 from psr.training import common

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from test_search import Scripted, ranked
+from helpers import Scripted, ranked
 
 from psr.core.errors import InputError
 from psr.search import APPROACHES, MCTSConfig, SearchConfig, approach_name, iter_search, iter_srlm, search
