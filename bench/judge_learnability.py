@@ -80,6 +80,15 @@ def make_pairs(n: int, seed: int, split: str, world: dict | None = None) -> list
     return out
 
 
+def swapped(pairs: list[dict]) -> list[dict]:
+    """Each pair, then the same pair with A and B swapped (its label too)."""
+    out = []
+    for p in pairs:
+        flip = {"A": "B", "B": "A"}[p["label"]]
+        out += [p, {**p, "id": p["id"] + "/swapped", "step_a": p["step_b"], "step_b": p["step_a"], "label": flip}]
+    return out
+
+
 def train(
     model_dir: str,
     records: list[dict],
@@ -338,6 +347,12 @@ def main() -> None:
         help="events: psr/world/events.py's problems and corruptions (use --model data/m0-events)",
     )
     ap.add_argument("--distractors", type=int, default=2, help="events world: the other person's events")
+    ap.add_argument(
+        "--both-orders",
+        action="store_true",
+        help="train on every EFT pair in both orders (JudgeLM's swap augmentation: the same two steps with the "
+        "verdict flipped), twice the records for the same pairs and steps",
+    )
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument(
         "--probe",
@@ -399,7 +414,7 @@ def main() -> None:
         eft = [
             {k: p[k] for k in ("id", "question", "previous_steps", "step_a", "step_b")}
             | {"judgment": judge(p["world"], p["previous_steps"], p["step_a"], p["step_b"], style=style)}
-            for p in train_pairs
+            for p in (swapped(train_pairs) if a.both_orders else train_pairs)
         ]
         mean_chars = sum(len(r["judgment"]) for r in eft) / len(eft)
         print(f"[{style}] training on {len(ift)} IFT + {len(eft)} EFT, {a.steps} steps", file=sys.stderr)
@@ -435,7 +450,8 @@ def main() -> None:
         )
         print(json.dumps(rows[-1], indent=1), file=sys.stderr, flush=True)
     print(
-        f"\nmodel {a.model}, world {a.world}{f' (D = {a.distractors})' if world else ''}; {a.ift} IFT + {a.eft} EFT, {a.steps} steps x {a.batch_size}, lr {a.lr:g}, "
+        f"\nmodel {a.model}, world {a.world}{f' (D = {a.distractors})' if world else ''}; {a.ift} IFT + {a.eft} EFT"
+        f"{' pairs in both orders' if a.both_orders else ''}, {a.steps} steps x {a.batch_size}, lr {a.lr:g}, "
         f"seed {a.seed}; {a.test} held-out pairs judged in both orders (greedy)"
     )
     print(
