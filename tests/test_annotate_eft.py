@@ -152,6 +152,50 @@ def test_split_holds_out_whole_questions_and_is_stable(tmp_path):
     assert again["kept"] == 0 and (open(out).read(), open(test).read()) == before
 
 
+def test_both_orders_writes_each_kept_pair_twice_and_holds_out_one_order(tmp_path):
+    pairs = world_pairs(40)
+    src = write_jsonl(tmp_path / "pairs.jsonl", pairs)
+    out, test = str(tmp_path / "eft.jsonl"), str(tmp_path / "eft_test.jsonl")
+    cfg = ann.AnnotateConfig(both_orders=True, test_size=20, test_output=test, chunk_size=16)
+    # A partial run (as if killed), then the rest: groups of two records resume by pair_id.
+    ann.run(IOConfig([src], out, limit=25), cfg, engine=OracleEngine())
+    counts = ann.run(IOConfig([src], out), cfg, engine=OracleEngine())
+    train, held = read_records(out, "eft"), read_records(test, "eft")
+    one_order = str(tmp_path / "one.jsonl")
+    ann.run(IOConfig([src], one_order), ann.AnnotateConfig(), engine=OracleEngine())
+    primary = {r["id"]: r for r in read_records(one_order, "eft")}
+    by_pair: dict[str, list[dict]] = {}
+    for r in train:
+        by_pair.setdefault(r["pair_id"], []).append(r)
+    assert counts["kept"] == len(pairs) - 25 and len(by_pair) + len(held) // 2 == len(pairs)
+    for pid, (first, other) in by_pair.items():
+        # The first is the one-order record (same order, same judgment); the other swaps A/B and the verdict.
+        assert {k: v for k, v in first.items() if k != "pair_id"} == primary[pid]
+        assert other["id"] == pid + "/swapped" and other["label"] != first["label"]
+        assert (other["step_a"], other["step_b"]) == (first["step_b"], first["step_a"])
+        assert parse_verdict(other["judgment"]) == other["label"]
+        assert other["judgment"] == OracleEngine().respond(
+            judge_prompt(other["question"], other["previous_steps"], other["step_a"], other["step_b"])
+        )
+    # The held-out split takes a question's records together (both orders), no question on both sides; the
+    # judge eval counts each held-out pair once.
+    assert sorted(r["id"] for r in held) == sorted(
+        x for r in held if r["id"] == r["pair_id"] for x in (r["id"], r["id"] + "/swapped")
+    )
+    assert not {r["question"] for r in train} & {r["question"] for r in held}
+    from psr.stages import eval as ev
+
+    io = IOConfig([test], str(tmp_path / "judge.jsonl"))
+    summary = ev.run(io, ev.EvalConfig(task="judge"), OracleEngine())
+    assert summary["n"] == len(held) // 2 and summary["judgments"] == len(held) and summary["accuracy"] == 100.0
+    # Resuming an output written in one order would mix the two layouts: refused, naming the file.
+    with pytest.raises(InputError, match="without --both-orders") as e:
+        ann.run(IOConfig([src], one_order), ann.AnnotateConfig(both_orders=True), engine=OracleEngine())
+    assert one_order in str(e.value)
+    with pytest.raises(InputError, match="--both-orders is for --format pairwise"):
+        ann.AnnotateConfig(both_orders=True, format="scoring")
+
+
 def test_bad_usage_and_input_exit_2(tmp_path):
     src = write_jsonl(
         tmp_path / "pairs.jsonl",

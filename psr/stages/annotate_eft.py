@@ -12,6 +12,11 @@ counted under its drop reason:
 A kept pair becomes one EFT record in one of its two orders, with that order's judgment. The
 order is a hash of (seed, pair id), so about half the records have the better step as A, the
 choice never depends on the judge, and a resumed or sharded run makes the same choice.
+``--both-orders`` also writes the other order (id ``PAIR/swapped``, both records with ``pair_id``):
+the same two steps with the verdict flipped, JudgeLM's swap augmentation against a judge that learns
+the position instead of the steps (not the paper's: it keeps one order). A question's records move
+to the held-out split together, and ``psr eval --task judge`` counts such a pair once (it judges every
+record in both orders already).
 
 ``--format scoring`` makes the SRLM baseline's judge data (Yuan et al.'s LLM-as-a-judge format)
 from the same pairs: each pair gives two responses, the partial solution so far ending in the
@@ -65,6 +70,12 @@ class AnnotateConfig:
     max_tokens: int = option(4096, "--max-tokens", help="Most new tokens per judgment.")
     temperature: float = option(0.0, "--temperature", help="Judge sampling temperature (0: greedy).")
     chunk_size: int = option(128, "--chunk-size", help="Pairs per engine call (two prompts each).")
+    both_orders: bool = option(
+        False,
+        "--both-orders",
+        help="Pairwise: also write each kept pair in its other order, with that order's judgment (swap "
+        "augmentation, id PAIR/swapped; eval --task judge counts the pair once). Paper: one order.",
+    )
     seed: int = 0  # from --seed
 
     def __post_init__(self) -> None:
@@ -79,6 +90,8 @@ class AnnotateConfig:
             )
         if self.test_size and not self.test_output:
             raise InputError("--test-size needs --test-output PATH")
+        if self.both_orders and self.format != "pairwise":
+            raise InputError("--both-orders is for --format pairwise (scoring already writes both responses)")
 
 
 def _hash(*parts) -> int:
@@ -99,20 +112,27 @@ def classify(verdict_chosen_a: str | None, verdict_chosen_b: str | None) -> str:
     return "keep" if verdict_chosen_a == "A" else "disagrees_with_prm"
 
 
-def eft_record(pair: dict, judgment_chosen_a: str, judgment_chosen_b: str, seed: int) -> dict:
+def eft_records(pair: dict, judgment_chosen_a: str, judgment_chosen_b: str, seed: int, both_orders: bool = False):
+    """The pair's record in its hashed order, then (``both_orders``) in the other order."""
     a_first = better_first(seed, pair["id"])
-    rec = {
-        "id": pair["id"],
-        "question": pair["question"],
-        "previous_steps": pair["previous_steps"],
-        "step_a": pair["chosen"] if a_first else pair["rejected"],
-        "step_b": pair["rejected"] if a_first else pair["chosen"],
-        "judgment": judgment_chosen_a if a_first else judgment_chosen_b,
-        "label": "A" if a_first else "B",
-    }
-    for k in ("chosen_score", "rejected_score"):
-        rec[k] = pair[k]
-    return rec
+    orders = [a_first, not a_first] if both_orders else [a_first]
+    recs = []
+    for i, first in enumerate(orders):
+        rec = {
+            "id": pair["id"] + ("/swapped" if i else ""),
+            "question": pair["question"],
+            "previous_steps": pair["previous_steps"],
+            "step_a": pair["chosen"] if first else pair["rejected"],
+            "step_b": pair["rejected"] if first else pair["chosen"],
+            "judgment": judgment_chosen_a if first else judgment_chosen_b,
+            "label": "A" if first else "B",
+        }
+        for k in ("chosen_score", "rejected_score"):
+            rec[k] = pair[k]
+        if both_orders:
+            rec["pair_id"] = pair["id"]
+        recs.append(rec)
+    return recs
 
 
 def scoring_responses(pair: dict) -> tuple[str, str]:
@@ -166,9 +186,10 @@ def run(io: IOConfig, cfg: AnnotateConfig, engine: EngineConfig | Engine | None 
     # failed on every retry (not done: a rerun asks again).
     counts = dict.fromkeys(("kept", *_drops(cfg), "too_long", "unanswered"), 0)
     # One group per pair (zero, one or two records), so dropped pairs are remembered too and not re-judged.
-    writer = RecordWriter(
-        io.output, overwrite=io.overwrite, group_field="id" if cfg.format == "pairwise" else "pair_id"
-    )
+    grouped = cfg.format == "scoring" or cfg.both_orders
+    if cfg.both_orders and not io.overwrite:
+        _check_resumable(io.output)
+    writer = RecordWriter(io.output, overwrite=io.overwrite, group_field="pair_id" if grouped else "id")
     test_done = set()
     if cfg.test_output and os.path.exists(cfg.test_output):
         if io.overwrite and os.path.isfile(cfg.test_output):  # never a device (/dev/null)
@@ -244,13 +265,24 @@ def _judge_all(todo, cfg, engine, writer, counts) -> None:
                     ja, jb = (oa[0].text if oa else ""), (ob[0].text if ob else "")
                     if cfg.format == "pairwise":
                         kind = classify(parse_verdict(ja), parse_verdict(jb))
-                        recs = [eft_record(p, ja, jb, cfg.seed)] if kind == "keep" else []
+                        recs = eft_records(p, ja, jb, cfg.seed, cfg.both_orders) if kind == "keep" else []
                     else:
                         kind = classify_scores(parse_score(ja), parse_score(jb))
                         recs = scoring_records(p, (ja, jb)) if kind == "keep" else []
                     counts["kept" if kind == "keep" else kind] += 1
                     writer.write_group(p["id"], recs)
                 advance(len(chunk))
+
+
+def _check_resumable(output: str) -> None:
+    """--both-orders resumes only an output it wrote: one written in one order has no pair_id to group by."""
+    first = next(iter(_read(output, "eft")), None)
+    if first is not None and "pair_id" not in first:
+        raise InputError(
+            "was written without --both-orders (its records have no pair_id): rerun without --both-orders to "
+            "resume it, or add --overwrite to start afresh",
+            output,
+        )
 
 
 def _read(path: str, kind: str) -> list[dict]:

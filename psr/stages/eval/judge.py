@@ -41,6 +41,9 @@ def load_eft(io: IOConfig) -> list[dict]:
     recs = read_records(io.inputs, eft_kind)
     if len({eft_kind(r) for r in recs}) > 1:
         raise InputError("--task judge takes pairwise or scoring-format EFT records, not both in one run", io.inputs[0])
+    # annotate-eft --both-orders' swapped copy (pairwise, id != pair_id) is the same pair, and every record is
+    # judged in both orders: measuring it again would count one pair twice.
+    recs = [r for r in recs if eft_kind(r) == "eft_scoring" or r.get("pair_id", r["id"]) == r["id"]]
     return select(recs, parse_shard(io.shard), io.limit)
 
 
