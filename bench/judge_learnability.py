@@ -22,6 +22,14 @@ slips on the sum once, and a step identical to the lookup line is called Wrong: 
 copied step follows the position more than a compare of the two lines. verdict-first was stopped unfinished
 to give the seeds the CPU.
 
+At D = 0 (``--distractors 0``, same sizes, seed 0): lookup-first 126/200 = 63.0% (56.1-69.4), picks A 28%; with
+``--both-orders`` (every train pair also swapped, JudgeLM's swap augmentation; same 300 steps) 124/200 = 62.0%
+(55.1-68.4), picks A 33%. Both get every early_box pair (46/46: the box is visible without a lookup) and about
+half of the rest (skipped 33/64, repeated_event 21-23/44, wrong_sum 24/46): the judge sees the surface, not the
+lookup, and seeing each pair in both orders does not change that. SmolLM2-135M-Instruct (``--model
+models/smollm2-135m-instruct``) costs about 10 s an example here (4 steps x 4 examples: 165 s on the shared
+cores), so the same 300 x 16 would take about 13 hours: not run.
+
 Measured results are in psr.world.oracle.judge's docstring (earlier M0: 50-54.5%; current M0: 58-60%) and
 the README ("The arithmetic world: the null result"; the per-variant tables are in its git history before issue 18).
 
