@@ -55,12 +55,13 @@ events-seeds +SEEDS="0 1 2": setup
     for s in {{SEEDS}}; do {{py}} -m psr.world.demo --world events --srlm --oracle-judge --seed $s --out runs/events-seed$s; done
     {{py}} bench/demo_seeds.py $(for s in {{SEEDS}}; do echo runs/events-seed$s; done)
 
-# Issue 18 at no distractor (--distractors 0), where M1 is fine-tuned and measured at the dose the training half
-# works at: each seed's demo with the lookup-first judge style, the oracle-judged control and the SRLM baseline, then
-# the control that should fail (round 1's oracle pairs reversed, bench/events_reversed.sh) and the seed report.
-events-d0 +SEEDS="0 1 2": setup
-    for s in {{SEEDS}}; do {{py}} -m psr.world.demo --world events --distractors 0 --judge-style lookup-first --srlm --oracle-judge --seed $s --out runs/d0-seed$s; bash bench/events_reversed.sh runs/d0-seed$s $s; done
-    {{py}} bench/demo_seeds.py $(for s in {{SEEDS}}; do echo runs/d0-seed$s; done)
+# Issue 18 in distribution: M1 fine-tuned at the dose it is measured at (D distractors, runs/dD-seedN). Each seed's
+# demo with the lookup-first judge style, the oracle-judged control and the SRLM baseline, then the control that
+# should fail (round 1's oracle pairs reversed, bench/events_reversed.sh) and the seed report.
+# `just events-at 0`, `just events-at 1 0 1`.
+events-at D="0" +SEEDS="0 1 2": setup
+    for s in {{SEEDS}}; do {{py}} -m psr.world.demo --world events --distractors {{D}} --judge-style lookup-first --srlm --oracle-judge --seed $s --out runs/d{{D}}-seed$s; bash bench/events_reversed.sh runs/d{{D}}-seed$s $s; done
+    {{py}} bench/demo_seeds.py $(for s in {{SEEDS}}; do echo runs/d{{D}}-seed$s; done)
 
 # The dose-response table (issue 18): each events-seeds run's M1 (trained at D = 2) on held-out problems with DOSES
 # distractors, two oracle-judged rounds there (O2, O3, each on 200 new search problems) and the control that should
