@@ -210,11 +210,11 @@ def judge_by_case(run: str, model: str = "m1") -> dict[str, list[int]] | None:
     return cases
 
 
-def m1_errors(run: str) -> dict | None:
-    """M1's wrong held-out solutions counted by the kind of their first wrong step (psr.world.errors)."""
+def errors_by_kind(run: str, model: str = "m1") -> dict | None:
+    """A model's wrong held-out solutions counted by the kind of their first wrong step (psr.world.errors)."""
     from psr.world.errors import error_table
 
-    path = os.path.join(run, "evals", "m1.jsonl")
+    path = os.path.join(run, "evals", f"{model}.jsonl")
     if not os.path.exists(path):
         return None
     return error_table([r for r in map(json.loads, open(path)) if r.get("benchmark") == "world"])
@@ -313,12 +313,17 @@ def gates(runs: list[str], summaries: list[dict]) -> None:
             + ", ".join("/".join(f"{x}" for x in j) for j in judges),
         )
     for r, s in zip(runs, summaries, strict=True):
-        e = m1_errors(r)
+        e = errors_by_kind(r)
         if e:
             print(
                 f"- M1's wrong held-out solutions, seed {s['seed']}: {e['wrong']}, first error by kind "
                 f"{e['kinds']}; checkable by lookup {e['checkable']} ({100 * (e['checkable_share'] or 0):.0f}%)"
             )
+            # What each round's pairs fixed or taught, by kind (the oracle's and the model's own).
+            for m in ("o2", "o3", "m2", "m3"):
+                later = errors_by_kind(r, m)
+                if later:
+                    print(f"  - {m.upper()}: {later['wrong']} wrong, by kind {later['kinds']}")
 
 
 if __name__ == "__main__":

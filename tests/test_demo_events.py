@@ -86,6 +86,9 @@ def test_every_branch_is_evaluated_and_the_seed_report_reads_the_run(run):
     assert "M1's judgments right by record:" in gates
     wrong = sum(1 for r in read_records(os.path.join(out, "evals", "m1.jsonl"), None) if not r["correct"])
     assert f"M1's wrong held-out solutions, seed 0: {wrong}," in gates
+    for name in ("o2", "m2"):
+        later = sum(1 for r in read_records(os.path.join(out, "evals", f"{name}.jsonl"), None) if not r["correct"])
+        assert f"  - {name.upper()}: {later} wrong, by kind" in gates
 
 
 def test_the_reversed_pairs_control_trains_on_swapped_pairs_and_is_reported(run):
