@@ -214,3 +214,19 @@ def test_psr_world_writes_the_events_world(tmp_path):
     assert len(test) == 4 and all(len(p["world"]["story"]) == 7 for p in test)
     bad = psr("world", "-o", str(tmp_path), "--world", "nope")
     assert bad.returncode == 2 and "error:" in bad.stderr and "--world" in bad.stderr
+
+
+@pytest.mark.parametrize("events", [4, 6, 8])
+def test_the_events_demo_gives_room_for_the_longest_solution(events, tmp_path):
+    # The demo's max_tokens bounds every generated solution (eval) and judgment; a budget below the reference
+    # solution's length would score a right but long answer as wrong, which grows with the number of events.
+    from transformers import AutoTokenizer
+
+    from psr.core.steps import format_steps
+    from psr.world.demo import EVENTS_M0, Demo
+
+    demo = Demo(str(tmp_path), "events", 0, EVENTS_M0, world=dict(events=events, distractors=2))
+    tok = AutoTokenizer.from_pretrained(EVENTS_M0)
+    probs = generate_problems(60, seed=1, world="events", events=events, distractors=2)
+    longest = max(len(tok(format_steps(p["steps"]))["input_ids"]) for p in probs)
+    assert longest + 8 <= demo.cfg["max_tokens"]

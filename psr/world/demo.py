@@ -82,6 +82,9 @@ class Demo:
         self.cfg["search_problems"] = list(self.cfg["search_problems"])  # rounds beyond the list append to it
         # psr world's options for the events world ({"events": N, "distractors": D}); None: the arithmetic world
         self.world = world
+        if world:
+            # A solution takes ~24 tokens a step here; the size's 160 would cut off stories of seven or more events.
+            self.cfg["max_tokens"] = max(self.cfg["max_tokens"], 32 + 24 * int(world["events"]))
         self.timings: list[tuple[str, float]] = []
         self.made: dict[str, tuple[str, str]] = {}  # model -> (the pairs it was trained on, their trajectories)
         # SFT leaves out (and counts) records longer than M0's positions rather than train past them:
