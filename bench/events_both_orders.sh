@@ -9,6 +9,8 @@
 set -eu
 R=$1; S=$2; STYLE=${3:-lookup-first}; M0=${4:-data/m0-events}; PYTHON=${PYTHON:-.venv/bin/python}; PY="$PYTHON -m psr.cli"
 export OMP_NUM_THREADS=1 PYTHONPATH=$PWD
+# The demo's own generation budget (it grows with the number of events), from the run's summary.
+T=$($PYTHON -c "import json, sys; print(json.load(open(sys.argv[1]))['sizes']['max_tokens'])" $R/demo_summary.json)
 $PY annotate-eft -i $R/pairs.jsonl --engine oracle --model $STYLE --both-orders -o $R/eft_both_all.jsonl --seed $S > $R/annotate_both.log 2>&1
 test -e $R/eft_both.jsonl || $PYTHON -c "
 import json, sys
@@ -18,4 +20,4 @@ open(sys.argv[3] + '.tmp', 'w').writelines(recs)
 import os; os.replace(sys.argv[3] + '.tmp', sys.argv[3])
 " $R/eft_both_all.jsonl $R/eft_test.jsonl $R/eft_both.jsonl
 test -e $R/m1-both/config.json || $PY sft -i $R/ift.jsonl -i $R/eft_both.jsonl --model $M0 -o $R/m1-both --epochs 2 --lr 0.001 --batch-size 16 --per-device-batch-size 16 --warmup 0.05 --lr-scheduler cosine --max-length 1024 --seed $S > $R/sft_both.log 2>&1
-test -e $R/evals/judge_m1-both.json || $PY eval --task judge -i $R/eft_test.jsonl --model $R/m1-both -o $R/evals/judge_m1-both.jsonl --summary $R/evals/judge_m1-both.json --name M1-both --max-tokens 160 --seed $S > $R/eval_judge_both.log 2>&1
+test -e $R/evals/judge_m1-both.json || $PY eval --task judge -i $R/eft_test.jsonl --model $R/m1-both -o $R/evals/judge_m1-both.jsonl --summary $R/evals/judge_m1-both.json --name M1-both --max-tokens $T --seed $S > $R/eval_judge_both.log 2>&1

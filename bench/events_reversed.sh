@@ -7,7 +7,9 @@
 set -eu
 R=$1; S=$2; PYTHON=${PYTHON:-.venv/bin/python}; PY="$PYTHON -m psr.cli"
 export OMP_NUM_THREADS=1 PYTHONPATH=$PWD
+# The demo's own generation budget (it grows with the number of events), from the run's summary.
+T=$($PYTHON -c "import json, sys; print(json.load(open(sys.argv[1]))['sizes']['max_tokens'])" $R/demo_summary.json)
 P=$R/ppd_m1_oracle_reversed.jsonl
 test -e $P || $PYTHON bench/reverse_pairs.py $R/ppd_m1_oracle.jsonl $P
 test -e $R/o2-reversed/config.json || $PY step-dpo -i $P --model $R/m1 -o $R/o2-reversed --lr 1e-5 --beta 0.1 --batch-size 16 --per-device-batch-size 16 --seed $S > $R/dpo_reversed.log 2>&1
-test -e $R/evals/o2-reversed.json || $PY eval -i world=$R/world/test.jsonl --model $R/o2-reversed -o $R/evals/o2-reversed.jsonl --summary $R/evals/o2-reversed.json --name O2-reversed --max-tokens 160 --seed $S > $R/eval_reversed.log 2>&1
+test -e $R/evals/o2-reversed.json || $PY eval -i world=$R/world/test.jsonl --model $R/o2-reversed -o $R/evals/o2-reversed.jsonl --summary $R/evals/o2-reversed.json --name O2-reversed --max-tokens $T --seed $S > $R/eval_reversed.log 2>&1
