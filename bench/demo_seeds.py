@@ -301,8 +301,12 @@ def gates(runs: list[str], summaries: list[dict]) -> None:
             "gate 3 (method: M3 - M1 >= +5, 95% CI over >= 3 seeds above 0; M3 - S3 > 0; judge acc M2, M3 >= M1)",
             ok,
             f"M3 - M1 per seed {', '.join(f'{x:+.1f}' for x in m3['per_seed'])}, mean {m3['mean']:+.1f} "
-            f"(95% CI over seeds {m3['seed_ci'][0]:+.1f} to {m3['seed_ci'][1]:+.1f}; over problems "
-            f"{m3['problem_ci'][0]:+.1f} to {m3['problem_ci'][1]:+.1f})"
+            + (
+                f"(95% CI over seeds {m3['seed_ci'][0]:+.1f} to {m3['seed_ci'][1]:+.1f}; over problems "
+                if len(m3["per_seed"]) > 1
+                else "(one seed, no interval over seeds; 95% CI over problems "
+            )
+            + f"{m3['problem_ci'][0]:+.1f} to {m3['problem_ci'][1]:+.1f})"
             + (
                 f"; M3 - S3 mean {s3['mean']:+.1f} (95% CI over problems {s3['problem_ci'][0]:+.1f} to "
                 f"{s3['problem_ci'][1]:+.1f})"

@@ -155,6 +155,7 @@ def test_seed_report_reads_the_run(run):
     for gate in ("gate 1 (training half", "gate 2 (judge half", "gate 3 (method"):
         assert gate in gates
     assert "O3 - M1 >= +5" in gates and f"pooled {acc['O3'] - acc['M1']:+.1f}" in gates
+    assert "nan" not in gates  # one seed has no interval over seeds, and the report says so
 
 
 def test_gate_stop_ends_the_run_when_the_judge_is_at_chance(run):
