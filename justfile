@@ -59,10 +59,13 @@ events-seeds +SEEDS="0 1 2": setup
 # Issue 18 in distribution: M1 fine-tuned at the dose it is measured at (D distractors, runs/dD-seedN). Each seed's
 # demo with the lookup-first judge style, the oracle-judged control and the SRLM baseline, then the control that
 # should fail (round 1's oracle pairs reversed, bench/events_reversed.sh) and the seed report.
-# `just events-at 0`, `just events-at 1 0 1`.
+# `just events-at 0`, `just events-at 1 0 1`; another base model: `just m0=runs/m0-events-long events-at 1 0 1`
+# (runs/m0-events-long-d1-seedN).
+m0 := "data/m0-events"
+runs_prefix := if m0 == "data/m0-events" { "runs/" } else { "runs/" + file_name(m0) + "-" }
 events-at D="0" +SEEDS="0 1 2": setup
-    for s in {{SEEDS}}; do {{py}} -m psr.world.demo --world events --distractors {{D}} --judge-style lookup-first --srlm --oracle-judge --seed $s --out runs/d{{D}}-seed$s; bash bench/events_reversed.sh runs/d{{D}}-seed$s $s; done
-    {{py}} bench/demo_seeds.py $(for s in {{SEEDS}}; do echo runs/d{{D}}-seed$s; done)
+    for s in {{SEEDS}}; do {{py}} -m psr.world.demo --world events --m0 {{m0}} --distractors {{D}} --judge-style lookup-first --srlm --oracle-judge --seed $s --out {{runs_prefix}}d{{D}}-seed$s; bash bench/events_reversed.sh {{runs_prefix}}d{{D}}-seed$s $s; done
+    {{py}} bench/demo_seeds.py $(for s in {{SEEDS}}; do echo {{runs_prefix}}d{{D}}-seed$s; done)
 
 # The dose-response table (issue 18): each events-seeds run's M1 (trained at D = 2) on held-out problems with DOSES
 # distractors, two oracle-judged rounds there (O2, O3, each on 200 new search problems) and the control that should
