@@ -10,7 +10,7 @@ set -eu
 R=$1; S=$2; STYLE=${3:-lookup-first}; M0=${4:-data/m0-events}; PYTHON=${PYTHON:-.venv/bin/python}; PY="$PYTHON -m psr.cli"
 export OMP_NUM_THREADS=1 PYTHONPATH=$PWD
 # The demo's own generation budget (it grows with the number of events), from the run's summary.
-T=$($PYTHON -c "import json, sys; print(json.load(open(sys.argv[1]))['sizes']['max_tokens'])" $R/demo_summary.json)
+T=$($PYTHON bench/demo_size.py $R max_tokens)
 $PY annotate-eft -i $R/pairs.jsonl --engine oracle --model $STYLE --both-orders -o $R/eft_both_all.jsonl --seed $S > $R/annotate_both.log 2>&1
 test -e $R/eft_both.jsonl || $PYTHON -c "
 import json, sys

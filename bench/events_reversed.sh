@@ -8,7 +8,7 @@ set -eu
 R=$1; S=$2; PYTHON=${PYTHON:-.venv/bin/python}; PY="$PYTHON -m psr.cli"
 export OMP_NUM_THREADS=1 PYTHONPATH=$PWD
 # The demo's own generation budget (it grows with the number of events), from the run's summary.
-T=$($PYTHON -c "import json, sys; print(json.load(open(sys.argv[1]))['sizes']['max_tokens'])" $R/demo_summary.json)
+T=$($PYTHON bench/demo_size.py $R max_tokens)
 P=$R/ppd_m1_oracle_reversed.jsonl
 test -e $P || $PYTHON bench/reverse_pairs.py $R/ppd_m1_oracle.jsonl $P
 test -e $R/o2-reversed/config.json || $PY step-dpo -i $P --model $R/m1 -o $R/o2-reversed --lr 1e-5 --beta 0.1 --batch-size 16 --per-device-batch-size 16 --seed $S > $R/dpo_reversed.log 2>&1
